@@ -1,0 +1,333 @@
+// Package app wires invroute's engine from its configuration: the options of
+// `invroute run` (flags, environment, config file), the metrics endpoint and
+// the inventory topology.
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/invroute/invroute/processors/catalog"
+	"github.com/invroute/invroute/processors/inventory"
+	"github.com/invroute/invroute/schemas"
+	"github.com/invroute/invroute/topology"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Options is the configuration of one invroute instance. Each field can be
+// set in a JSON config file (the json name), in the environment
+// (INVROUTE_ + upper-case json name) and by flag (the json name with
+// dashes); a flag beats the environment, which beats the file.
+type Options struct {
+	Brokers        string        `json:"brokers"`         // comma-separated seed brokers
+	TopicPrefix    string        `json:"topic_prefix"`    // in front of every topic name
+	Group          string        `json:"group"`           // consumer group
+	InstanceID     string        `json:"instance_id"`     // unique, stable per instance; default host name
+	StateDir       string        `json:"state_dir"`       // Pebble stores
+	CommitInterval time.Duration `json:"commit_interval"` // longest open transaction
+	MaxTxnRecords  int           `json:"max_txn_records"` // input records per transaction
+	Partitions     int           `json:"partitions"`      // for topics created by invroute
+	Replication    int           `json:"replication"`     // for topics created by invroute; -1 broker default
+	CacheMB        int           `json:"cache_mb"`        // Pebble block cache shared by all stores
+	StateCache     int           `json:"state_cache"`     // decoded SKU states cached per partition
+	SchemaIDs      string        `json:"schema_ids"`      // accepted Confluent schema ids, comma-separated
+	DedupeWindow   time.Duration `json:"dedupe_window"`   // movement id idempotency window per SKU
+	DedupeMax      int           `json:"dedupe_max"`      // movement ids remembered per SKU
+	MetricsAddr    string        `json:"metrics_addr"`    // host:port of /metrics; empty = off
+	LogLevel       string        `json:"log_level"`       // debug, info, warn, error
+}
+
+// Defaults returns the default options.
+func Defaults() Options {
+	return Options{
+		Group:          "invroute-inventory",
+		StateDir:       "./invroute-state",
+		CommitInterval: 100 * time.Millisecond,
+		MaxTxnRecords:  5000,
+		Partitions:     6,
+		Replication:    -1,
+		CacheMB:        64,
+		StateCache:     10000,
+		DedupeWindow:   24 * time.Hour,
+		DedupeMax:      256,
+		LogLevel:       "info",
+	}
+}
+
+// Flags registers the options on fs and returns a function that finishes
+// loading: config file (-config), then environment, then the flags set.
+func Flags(fs *flag.FlagSet) func() (Options, error) {
+	o := Defaults()
+	var cfgFile string
+	fs.StringVar(&cfgFile, "config", "", "JSON config file (keys are the flag names with underscores)")
+	var flagged Options
+	fs.StringVar(&flagged.Brokers, "brokers", "", "comma-separated Kafka seed brokers (env INVROUTE_BROKERS)")
+	fs.StringVar(&flagged.TopicPrefix, "topic-prefix", "", "prefix of every topic name")
+	fs.StringVar(&flagged.Group, "group", o.Group, "consumer group")
+	fs.StringVar(&flagged.InstanceID, "instance-id", "", "unique, stable id of this instance (default host name)")
+	fs.StringVar(&flagged.StateDir, "state-dir", o.StateDir, "directory of the local Pebble stores")
+	fs.DurationVar(&flagged.CommitInterval, "commit-interval", o.CommitInterval, "longest a transaction stays open")
+	fs.IntVar(&flagged.MaxTxnRecords, "max-txn-records", o.MaxTxnRecords, "input records per transaction at most")
+	fs.IntVar(&flagged.Partitions, "partitions", o.Partitions, "partition count of topics invroute creates")
+	fs.IntVar(&flagged.Replication, "replication", o.Replication, "replication factor of topics invroute creates (-1: broker default)")
+	fs.IntVar(&flagged.CacheMB, "cache-mb", o.CacheMB, "Pebble block cache shared by all stores, MiB")
+	fs.IntVar(&flagged.StateCache, "state-cache", o.StateCache, "decoded SKU states cached per partition")
+	fs.StringVar(&flagged.SchemaIDs, "schema-ids", "", "accepted Confluent schema ids on inputs, comma-separated")
+	fs.DurationVar(&flagged.DedupeWindow, "dedupe-window", o.DedupeWindow, "movement id idempotency window per SKU (by occurred_at)")
+	fs.IntVar(&flagged.DedupeMax, "dedupe-max", o.DedupeMax, "movement ids remembered per SKU at most")
+	fs.StringVar(&flagged.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics on host:port")
+	fs.StringVar(&flagged.LogLevel, "log-level", o.LogLevel, "debug, info, warn or error")
+	return func() (Options, error) {
+		if cfgFile != "" {
+			b, err := os.ReadFile(cfgFile)
+			if err != nil {
+				return o, fmt.Errorf("config: %w", err)
+			}
+			dec := json.NewDecoder(strings.NewReader(string(b)))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&fileOptions{&o}); err != nil {
+				return o, fmt.Errorf("config %s: %w", cfgFile, err)
+			}
+		}
+		if err := fromEnv(&o); err != nil {
+			return o, err
+		}
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		merge(&o, &flagged, set)
+		return o, o.Validate()
+	}
+}
+
+// fileOptions decodes durations written as strings ("100ms").
+type fileOptions struct{ *Options }
+
+func (f *fileOptions) UnmarshalJSON(b []byte) error {
+	type plain Options
+	aux := struct {
+		*plain
+		CommitInterval string `json:"commit_interval"`
+		DedupeWindow   string `json:"dedupe_window"`
+	}{plain: (*plain)(f.Options)}
+	if err := json.Unmarshal(b, &aux); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		s   string
+		dst *time.Duration
+	}{{aux.CommitInterval, &f.CommitInterval}, {aux.DedupeWindow, &f.DedupeWindow}} {
+		if d.s != "" {
+			v, err := time.ParseDuration(d.s)
+			if err != nil {
+				return err
+			}
+			*d.dst = v
+		}
+	}
+	return nil
+}
+
+func fromEnv(o *Options) error {
+	var errs []error
+	str := func(name string, dst *string) {
+		if v, ok := os.LookupEnv("INVROUTE_" + name); ok {
+			*dst = v
+		}
+	}
+	num := func(name string, dst *int) {
+		if v, ok := os.LookupEnv("INVROUTE_" + name); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("INVROUTE_%s: %w", name, err))
+			}
+			*dst = n
+		}
+	}
+	dur := func(name string, dst *time.Duration) {
+		if v, ok := os.LookupEnv("INVROUTE_" + name); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("INVROUTE_%s: %w", name, err))
+			}
+			*dst = d
+		}
+	}
+	str("BROKERS", &o.Brokers)
+	str("TOPIC_PREFIX", &o.TopicPrefix)
+	str("GROUP", &o.Group)
+	str("INSTANCE_ID", &o.InstanceID)
+	str("STATE_DIR", &o.StateDir)
+	dur("COMMIT_INTERVAL", &o.CommitInterval)
+	num("MAX_TXN_RECORDS", &o.MaxTxnRecords)
+	num("PARTITIONS", &o.Partitions)
+	num("REPLICATION", &o.Replication)
+	num("CACHE_MB", &o.CacheMB)
+	num("STATE_CACHE", &o.StateCache)
+	str("SCHEMA_IDS", &o.SchemaIDs)
+	dur("DEDUPE_WINDOW", &o.DedupeWindow)
+	num("DEDUPE_MAX", &o.DedupeMax)
+	str("METRICS_ADDR", &o.MetricsAddr)
+	str("LOG_LEVEL", &o.LogLevel)
+	if v, ok := os.LookupEnv("KAFKA_BROKERS"); ok && o.Brokers == "" {
+		o.Brokers = v
+	}
+	return errors.Join(errs...)
+}
+
+func merge(o, f *Options, set map[string]bool) {
+	pick := func(name string, apply func()) {
+		if set[name] {
+			apply()
+		}
+	}
+	pick("brokers", func() { o.Brokers = f.Brokers })
+	pick("topic-prefix", func() { o.TopicPrefix = f.TopicPrefix })
+	pick("group", func() { o.Group = f.Group })
+	pick("instance-id", func() { o.InstanceID = f.InstanceID })
+	pick("state-dir", func() { o.StateDir = f.StateDir })
+	pick("commit-interval", func() { o.CommitInterval = f.CommitInterval })
+	pick("max-txn-records", func() { o.MaxTxnRecords = f.MaxTxnRecords })
+	pick("partitions", func() { o.Partitions = f.Partitions })
+	pick("replication", func() { o.Replication = f.Replication })
+	pick("cache-mb", func() { o.CacheMB = f.CacheMB })
+	pick("state-cache", func() { o.StateCache = f.StateCache })
+	pick("schema-ids", func() { o.SchemaIDs = f.SchemaIDs })
+	pick("dedupe-window", func() { o.DedupeWindow = f.DedupeWindow })
+	pick("dedupe-max", func() { o.DedupeMax = f.DedupeMax })
+	pick("metrics-addr", func() { o.MetricsAddr = f.MetricsAddr })
+	pick("log-level", func() { o.LogLevel = f.LogLevel })
+}
+
+// Validate reports every problem at once.
+func (o *Options) Validate() error {
+	var errs []error
+	if strings.TrimSpace(o.Brokers) == "" {
+		errs = append(errs, errors.New("no brokers: set -brokers, INVROUTE_BROKERS or \"brokers\" in the config file"))
+	}
+	if _, err := schemas.ParseSchemaIDs(o.SchemaIDs); err != nil {
+		errs = append(errs, err)
+	}
+	if o.CacheMB < 1 {
+		errs = append(errs, fmt.Errorf("cache_mb %d must be positive", o.CacheMB))
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(o.LogLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("log_level: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Logger returns a text logger on stderr at the configured level.
+func (o *Options) Logger() *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(o.LogLevel))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+}
+
+// Engine is a configured inventory engine.
+type Engine struct {
+	*topology.Engine
+	Catalog  *catalog.Catalog
+	Registry *prometheus.Registry
+}
+
+// NewEngine builds the inventory engine from o. extra are appended to every
+// Kafka client's options; onFlush (may be nil) sees processor stats.
+func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats), extra ...kgo.Opt) (*Engine, error) {
+	ids, err := schemas.ParseSchemaIDs(o.SchemaIDs)
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	invMetrics := inventory.NewMetrics(reg)
+	cat := catalog.New(ids)
+	topo := inventory.Topology(inventory.TopologyOptions{
+		Group:     o.Group,
+		Config:    inventory.Config{DedupeWindow: o.DedupeWindow, DedupeMax: o.DedupeMax},
+		Catalog:   cat,
+		SchemaIDs: ids,
+		OnFlush: func(p int32, s inventory.Stats) {
+			invMetrics.Observe(p, s)
+			if onFlush != nil {
+				onFlush(p, s)
+			}
+		},
+	})
+	eng, err := topology.NewEngine(topology.Config{
+		Brokers:           SplitBrokers(o.Brokers),
+		TopicPrefix:       o.TopicPrefix,
+		InstanceID:        o.InstanceID,
+		StateDir:          o.StateDir,
+		CommitInterval:    o.CommitInterval,
+		MaxTxnRecords:     o.MaxTxnRecords,
+		Partitions:        int32(o.Partitions),
+		Replication:       int16(o.Replication),
+		CacheBytes:        int64(o.CacheMB) << 20,
+		StateCacheEntries: o.StateCache,
+		Logger:            log,
+		Registerer:        reg,
+		ClientOpts:        extra,
+	}, topo)
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{Engine: eng, Catalog: cat, Registry: reg}, nil
+}
+
+// SplitBrokers splits a comma-separated broker list.
+func SplitBrokers(s string) []string {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// ServeMetrics serves reg on addr until ctx is done. It returns the bound
+// address (useful with port 0).
+func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	return ln.Addr().String(), nil
+}
+
+// CreateTopics creates the inventory topology's topics (used by `invroute
+// topics create`) and prints what exists.
+func CreateTopics(ctx context.Context, o Options, extra ...kgo.Opt) ([]topology.TopicSpec, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(SplitBrokers(o.Brokers)...)}, extra...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	topo := inventory.Topology(inventory.TopologyOptions{Catalog: catalog.New(nil), Group: o.Group})
+	specs := topo.Topics(o.TopicPrefix)
+	_, _, err = topology.EnsureTopics(ctx, kadm.NewClient(cl), specs, int32(o.Partitions), int16(o.Replication))
+	return specs, err
+}

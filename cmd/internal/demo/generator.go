@@ -1,0 +1,242 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/invroute/invroute/processors/inventory"
+	"github.com/invroute/invroute/schemas"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// demoNodes are the sample EU fulfillment nodes.
+var demoNodes = []schemas.Node{
+	{NodeID: "WH-FR-PAR", Type: schemas.Warehouse, Country: "FR", Lat: 48.8566, Lon: 2.3522, Active: true, ShipEnabled: true, DailyCapacity: 20000, ShipmentCostCents: 450, SafetyStock: 2},
+	{NodeID: "WH-DE-BER", Type: schemas.Warehouse, Country: "DE", Lat: 52.5200, Lon: 13.4050, Active: true, ShipEnabled: true, DailyCapacity: 15000, ShipmentCostCents: 420, SafetyStock: 2},
+	{NodeID: "3PL-NL-VEN", Type: schemas.ThreePL, Country: "NL", Lat: 51.3704, Lon: 6.1724, Active: true, ShipEnabled: true, DailyCapacity: 8000, ShipmentCostCents: 390},
+	{NodeID: "ST-IT-MIL", Type: schemas.Store, Country: "IT", Lat: 45.4642, Lon: 9.1900, Active: true, ShipEnabled: true, PickupEnabled: true, DailyCapacity: 200, ShipmentCostCents: 650, SafetyStock: 1},
+	{NodeID: "ST-ES-MAD", Type: schemas.Store, Country: "ES", Lat: 40.4168, Lon: -3.7038, Active: true, ShipEnabled: false, PickupEnabled: true, DailyCapacity: 150, ShipmentCostCents: 700, SafetyStock: 1},
+}
+
+// demoChannels are the sample sales channels.
+var demoChannels = []schemas.Channel{
+	{ChannelID: "amazon-de", NodeTypes: []schemas.NodeType{schemas.Warehouse, schemas.ThreePL}, BufferUnits: 2, BufferPercent: 10},
+	{ChannelID: "pos", NodeTypes: []schemas.NodeType{schemas.Store}},
+	{ChannelID: "web"},
+}
+
+func produceNode(ctx context.Context, cl *kgo.Client, n *schemas.Node) error {
+	b, err := schemas.Nodes.Encode(n)
+	if err != nil {
+		return err
+	}
+	return cl.ProduceSync(ctx, &kgo.Record{Topic: string(inventory.TopicNodes), Key: []byte(n.NodeID), Value: b}).FirstErr()
+}
+
+func seedCatalog(ctx context.Context, cl *kgo.Client) error {
+	for i := range demoNodes {
+		if err := produceNode(ctx, cl, &demoNodes[i]); err != nil {
+			return fmt.Errorf("demo: seeding nodes: %w", err)
+		}
+	}
+	for i := range demoChannels {
+		b, err := schemas.Channels.Encode(&demoChannels[i])
+		if err != nil {
+			return err
+		}
+		r := &kgo.Record{Topic: string(inventory.TopicChannels), Key: []byte(demoChannels[i].ChannelID), Value: b}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			return fmt.Errorf("demo: seeding channels: %w", err)
+		}
+	}
+	return nil
+}
+
+// generator produces stock movements with Zipf-skewed SKU popularity,
+// receipts, shipments, counts, returns, transfers, damage, adjustments,
+// bursts, WMS retries (duplicate movement ids) and a few undecodable
+// records. It keeps its own model of on_hand to check the engine against.
+type generator struct {
+	o     Options
+	rnd   *rand.Rand
+	zipf  *rand.Zipf
+	seq   int64
+	nodes []schemas.Node // current node config (the demo closes a store halfway)
+
+	mu     sync.Mutex
+	onHand map[string]map[string]int64
+	recent []*kgo.Record // for WMS retries
+
+	movements atomic.Int64 // distinct movements sent
+	retries   atomic.Int64
+	bad       atomic.Int64
+}
+
+func newGenerator(o Options) *generator {
+	rnd := rand.New(rand.NewSource(o.Seed))
+	return &generator{
+		o:      o,
+		rnd:    rnd,
+		zipf:   rand.NewZipf(rnd, 1.1, 1, uint64(o.SKUs-1)),
+		nodes:  append([]schemas.Node(nil), demoNodes...),
+		onHand: map[string]map[string]int64{},
+	}
+}
+
+func skuName(i uint64) string { return fmt.Sprintf("SKU-%05d", i) }
+
+func (g *generator) run(ctx context.Context, cl *kgo.Client) error {
+	const tick = 10 * time.Millisecond
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	start := time.Now()
+	closed := false
+	var errOnce atomic.Pointer[error]
+	var budget float64
+	for {
+		select {
+		case <-ctx.Done():
+			if err := cl.Flush(context.Background()); err != nil {
+				return err
+			}
+			if p := errOnce.Load(); p != nil {
+				return *p
+			}
+			return ctx.Err()
+		case <-t.C:
+		}
+		rate := float64(g.o.Rate)
+		if time.Since(start)%(10*time.Second) < time.Second {
+			rate *= 4 // a burst every ten seconds
+		}
+		if g.o.Duration > 0 && !closed && time.Since(start) > g.o.Duration/2 {
+			closed = true // the Madrid store closes: it stops selling within a commit or two
+			g.mu.Lock()
+			g.nodes[4].Active = false
+			n := g.nodes[4]
+			g.mu.Unlock()
+			if err := produceNode(ctx, cl, &n); err != nil && ctx.Err() == nil {
+				return err
+			}
+		}
+		budget += rate * tick.Seconds()
+		for ; budget >= 1; budget-- {
+			for _, r := range g.next() {
+				cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+					if err != nil && ctx.Err() == nil {
+						errOnce.CompareAndSwap(nil, &err)
+					}
+				})
+			}
+		}
+	}
+}
+
+// next returns the records of one generated event (a transfer is two).
+func (g *generator) next() []*kgo.Record {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.seq++
+	if g.o.BadEvery > 0 && g.seq%int64(g.o.BadEvery) == 0 {
+		g.bad.Add(1)
+		return []*kgo.Record{{Topic: string(inventory.TopicMovements), Key: []byte(skuName(g.zipf.Uint64())),
+			Value: []byte{0xde, 0xad, 0xbe, 0xef}}}
+	}
+	if len(g.recent) > 0 && g.rnd.Intn(100) == 0 {
+		g.retries.Add(1) // a WMS retry: same movement id, same content
+		r := g.recent[g.rnd.Intn(len(g.recent))]
+		return []*kgo.Record{{Topic: r.Topic, Key: r.Key, Value: r.Value}}
+	}
+	sku := skuName(g.zipf.Uint64())
+	node := g.nodes[g.rnd.Intn(len(g.nodes))].NodeID
+	oh := g.onHand[sku][node]
+	var ms []schemas.StockMovement
+	mv := func(node string, ty schemas.MovementType, qty int64) {
+		ms = append(ms, schemas.StockMovement{SKU: sku, NodeID: node, Type: ty, Qty: qty})
+	}
+	switch x := g.rnd.Float64(); {
+	case oh <= 0 || x < 0.15:
+		mv(node, schemas.Receipt, 10+g.rnd.Int63n(40))
+	case x < 0.50:
+		mv(node, schemas.Shipment, 1+g.rnd.Int63n(min(3, oh)))
+	case x < 0.60:
+		mv(node, schemas.ReturnRestock, 1)
+	case x < 0.66:
+		mv(node, schemas.Count, max(0, oh+g.rnd.Int63n(5)-2))
+	case x < 0.76:
+		to := g.nodes[g.rnd.Intn(len(g.nodes))].NodeID
+		if to != node {
+			q := 1 + g.rnd.Int63n(min(5, oh))
+			mv(node, schemas.TransferOut, q)
+			mv(to, schemas.TransferIn, q)
+		}
+	case x < 0.82:
+		mv(node, schemas.Damage, 1)
+	default:
+		q := 1 + g.rnd.Int63n(3)
+		if g.rnd.Intn(2) == 0 {
+			q = -q
+		}
+		mv(node, schemas.Adjustment, q)
+	}
+	var out []*kgo.Record
+	for i := range ms {
+		m := &ms[i]
+		m.MovementID = fmt.Sprintf("mv-%d-%d-%d", g.o.Seed, g.seq, i)
+		m.OccurredAt = time.Now().UnixMilli()
+		g.apply(m)
+		b, err := schemas.StockMovements.Encode(m)
+		if err != nil {
+			panic(err) // the generator builds valid movements
+		}
+		r := &kgo.Record{Topic: string(inventory.TopicMovements), Key: []byte(m.SKU), Value: b}
+		out = append(out, r)
+		g.movements.Add(1)
+		if len(g.recent) < 100 {
+			g.recent = append(g.recent, r)
+		} else {
+			g.recent[g.rnd.Intn(100)] = r
+		}
+	}
+	return out
+}
+
+// apply is the generator's own model of a movement's effect.
+func (g *generator) apply(m *schemas.StockMovement) {
+	if g.onHand[m.SKU] == nil {
+		g.onHand[m.SKU] = map[string]int64{}
+	}
+	switch m.Type {
+	case schemas.Receipt, schemas.TransferIn, schemas.ReturnRestock, schemas.Adjustment:
+		g.onHand[m.SKU][m.NodeID] += m.Qty
+	case schemas.Count:
+		g.onHand[m.SKU][m.NodeID] = m.Qty
+	default:
+		g.onHand[m.SKU][m.NodeID] -= m.Qty
+	}
+}
+
+// check compares the watcher's last ATS of every SKU with the model.
+func (g *generator) check(w *watcher) (ok, total int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for sku, nodes := range g.onHand {
+		var want int64
+		for _, n := range g.nodes {
+			if n.Active {
+				want += max(0, nodes[n.NodeID]-int64(n.SafetyStock))
+			}
+		}
+		total++
+		if got, seen := w.ats[sku]; seen && got == want {
+			ok++
+		}
+	}
+	return ok, total
+}

@@ -1,0 +1,145 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/invroute/invroute/processors/inventory"
+	"github.com/invroute/invroute/schemas"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// watcher reads the ats and dead-letter topics as a channel syncer would
+// (read_committed) and keeps the last ATS of every SKU.
+type watcher struct {
+	cl     *kgo.Client
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	atsUpdates  atomic.Int64
+	deadLetters atomic.Int64
+	regressions atomic.Int64 // versions that did not increase
+	last        atomic.Int64 // unix nanos of the last record read
+
+	mu      sync.Mutex
+	ats     map[string]int64
+	version map[string]int64
+}
+
+func newWatcher(brokers string) (*watcher, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers),
+		kgo.ConsumeTopics(string(inventory.TopicATS), string(inventory.TopicDeadLetter)),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &watcher{cl: cl, cancel: cancel, done: make(chan struct{}), ats: map[string]int64{}, version: map[string]int64{}}
+	w.last.Store(time.Now().UnixNano())
+	go w.run(ctx)
+	return w, nil
+}
+
+func (w *watcher) run(ctx context.Context) {
+	defer close(w.done)
+	var u schemas.AtsUpdate
+	for ctx.Err() == nil {
+		fs := w.cl.PollFetches(ctx)
+		fs.EachRecord(func(r *kgo.Record) {
+			w.last.Store(time.Now().UnixNano())
+			if r.Topic == string(inventory.TopicDeadLetter) {
+				w.deadLetters.Add(1)
+				return
+			}
+			if err := schemas.AtsUpdates.Decode(r.Value, &u); err != nil {
+				return
+			}
+			w.atsUpdates.Add(1)
+			w.mu.Lock()
+			if u.Version <= w.version[u.SKU] {
+				w.regressions.Add(1)
+			}
+			w.version[u.SKU] = u.Version
+			w.ats[u.SKU] = u.ATS
+			w.mu.Unlock()
+		})
+	}
+}
+
+func (w *watcher) idleFor() time.Duration {
+	return time.Since(time.Unix(0, w.last.Load()))
+}
+
+func (w *watcher) close() {
+	w.cancel()
+	<-w.done
+	w.cl.Close()
+}
+
+// progress prints a live one-line display: rewritten in place on a
+// terminal, one line every five seconds otherwise.
+type progress struct {
+	out io.Writer
+	g   *generator
+	w   *watcher
+	tty bool
+}
+
+func newProgress(out io.Writer, g *generator, w *watcher) *progress {
+	tty := false
+	if f, ok := out.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	return &progress{out: out, g: g, w: w, tty: tty}
+}
+
+func (p *progress) run(ctx context.Context) {
+	every := 5 * time.Second
+	if p.tty {
+		every = time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var prev int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n := p.g.movements.Load()
+		line := fmt.Sprintf("movements=%d (%.0f/s) ats_updates=%d dead_letters=%d retries=%d hot: %s",
+			n, float64(n-prev)/every.Seconds(), p.w.atsUpdates.Load(), p.w.deadLetters.Load(), p.g.retries.Load(), p.hot())
+		prev = n
+		if p.tty {
+			fmt.Fprintf(p.out, "\r\033[K%s", line)
+		} else {
+			fmt.Fprintln(p.out, line)
+		}
+	}
+}
+
+// hot shows the ATS of the three most popular SKUs.
+func (p *progress) hot() string {
+	p.w.mu.Lock()
+	defer p.w.mu.Unlock()
+	var parts []string
+	for i := uint64(0); i < 3; i++ {
+		s := skuName(i)
+		if v, ok := p.w.ats[s]; ok {
+			parts = append(parts, fmt.Sprintf("%s=%d", s, v))
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}

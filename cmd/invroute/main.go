@@ -1,0 +1,123 @@
+// Command invroute is the inventory and routing engine.
+//
+//	invroute run [flags]             run an instance against Kafka
+//	invroute topics create [flags]   create the topics (and check co-partitioning)
+//	invroute demo [flags]            everything in-process on an embedded broker
+//
+// The first SIGINT or SIGTERM shuts down gracefully (the open transaction is
+// finished and applied); a second one exits at once.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/invroute/invroute/cmd/internal/app"
+	"github.com/invroute/invroute/cmd/internal/demo"
+)
+
+const usage = `usage: invroute <command> [flags]
+
+commands:
+  run             run an engine instance against Kafka
+  topics create   create invroute's topics and check co-partitioning
+  demo            run the engine on an embedded broker with generated stock movements
+
+"invroute <command> -h" lists a command's flags.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; {
+	case cmd == "run":
+		err = run(ctx, args)
+	case cmd == "topics" && len(args) > 0 && args[0] == "create":
+		err = topicsCreate(ctx, args[1:])
+	case cmd == "demo":
+		err = demo.Main(ctx, args, os.Stdout, os.Stderr)
+	case cmd == "-h" || cmd == "help" || cmd == "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "invroute: unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "invroute:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// signalContext is cancelled by the first SIGINT/SIGTERM; the second exits.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-ch
+		fmt.Fprintln(os.Stderr, "invroute: shutting down (signal again to exit at once)")
+		cancel()
+		<-ch
+		fmt.Fprintln(os.Stderr, "invroute: exiting at once")
+		os.Exit(130)
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	load := app.Flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	o, err := load()
+	if err != nil {
+		return err
+	}
+	log := o.Logger()
+	eng, err := app.NewEngine(o, log, nil)
+	if err != nil {
+		return err
+	}
+	if o.MetricsAddr != "" {
+		addr, err := app.ServeMetrics(ctx, o.MetricsAddr, eng.Registry)
+		if err != nil {
+			return err
+		}
+		log.Info("serving metrics", "addr", "http://"+addr+"/metrics")
+	}
+	return eng.Run(ctx)
+}
+
+func topicsCreate(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("topics create", flag.ContinueOnError)
+	load := app.Flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	o, err := load()
+	if err != nil {
+		return err
+	}
+	specs, err := app.CreateTopics(ctx, o)
+	if err != nil {
+		return err
+	}
+	for _, s := range specs {
+		fmt.Printf("%s compacted=%t co-partitioned=%t\n", s.Name, s.Compacted, s.CoPartitioned)
+	}
+	return nil
+}

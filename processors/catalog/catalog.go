@@ -1,0 +1,121 @@
+// Package catalog holds the replicated, read-only tables of fulfillment
+// nodes and sales channels that every instance keeps whole (like a Kafka
+// Streams GlobalKTable), built from the compacted nodes and channels topics.
+package catalog
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/invroute/invroute/schemas"
+)
+
+// Catalog is safe for concurrent use: one goroutine applies records while
+// processors read immutable snapshots.
+type Catalog struct {
+	ids  schemas.SchemaIDs
+	mu   sync.Mutex // serialises writers
+	snap atomic.Pointer[Snapshot]
+}
+
+// Snapshot is an immutable view of the tables.
+type Snapshot struct {
+	nodes    map[string]*schemas.Node
+	channels []*schemas.Channel // sorted by ChannelID
+}
+
+// New returns an empty catalog. ids are the Confluent schema ids accepted
+// on the nodes and channels topics.
+func New(ids schemas.SchemaIDs) *Catalog {
+	c := &Catalog{ids: ids}
+	c.snap.Store(&Snapshot{nodes: map[string]*schemas.Node{}})
+	return c
+}
+
+// Snapshot returns the current tables.
+func (c *Catalog) Snapshot() *Snapshot { return c.snap.Load() }
+
+// ApplyNode applies one record of the nodes topic; an empty value deletes.
+func (c *Catalog) ApplyNode(key, value []byte) error {
+	var n *schemas.Node
+	if len(value) > 0 {
+		n = new(schemas.Node)
+		if err := schemas.Nodes.DecodeInput(value, n, c.ids); err != nil {
+			return err
+		}
+		if n.NodeID != string(key) {
+			return fmt.Errorf("catalog: node key %q disagrees with node_id %q", key, n.NodeID)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.snap.Load()
+	next := &Snapshot{nodes: maps.Clone(old.nodes), channels: old.channels}
+	if n == nil {
+		delete(next.nodes, string(key))
+	} else {
+		next.nodes[n.NodeID] = n
+	}
+	c.snap.Store(next)
+	return nil
+}
+
+// ApplyChannel applies one record of the channels topic; an empty value
+// deletes.
+func (c *Catalog) ApplyChannel(key, value []byte) error {
+	var ch *schemas.Channel
+	if len(value) > 0 {
+		ch = new(schemas.Channel)
+		if err := schemas.Channels.DecodeInput(value, ch, c.ids); err != nil {
+			return err
+		}
+		if ch.ChannelID != string(key) {
+			return fmt.Errorf("catalog: channel key %q disagrees with channel_id %q", key, ch.ChannelID)
+		}
+		if ch.BufferPercent < 0 || ch.BufferPercent > 100 || ch.BufferUnits < 0 {
+			return fmt.Errorf("catalog: channel %q: buffer_percent must be 0..100 and buffer_units >= 0", ch.ChannelID)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.snap.Load()
+	chans := slices.DeleteFunc(slices.Clone(old.channels), func(x *schemas.Channel) bool { return x.ChannelID == string(key) })
+	if ch != nil {
+		i, _ := slices.BinarySearchFunc(chans, ch.ChannelID, func(x *schemas.Channel, id string) int {
+			switch {
+			case x.ChannelID < id:
+				return -1
+			case x.ChannelID > id:
+				return 1
+			}
+			return 0
+		})
+		chans = slices.Insert(chans, i, ch)
+	}
+	c.snap.Store(&Snapshot{nodes: old.nodes, channels: chans})
+	return nil
+}
+
+// Node returns the node with the given id, or nil.
+func (s *Snapshot) Node(id string) *schemas.Node { return s.nodes[id] }
+
+// Channels returns every channel sorted by id. Do not modify.
+func (s *Snapshot) Channels() []*schemas.Channel { return s.channels }
+
+// Nodes returns every node sorted by id.
+func (s *Snapshot) Nodes() []*schemas.Node {
+	out := slices.Collect(maps.Values(s.nodes))
+	slices.SortFunc(out, func(a, b *schemas.Node) int {
+		switch {
+		case a.NodeID < b.NodeID:
+			return -1
+		case a.NodeID > b.NodeID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}

@@ -1,0 +1,340 @@
+// Package inventory is the inventory processor: it owns the stock of every
+// SKU at every node for the partitions it is given, applies stock movements
+// exactly once per movement id, and computes Available-To-Sell (ATS).
+//
+// The processor is a deterministic function of its state, its input and the
+// replicated node and channel tables: it reads no clock, does no I/O and
+// knows nothing of Kafka. The runtime in package topology feeds it records,
+// gives it a transactional Store, and calls Flush before every commit.
+//
+// # Rules
+//
+// Effect of a movement on on_hand:
+//
+//	RECEIPT, TRANSFER_IN, RETURN_RESTOCK   on_hand += qty   (qty > 0)
+//	SHIPMENT, TRANSFER_OUT, DAMAGE         on_hand -= qty   (qty > 0)
+//	ADJUSTMENT                             on_hand += qty   (qty != 0, signed)
+//	COUNT                                  on_hand  = qty   (qty >= 0)
+//
+// on_hand may go below zero when a WMS reports out of order; availability is
+// clamped at zero. Node availability = max(0, on_hand - reserved - safety)
+// at an active node, 0 elsewhere (stock at a node with no configuration yet is
+// kept but not sold). ATS = sum of node availability. A channel's ATS is
+// max(0, floor(sum over its nodes x (100 - buffer_percent) / 100) - buffer_units).
+//
+// # Idempotency
+//
+// Each SKU remembers the ids of the movements applied to it, oldest first. An
+// id is forgotten when it is older than Config.DedupeWindow (by occurred_at,
+// measured against the newest movement of that SKU) or when more than
+// Config.DedupeMax newer ids are remembered. Within that window a repeated
+// movement_id is ignored (and counted); outside it, it would be applied again.
+//
+// # Coalescing
+//
+// Movements mark their SKU dirty. Flush, called once per transaction, emits
+// one AtsUpdate per dirty SKU with the latest value and a version one above
+// the last emitted, stored with the SKU's state so that versions strictly
+// increase across restarts and partition moves.
+package inventory
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/invroute/invroute/schemas"
+)
+
+// Config holds the processor's settings. Zero fields mean defaults.
+type Config struct {
+	// DedupeWindow is how long (by occurred_at) a movement id is remembered
+	// per SKU. Default 24h.
+	DedupeWindow time.Duration
+	// DedupeMax bounds how many movement ids are remembered per SKU.
+	// Default 256.
+	DedupeMax int
+}
+
+func (c Config) withDefaults() Config {
+	if c.DedupeWindow <= 0 {
+		c.DedupeWindow = 24 * time.Hour
+	}
+	if c.DedupeMax <= 0 {
+		c.DedupeMax = 256
+	}
+	return c
+}
+
+// Store is the processor's view of its partition's state. Writes are part of
+// the open transaction; reads see them. A value returned by Get must not be
+// modified: the processor copies, modifies and puts.
+type Store interface {
+	Get(sku string) (*schemas.SKUState, error)
+	Put(st *schemas.SKUState)
+	// Index records that sku has a stock record at node.
+	Index(node, sku string) error
+	// SKUsAt calls fn for every SKU with a stock record at node.
+	SKUsAt(node string, fn func(sku string) error) error
+	// AllSKUs calls fn for every SKU of the partition.
+	AllSKUs(fn func(sku string) error) error
+}
+
+// Tables is a consistent snapshot of the replicated node and channel
+// configuration.
+type Tables interface {
+	Node(id string) *schemas.Node
+	// Channels returns every channel, sorted by ChannelID.
+	Channels() []*schemas.Channel
+}
+
+// Stats counts what the processor saw. The runtime turns them into metrics.
+type Stats struct {
+	Applied    int64 // movements applied
+	Duplicates int64 // movements ignored as already applied
+	Negative   int64 // movements that left a node's on_hand below zero
+	Emitted    int64 // ATS updates emitted
+}
+
+// Processor is the inventory processor of one partition. It is not safe for
+// concurrent use.
+type Processor struct {
+	cfg   Config
+	dirty map[string]int64 // sku -> newest input time that touched it
+	order []string         // dirty SKUs in first-touch order (deterministic output order)
+	Stats Stats
+}
+
+// New returns a processor with the given configuration.
+func New(cfg Config) *Processor {
+	return &Processor{cfg: cfg.withDefaults(), dirty: make(map[string]int64)}
+}
+
+// InvalidError is returned for input that can never be applied. The runtime
+// sends such records to the dead-letter topic.
+type InvalidError struct{ Reason string }
+
+func (e *InvalidError) Error() string { return "inventory: invalid movement: " + e.Reason }
+
+func invalid(format string, args ...any) error {
+	return &InvalidError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// IsInvalid reports whether err marks bad input.
+func IsInvalid(err error) bool {
+	var ie *InvalidError
+	return errors.As(err, &ie)
+}
+
+// Validate checks a decoded movement against its record key.
+func Validate(key []byte, m *schemas.StockMovement) error {
+	switch {
+	case m.MovementID == "":
+		return invalid("empty movement_id")
+	case m.SKU == "":
+		return invalid("empty sku")
+	case m.NodeID == "":
+		return invalid("empty node_id")
+	case string(key) != m.SKU:
+		return invalid("record key %q disagrees with sku %q", key, m.SKU)
+	}
+	switch m.Type {
+	case schemas.Receipt, schemas.TransferIn, schemas.ReturnRestock,
+		schemas.Shipment, schemas.TransferOut, schemas.Damage:
+		if m.Qty <= 0 {
+			return invalid("%s qty must be positive, got %d", m.Type, m.Qty)
+		}
+	case schemas.Adjustment:
+		if m.Qty == 0 {
+			return invalid("ADJUSTMENT qty must be non-zero")
+		}
+	case schemas.Count:
+		if m.Qty < 0 {
+			return invalid("COUNT qty must not be negative, got %d", m.Qty)
+		}
+	default:
+		return invalid("unknown movement type %q", m.Type)
+	}
+	return nil
+}
+
+// Movement applies one stock movement. ts is the input record's time in
+// milliseconds; it becomes the AtsUpdate's updated_at. An *InvalidError means
+// the record must go to the dead-letter topic; state is then unchanged.
+func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts int64) error {
+	if err := Validate(key, m); err != nil {
+		return err
+	}
+	cur, err := st.Get(m.SKU)
+	if err != nil {
+		return err
+	}
+	for i := range cur.GetSeen() {
+		if cur.Seen[i].MovementID == m.MovementID {
+			p.Stats.Duplicates++
+			return nil
+		}
+	}
+	next := clone(cur, m.SKU)
+	i, found := slices.BinarySearchFunc(next.Nodes, m.NodeID, func(n schemas.NodeStock, id string) int {
+		return strings.Compare(n.NodeID, id)
+	})
+	if !found {
+		next.Nodes = slices.Insert(next.Nodes, i, schemas.NodeStock{NodeID: m.NodeID})
+		if err := st.Index(m.NodeID, m.SKU); err != nil {
+			return err
+		}
+	}
+	ns := &next.Nodes[i]
+	switch m.Type {
+	case schemas.Receipt, schemas.TransferIn, schemas.ReturnRestock, schemas.Adjustment:
+		ns.OnHand += m.Qty
+	case schemas.Shipment, schemas.TransferOut, schemas.Damage:
+		ns.OnHand -= m.Qty
+	case schemas.Count:
+		ns.OnHand = m.Qty
+	}
+	if ns.OnHand < 0 {
+		p.Stats.Negative++
+	}
+	next.Seen = p.remember(next.Seen, m.MovementID, m.OccurredAt)
+	st.Put(next)
+	p.Stats.Applied++
+	p.touch(m.SKU, ts)
+	return nil
+}
+
+// remember appends id to the window and drops what has fallen out of it.
+func (p *Processor) remember(seen []schemas.SeenMovement, id string, at int64) []schemas.SeenMovement {
+	seen = append(seen, schemas.SeenMovement{MovementID: id, OccurredAt: at})
+	newest := at
+	for _, s := range seen {
+		newest = max(newest, s.OccurredAt)
+	}
+	cut := newest - p.cfg.DedupeWindow.Milliseconds()
+	drop := max(0, len(seen)-p.cfg.DedupeMax)
+	for drop < len(seen) && seen[drop].OccurredAt < cut {
+		drop++
+	}
+	return slices.Delete(seen, 0, drop)
+}
+
+// NodeChanged marks dirty every SKU stocked at node, so that the next Flush
+// re-emits their ATS. The work is proportional to the SKUs at that node.
+func (p *Processor) NodeChanged(st Store, node string, ts int64) error {
+	return st.SKUsAt(node, func(sku string) error { p.touch(sku, ts); return nil })
+}
+
+// ChannelsChanged marks every SKU of the partition dirty: a channel's
+// buffers or node set change the channel ATS of every SKU.
+func (p *Processor) ChannelsChanged(st Store, ts int64) error {
+	return st.AllSKUs(func(sku string) error { p.touch(sku, ts); return nil })
+}
+
+func (p *Processor) touch(sku string, ts int64) {
+	old, ok := p.dirty[sku]
+	if !ok {
+		p.order = append(p.order, sku)
+	}
+	p.dirty[sku] = max(old, ts)
+}
+
+// Dirty returns how many SKUs wait for the next Flush.
+func (p *Processor) Dirty() int { return len(p.order) }
+
+// Flush emits one AtsUpdate per dirty SKU, in first-touch order, bumps each
+// SKU's version and stores it. It must be called once before every commit;
+// afterwards nothing is dirty.
+func (p *Processor) Flush(st Store, t Tables, emit func(*schemas.AtsUpdate) error) error {
+	for _, sku := range p.order {
+		cur, err := st.Get(sku)
+		if err != nil {
+			return err
+		}
+		if cur == nil {
+			continue // marked by an index entry whose state is gone
+		}
+		next := clone(cur, sku)
+		next.Version++
+		u := ComputeATS(next, t, p.dirty[sku])
+		st.Put(next)
+		if err := emit(u); err != nil {
+			return err
+		}
+		p.Stats.Emitted++
+	}
+	p.Reset()
+	return nil
+}
+
+// Reset forgets the dirty set: after an abort the transaction's work is gone.
+func (p *Processor) Reset() {
+	clear(p.dirty)
+	p.order = p.order[:0]
+}
+
+// clone returns a deep copy of st (or a new state for sku when st is nil).
+func clone(st *schemas.SKUState, sku string) *schemas.SKUState {
+	if st == nil {
+		return &schemas.SKUState{SKU: sku}
+	}
+	c := *st
+	c.Nodes = slices.Clone(st.Nodes)
+	c.Seen = slices.Clone(st.Seen)
+	return &c
+}
+
+// SafetyStock is the units held back for sku at node n.
+func SafetyStock(n *schemas.Node, sku string) int64 {
+	if v, ok := n.SKUSafetyStock[sku]; ok {
+		return int64(v)
+	}
+	return int64(n.SafetyStock)
+}
+
+// Feeds reports whether node n feeds channel c.
+func Feeds(c *schemas.Channel, n *schemas.Node) bool {
+	if len(c.Nodes) == 0 && len(c.NodeTypes) == 0 {
+		return true
+	}
+	return slices.Contains(c.Nodes, n.NodeID) || slices.Contains(c.NodeTypes, n.Type)
+}
+
+// ComputeATS computes the AtsUpdate of one SKU state under the given tables.
+// It is a pure function.
+func ComputeATS(st *schemas.SKUState, t Tables, updatedAt int64) *schemas.AtsUpdate {
+	u := &schemas.AtsUpdate{SKU: st.SKU, Version: st.Version, UpdatedAt: updatedAt}
+	u.Nodes = make([]schemas.NodeATS, len(st.Nodes))
+	nodes := make([]*schemas.Node, len(st.Nodes))
+	for i, ns := range st.Nodes {
+		na := schemas.NodeATS{NodeID: ns.NodeID, OnHand: ns.OnHand, Reserved: ns.Reserved}
+		if n := t.Node(ns.NodeID); n != nil {
+			na.SafetyStock = SafetyStock(n, st.SKU)
+			if n.Active {
+				nodes[i] = n
+				na.Active = true
+				na.Available = max(0, ns.OnHand-ns.Reserved-na.SafetyStock)
+			}
+		}
+		u.ATS += na.Available
+		u.Nodes[i] = na
+	}
+	chans := t.Channels()
+	u.Channels = make([]schemas.ChannelATS, len(chans))
+	for i, c := range chans {
+		var sum int64
+		for j, n := range nodes {
+			if n != nil && Feeds(c, n) {
+				sum += u.Nodes[j].Available
+			}
+		}
+		pct := int64(min(max(c.BufferPercent, 0), 100))
+		u.Channels[i] = schemas.ChannelATS{
+			ChannelID: c.ChannelID,
+			ATS:       max(0, sum*(100-pct)/100-int64(c.BufferUnits)),
+		}
+	}
+	return u
+}

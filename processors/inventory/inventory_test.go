@@ -1,0 +1,240 @@
+package inventory
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/datadriven"
+	"github.com/invroute/invroute/schemas"
+)
+
+// memStore is an in-memory Store for tests.
+type memStore struct {
+	skus  map[string]*schemas.SKUState
+	index map[string]map[string]bool
+}
+
+func newMemStore() *memStore {
+	return &memStore{skus: map[string]*schemas.SKUState{}, index: map[string]map[string]bool{}}
+}
+
+func (m *memStore) Get(sku string) (*schemas.SKUState, error) { return m.skus[sku], nil }
+func (m *memStore) Put(st *schemas.SKUState)                  { m.skus[st.SKU] = st }
+func (m *memStore) Index(node, sku string) error {
+	if m.index[node] == nil {
+		m.index[node] = map[string]bool{}
+	}
+	m.index[node][sku] = true
+	return nil
+}
+func (m *memStore) SKUsAt(node string, fn func(string) error) error {
+	return each(m.index[node], fn)
+}
+func (m *memStore) AllSKUs(fn func(string) error) error {
+	set := map[string]bool{}
+	for k := range m.skus {
+		set[k] = true
+	}
+	return each(set, fn)
+}
+
+func each(set map[string]bool, fn func(string) error) error {
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := fn(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// memTables is an in-memory Tables for tests.
+type memTables struct {
+	nodes    map[string]*schemas.Node
+	channels map[string]*schemas.Channel
+}
+
+func (t *memTables) Node(id string) *schemas.Node { return t.nodes[id] }
+func (t *memTables) Channels() []*schemas.Channel {
+	out := make([]*schemas.Channel, 0, len(t.channels))
+	for _, c := range t.channels {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ChannelID < out[j].ChannelID })
+	return out
+}
+
+func arg(d *datadriven.TestData, key, def string) string {
+	for _, a := range d.CmdArgs {
+		if a.Key == key {
+			return strings.Join(a.Vals, ",")
+		}
+	}
+	return def
+}
+
+func argInt(t *testing.T, d *datadriven.TestData, key string, def int64) int64 {
+	s := arg(d, key, "")
+	if s == "" {
+		return def
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatalf("%s: bad %s=%q", d.Pos, key, s)
+	}
+	return v
+}
+
+func list(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+func formatATS(u *schemas.AtsUpdate) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ats %s v%d ats=%d at=%d", u.SKU, u.Version, u.ATS, u.UpdatedAt)
+	for _, c := range u.Channels {
+		fmt.Fprintf(&b, " %s=%d", c.ChannelID, c.ATS)
+	}
+	b.WriteString("\n")
+	for _, n := range u.Nodes {
+		fmt.Fprintf(&b, "  %s on_hand=%d reserved=%d safety=%d available=%d active=%t\n",
+			n.NodeID, n.OnHand, n.Reserved, n.SafetyStock, n.Available, n.Active)
+	}
+	return b.String()
+}
+
+// TestDataDriven runs the scripts in testdata/. Commands:
+//
+//	config dedupe-window=MS dedupe-max=N
+//	node id=.. [type=WAREHOUSE] [active=true] [safety=N] [sku-safety=SKU:N,...]  (re-emits its SKUs)
+//	delete-node id=..
+//	channel id=.. [nodes=a,b] [types=STORE,...] [buffer-units=N] [buffer-percent=N] (re-emits all SKUs)
+//	movement id=.. sku=.. node=.. type=.. qty=N [at=MS] [key=..] [ts=MS]
+//	flush                  prints the AtsUpdates of the transaction
+//	state sku=..           prints the stored state
+//	stats
+func TestDataDriven(t *testing.T) {
+	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+		st := newMemStore()
+		tables := &memTables{nodes: map[string]*schemas.Node{}, channels: map[string]*schemas.Channel{}}
+		p := New(Config{})
+		var ts int64
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			ts = argInt(t, d, "ts", ts+1)
+			switch d.Cmd {
+			case "config":
+				p = New(Config{
+					DedupeWindow: parseMillis(argInt(t, d, "dedupe-window", 0)),
+					DedupeMax:    int(argInt(t, d, "dedupe-max", 0)),
+				})
+				return "ok"
+			case "node":
+				n := &schemas.Node{
+					NodeID:      arg(d, "id", ""),
+					Type:        schemas.NodeType(arg(d, "type", "WAREHOUSE")),
+					Active:      arg(d, "active", "true") == "true",
+					SafetyStock: int32(argInt(t, d, "safety", 0)),
+				}
+				for _, kv := range list(arg(d, "sku-safety", "")) {
+					sku, v, _ := strings.Cut(kv, ":")
+					q, _ := strconv.Atoi(v)
+					if n.SKUSafetyStock == nil {
+						n.SKUSafetyStock = map[string]int32{}
+					}
+					n.SKUSafetyStock[sku] = int32(q)
+				}
+				tables.nodes[n.NodeID] = n
+				return errString(p.NodeChanged(st, n.NodeID, ts))
+			case "delete-node":
+				id := arg(d, "id", "")
+				delete(tables.nodes, id)
+				return errString(p.NodeChanged(st, id, ts))
+			case "channel":
+				c := &schemas.Channel{
+					ChannelID:     arg(d, "id", ""),
+					Nodes:         list(arg(d, "nodes", "")),
+					BufferUnits:   int32(argInt(t, d, "buffer-units", 0)),
+					BufferPercent: int32(argInt(t, d, "buffer-percent", 0)),
+				}
+				for _, ty := range list(arg(d, "types", "")) {
+					c.NodeTypes = append(c.NodeTypes, schemas.NodeType(ty))
+				}
+				tables.channels[c.ChannelID] = c
+				return errString(p.ChannelsChanged(st, ts))
+			case "movement":
+				m := &schemas.StockMovement{
+					MovementID: arg(d, "id", ""),
+					SKU:        arg(d, "sku", ""),
+					NodeID:     arg(d, "node", ""),
+					Type:       schemas.MovementType(arg(d, "type", "")),
+					Qty:        argInt(t, d, "qty", 0),
+					OccurredAt: argInt(t, d, "at", ts),
+				}
+				before := p.Stats
+				err := p.Movement(st, []byte(arg(d, "key", m.SKU)), m, ts)
+				switch {
+				case err != nil:
+					return errString(err)
+				case p.Stats.Duplicates > before.Duplicates:
+					return "duplicate"
+				}
+				return "ok"
+			case "flush":
+				var b strings.Builder
+				err := p.Flush(st, tables, func(u *schemas.AtsUpdate) error {
+					b.WriteString(formatATS(u))
+					return nil
+				})
+				if err != nil {
+					return errString(err)
+				}
+				if b.Len() == 0 {
+					return "no updates"
+				}
+				return b.String()
+			case "state":
+				s := st.skus[arg(d, "sku", "")]
+				if s == nil {
+					return "absent"
+				}
+				var b strings.Builder
+				fmt.Fprintf(&b, "%s v%d\n", s.SKU, s.Version)
+				for _, n := range s.Nodes {
+					fmt.Fprintf(&b, "  %s on_hand=%d reserved=%d\n", n.NodeID, n.OnHand, n.Reserved)
+				}
+				var ids []string
+				for _, s := range s.Seen {
+					ids = append(ids, s.MovementID)
+				}
+				fmt.Fprintf(&b, "  seen=%s\n", strings.Join(ids, ","))
+				return b.String()
+			case "stats":
+				s := p.Stats
+				return fmt.Sprintf("applied=%d duplicates=%d negative=%d emitted=%d",
+					s.Applied, s.Duplicates, s.Negative, s.Emitted)
+			}
+			t.Fatalf("%s: unknown command %q", d.Pos, d.Cmd)
+			return ""
+		})
+	})
+}
+
+func parseMillis(ms int64) (d time.Duration) { return time.Duration(ms) * 1e6 }
+
+func errString(err error) string {
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return "ok"
+}

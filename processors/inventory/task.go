@@ -1,0 +1,155 @@
+package inventory
+
+import (
+	"bytes"
+
+	"github.com/invroute/invroute/processors/catalog"
+	"github.com/invroute/invroute/schemas"
+	"github.com/invroute/invroute/state"
+	"github.com/invroute/invroute/topology"
+)
+
+// Topic names of the inventory topology, before the prefix.
+const (
+	TopicMovements  topology.Topic = "stock-movements"
+	TopicNodes      topology.Topic = "nodes"
+	TopicChannels   topology.Topic = "channels"
+	TopicATS        topology.Topic = "ats"
+	TopicDeadLetter topology.Topic = "dead-letter"
+	TopicChangelog  topology.Topic = "invroute-inventory-changelog"
+	StoreName                      = "inventory"
+)
+
+// Key spaces of the inventory store.
+//
+//	s/<sku>             SKUState (Avro)
+//	n/<node>\x00<sku>   "1": sku has a stock record at node (index)
+const (
+	prefixSKU   = "s/"
+	prefixIndex = "n/"
+)
+
+// TopologyOptions configure the inventory topology.
+type TopologyOptions struct {
+	Group     string            // consumer group; default "invroute-inventory"
+	Config    Config            // processor settings
+	Catalog   *catalog.Catalog  // replicated node and channel tables; required
+	SchemaIDs schemas.SchemaIDs // accepted Confluent schema ids on inputs
+	// OnFlush, if set, is called with the processor's stats after every
+	// Flush (metrics, demo progress). It must be fast.
+	OnFlush func(partition int32, s Stats)
+}
+
+// Topology returns the inventory processor's topology: stock movements in,
+// ATS out, one inventory store, nodes and channels as global tables.
+func Topology(o TopologyOptions) *topology.Topology {
+	if o.Group == "" {
+		o.Group = "invroute-inventory"
+	}
+	return &topology.Topology{
+		Group:  o.Group,
+		Inputs: []topology.Input{{Topic: TopicMovements}},
+		Stores: []topology.Store{{Name: StoreName, Changelog: TopicChangelog}},
+		Outputs: []topology.Output{
+			{Topic: TopicATS, CoPartitioned: true, Compacted: true},
+		},
+		Globals: []topology.Global{
+			{Topic: TopicNodes, Apply: o.Catalog.ApplyNode},
+			{Topic: TopicChannels, Apply: o.Catalog.ApplyChannel},
+		},
+		DeadLetter: TopicDeadLetter,
+		NewTask: func(tc topology.TaskContext) (topology.Task, error) {
+			st := tc.Stores[StoreName]
+			return &Task{
+				p:       New(o.Config),
+				store:   &pebbleStore{st: st, skus: state.NewTable[schemas.SKUState](st, prefixSKU, schemas.SKUStates, tc.CacheEntries)},
+				catalog: o.Catalog,
+				ids:     o.SchemaIDs,
+				part:    tc.Partition,
+				onFlush: o.OnFlush,
+			}, nil
+		},
+	}
+}
+
+// Task runs the inventory processor for one partition.
+type Task struct {
+	p       *Processor
+	store   *pebbleStore
+	catalog *catalog.Catalog
+	ids     schemas.SchemaIDs
+	part    int32
+	onFlush func(int32, Stats)
+	m       schemas.StockMovement
+	buf     []byte
+}
+
+// Process decodes and applies one stock movement.
+func (t *Task) Process(r *topology.Record, _ topology.Emitter) error {
+	t.m = schemas.StockMovement{}
+	if err := schemas.StockMovements.DecodeInput(r.Value, &t.m, t.ids); err != nil {
+		return topology.BadInput("decode", err)
+	}
+	err := t.p.Movement(t.store, r.Key, &t.m, r.Timestamp)
+	if IsInvalid(err) {
+		return topology.BadInput("validate", err)
+	}
+	return err
+}
+
+// GlobalChanged re-emits the ATS of the SKUs a node or channel change affects.
+func (t *Task) GlobalChanged(topic topology.Topic, key []byte, ts int64, _ topology.Emitter) error {
+	switch topic {
+	case TopicNodes:
+		return t.p.NodeChanged(t.store, string(key), ts)
+	case TopicChannels:
+		return t.p.ChannelsChanged(t.store, ts)
+	}
+	return nil
+}
+
+// Flush emits the coalesced ATS updates of the transaction.
+func (t *Task) Flush(out topology.Emitter) error {
+	err := t.p.Flush(t.store, t.catalog.Snapshot(), func(u *schemas.AtsUpdate) error {
+		var err error
+		t.buf, err = schemas.AtsUpdates.Append(t.buf[:0], u)
+		if err != nil {
+			return err
+		}
+		out.Emit(TopicATS, []byte(u.SKU), bytes.Clone(t.buf))
+		return nil
+	})
+	if t.onFlush != nil {
+		t.onFlush(t.part, t.p.Stats)
+	}
+	return err
+}
+
+// Aborted forgets the transaction's dirty SKUs.
+func (t *Task) Aborted() { t.p.Reset() }
+
+// pebbleStore is the processor's Store on a state.Store.
+type pebbleStore struct {
+	st   *state.Store
+	skus *state.Table[schemas.SKUState]
+}
+
+func (s *pebbleStore) Get(sku string) (*schemas.SKUState, error) { return s.skus.Get(sku) }
+func (s *pebbleStore) Put(st *schemas.SKUState)                  { s.skus.Put(st.SKU, st) }
+
+func indexKey(node, sku string) []byte {
+	return []byte(prefixIndex + node + "\x00" + sku)
+}
+
+func (s *pebbleStore) Index(node, sku string) error {
+	return s.st.Txn().Set(indexKey(node, sku), []byte("1"))
+}
+
+func (s *pebbleStore) SKUsAt(node string, fn func(string) error) error {
+	prefix := []byte(prefixIndex + node + "\x00")
+	return s.st.Txn().Iterate(prefix, func(k, _ []byte) error { return fn(string(k[len(prefix):])) })
+}
+
+func (s *pebbleStore) AllSKUs(fn func(string) error) error {
+	return s.st.Txn().Iterate([]byte(prefixSKU), func(k, _ []byte) error { return fn(string(k[len(prefixSKU):])) })
+}

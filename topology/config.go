@@ -1,0 +1,120 @@
+package topology
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Config configures an Engine. Zero fields mean the defaults named in each
+// field's comment; Validate reports every problem at once.
+type Config struct {
+	// Brokers are the seed brokers. Required.
+	Brokers []string
+	// TopicPrefix is put in front of every topic name. Default "".
+	TopicPrefix string
+	// InstanceID names this instance; the transactional id is Group + "-" +
+	// InstanceID, so it must be unique in the group and stable across
+	// restarts (a restarted instance fences its predecessor). Default: the
+	// host name.
+	InstanceID string
+	// StateDir holds the Pebble stores. Default "./invroute-state".
+	StateDir string
+	// CommitInterval is the longest a transaction stays open. Default 100ms.
+	CommitInterval time.Duration
+	// MaxTxnRecords bounds the input records of one transaction. Default 5000.
+	MaxTxnRecords int
+	// MaxRecordBytes bounds key+value of an input record; larger ones go to
+	// the dead-letter topic. Default 1 MiB.
+	MaxRecordBytes int
+	// Partitions is the partition count of topics that do not exist yet.
+	// Default 6.
+	Partitions int32
+	// Replication is the replication factor of new topics; -1 (default) is
+	// the broker's default.
+	Replication int16
+	// TxnTimeout is the Kafka transaction timeout. Default 30s.
+	TxnTimeout time.Duration
+	// CacheBytes is the Pebble block cache shared by all stores. Default 64 MiB.
+	CacheBytes int64
+	// MemTableBytes is each store partition's memtable size. Default 4 MiB.
+	MemTableBytes uint64
+	// StateCacheEntries bounds each store partition's cache of decoded
+	// values. Default 10000.
+	StateCacheEntries int
+	// Logger receives the engine's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the engine's metrics. Default: none.
+	Registerer prometheus.Registerer
+	// ClientOpts are appended to every Kafka client's options (tests, TLS, SASL).
+	ClientOpts []kgo.Opt
+}
+
+// EnsureDefaults fills zero fields with their defaults.
+func (c *Config) EnsureDefaults() {
+	if c.InstanceID == "" {
+		c.InstanceID, _ = os.Hostname()
+	}
+	if c.StateDir == "" {
+		c.StateDir = "./invroute-state"
+	}
+	if c.CommitInterval == 0 {
+		c.CommitInterval = 100 * time.Millisecond
+	}
+	if c.MaxTxnRecords == 0 {
+		c.MaxTxnRecords = 5000
+	}
+	if c.MaxRecordBytes == 0 {
+		c.MaxRecordBytes = 1 << 20
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 6
+	}
+	if c.Replication == 0 {
+		c.Replication = -1
+	}
+	if c.TxnTimeout == 0 {
+		c.TxnTimeout = 30 * time.Second
+	}
+	if c.CacheBytes == 0 {
+		c.CacheBytes = 64 << 20
+	}
+	if c.MemTableBytes == 0 {
+		c.MemTableBytes = 4 << 20
+	}
+	if c.StateCacheEntries == 0 {
+		c.StateCacheEntries = 10000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem of the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("topology: no brokers configured"))
+	}
+	if c.InstanceID == "" {
+		errs = append(errs, errors.New("topology: InstanceID is empty and the host name is unknown"))
+	}
+	if c.CommitInterval < time.Millisecond || c.CommitInterval > c.TxnTimeout/2 {
+		errs = append(errs, fmt.Errorf("topology: CommitInterval %v must be in [1ms, TxnTimeout/2]", c.CommitInterval))
+	}
+	if c.MaxTxnRecords < 1 {
+		errs = append(errs, fmt.Errorf("topology: MaxTxnRecords %d must be positive", c.MaxTxnRecords))
+	}
+	if c.MaxRecordBytes < 1 {
+		errs = append(errs, fmt.Errorf("topology: MaxRecordBytes %d must be positive", c.MaxRecordBytes))
+	}
+	if c.Partitions < 1 {
+		errs = append(errs, fmt.Errorf("topology: Partitions %d must be positive", c.Partitions))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,593 @@
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/invroute/invroute/state"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Engine runs a Topology: one consume-transform-produce loop per instance on
+// a franz-go GroupTransactSession, read_committed everywhere.
+//
+// # One transaction
+//
+//	Begin
+//	poll input (up to MaxTxnRecords or CommitInterval)
+//	  task.Process -> state writes (open store txn) + outputs + dead letters
+//	global table changes -> task.GlobalChanged
+//	task.Flush (coalesced outputs), store.Prepare
+//	produce each written key's final value to the store's changelog
+//	End(commit) -- outputs, changelog and input offsets commit atomically
+//	  committed: store.Commit(checkpoint{changelog offset, input offsets})
+//	  aborted:   store.Abort, task.Aborted (the consumer rewinds)
+//	  unknown:   drop every task, re-initialise the producer, restore
+//	             every store from its changelog
+//
+// Assigned partitions are paused until their stores are restored from the
+// changelog (from the local checkpoint to the last stable offset), then
+// resumed. Run is called once; the Engine is not reusable.
+type Engine struct {
+	cfg  Config
+	topo *Topology
+	log  *slog.Logger
+	m    *metrics
+
+	adm        *kadm.Client
+	admCl      *kgo.Client
+	cache      *pebble.Cache
+	partitions int32
+	counts     map[string]int32 // topic -> partitions
+	inputs     []string // prefixed
+	dlq        string
+	changelogs map[string]string // store -> prefixed changelog topic
+	outputs    map[Topic]Output
+
+	globals *globalReader
+
+	mu     sync.Mutex // guards events
+	events []assignEvent
+
+	sess  *kgo.GroupTransactSession
+	tasks map[int32]*taskState
+
+	produceErr atomic.Pointer[error]
+	inflight   sync.WaitGroup
+}
+
+type assignEvent struct {
+	assigned bool
+	parts    []int32
+}
+
+// taskState is a task with its stores and what the open transaction did.
+type taskState struct {
+	p       int32
+	task    Task
+	stores  []*state.Store
+	names   []string
+	touched bool
+	inNext  map[string]int64 // input topic -> next offset, this transaction
+	clNext  []atomic.Int64   // per store: changelog offset after this transaction's last record
+	cp      []state.Checkpoint
+	emitter emitter
+}
+
+// NewEngine checks cfg and topo and returns an engine ready to Run.
+func NewEngine(cfg Config, topo *Topology) (*Engine, error) {
+	cfg.EnsureDefaults()
+	if err := errors.Join(cfg.Validate(), topo.Validate()); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		cfg:        cfg,
+		topo:       topo,
+		log:        cfg.Logger,
+		m:          newMetrics(cfg.Registerer),
+		changelogs: map[string]string{},
+		outputs:    map[Topic]Output{},
+		tasks:      map[int32]*taskState{},
+		dlq:        cfg.TopicPrefix + string(topo.DeadLetter),
+	}
+	for _, in := range topo.Inputs {
+		e.inputs = append(e.inputs, cfg.TopicPrefix+string(in.Topic))
+	}
+	for _, s := range topo.Stores {
+		e.changelogs[s.Name] = cfg.TopicPrefix + string(s.Changelog)
+	}
+	for _, o := range topo.Outputs {
+		e.outputs[o.Topic] = o
+	}
+	return e, nil
+}
+
+func (e *Engine) clientOpts(extra ...kgo.Opt) []kgo.Opt {
+	opts := []kgo.Opt{kgo.SeedBrokers(e.cfg.Brokers...), kgo.WithLogger(kgoLogger{e.log})}
+	opts = append(opts, extra...)
+	return append(opts, e.cfg.ClientOpts...)
+}
+
+// Run creates the topics, loads the global tables and processes until ctx is
+// done; then it finishes the open transaction, applies it and closes. A
+// commit whose outcome is unknown re-initialises the session and rebuilds
+// state from Kafka; other errors stop Run.
+func (e *Engine) Run(ctx context.Context) error {
+	var err error
+	e.admCl, err = kgo.NewClient(e.clientOpts()...)
+	if err != nil {
+		return fmt.Errorf("topology: admin client: %w", err)
+	}
+	defer e.admCl.Close()
+	e.adm = kadm.NewClient(e.admCl)
+	e.partitions, e.counts, err = EnsureTopics(ctx, e.adm, e.topo.Topics(e.cfg.TopicPrefix), e.cfg.Partitions, e.cfg.Replication)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(e.cfg.StateDir, 0o755); err != nil {
+		return fmt.Errorf("topology: state dir: %w", err)
+	}
+	e.cache = pebble.NewCache(e.cfg.CacheBytes)
+	defer e.cache.Unref()
+
+	e.globals = newGlobalReader(e)
+	if err := e.globals.load(ctx); err != nil {
+		return err
+	}
+	defer e.globals.close()
+	e.log.Info("engine starting", "group", e.topo.Group, "instance", e.cfg.InstanceID,
+		"partitions", e.partitions, "state_dir", e.cfg.StateDir)
+
+	for attempt := 0; ; attempt++ {
+		err := e.runSession(ctx)
+		e.closeTasks()
+		if e.sess != nil {
+			e.sess.Close()
+			e.sess = nil
+		}
+		switch {
+		case ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)):
+			e.log.Info("engine stopped")
+			return nil
+		case errors.Is(err, ErrUnknownCommit) || errors.Is(err, errSessionFailed):
+			e.m.reinits.Inc()
+			backoff := time.Duration(min(attempt+1, 10)) * 200 * time.Millisecond
+			e.log.Warn("re-initialising: rebuilding state from what Kafka committed", "err", err, "backoff", backoff)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+		default:
+			return err
+		}
+	}
+}
+
+var errSessionFailed = errors.New("topology: transactional session failed")
+
+func (e *Engine) newSession() error {
+	topics := slices.Clone(e.inputs)
+	opts := e.clientOpts(
+		kgo.TransactionalID(e.topo.Group+"-"+e.cfg.InstanceID),
+		kgo.TransactionTimeout(e.cfg.TxnTimeout),
+		kgo.ConsumerGroup(e.topo.Group),
+		kgo.ConsumeTopics(topics...),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.OnPartitionsAssigned(e.onAssigned),
+		kgo.OnPartitionsRevoked(e.onRevoked),
+		kgo.OnPartitionsLost(e.onRevoked),
+	)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return fmt.Errorf("topology: session: %w", err)
+	}
+	e.sess = sess
+	return nil
+}
+
+// onAssigned runs in the group's goroutine: it pauses the new partitions
+// until the loop has restored their stores.
+func (e *Engine) onAssigned(_ context.Context, cl *kgo.Client, m map[string][]int32) {
+	cl.PauseFetchPartitions(m)
+	e.queue(true, m)
+}
+
+func (e *Engine) onRevoked(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+	e.queue(false, m)
+}
+
+func (e *Engine) queue(assigned bool, m map[string][]int32) {
+	set := map[int32]bool{}
+	for _, ps := range m {
+		for _, p := range ps {
+			set[p] = true
+		}
+	}
+	if len(set) == 0 {
+		return
+	}
+	ev := assignEvent{assigned: assigned}
+	for p := range set {
+		ev.parts = append(ev.parts, p)
+	}
+	slices.Sort(ev.parts)
+	e.mu.Lock()
+	e.events = append(e.events, ev)
+	e.mu.Unlock()
+}
+
+// applyEvents closes revoked tasks and restores assigned ones, between
+// transactions.
+func (e *Engine) applyEvents(ctx context.Context) error {
+	e.mu.Lock()
+	evs := e.events
+	e.events = nil
+	e.mu.Unlock()
+	for _, ev := range evs {
+		for _, p := range ev.parts {
+			if ts := e.tasks[p]; ts != nil {
+				e.closeTask(ts)
+			}
+			if !ev.assigned {
+				e.log.Info("partition revoked", "partition", p)
+				continue
+			}
+			start := time.Now()
+			ts, err := e.openTask(ctx, p)
+			if err != nil {
+				return err
+			}
+			e.tasks[p] = ts
+			e.log.Info("partition assigned and restored", "partition", p, "took", time.Since(start).Round(time.Millisecond))
+		}
+		if ev.assigned {
+			resume := map[string][]int32{}
+			for _, in := range e.inputs {
+				resume[in] = ev.parts
+			}
+			e.sess.Client().ResumeFetchPartitions(resume)
+		}
+	}
+	e.m.partitions.Set(float64(len(e.tasks)))
+	return nil
+}
+
+func (e *Engine) openTask(ctx context.Context, p int32) (*taskState, error) {
+	ts := &taskState{p: p, inNext: map[string]int64{}, clNext: make([]atomic.Int64, len(e.topo.Stores))}
+	ts.emitter = emitter{e: e, ts: ts}
+	stores := map[string]*state.Store{}
+	for _, s := range e.topo.Stores {
+		dir := filepath.Join(e.cfg.StateDir, e.topo.Group, s.Name+"-"+strconv.Itoa(int(p)))
+		st, err := state.Open(dir, &state.Options{Cache: e.cache, MemTableSize: e.cfg.MemTableBytes})
+		if err != nil {
+			e.closeTask(ts)
+			return nil, fmt.Errorf("topology: opening store %s partition %d: %w", s.Name, p, err)
+		}
+		ts.stores = append(ts.stores, st)
+		ts.names = append(ts.names, s.Name)
+		stores[s.Name] = st
+		if err := e.restore(ctx, st, e.changelogs[s.Name], p); err != nil {
+			e.closeTask(ts)
+			return nil, err
+		}
+	}
+	ts.cp = make([]state.Checkpoint, len(ts.stores))
+	for i, st := range ts.stores {
+		ts.cp[i] = st.Checkpoint()
+	}
+	task, err := e.topo.NewTask(TaskContext{Partition: p, Stores: stores, CacheEntries: e.cfg.StateCacheEntries})
+	if err != nil {
+		e.closeTask(ts)
+		return nil, fmt.Errorf("topology: building task %d: %w", p, err)
+	}
+	ts.task = task
+	return ts, nil
+}
+
+func (e *Engine) closeTask(ts *taskState) {
+	for _, st := range ts.stores {
+		st.Abort()
+		if err := st.Close(); err != nil {
+			e.log.Warn("closing store", "partition", ts.p, "err", err)
+		}
+	}
+	delete(e.tasks, ts.p)
+}
+
+func (e *Engine) closeTasks() {
+	for _, ts := range e.tasks {
+		e.closeTask(ts)
+	}
+	e.mu.Lock()
+	e.events = nil
+	e.mu.Unlock()
+}
+
+// runSession runs transactions on one session until ctx is done or the
+// session fails.
+func (e *Engine) runSession(ctx context.Context) error {
+	if err := e.newSession(); err != nil {
+		return err
+	}
+	for {
+		if err := e.applyEvents(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		stop := ctx.Err() != nil
+		if err := e.transaction(ctx); err != nil || stop {
+			return err
+		}
+	}
+}
+
+// transaction runs one transaction. After ctx is done it still finishes the
+// open transaction (with a bounded, fresh context) so that shutdown applies
+// what was processed.
+func (e *Engine) transaction(ctx context.Context) error {
+	if err := e.sess.Begin(); err != nil {
+		return fmt.Errorf("%w: begin: %v", errSessionFailed, err)
+	}
+	e.produceErr.Store(nil)
+	start := time.Now()
+	pollCtx, cancel := context.WithDeadline(ctx, start.Add(e.cfg.CommitInterval))
+	n := 0
+	var procErr error
+	for n < e.cfg.MaxTxnRecords && pollCtx.Err() == nil && procErr == nil {
+		fs := e.sess.PollRecords(pollCtx, e.cfg.MaxTxnRecords-n)
+		if fs.IsClientClosed() {
+			cancel()
+			return errSessionFailed
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				e.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+			}
+		})
+		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if procErr != nil || len(fp.Records) == 0 {
+				return
+			}
+			ts := e.tasks[fp.Partition]
+			if ts == nil {
+				// Assigned but not restored yet (the pause raced a fetch):
+				// abort; the records come again after the restore.
+				procErr = errNotReady
+				return
+			}
+			for _, r := range fp.Records {
+				if procErr = e.process(ts, r); procErr != nil {
+					return
+				}
+				n++
+			}
+		})
+	}
+	cancel()
+	if procErr == nil {
+		procErr = e.flushAll()
+	}
+	commit := kgo.TryCommit
+	if procErr != nil || e.produceErr.Load() != nil {
+		commit = kgo.TryAbort
+	}
+	endCtx, endCancel := context.WithTimeout(context.Background(), e.cfg.TxnTimeout)
+	defer endCancel()
+	committed, err := e.sess.End(endCtx, commit)
+	e.inflight.Wait()
+	if err != nil {
+		e.abortAll()
+		return fmt.Errorf("%w: %v", ErrUnknownCommit, err)
+	}
+	if committed {
+		if err := e.applyAll(); err != nil {
+			return err
+		}
+		e.m.committed.Inc()
+		e.m.records.Add(float64(n))
+		e.m.commitSeconds.Observe(time.Since(start).Seconds())
+	} else {
+		e.abortAll()
+		e.m.aborted.Inc()
+		if pe := e.produceErr.Load(); pe != nil {
+			e.log.Warn("transaction aborted: produce failed", "err", *pe)
+		}
+	}
+	e.sess.AllowRebalance()
+	if procErr != nil && !errors.Is(procErr, errNotReady) {
+		return procErr
+	}
+	return nil
+}
+
+var errNotReady = errors.New("topology: record for a partition that is not restored yet")
+
+// process handles one record: size check, task, dead letter.
+func (e *Engine) process(ts *taskState, r *kgo.Record) error {
+	ts.touched = true
+	ts.inNext[r.Topic] = r.Offset + 1
+	rec := Record{
+		Topic:     r.Topic[len(e.cfg.TopicPrefix):],
+		Partition: r.Partition,
+		Offset:    r.Offset,
+		Key:       r.Key,
+		Value:     r.Value,
+		Timestamp: r.Timestamp.UnixMilli(),
+	}
+	var err error
+	if size := len(r.Key) + len(r.Value); size > e.cfg.MaxRecordBytes {
+		err = BadInput("size", fmt.Errorf("record of %d bytes exceeds MaxRecordBytes %d", size, e.cfg.MaxRecordBytes))
+	} else {
+		err = ts.task.Process(&rec, &ts.emitter)
+	}
+	var bad *BadInputError
+	if errors.As(err, &bad) {
+		e.deadLetter(ts, r, bad)
+		return nil
+	}
+	return err
+}
+
+func (e *Engine) deadLetter(ts *taskState, r *kgo.Record, bad *BadInputError) {
+	e.m.deadLetters.Inc()
+	dl := &kgo.Record{
+		Topic:     e.dlq,
+		Partition: e.partitionFor(e.dlq, r.Partition),
+		Key:       r.Key,
+		Value:     r.Value,
+		Headers: append(slices.Clone(r.Headers),
+			kgo.RecordHeader{Key: "invroute.error", Value: []byte(bad.Err.Error())},
+			kgo.RecordHeader{Key: "invroute.stage", Value: []byte(bad.Stage)},
+			kgo.RecordHeader{Key: "invroute.source.topic", Value: []byte(r.Topic)},
+			kgo.RecordHeader{Key: "invroute.source.partition", Value: []byte(strconv.Itoa(int(r.Partition)))},
+			kgo.RecordHeader{Key: "invroute.source.offset", Value: []byte(strconv.FormatInt(r.Offset, 10))},
+		),
+	}
+	e.produce(dl, nil)
+}
+
+// flushAll hands global changes to every task, flushes tasks and writes the
+// changelog of every written key.
+func (e *Engine) flushAll() error {
+	changes := e.globals.drain()
+	for _, ts := range e.tasks {
+		for _, c := range changes {
+			ts.touched = true
+			if err := ts.task.GlobalChanged(c.topic, c.key, c.ts, &ts.emitter); err != nil {
+				return err
+			}
+		}
+		if !ts.touched {
+			continue
+		}
+		if err := ts.task.Flush(&ts.emitter); err != nil {
+			return err
+		}
+		for i, st := range ts.stores {
+			if err := st.Prepare(); err != nil {
+				return err
+			}
+			topic := e.changelogs[ts.names[i]]
+			slot := &ts.clNext[i]
+			slot.Store(-1)
+			err := st.Txn().Writes(func(key, val []byte) error {
+				r := &kgo.Record{Topic: topic, Partition: ts.p, Key: slices.Clone(key), Value: slices.Clone(val)}
+				e.produce(r, func(r *kgo.Record) {
+					for {
+						cur := slot.Load()
+						if r.Offset+1 <= cur || slot.CompareAndSwap(cur, r.Offset+1) {
+							return
+						}
+					}
+				})
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// produce writes r inside the open transaction; ok runs after a successful
+// write. The first failure is kept and aborts the transaction.
+func (e *Engine) produce(r *kgo.Record, ok func(*kgo.Record)) {
+	e.inflight.Add(1)
+	e.sess.Produce(context.Background(), r, func(r *kgo.Record, err error) {
+		defer e.inflight.Done()
+		if err != nil {
+			e.produceErr.CompareAndSwap(nil, &err)
+			return
+		}
+		if ok != nil {
+			ok(r)
+		}
+	})
+}
+
+// applyAll applies every touched task's stores with their new checkpoints.
+func (e *Engine) applyAll() error {
+	for _, ts := range e.tasks {
+		if !ts.touched {
+			continue
+		}
+		for i, st := range ts.stores {
+			cp := state.Checkpoint{ChangelogOffset: ts.cp[i].ChangelogOffset, InputOffsets: map[string]int64{}}
+			for k, v := range ts.cp[i].InputOffsets {
+				cp.InputOffsets[k] = v
+			}
+			for k, v := range ts.inNext {
+				cp.InputOffsets[k] = v
+			}
+			if next := ts.clNext[i].Load(); next > 0 {
+				cp.ChangelogOffset = next
+			}
+			if err := st.Commit(cp); err != nil {
+				return fmt.Errorf("topology: applying store %s partition %d: %w", ts.names[i], ts.p, err)
+			}
+			ts.cp[i] = cp
+			ts.clNext[i].Store(-1)
+		}
+		ts.touched = false
+		clear(ts.inNext)
+	}
+	return nil
+}
+
+func (e *Engine) abortAll() {
+	for _, ts := range e.tasks {
+		if !ts.touched {
+			continue
+		}
+		for i, st := range ts.stores {
+			st.Abort()
+			ts.clNext[i].Store(-1)
+		}
+		ts.task.Aborted()
+		ts.touched = false
+		clear(ts.inNext)
+	}
+}
+
+// emitter writes a task's outputs to its partition.
+type emitter struct {
+	e  *Engine
+	ts *taskState
+}
+
+func (em *emitter) Emit(topic Topic, key, value []byte) {
+	if _, ok := em.e.outputs[topic]; !ok {
+		panic(fmt.Sprintf("topology: task emitted to %q, which is not an output of the topology", topic))
+	}
+	name := em.e.cfg.TopicPrefix + string(topic)
+	em.e.produce(&kgo.Record{Topic: name, Partition: em.e.partitionFor(name, em.ts.p), Key: key, Value: value}, nil)
+}
+
+// partitionFor maps a task partition onto topic: the same partition for
+// co-partitioned topics, modulo the count for others.
+func (e *Engine) partitionFor(topic string, p int32) int32 {
+	if n := e.counts[topic]; n > 0 {
+		return p % n
+	}
+	return p
+}

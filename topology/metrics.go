@@ -1,0 +1,65 @@
+package topology
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// metrics are the engine's Prometheus metrics, all prefixed invroute_.
+type metrics struct {
+	records       prometheus.Counter
+	deadLetters   prometheus.Counter
+	committed     prometheus.Counter
+	aborted       prometheus.Counter
+	reinits       prometheus.Counter
+	restored      prometheus.Counter
+	globalErrors  prometheus.Counter
+	partitions    prometheus.Gauge
+	commitSeconds prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: "invroute_" + name, Help: help})
+	}
+	m := &metrics{
+		records:      c("records_processed_total", "Input records processed in committed transactions."),
+		deadLetters:  c("dead_letters_total", "Records sent to the dead-letter topic (including aborted attempts)."),
+		committed:    c("transactions_committed_total", "Kafka transactions committed."),
+		aborted:      c("transactions_aborted_total", "Kafka transactions aborted (rebalance, produce failure)."),
+		reinits:      c("session_reinits_total", "Sessions re-initialised after a commit with unknown outcome or a failed session."),
+		restored:     c("changelog_records_restored_total", "Changelog records replayed into local stores."),
+		globalErrors: c("global_table_errors_total", "Undecodable global table records skipped."),
+		partitions:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "invroute_partitions_owned", Help: "Partitions this instance owns."}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "invroute_transaction_seconds", Help: "Duration of committed transactions, begin to applied.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.records, m.deadLetters, m.committed, m.aborted, m.reinits, m.restored,
+			m.globalErrors, m.partitions, m.commitSeconds)
+	}
+	return m
+}
+
+// kgoLogger sends franz-go's logs (warnings and errors) to slog.
+type kgoLogger struct{ l *slog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	lv := slog.LevelInfo
+	switch level {
+	case kgo.LogLevelError:
+		lv = slog.LevelError
+	case kgo.LogLevelWarn:
+		lv = slog.LevelWarn
+	case kgo.LogLevelDebug:
+		lv = slog.LevelDebug
+	}
+	k.l.Log(context.Background(), lv, "kafka: "+msg, keyvals...)
+}

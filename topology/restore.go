@@ -1,0 +1,133 @@
+package topology
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/invroute/invroute/state"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// stableEnd returns the last stable offset of topic/p once no transaction is
+// open on it (LSO == high watermark), waiting at most the transaction
+// timeout: a previous owner's last transaction may still be completing, and
+// restoring before it resolves could miss state that its committed input
+// offsets already reflect. It also returns the log start offset.
+func (e *Engine) stableEnd(ctx context.Context, topic string, p int32) (start, end int64, err error) {
+	deadline := time.Now().Add(e.cfg.TxnTimeout + 5*time.Second)
+	for {
+		lso, err1 := e.adm.ListCommittedOffsets(ctx, topic)
+		hwm, err2 := e.adm.ListEndOffsets(ctx, topic)
+		first, err3 := e.adm.ListStartOffsets(ctx, topic)
+		if err := firstErr(err1, err2, err3); err != nil {
+			return 0, 0, fmt.Errorf("topology: listing offsets of %s: %w", topic, err)
+		}
+		l, ok1 := lso.Lookup(topic, p)
+		h, ok2 := hwm.Lookup(topic, p)
+		s, ok3 := first.Lookup(topic, p)
+		if !ok1 || !ok2 || !ok3 || l.Err != nil || h.Err != nil || s.Err != nil {
+			return 0, 0, fmt.Errorf("topology: no offsets for %s[%d]: %v", topic, p, firstErr(l.Err, h.Err, s.Err))
+		}
+		if l.Offset == h.Offset || time.Now().After(deadline) {
+			if l.Offset != h.Offset {
+				e.log.Warn("changelog still has an open transaction; restoring to its last stable offset",
+					"topic", topic, "partition", p, "lso", l.Offset, "hwm", h.Offset)
+			}
+			return s.Offset, l.Offset, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// restore brings st up to the changelog's last stable offset, from the local
+// checkpoint (warm restart) or from the beginning (new machine, or a
+// checkpoint the changelog does not cover).
+func (e *Engine) restore(ctx context.Context, st *state.Store, topic string, p int32) error {
+	start, end, err := e.stableEnd(ctx, topic, p)
+	if err != nil {
+		return err
+	}
+	from := st.Checkpoint().ChangelogOffset
+	if from > end || from < start {
+		e.log.Warn("local store does not match its changelog; restoring from the beginning",
+			"topic", topic, "partition", p, "checkpoint", from, "log_start", start, "log_end", end)
+		if err := st.Wipe(); err != nil {
+			return err
+		}
+		from = start
+	}
+	if from >= end {
+		return nil
+	}
+	t0 := time.Now()
+	n, err := e.replay(ctx, topic, p, from, end, func(r *kgo.Record) error {
+		return st.Restore(r.Key, r.Value, r.Offset)
+	})
+	if err != nil {
+		return fmt.Errorf("topology: restoring %s[%d]: %w", topic, p, err)
+	}
+	if err := st.FinishRestore(); err != nil {
+		return err
+	}
+	e.m.restored.Add(float64(n))
+	e.log.Info("restored store", "topic", topic, "partition", p, "from", from, "to", end,
+		"records", n, "took", time.Since(t0).Round(time.Millisecond))
+	return nil
+}
+
+// replay reads topic[p] from offset from up to end (exclusive),
+// read_committed, and calls fn for each data record. Control records are
+// kept so that the end is always seen, even when it is a commit marker.
+func (e *Engine) replay(ctx context.Context, topic string, p int32, from, end int64, fn func(*kgo.Record) error) (int, error) {
+	cl, err := kgo.NewClient(e.clientOpts(
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(from)}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+	)...)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	n := 0
+	for next := from; next < end; {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			return n, ferr
+		}
+		for it := fs.RecordIter(); !it.Done(); {
+			r := it.Next()
+			if r.Offset >= end {
+				continue
+			}
+			next = r.Offset + 1
+			if r.Attrs.IsControl() {
+				continue
+			}
+			if err := fn(r); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
