@@ -40,6 +40,14 @@ type Config struct {
 	Replication int16
 	// TxnTimeout is the Kafka transaction timeout. Default 30s.
 	TxnTimeout time.Duration
+	// SessionTimeout is the consumer group session timeout: how long a
+	// crashed instance's partitions wait before they move. Default 10s.
+	SessionTimeout time.Duration
+	// StaticMembership joins the group with group.instance.id = InstanceID
+	// (KIP-345): a restarted instance takes back its partitions without a
+	// rebalance, but an instance that stops for good keeps its partitions
+	// unowned until SessionTimeout passes. Default false.
+	StaticMembership bool
 	// CacheBytes is the Pebble block cache shared by all stores. Default 64 MiB.
 	CacheBytes int64
 	// MemTableBytes is each store partition's memtable size. Default 4 MiB.
@@ -80,6 +88,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.TxnTimeout == 0 {
 		c.TxnTimeout = 30 * time.Second
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = 10 * time.Second
 	}
 	if c.CacheBytes == 0 {
 		c.CacheBytes = 64 << 20

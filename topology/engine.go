@@ -50,7 +50,7 @@ type Engine struct {
 	cache      *pebble.Cache
 	partitions int32
 	counts     map[string]int32 // topic -> partitions
-	inputs     []string // prefixed
+	inputs     []string         // prefixed
 	dlq        string
 	changelogs map[string]string // store -> prefixed changelog topic
 	outputs    map[Topic]Output
@@ -194,6 +194,10 @@ func (e *Engine) newSession() error {
 		kgo.OnPartitionsRevoked(e.onRevoked),
 		kgo.OnPartitionsLost(e.onRevoked),
 	)
+	opts = append(opts, kgo.SessionTimeout(e.cfg.SessionTimeout))
+	if e.cfg.StaticMembership {
+		opts = append(opts, kgo.InstanceID(e.cfg.InstanceID))
+	}
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("topology: session: %w", err)

@@ -130,4 +130,3 @@ func (e *Engine) replay(ctx context.Context, topic string, p int32, from, end in
 	}
 	return n, nil
 }
-

@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/invroute/invroute/cmd/internal/app"
+	"github.com/invroute/invroute/cmd/internal/bench"
 	"github.com/invroute/invroute/cmd/internal/demo"
 )
 
@@ -27,6 +28,7 @@ commands:
   run             run an engine instance against Kafka
   topics create   create invroute's topics and check co-partitioning
   demo            run the engine on an embedded broker with generated stock movements
+  bench           measure throughput, latency, CPU and state at scale (make bench)
 
 "invroute <command> -h" lists a command's flags.
 `
@@ -46,6 +48,8 @@ func main() {
 		err = topicsCreate(ctx, args[1:])
 	case cmd == "demo":
 		err = demo.Main(ctx, args, os.Stdout, os.Stderr)
+	case cmd == "bench":
+		err = bench.Main(ctx, args, os.Stdout, os.Stderr)
 	case cmd == "-h" || cmd == "help" || cmd == "--help":
 		fmt.Print(usage)
 	default:

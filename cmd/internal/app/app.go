@@ -33,22 +33,24 @@ import (
 // (INVROUTE_ + upper-case json name) and by flag (the json name with
 // dashes); a flag beats the environment, which beats the file.
 type Options struct {
-	Brokers        string        `json:"brokers"`         // comma-separated seed brokers
-	TopicPrefix    string        `json:"topic_prefix"`    // in front of every topic name
-	Group          string        `json:"group"`           // consumer group
-	InstanceID     string        `json:"instance_id"`     // unique, stable per instance; default host name
-	StateDir       string        `json:"state_dir"`       // Pebble stores
-	CommitInterval time.Duration `json:"commit_interval"` // longest open transaction
-	MaxTxnRecords  int           `json:"max_txn_records"` // input records per transaction
-	Partitions     int           `json:"partitions"`      // for topics created by invroute
-	Replication    int           `json:"replication"`     // for topics created by invroute; -1 broker default
-	CacheMB        int           `json:"cache_mb"`        // Pebble block cache shared by all stores
-	StateCache     int           `json:"state_cache"`     // decoded SKU states cached per partition
-	SchemaIDs      string        `json:"schema_ids"`      // accepted Confluent schema ids, comma-separated
-	DedupeWindow   time.Duration `json:"dedupe_window"`   // movement id idempotency window per SKU
-	DedupeMax      int           `json:"dedupe_max"`      // movement ids remembered per SKU
-	MetricsAddr    string        `json:"metrics_addr"`    // host:port of /metrics; empty = off
-	LogLevel       string        `json:"log_level"`       // debug, info, warn, error
+	Brokers        string        `json:"brokers"`           // comma-separated seed brokers
+	TopicPrefix    string        `json:"topic_prefix"`      // in front of every topic name
+	Group          string        `json:"group"`             // consumer group
+	InstanceID     string        `json:"instance_id"`       // unique, stable per instance; default host name
+	StateDir       string        `json:"state_dir"`         // Pebble stores
+	CommitInterval time.Duration `json:"commit_interval"`   // longest open transaction
+	MaxTxnRecords  int           `json:"max_txn_records"`   // input records per transaction
+	Partitions     int           `json:"partitions"`        // for topics created by invroute
+	Replication    int           `json:"replication"`       // for topics created by invroute; -1 broker default
+	CacheMB        int           `json:"cache_mb"`          // Pebble block cache shared by all stores
+	StateCache     int           `json:"state_cache"`       // decoded SKU states cached per partition
+	SchemaIDs      string        `json:"schema_ids"`        // accepted Confluent schema ids, comma-separated
+	DedupeWindow   time.Duration `json:"dedupe_window"`     // movement id idempotency window per SKU
+	DedupeMax      int           `json:"dedupe_max"`        // movement ids remembered per SKU
+	SessionTimeout time.Duration `json:"session_timeout"`   // group session timeout
+	Static         bool          `json:"static_membership"` // join with group.instance.id = instance_id
+	MetricsAddr    string        `json:"metrics_addr"`      // host:port of /metrics; empty = off
+	LogLevel       string        `json:"log_level"`         // debug, info, warn, error
 }
 
 // Defaults returns the default options.
@@ -64,6 +66,7 @@ func Defaults() Options {
 		StateCache:     10000,
 		DedupeWindow:   24 * time.Hour,
 		DedupeMax:      256,
+		SessionTimeout: 10 * time.Second,
 		LogLevel:       "info",
 	}
 }
@@ -89,6 +92,8 @@ func Flags(fs *flag.FlagSet) func() (Options, error) {
 	fs.StringVar(&flagged.SchemaIDs, "schema-ids", "", "accepted Confluent schema ids on inputs, comma-separated")
 	fs.DurationVar(&flagged.DedupeWindow, "dedupe-window", o.DedupeWindow, "movement id idempotency window per SKU (by occurred_at)")
 	fs.IntVar(&flagged.DedupeMax, "dedupe-max", o.DedupeMax, "movement ids remembered per SKU at most")
+	fs.DurationVar(&flagged.SessionTimeout, "session-timeout", o.SessionTimeout, "consumer group session timeout")
+	fs.BoolVar(&flagged.Static, "static-membership", false, "join the group with group.instance.id = instance id (fast restarts, no rebalance)")
 	fs.StringVar(&flagged.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics on host:port")
 	fs.StringVar(&flagged.LogLevel, "log-level", o.LogLevel, "debug, info, warn or error")
 	return func() (Options, error) {
@@ -122,6 +127,7 @@ func (f *fileOptions) UnmarshalJSON(b []byte) error {
 		*plain
 		CommitInterval string `json:"commit_interval"`
 		DedupeWindow   string `json:"dedupe_window"`
+		SessionTimeout string `json:"session_timeout"`
 	}{plain: (*plain)(f.Options)}
 	if err := json.Unmarshal(b, &aux); err != nil {
 		return err
@@ -129,7 +135,7 @@ func (f *fileOptions) UnmarshalJSON(b []byte) error {
 	for _, d := range []struct {
 		s   string
 		dst *time.Duration
-	}{{aux.CommitInterval, &f.CommitInterval}, {aux.DedupeWindow, &f.DedupeWindow}} {
+	}{{aux.CommitInterval, &f.CommitInterval}, {aux.DedupeWindow, &f.DedupeWindow}, {aux.SessionTimeout, &f.SessionTimeout}} {
 		if d.s != "" {
 			v, err := time.ParseDuration(d.s)
 			if err != nil {
@@ -180,6 +186,14 @@ func fromEnv(o *Options) error {
 	str("SCHEMA_IDS", &o.SchemaIDs)
 	dur("DEDUPE_WINDOW", &o.DedupeWindow)
 	num("DEDUPE_MAX", &o.DedupeMax)
+	dur("SESSION_TIMEOUT", &o.SessionTimeout)
+	if v, ok := os.LookupEnv("INVROUTE_STATIC_MEMBERSHIP"); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("INVROUTE_STATIC_MEMBERSHIP: %w", err))
+		}
+		o.Static = b
+	}
 	str("METRICS_ADDR", &o.MetricsAddr)
 	str("LOG_LEVEL", &o.LogLevel)
 	if v, ok := os.LookupEnv("KAFKA_BROKERS"); ok && o.Brokers == "" {
@@ -208,6 +222,8 @@ func merge(o, f *Options, set map[string]bool) {
 	pick("schema-ids", func() { o.SchemaIDs = f.SchemaIDs })
 	pick("dedupe-window", func() { o.DedupeWindow = f.DedupeWindow })
 	pick("dedupe-max", func() { o.DedupeMax = f.DedupeMax })
+	pick("session-timeout", func() { o.SessionTimeout = f.SessionTimeout })
+	pick("static-membership", func() { o.Static = f.Static })
 	pick("metrics-addr", func() { o.MetricsAddr = f.MetricsAddr })
 	pick("log-level", func() { o.LogLevel = f.LogLevel })
 }
@@ -279,6 +295,8 @@ func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats)
 		Replication:       int16(o.Replication),
 		CacheBytes:        int64(o.CacheMB) << 20,
 		StateCacheEntries: o.StateCache,
+		SessionTimeout:    o.SessionTimeout,
+		StaticMembership:  o.Static,
 		Logger:            log,
 		Registerer:        reg,
 		ClientOpts:        extra,

@@ -176,4 +176,3 @@ func waitCaughtUp(ctx context.Context, cl *kgo.Client, group string, gen *genera
 	}
 	return false
 }
-

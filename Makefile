@@ -1,0 +1,38 @@
+# invroute: the two set-up commands of the README are `make demo` and `make test`.
+GO        ?= go
+PKGS      := ./...
+TEST_TIMEOUT ?= 45m
+
+.PHONY: demo test check unit bench build kafka-up kafka-down fmt
+
+## demo: run the engine on its embedded broker for 20 s (see `invroute demo -h`)
+demo:
+	$(GO) run ./cmd/invroute demo --duration 20s
+
+## build: the invroute binary in ./bin
+build:
+	CGO_ENABLED=0 $(GO) build -o bin/invroute ./cmd/invroute
+
+## check: formatting and vet
+check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## test: the whole suite with -race; integration tests on a real Kafka broker
+## (started from Maven Central jars by deploy/kafka unless KAFKA_BROKERS is set)
+test: check
+	INVROUTE_REQUIRE_KAFKA=1 deploy/kafka/with-kafka.sh \
+		$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+## unit: fast tests only (kfake in-process, no real broker)
+unit:
+	$(GO) test -short -count=1 $(PKGS)
+
+## bench: figures on the real broker and on kfake (see README, Performance)
+bench:
+	deploy/kafka/with-kafka.sh $(GO) run ./cmd/invroute bench
+
+kafka-up:
+	deploy/kafka/kafka.sh up
+kafka-down:
+	deploy/kafka/kafka.sh down

@@ -1,0 +1,115 @@
+package app
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/invroute/invroute/cmd/internal/testkit"
+)
+
+// startEngine runs an engine until the returned stop is called; stop waits
+// for a graceful shutdown and fails the test on a Run error.
+func startEngine(t *testing.T, o Options) (stop func()) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	eng, err := NewEngine(o, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	return func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("engine: %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("engine did not stop within 60s")
+		}
+	}
+}
+
+func testOptions(t *testing.T, brokers, prefix string) Options {
+	o := Defaults()
+	o.Brokers = brokers
+	o.TopicPrefix = prefix
+	o.Group = prefix + "inventory"
+	o.InstanceID = "i1"
+	o.StateDir = t.TempDir()
+	o.Partitions = 4
+	o.Replication = 1
+	o.CommitInterval = 50 * time.Millisecond
+	o.MaxTxnRecords = 500
+	o.StateCache = 100 // small: exercise evictions
+	return o
+}
+
+// TestModelRandomStream feeds a random stream (thousands of SKUs, six nodes
+// of which one inactive and one unconfigured, duplicate movement ids, bad
+// records of every kind) and checks every SKU's final ATS, channel ATS and
+// node breakdown against the independent model, versions strictly
+// increasing, and dead letters equal to the bad records. It then restarts
+// warm (same state dir) and cold (empty state dir: restore from the
+// changelog) and checks again after more input.
+func TestModelRandomStream(t *testing.T) {
+	brokers, real := testkit.Brokers(t)
+	t.Logf("brokers %s (real Kafka: %t)", brokers, real)
+	prefix := testkit.Prefix(t)
+	o := testOptions(t, brokers, prefix)
+	n := 20000
+	if testing.Short() {
+		n = 3000
+	}
+	ctx := context.Background()
+	if _, err := CreateTopics(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	cl := testkit.Client(t, brokers)
+	testkit.SeedCatalog(t, cl, prefix)
+	s := testkit.NewStream(1, 3000, prefix)
+
+	check := func(phase string) {
+		t.Helper()
+		testkit.WaitCaughtUp(t, cl, o.Group, prefix, 120*time.Second)
+		out := testkit.ReadAll(t, brokers, prefix)
+		for _, d := range out.Check(s) {
+			t.Errorf("%s: %s", phase, d)
+		}
+		t.Logf("%s: %d SKUs, %d ATS updates, %d dead letters", phase, len(out.Last), out.Updates, len(out.DeadLetters))
+		for v, h := range out.Headers {
+			for _, k := range []string{"invroute.error", "invroute.stage", "invroute.source.topic", "invroute.source.partition", "invroute.source.offset"} {
+				if h[k] == "" {
+					t.Errorf("%s: dead letter %q lacks header %s", phase, v, k)
+				}
+			}
+		}
+	}
+
+	stop := startEngine(t, o)
+	s.Produce(t, cl, n)
+	check("first run")
+	stop()
+
+	// Warm restart: same state dir, restore from the local checkpoint.
+	stop = startEngine(t, o)
+	s.Produce(t, cl, n/4)
+	check("warm restart")
+	stop()
+
+	// Cold restore: a new machine with an empty disk.
+	o.StateDir = t.TempDir()
+	stop = startEngine(t, o)
+	s.Produce(t, cl, n/4)
+	check("cold restore")
+	stop()
+}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"math/rand"
+	"os/exec"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/invroute/invroute/cmd/internal/app"
+	"github.com/invroute/invroute/cmd/internal/testkit"
+	"github.com/twmb/franz-go/pkg/kadm"
+)
+
+// buildBinary builds invroute once per test binary run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "invroute")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type proc struct {
+	cmd *exec.Cmd
+	log *bytes.Buffer
+}
+
+func startProc(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), log: new(bytes.Buffer)}
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+	})
+	return p
+}
+
+// committedTotal is the sum of the group's committed offsets on the
+// movements topic.
+func committedTotal(t *testing.T, adm *kadm.Client, group, topic string) int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	offs, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return -1
+	}
+	var n int64
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == topic {
+			n += o.At
+		}
+	})
+	return n
+}
+
+// TestKill9 kills the engine process with SIGKILL mid-stream several times,
+// restarts it on the same state directory each time, and checks that the
+// final result equals the model: no movement applied twice or lost, no ATS
+// version going backwards, every bad record dead-lettered exactly once.
+func TestKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills a process; skipped with -short")
+	}
+	brokers, real := testkit.Brokers(t)
+	t.Logf("brokers %s (real Kafka: %t)", brokers, real)
+	bin := buildBinary(t)
+	prefix := testkit.Prefix(t)
+	group := prefix + "inventory"
+	stateDir := t.TempDir()
+	o := app.Defaults()
+	o.Brokers, o.TopicPrefix, o.Partitions, o.Replication = brokers, prefix, 4, 1
+	if _, err := app.CreateTopics(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	cl := testkit.Client(t, brokers)
+	adm := kadm.NewClient(cl)
+	testkit.SeedCatalog(t, cl, prefix)
+	args := []string{"run", "-brokers", brokers, "-topic-prefix", prefix, "-group", group,
+		"-instance-id", "k1", "-static-membership", "-session-timeout", "6s",
+		"-state-dir", stateDir, "-commit-interval", "50ms", "-max-txn-records", "300", "-log-level", "info"}
+
+	s := testkit.NewStream(7, 2000, prefix)
+	// A producer streams movements the whole time, so every kill lands
+	// mid-stream, with records in flight and transactions open.
+	var produced atomic.Int64
+	stopProducing := make(chan struct{})
+	producerDone := make(chan struct{})
+	go func() {
+		defer close(producerDone)
+		for {
+			select {
+			case <-stopProducing:
+				return
+			default:
+			}
+			s.Produce(t, cl, 100)
+			produced.Add(100)
+			time.Sleep(25 * time.Millisecond)
+		}
+	}()
+	rnd := rand.New(rand.NewSource(7))
+	const kills = 3
+	for i := 0; i < kills; i++ {
+		p := startProc(t, bin, args...)
+		time.Sleep(1500*time.Millisecond + time.Duration(rnd.Intn(1500))*time.Millisecond)
+		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = p.cmd.Wait()
+		t.Logf("kill %d: %d movements produced, %d committed", i+1, produced.Load(),
+			committedTotal(t, adm, group, prefix+"stock-movements"))
+	}
+	// The last run sees the stream end and shuts down gracefully.
+	p := startProc(t, bin, args...)
+	time.Sleep(time.Second)
+	close(stopProducing)
+	<-producerDone
+	testkit.WaitCaughtUp(t, cl, group, prefix, 180*time.Second)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("graceful shutdown: %v\n%s", err, tail(p.log.Bytes()))
+	}
+	out := testkit.ReadAll(t, brokers, prefix)
+	for _, d := range out.Check(s) {
+		t.Error(d)
+	}
+	t.Logf("%d SKUs, %d ATS updates, %d dead letters", len(out.Last), out.Updates, len(out.DeadLetters))
+	if t.Failed() {
+		t.Logf("last process log:\n%s", tail(p.log.Bytes()))
+	}
+}
+
+func tail(b []byte) string {
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+

@@ -1,0 +1,55 @@
+package schemas
+
+import "embed"
+
+// avsc holds the schema of every record type, one .avsc file each.
+//
+//go:embed avro/*.avsc
+var avsc embed.FS
+
+func mustSchema(file string) string {
+	b, err := avsc.ReadFile("avro/" + file)
+	if err != nil {
+		panic("schemas: " + err.Error())
+	}
+	return string(b)
+}
+
+// The codecs of every topic, by record type. Each validates its schema with
+// goavro (the schema authority) and hamba when the package is initialised,
+// and panics if either rejects it.
+var (
+	// StockMovements reads and writes the stock-movements topic (input).
+	StockMovements = newCodec[StockMovement](mustSchema("stock_movement.avsc"))
+	// Nodes reads and writes the nodes topic (input, compacted).
+	Nodes = newCodec[Node](mustSchema("node.avsc"))
+	// Channels reads and writes the channels topic (input, compacted).
+	Channels = newCodec[Channel](mustSchema("channel.avsc"))
+	// AtsUpdates reads and writes the ats topic (output, compacted).
+	AtsUpdates = newCodec[AtsUpdate](mustSchema("ats_update.avsc"))
+	// SKUStates reads and writes the inventory store and its changelog.
+	SKUStates = newCodec[SKUState](mustSchema("sku_state.avsc"))
+
+	// OrderEvents reads and writes the orders topic (input).
+	OrderEvents = newCodec[OrderEvent](mustSchema("order_event.avsc"))
+	// FulfillmentFeedbacks reads and writes the fulfillment-feedback topic
+	// (input, from the nodes' WMS).
+	FulfillmentFeedbacks = newCodec[FulfillmentFeedback](mustSchema("fulfillment_feedback.avsc"))
+	// ReservationCommands reads and writes the internal reservation command
+	// topic (key sku).
+	ReservationCommands = newCodec[ReservationCommand](mustSchema("reservation_command.avsc"))
+	// ReservationResults reads and writes the internal reservation result
+	// topic (key order_id).
+	ReservationResults = newCodec[ReservationResult](mustSchema("reservation_result.avsc"))
+	// Reservations reads and writes the inventory processor's reservation
+	// store and its changelog.
+	Reservations = newCodec[Reservation](mustSchema("reservation.avsc"))
+	// RoutingDecisions reads and writes the routing-decisions topic (output).
+	RoutingDecisions = newCodec[RoutingDecision](mustSchema("routing_decision.avsc"))
+	// FulfillmentRequests reads and writes the fulfillment-requests topic
+	// (output).
+	FulfillmentRequests = newCodec[FulfillmentRequest](mustSchema("fulfillment_request.avsc"))
+	// OrderStatuses reads and writes the order-status topic (output,
+	// compacted).
+	OrderStatuses = newCodec[OrderStatus](mustSchema("order_status.avsc"))
+)

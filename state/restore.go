@@ -1,0 +1,162 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Restore buffers one changelog record (val nil = delete) read at offset.
+// Buffered records are applied as one batch, together with the checkpoint
+// ChangelogOffset = offset of the last record + 1 (InputOffsets unchanged),
+// whenever Options.RestoreBatchSize bytes are buffered, and by FinishRestore.
+// A crash therefore loses at most a suffix of the replay, and the checkpoint
+// says where to resume.
+//
+// Offsets must increase and not go below Checkpoint().ChangelogOffset (gaps,
+// left by transaction markers and compaction, are fine); otherwise Restore
+// returns a *RestoreOrderError. Restore runs before processing: it returns
+// ErrTxnOpen if the transaction or a table holds writes. Tables must not be
+// read until FinishRestore.
+func (s *Store) Restore(key, val []byte, offset int64) error {
+	if s.closed {
+		return ErrClosed
+	}
+	if isReserved(key) {
+		return ErrReservedKey
+	}
+	if s.txnPending() {
+		return ErrTxnOpen
+	}
+	next := s.cp.ChangelogOffset
+	if s.restoring {
+		next = s.restoreLast + 1
+	}
+	if offset < next {
+		return &RestoreOrderError{Offset: offset, Next: next}
+	}
+	if s.restoreBatch == nil {
+		s.restoreBatch = s.db.NewBatch()
+	}
+	var err error
+	if val == nil {
+		err = s.restoreBatch.Delete(key, nil)
+	} else {
+		err = s.restoreBatch.Set(key, val, nil)
+	}
+	if err != nil {
+		return fmt.Errorf("state: restore: %w", err)
+	}
+	s.restoring = true
+	s.restoreLast = offset
+	s.restored.Add(1)
+	if s.restoreBatch.Len() >= s.opts.RestoreBatchSize {
+		return s.applyRestore()
+	}
+	return nil
+}
+
+// FinishRestore applies the records Restore buffered and drops every table's
+// cache, so tables re-read the restored values.
+func (s *Store) FinishRestore() error {
+	if s.closed {
+		return ErrClosed
+	}
+	s.dropCaches()
+	if !s.restoring {
+		return nil
+	}
+	return s.applyRestore()
+}
+
+// txnPending reports whether the transaction or a table holds writes.
+func (s *Store) txnPending() bool {
+	if s.txn.Len() > 0 {
+		return true
+	}
+	for _, t := range s.tables {
+		if t.pending() {
+			return true
+		}
+	}
+	return false
+}
+
+// applyRestore applies the buffered restore batch with its checkpoint. On
+// error the buffered records are dropped and the checkpoint is unchanged, so
+// the caller resumes from Checkpoint().ChangelogOffset.
+func (s *Store) applyRestore() error {
+	cp := Checkpoint{ChangelogOffset: s.restoreLast + 1, InputOffsets: s.cp.InputOffsets}
+	s.cpBuf = appendCheckpoint(s.cpBuf[:0], cp)
+	err := s.restoreBatch.Set(checkpointKey, s.cpBuf, nil)
+	if err == nil {
+		err = s.db.Apply(s.restoreBatch, s.wo)
+	}
+	s.restoreBatch.Reset()
+	s.restoring = false
+	s.dropCaches()
+	if err != nil {
+		return fmt.Errorf("state: restore: %w", err)
+	}
+	s.cp = cp // s.cp.InputOffsets is never mutated in place, sharing is fine
+	return nil
+}
+
+// Wipe deletes every key and the checkpoint (for example because the
+// changelog was deleted and recreated), discarding the transaction, staged
+// table values, buffered restore records and table caches. The deletion is
+// one synced batch. The space is reclaimed by a compaction before Wipe
+// returns; a compaction failure is only logged.
+func (s *Store) Wipe() error {
+	if s.closed {
+		return ErrClosed
+	}
+	s.Abort()
+	if s.restoreBatch != nil {
+		s.restoreBatch.Reset()
+	}
+	s.restoring = false
+	s.dropCaches()
+
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return fmt.Errorf("state: wipe: %w", err)
+	}
+	var end []byte
+	if it.Last() {
+		end = append(slices.Clone(it.Key()), 0) // just past the last key
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("state: wipe: %w", err)
+	}
+	if end == nil {
+		s.cp = Checkpoint{}
+		return nil // nothing stored, not even a checkpoint
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange([]byte{}, end, nil); err != nil {
+		return fmt.Errorf("state: wipe: %w", err)
+	}
+	if err := s.db.Apply(b, pebble.Sync); err != nil {
+		return fmt.Errorf("state: wipe: %w", err)
+	}
+	s.cp = Checkpoint{}
+	if err := s.db.Compact(context.Background(), []byte{}, end, false); err != nil {
+		s.opts.Logger.Errorf("state: wipe %s: compaction: %v", s.dir, err)
+	}
+	return nil
+}
+
+// invalidateTables tells the table owning key, if any, that a raw write
+// replaced whatever the table had staged or cached for it.
+func (s *Store) invalidateTables(key []byte) {
+	for _, t := range s.tables {
+		if t.owns(key) {
+			t.invalidate(key)
+			return
+		}
+	}
+}

@@ -1,0 +1,300 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Store is one partition of one state store: a Pebble database holding the
+// partition's keys and the checkpoint they reflect.
+//
+// # Concurrency
+//
+// A Store, its Txn and its Tables are used by one goroutine at a time (the
+// goroutine that owns the partition); nothing is locked on the hot path.
+// Only Metrics and ApproxSize may be called from another goroutine, at any
+// time, even during or after Close.
+//
+// # On-disk format
+//
+// The Pebble key space of a store:
+//
+//	0x00 "checkpoint"      -> checkpoint   } keys starting with 0x00 are reserved
+//	0x00 ...               -> (future)     } metadata, never seen by Iterate,
+//	                                         Writes or Restore
+//	table prefix + key     -> Codec-encoded value of a Table
+//	any other key          -> raw value written with Txn.Set
+//
+// Keys and values are stored as they are: the changelog record of a write has
+// the same key (table prefix included) and value, so Restore replays it
+// byte for byte. The checkpoint value, version 1:
+//
+//	+------+-----------------+----------+---------------------------------------+
+//	| 0x01 | ChangelogOffset | n topics | n x (len(topic) | topic | offset)     |
+//	| byte | varint          | uvarint  |      uvarint      bytes   varint      |
+//	+------+-----------------+----------+---------------------------------------+
+//
+// with varint the zig-zag signed varint of encoding/binary and the topics
+// sorted. The checkpoint is written in the same Pebble batch as the data it
+// describes (every Commit and every Restore batch), so after any crash the
+// contents are exactly those of the checkpoint the store reports.
+type Store struct {
+	dir  string
+	opts Options
+	db   *pebble.DB
+	wo   *pebble.WriteOptions
+
+	cp     Checkpoint // InputOffsets is never mutated in place; Checkpoint() clones
+	txn    Txn
+	tables []table
+	cpBuf  []byte
+
+	restoreBatch *pebble.Batch // changelog writes buffered by Restore
+	restoring    bool          // restoreBatch holds writes
+	restoreLast  int64         // offset of the last buffered record
+
+	// closed is written by Close under mu; the owning goroutine reads it
+	// without mu, Metrics and ApproxSize with it.
+	mu     sync.RWMutex
+	closed bool
+
+	pebbleGets  atomic.Uint64
+	tableHits   atomic.Uint64
+	tableMisses atomic.Uint64
+	commits     atomic.Uint64
+	restored    atomic.Uint64
+}
+
+// Open opens or creates the store in dir and reads its checkpoint. A nil o
+// means all defaults. It fails if o is invalid, if Pebble cannot open dir, or
+// with a *CorruptCheckpointError if the checkpoint cannot be decoded.
+func Open(dir string, o *Options) (*Store, error) {
+	var opts Options
+	if o != nil {
+		opts = *o
+	}
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts.EnsureDefaults()
+
+	cache := opts.Cache
+	if cache == nil {
+		cache = pebble.NewCache(opts.CacheSize)
+		// Pebble takes its own reference; ours goes when Open returns.
+		defer cache.Unref()
+	}
+	db, err := pebble.Open(dir, opts.pebbleOptions(cache))
+	if err != nil {
+		return nil, fmt.Errorf("state: open %s: %w", dir, err)
+	}
+	s := &Store{dir: dir, opts: opts, db: db, wo: pebble.NoSync}
+	if opts.Sync {
+		s.wo = pebble.Sync
+	}
+	s.txn.s = s
+	s.txn.written = make(map[string]struct{})
+
+	val, closer, err := db.Get(checkpointKey)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		_ = db.Close()
+		return nil, fmt.Errorf("state: open %s: read checkpoint: %w", dir, err)
+	default:
+		s.cp, err = decodeCheckpoint(val)
+		_ = closer.Close()
+		if err != nil {
+			_ = db.Close()
+			return nil, &CorruptCheckpointError{Dir: dir, Err: err}
+		}
+	}
+	return s, nil
+}
+
+// Close discards the open transaction and any restore writes not yet applied
+// by FinishRestore, then closes Pebble. Applied batches are in the WAL (synced
+// or not, per Options.Sync). A second Close returns ErrClosed.
+func (s *Store) Close() error {
+	if s.closed {
+		return ErrClosed
+	}
+	s.Abort()
+	for _, t := range s.tables {
+		t.dropCache()
+	}
+	var errs []error
+	if s.txn.b != nil {
+		errs = append(errs, s.txn.b.Close())
+		s.txn.b = nil
+	}
+	if s.restoreBatch != nil {
+		errs = append(errs, s.restoreBatch.Close())
+		s.restoreBatch = nil
+	}
+	s.mu.Lock()
+	s.closed = true
+	errs = append(errs, s.db.Close())
+	s.mu.Unlock()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("state: close %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// Dir returns the directory the store was opened in.
+func (s *Store) Dir() string { return s.dir }
+
+// Checkpoint returns (a copy of) what the committed contents reflect: as of
+// the last Commit, Restore batch, Wipe or, before any of these, Open.
+func (s *Store) Checkpoint() Checkpoint { return s.cp.Clone() }
+
+// Get returns a copy of the committed value of key, ignoring the open
+// transaction.
+func (s *Store) Get(key []byte) ([]byte, bool, error) {
+	if s.closed {
+		return nil, false, ErrClosed
+	}
+	return s.getCommitted(key)
+}
+
+// getCommitted reads key from Pebble and copies the value.
+func (s *Store) getCommitted(key []byte) ([]byte, bool, error) {
+	s.pebbleGets.Add(1)
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("state: get: %w", err)
+	}
+	out := make([]byte, len(v))
+	copy(out, v)
+	return out, true, closer.Close()
+}
+
+// Txn returns the store's open transaction, which begins implicitly with its
+// first write and ends with Commit or Abort. The same *Txn is returned for
+// the life of the Store.
+func (s *Store) Txn() *Txn { return &s.txn }
+
+// Prepare flushes the staged values of every registered Table into the
+// transaction, encoding each once. Call it before Txn.Writes produces the
+// changelog; Commit refuses table writes that were not prepared.
+func (s *Store) Prepare() error {
+	if s.closed {
+		return ErrClosed
+	}
+	if s.restoring {
+		return ErrRestoreInProgress
+	}
+	for _, t := range s.tables {
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Commit applies the transaction and cp as one atomic Pebble batch, then
+// moves the tables' staged values into their caches and starts a new, empty
+// transaction. An empty transaction still records cp. Call it only once the
+// Kafka transaction that carried the changelog of Txn.Writes has committed.
+//
+// On error nothing is applied, the transaction is discarded as by Abort, and
+// the store still reflects its previous Checkpoint: the caller replays the
+// changelog from there. ErrNotPrepared and ErrRestoreInProgress report misuse.
+func (s *Store) Commit(cp Checkpoint) error {
+	if s.closed {
+		return ErrClosed
+	}
+	if s.restoring {
+		s.Abort()
+		return ErrRestoreInProgress
+	}
+	for _, t := range s.tables {
+		if t.dirty() {
+			s.Abort()
+			return ErrNotPrepared
+		}
+	}
+	b := s.txn.batch()
+	s.cpBuf = appendCheckpoint(s.cpBuf[:0], cp)
+	err := b.Set(checkpointKey, s.cpBuf, nil)
+	if err == nil {
+		err = s.db.Apply(b, s.wo)
+	}
+	if err != nil {
+		s.Abort()
+		return fmt.Errorf("state: commit: %w", err)
+	}
+	s.cp = cp.Clone()
+	for _, t := range s.tables {
+		t.commit()
+	}
+	s.txn.reset()
+	s.commits.Add(1)
+	return nil
+}
+
+// Abort discards the transaction and every table's staged values. The store
+// keeps its committed contents and checkpoint.
+func (s *Store) Abort() {
+	s.txn.reset()
+	for _, t := range s.tables {
+		t.abort()
+	}
+}
+
+// dropCaches empties every table's cache of decoded values, after the
+// committed contents changed behind the tables' back (restore, wipe).
+func (s *Store) dropCaches() {
+	for _, t := range s.tables {
+		t.dropCache()
+	}
+}
+
+// Metrics are a store's counters and Pebble's own metrics.
+type Metrics struct {
+	PebbleGets      uint64 // point reads that reached Pebble (Store.Get, Txn.Get, Table misses)
+	TableHits       uint64 // Table.Get answered from a table's cache of decoded values
+	TableMisses     uint64 // Table.Get that decoded a value read from Pebble (or found it absent)
+	Commits         uint64 // successful Commit calls
+	RestoredRecords uint64 // changelog records passed to Restore
+	DiskBytes       uint64 // Pebble's disk usage: WAL, sstables, obsolete files
+	Pebble          *pebble.Metrics
+}
+
+// Metrics returns the store's counters and Pebble's metrics. It is safe to
+// call from any goroutine; after Close, Pebble fields are zero.
+func (s *Store) Metrics() Metrics {
+	m := Metrics{
+		PebbleGets:      s.pebbleGets.Load(),
+		TableHits:       s.tableHits.Load(),
+		TableMisses:     s.tableMisses.Load(),
+		Commits:         s.commits.Load(),
+		RestoredRecords: s.restored.Load(),
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.closed {
+		m.Pebble = s.db.Metrics()
+		m.DiskBytes = m.Pebble.DiskSpaceUsage()
+	}
+	return m
+}
+
+// ApproxSize returns the bytes the store uses on disk (0 after Close). It is
+// safe to call from any goroutine.
+func (s *Store) ApproxSize() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0
+	}
+	return s.db.Metrics().DiskSpaceUsage()
+}

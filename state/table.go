@@ -1,0 +1,348 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Codec encodes and decodes the values of a Table.
+type Codec[V any] interface {
+	// Append appends the encoding of *v to dst and returns the result.
+	Append(dst []byte, v *V) ([]byte, error)
+	// Decode decodes b into *v, which is zero. It must not retain b, and must
+	// return an error, never panic, on malformed bytes.
+	Decode(b []byte, v *V) error
+}
+
+// table is what a Store needs from a Table[V], whatever V.
+type table interface {
+	tablePrefix() string
+	owns(key []byte) bool
+	flush() error
+	dirty() bool   // staged values not yet flushed into the transaction
+	pending() bool // staged values, flushed or not
+	commit()
+	abort()
+	dropCache()
+	invalidate(key []byte)
+}
+
+// Table is a typed view of the keys of a Store under a prefix: the Pebble key
+// of key is prefix+key and its value is encoded by a Codec.
+//
+// Put and Delete stage values in a map (the table's part of the open
+// transaction); Store.Prepare encodes them, once, into the transaction;
+// Store.Commit then moves them into a bounded LRU of decoded committed values,
+// and Store.Abort drops them. The LRU is dropped by FinishRestore and Wipe and
+// is never filled from uncommitted data, so it always holds committed values.
+//
+// Values returned by Get are shared with the table: callers must not modify
+// them. To change a value, copy it, modify the copy and Put it; a value passed
+// to Put must not be modified afterwards either.
+//
+// A Table belongs to its Store's goroutine (see Store). Tables of one store
+// must have prefixes none of which is a prefix of another.
+type Table[V any] struct {
+	s      *Store
+	prefix string
+	codec  Codec[V]
+
+	staged    map[string]staged[V]
+	unflushed int     // staged entries not yet flushed
+	cache     *lru[V] // nil if maxCached == 0
+
+	key []byte // scratch: prefix+key
+	val []byte // scratch: encoded value
+}
+
+// staged is a value written in the open transaction; v nil means deleted.
+type staged[V any] struct {
+	v       *V
+	flushed bool
+}
+
+// NewTable registers and returns the table of the keys of s under prefix,
+// caching up to maxCached decoded committed values (0 disables the cache). It
+// panics if prefix starts with 0x00 (reserved), overlaps the prefix of
+// another table of s, or if maxCached is negative.
+func NewTable[V any](s *Store, prefix string, c Codec[V], maxCached int) *Table[V] {
+	if strings.HasPrefix(prefix, "\x00") {
+		panic(fmt.Sprintf("state: table prefix %q starts with reserved byte 0x00", prefix))
+	}
+	if maxCached < 0 {
+		panic(fmt.Sprintf("state: table %q: negative maxCached %d", prefix, maxCached))
+	}
+	for _, o := range s.tables {
+		p := o.tablePrefix()
+		if strings.HasPrefix(p, prefix) || strings.HasPrefix(prefix, p) {
+			panic(fmt.Sprintf("state: table prefix %q overlaps table prefix %q", prefix, p))
+		}
+	}
+	t := &Table[V]{s: s, prefix: prefix, codec: c, staged: make(map[string]staged[V])}
+	if maxCached > 0 {
+		t.cache = newLRU[V](maxCached)
+	}
+	s.tables = append(s.tables, t)
+	return t
+}
+
+// Prefix returns the table's key prefix.
+func (t *Table[V]) Prefix() string { return t.prefix }
+
+func (t *Table[V]) tablePrefix() string { return t.prefix }
+
+// Cached returns the number of decoded values (including known-absent keys)
+// in the table's cache.
+func (t *Table[V]) Cached() int {
+	if t.cache == nil {
+		return 0
+	}
+	return len(t.cache.m)
+}
+
+func (t *Table[V]) pebbleKey(key string) []byte {
+	t.key = append(append(t.key[:0], t.prefix...), key...)
+	return t.key
+}
+
+// Get returns the value of key as the open transaction sees it, or nil if it
+// is absent: the staged value if key was written, else the cached committed
+// value, else the value read from Pebble and decoded (cached if committed).
+// The result must not be modified.
+func (t *Table[V]) Get(key string) (*V, error) {
+	if t.s.closed {
+		return nil, ErrClosed
+	}
+	if e, ok := t.staged[key]; ok {
+		return e.v, nil
+	}
+	if t.cache != nil {
+		if v, ok := t.cache.get(key); ok {
+			t.s.tableHits.Add(1)
+			return v, nil
+		}
+	}
+	t.s.tableMisses.Add(1)
+	pk := t.pebbleKey(key)
+	if t.s.txn.wrote(pk) {
+		// A raw Txn write under our prefix: decode it, but do not cache
+		// an uncommitted value.
+		raw, ok, err := t.s.txn.getWritten(pk)
+		if err != nil || !ok {
+			return nil, err
+		}
+		return t.decode(key, raw)
+	}
+	t.s.pebbleGets.Add(1)
+	raw, closer, err := t.s.db.Get(pk)
+	if errors.Is(err, pebble.ErrNotFound) {
+		if t.cache != nil {
+			t.cache.put(key, nil)
+		}
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: table %q: get %q: %w", t.prefix, key, err)
+	}
+	v, err := t.decode(key, raw)
+	_ = closer.Close()
+	if err != nil {
+		return nil, err
+	}
+	if t.cache != nil {
+		t.cache.put(key, v)
+	}
+	return v, nil
+}
+
+func (t *Table[V]) decode(key string, raw []byte) (*V, error) {
+	v := new(V)
+	if err := t.codec.Decode(raw, v); err != nil {
+		return nil, fmt.Errorf("state: table %q: decode %q: %w", t.prefix, key, err)
+	}
+	return v, nil
+}
+
+// Put stages key = v in the open transaction (v nil deletes). v is encoded
+// by Prepare and must not be modified afterwards.
+func (t *Table[V]) Put(key string, v *V) {
+	if e, ok := t.staged[key]; !ok || e.flushed {
+		t.unflushed++
+	}
+	t.staged[key] = staged[V]{v: v}
+}
+
+// Delete stages the deletion of key in the open transaction.
+func (t *Table[V]) Delete(key string) { t.Put(key, nil) }
+
+// Flush encodes the values staged since the last Flush into the transaction.
+// Store.Prepare flushes every table.
+func (t *Table[V]) Flush() error {
+	if t.s.closed {
+		return ErrClosed
+	}
+	return t.flush()
+}
+
+func (t *Table[V]) flush() error {
+	if t.unflushed == 0 {
+		return nil
+	}
+	for key, e := range t.staged {
+		if e.flushed {
+			continue
+		}
+		pk := t.pebbleKey(key)
+		if isReserved(pk) {
+			return fmt.Errorf("state: table %q: key %q: %w", t.prefix, key, ErrReservedKey)
+		}
+		if e.v == nil {
+			if err := t.s.txn.del(pk); err != nil {
+				return err
+			}
+		} else {
+			var err error
+			if t.val, err = t.codec.Append(t.val[:0], e.v); err != nil {
+				return fmt.Errorf("state: table %q: encode %q: %w", t.prefix, key, err)
+			}
+			if err := t.s.txn.set(pk, t.val); err != nil {
+				return err
+			}
+		}
+		e.flushed = true
+		t.staged[key] = e
+		t.unflushed--
+	}
+	if cap(t.val) > 64<<10 {
+		t.val = nil // do not keep one huge value's buffer
+	}
+	return nil
+}
+
+func (t *Table[V]) owns(key []byte) bool { return strings.HasPrefix(string(key), t.prefix) }
+func (t *Table[V]) dirty() bool          { return t.unflushed > 0 }
+func (t *Table[V]) pending() bool        { return len(t.staged) > 0 }
+
+// commit moves the staged values, now committed, into the cache.
+func (t *Table[V]) commit() {
+	if t.cache != nil {
+		for key, e := range t.staged {
+			t.cache.put(key, e.v)
+		}
+	}
+	t.clearStaged()
+}
+
+func (t *Table[V]) abort() { t.clearStaged() }
+
+func (t *Table[V]) clearStaged() {
+	if len(t.staged) > 4096 {
+		t.staged = make(map[string]staged[V])
+	} else {
+		clear(t.staged)
+	}
+	t.unflushed = 0
+}
+
+func (t *Table[V]) dropCache() {
+	if t.cache != nil {
+		t.cache.clear()
+	}
+}
+
+// invalidate forgets what the table staged or cached for the Pebble key pk,
+// which a raw transaction write just replaced.
+func (t *Table[V]) invalidate(pk []byte) {
+	key := string(pk[len(t.prefix):])
+	if e, ok := t.staged[key]; ok {
+		if !e.flushed {
+			t.unflushed--
+		}
+		delete(t.staged, key)
+	}
+	if t.cache != nil {
+		t.cache.remove(key)
+	}
+}
+
+// lru is a map plus a doubly linked list, most recently used first. A nil
+// value records a key known to be absent.
+type lru[V any] struct {
+	max  int
+	m    map[string]*lruEntry[V]
+	root lruEntry[V] // sentinel: root.next is the most recent
+}
+
+type lruEntry[V any] struct {
+	key        string
+	v          *V
+	prev, next *lruEntry[V]
+}
+
+func newLRU[V any](max int) *lru[V] {
+	c := &lru[V]{max: max, m: make(map[string]*lruEntry[V], min(max, 1<<16))}
+	c.root.prev, c.root.next = &c.root, &c.root
+	return c
+}
+
+func (c *lru[V]) unlink(e *lruEntry[V]) {
+	e.prev.next, e.next.prev = e.next, e.prev
+}
+
+func (c *lru[V]) pushFront(e *lruEntry[V]) {
+	e.prev, e.next = &c.root, c.root.next
+	e.prev.next, e.next.prev = e, e
+}
+
+func (c *lru[V]) get(key string) (*V, bool) {
+	e, ok := c.m[key]
+	if !ok {
+		return nil, false
+	}
+	if c.root.next != e {
+		c.unlink(e)
+		c.pushFront(e)
+	}
+	return e.v, true
+}
+
+func (c *lru[V]) put(key string, v *V) {
+	if e, ok := c.m[key]; ok {
+		e.v = v
+		if c.root.next != e {
+			c.unlink(e)
+			c.pushFront(e)
+		}
+		return
+	}
+	var e *lruEntry[V]
+	if len(c.m) >= c.max {
+		// Reuse the least recently used entry.
+		e = c.root.prev
+		c.unlink(e)
+		delete(c.m, e.key)
+	} else {
+		e = new(lruEntry[V])
+	}
+	e.key, e.v = key, v
+	c.m[key] = e
+	c.pushFront(e)
+}
+
+func (c *lru[V]) remove(key string) {
+	if e, ok := c.m[key]; ok {
+		c.unlink(e)
+		delete(c.m, key)
+	}
+}
+
+func (c *lru[V]) clear() {
+	if len(c.m) == 0 {
+		return
+	}
+	clear(c.m)
+	c.root.prev, c.root.next = &c.root, &c.root
+}

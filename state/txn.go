@@ -1,0 +1,257 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Txn is a store's open transaction: an indexed Pebble batch, whose writes
+// its reads see, plus the set of keys written. Get a Txn with Store.Txn; it
+// ends with Store.Commit or Store.Abort and the same value is then reused for
+// the next transaction. Like its Store, a Txn is used by one goroutine at a
+// time.
+//
+// Keys starting with 0x00 are reserved (ErrReservedKey). Raw writes and Table
+// writes may share a transaction; a raw write to a key under a table's prefix
+// replaces that table's staged value for the key.
+type Txn struct {
+	s       *Store
+	b       *pebble.Batch       // nil until the first write
+	written map[string]struct{} // distinct keys written to b
+	sorted  []string            // scratch for Writes
+	kbuf    []byte              // scratch for Writes
+}
+
+// emptyValue is passed for an existing key with an empty value, so that nil
+// always means "deleted" or "absent".
+var emptyValue = []byte{}
+
+func isReserved(key []byte) bool { return len(key) > 0 && key[0] == 0 }
+
+// batch returns the transaction's batch, creating it on first use.
+func (t *Txn) batch() *pebble.Batch {
+	if t.b == nil {
+		t.b = t.s.db.NewIndexedBatch()
+	}
+	return t.b
+}
+
+// reset empties the transaction, keeping its memory for the next one.
+func (t *Txn) reset() {
+	if t.b != nil {
+		t.b.Reset() // also clears the "applied" state of a committed batch
+	}
+	if len(t.written) > 4096 {
+		t.written = make(map[string]struct{})
+	} else {
+		clear(t.written)
+	}
+}
+
+// wrote reports whether the transaction wrote key.
+func (t *Txn) wrote(key []byte) bool {
+	_, ok := t.written[string(key)]
+	return ok
+}
+
+func (t *Txn) noteWrite(key []byte) {
+	if _, ok := t.written[string(key)]; !ok {
+		t.written[string(key)] = struct{}{}
+	}
+}
+
+// set and del write without the checks of Set and Delete (used by tables).
+func (t *Txn) set(key, val []byte) error {
+	if err := t.batch().Set(key, val, nil); err != nil {
+		return fmt.Errorf("state: set: %w", err)
+	}
+	t.noteWrite(key)
+	return nil
+}
+
+func (t *Txn) del(key []byte) error {
+	if err := t.batch().Delete(key, nil); err != nil {
+		return fmt.Errorf("state: delete: %w", err)
+	}
+	t.noteWrite(key)
+	return nil
+}
+
+// Get returns a copy of key's value as the transaction sees it: its own last
+// write to key if any, else the committed value.
+func (t *Txn) Get(key []byte) ([]byte, bool, error) {
+	if t.s.closed {
+		return nil, false, ErrClosed
+	}
+	if !t.wrote(key) {
+		return t.s.getCommitted(key)
+	}
+	return t.getWritten(key)
+}
+
+// getWritten reads a key the transaction wrote: from the batch, or absent if
+// its last write was a delete. The batch's lookup falls through to Pebble
+// only for keys it does not hold, which the caller has excluded.
+func (t *Txn) getWritten(key []byte) ([]byte, bool, error) {
+	v, closer, err := t.b.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("state: get: %w", err)
+	}
+	out := make([]byte, len(v))
+	copy(out, v)
+	return out, true, closer.Close()
+}
+
+// Set writes key = val in the transaction. A nil val is an empty value, not
+// a delete. Both slices may be reused after Set returns.
+func (t *Txn) Set(key, val []byte) error {
+	if t.s.closed {
+		return ErrClosed
+	}
+	if isReserved(key) {
+		return ErrReservedKey
+	}
+	t.s.invalidateTables(key)
+	return t.set(key, val)
+}
+
+// Delete deletes key in the transaction.
+func (t *Txn) Delete(key []byte) error {
+	if t.s.closed {
+		return ErrClosed
+	}
+	if isReserved(key) {
+		return ErrReservedKey
+	}
+	t.s.invalidateTables(key)
+	return t.del(key)
+}
+
+// Len returns the number of distinct keys written in the transaction,
+// including table values flushed by Prepare.
+func (t *Txn) Len() int { return len(t.written) }
+
+// prefixEnd returns the smallest key greater than every key with the given
+// prefix, or nil if there is none (empty prefix, or all 0xff bytes).
+func prefixEnd(prefix []byte) []byte {
+	end := slices.Clone(prefix)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] != 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+var reservedEnd = []byte{0x01}
+
+// Iterate calls fn for every key with the given prefix, in key order, with
+// its value as the transaction sees it (its own writes merged over the
+// committed state; deleted keys are skipped). The slices passed to fn are
+// valid only during the call and must not be modified; fn must not write to
+// the transaction. Iterate stops at, and returns, the first error of fn.
+// Table values staged but not yet flushed (Prepare, Table.Flush) are not seen.
+func (t *Txn) Iterate(prefix []byte, fn func(key, val []byte) error) error {
+	if t.s.closed {
+		return ErrClosed
+	}
+	if isReserved(prefix) {
+		return ErrReservedKey
+	}
+	opts := &pebble.IterOptions{UpperBound: prefixEnd(prefix)}
+	if len(prefix) > 0 {
+		opts.LowerBound = prefix // an empty, non-nil bound trips Pebble's invariant checks
+	}
+	var it *pebble.Iterator
+	var err error
+	if len(t.written) > 0 {
+		it, err = t.b.NewIter(opts)
+	} else {
+		it, err = t.s.db.NewIter(opts)
+	}
+	if err != nil {
+		return fmt.Errorf("state: iterate: %w", err)
+	}
+	for valid := it.First(); valid; {
+		k := it.Key()
+		if isReserved(k) { // only possible with an empty prefix
+			valid = it.SeekGE(reservedEnd)
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			break // it.Error() reports it
+		}
+		if v == nil {
+			v = emptyValue
+		}
+		if err := fn(k, v); err != nil {
+			_ = it.Close()
+			return err
+		}
+		valid = it.Next()
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("state: iterate: %w", err)
+	}
+	return nil
+}
+
+// Writes calls fn once for every distinct key written in the transaction, in
+// key order, with its final value: val is nil if the last write deleted the
+// key (and non-nil, possibly empty, otherwise). This is the changelog of the
+// transaction. Call Store.Prepare first so that table writes are included.
+// The slices are valid only during the call and must not be modified.
+func (t *Txn) Writes(fn func(key, val []byte) error) error {
+	if t.s.closed {
+		return ErrClosed
+	}
+	if len(t.written) == 0 {
+		return nil
+	}
+	t.sorted = t.sorted[:0]
+	for k := range t.written {
+		t.sorted = append(t.sorted, k)
+	}
+	slices.Sort(t.sorted)
+	defer clear(t.sorted) // do not pin the keys
+
+	// The batch-only iterator yields the keys whose last write is a set, in
+	// key order: a subset of t.sorted. Walk both together.
+	it, err := t.b.NewBatchOnlyIter(context.Background(), nil)
+	if err != nil {
+		return fmt.Errorf("state: writes: %w", err)
+	}
+	valid := it.First()
+	for _, k := range t.sorted {
+		t.kbuf = append(t.kbuf[:0], k...)
+		var val []byte
+		if valid && string(it.Key()) == k {
+			if val, err = it.ValueAndErr(); err != nil {
+				break
+			}
+			if val == nil {
+				val = emptyValue
+			}
+		}
+		if err := fn(t.kbuf, val); err != nil {
+			_ = it.Close()
+			return err
+		}
+		if val != nil {
+			valid = it.Next()
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("state: writes: %w", err)
+	}
+	return nil
+}
