@@ -187,6 +187,11 @@ func (r *reader) truncated(what string) error {
 // varint reads one zig-zag varint of at most 64 bits and refuses encodings
 // longer than needed.
 func (r *reader) varint() (int64, error) {
+	if r.pos < len(r.b) && r.b[r.pos] < 0x80 { // one byte: -64..63
+		u := uint64(r.b[r.pos])
+		r.pos++
+		return int64(u>>1) ^ -int64(u&1), nil
+	}
 	var u uint64
 	for i, s := 0, uint(0); i < 10; i, s = i+1, s+7 {
 		if r.pos >= len(r.b) {
@@ -241,8 +246,13 @@ func (r *reader) str() ([]byte, error) {
 		return nil, err
 	}
 	s := r.b[r.pos : r.pos+l]
-	if !utf8.Valid(s) {
-		return nil, fmt.Errorf("%w: string is not UTF-8 at byte %d", ErrMalformed, r.pos)
+	for _, c := range s { // ids are mostly ASCII: skip the call for them
+		if c >= utf8.RuneSelf {
+			if !utf8.Valid(s) {
+				return nil, fmt.Errorf("%w: string is not UTF-8 at byte %d", ErrMalformed, r.pos)
+			}
+			break
+		}
 	}
 	r.pos += l
 	return s, nil
@@ -296,7 +306,16 @@ func (r *reader) value(n *node) error {
 		return err
 	case kRecord:
 		for i, f := range n.fields {
-			if err := r.value(f); err != nil {
+			var err error
+			switch f.kind { // the common leaves without a call to value
+			case kString:
+				_, err = r.str()
+			case kLong:
+				_, err = r.varint()
+			default:
+				err = r.value(f)
+			}
+			if err != nil {
 				return inField(n.fieldNames[i], err)
 			}
 		}
@@ -350,10 +369,10 @@ func (r *reader) blocks(n *node) error {
 		} else if total > 0 {
 			r.canonical = false // a second block
 		}
-		total += count
-		if total > MaxItems {
-			return fmt.Errorf("%w: %d items exceed MaxItems (%d)", ErrTooLarge, total, MaxItems)
+		if count > MaxItems-total { // not total+count: it may overflow
+			return fmt.Errorf("%w: %d and %d more items exceed MaxItems (%d)", ErrTooLarge, total, count, MaxItems)
 		}
+		total += count
 		// Every item takes at least min bytes (a map key at least one): a
 		// count that the bytes left cannot hold is refused at once rather
 		// than item by item. (Nothing is allocated either way: hamba sees

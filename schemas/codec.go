@@ -1,7 +1,6 @@
 package schemas
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -45,8 +44,10 @@ var api = avro.Config{
 //
 // Decoding is strict: it accepts exactly the bytes of one record, with
 // nothing after it, and returns a *DecodeError for anything else, never
-// panicking, whatever the bytes. Encoding produces the canonical encoding
-// (see Decode), so equal values always encode to equal bytes.
+// panicking, whatever the bytes. Encoding produces the canonical encoding:
+// each array and map in one block with a positive count, map entries sorted
+// by key, minimal varints. So equal values encode to equal bytes, and a
+// canonical record decodes and re-encodes to the same bytes.
 //
 // A Codec is safe for concurrent use. The package-level codecs are the only
 // ones; they are built when the package is initialised.
@@ -193,10 +194,13 @@ func (c *Codec[T]) Encode(v *T) ([]byte, error) {
 // other Avro writers produce them; re-encoding such a value gives the
 // canonical form.
 //
-// Decode first resets *v to its zero value, so nothing of what it held
-// before survives; on error, *v is the zero value or partly set. Decoded
-// strings do not alias b. An empty array or map decodes as an empty,
-// non-nil slice or map.
+// Decode resets *v to its zero value before it fills it, so nothing of what
+// *v held before survives. On error the contents of *v are unspecified. An
+// empty array or map decodes as an empty, non-nil slice or map.
+//
+// Decoded strings do not alias b, but hamba carves short ones out of shared
+// 1 KiB blocks: a cache that keeps a few strings of many records for long
+// should strings.Clone them.
 func (c *Codec[T]) Decode(b []byte, v *T) error {
 	if len(b) > MaxRecordBytes {
 		return &DecodeError{Schema: c.name,
@@ -217,16 +221,26 @@ func (c *Codec[T]) Decode(b []byte, v *T) error {
 	c.readers.Put(r)
 	if err != nil {
 		// The check accepted b, so hamba should too.
-		return &DecodeError{Schema: c.name, Err: errors.Join(ErrMalformed, err)}
+		return &DecodeError{Schema: c.name, Err: fmt.Errorf("%w: %v", ErrMalformed, err)}
 	}
 	return nil
 }
 
 // DecodeInput is Decode for records read from an input topic: b is either
-// plain Avro or in Confluent wire format (see Frame), told apart by its first
-// byte. A Confluent-framed record must carry a schema id in ids, else the
-// error wraps a *SchemaIDError; with nil or empty ids every framed record is
-// refused that way.
+// plain Avro or in Confluent wire format (see Frame).
+//
+// The two are told apart by the first byte. Every schema here starts with a
+// string id that must not be empty, and a non-empty string starts with its
+// zig-zag length, never 0; so a leading 0 byte is never valid plain Avro of
+// an acceptable record and is read as the Confluent magic byte. (A plain
+// record with an empty first id is therefore refused, as the processors
+// would refuse it anyway.)
+//
+// A Confluent-framed record must carry a schema id in ids, else the error
+// wraps a *SchemaIDError; with nil or empty ids every framed record is
+// refused that way, with a message that says to configure the ids. The id is
+// not looked up anywhere: ids lists the registry ids whose schema writes the
+// same bytes as this codec's, which is what registering the .avsc file gives.
 func (c *Codec[T]) DecodeInput(b []byte, v *T, ids SchemaIDs) error {
 	b, err := unframe(c.name, b, ids)
 	if err != nil {

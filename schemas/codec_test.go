@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/hamba/avro/v2"
@@ -284,4 +285,31 @@ func TestNameAndSchema(t *testing.T) {
 	if !strings.Contains(StockMovements.Schema(), `"timestamp-millis"`) {
 		t.Errorf("Schema() is not the .avsc text")
 	}
+}
+
+// TestConcurrentUse runs encoders and decoders of all codecs at once, for
+// the race detector.
+func TestConcurrentUse(t *testing.T) {
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 50 {
+				for _, c := range allCodecs() {
+					for _, v := range c.samples() {
+						b, err := c.encode(v)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						got, err := c.decode(b)
+						if err != nil || !equalValues(v, got) {
+							t.Errorf("%s: %v", c.Name(), err)
+							return
+						}
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

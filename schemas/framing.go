@@ -17,19 +17,8 @@ import (
 //	| 0x00 |  schema id, int32 big-endian | plain Avro record  |
 //	+------+------+------+------+------+--------------------+
 //
-// DecodeInput accepts both this format and plain Avro on input topics. It
-// tells them apart by the first byte: every record schema here starts with a
-// string id that must not be empty, and a non-empty string starts with its
-// zig-zag length, which is never 0. So a leading 0 byte is never valid plain
-// Avro of an accepted record and is read as the magic byte. (A plain record
-// with an empty first id does start with 0; DecodeInput reads it as framing
-// and rejects it, as the processors would reject the empty id.)
-//
-// The schema id is not looked up in a registry: invroute decodes with its own
-// schema only, so the operator lists, per topic, the registry ids whose
-// schema writes the same bytes (the same fields in the same order, which is
-// what registering the .avsc files produces). Any other id is refused with a
-// *SchemaIDError rather than decoded wrongly.
+// Codec.DecodeInput accepts both this format and plain Avro; its doc comment
+// tells how it tells them apart and what the schema ids mean.
 
 // confluentHeader is the length of the Confluent wire-format header.
 const confluentHeader = 5

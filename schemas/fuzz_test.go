@@ -6,7 +6,8 @@ import (
 )
 
 // fuzzDecode is the body of every FuzzDecode target. Decoding arbitrary
-// bytes must never panic; when it succeeds:
+// bytes must never panic, and hamba must accept whatever the strict check
+// accepts. When decoding succeeds:
 //   - the value re-encodes and the re-encoding decodes to the same value;
 //   - if the input was canonical, the re-encoding is the input itself, and
 //     else the re-encoding is canonical;
@@ -33,10 +34,13 @@ func fuzzDecode[T any](f *testing.F, c *Codec[T], samples []T) {
 		var v T
 		err := c.Decode(b, &v)
 		fuzzInput(t, c, b)
+		canonical, cerr := check(c.prog, b)
 		if err != nil {
+			if cerr == nil {
+				t.Fatalf("hamba refuses what the check accepts: %v\n% x", err, b)
+			}
 			return
 		}
-		canonical, cerr := check(c.prog, b)
 		if cerr != nil {
 			t.Fatalf("Decode accepted what check refuses: %v", cerr)
 		}

@@ -143,6 +143,9 @@ func TestHugeCounts(t *testing.T) {
 	}
 	many = many.long(1).str("").long(0)
 	wantDecodeErr(t, Channels, many, ErrTooLarge)
+	// A second count that would overflow the sum.
+	wantDecodeErr(t, Channels, channel(1).str("a").long(math.MaxInt64), ErrTooLarge)
+	wantDecodeErr(t, Channels, channel(1).str("a").long(-math.MaxInt64), ErrTruncated) // no size
 	// A count the bytes cannot hold is refused before allocating.
 	wantDecodeErr(t, Channels, channel(50_000).str("x"), ErrTruncated)
 	wantDecodeErr(t, AtsUpdates, enc{}.str("s").long(1).long(1).long(0).long(MaxItems).raw(make([]byte, 64)...), ErrTruncated)

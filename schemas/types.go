@@ -1,9 +1,3 @@
-// Package schemas holds the Avro schemas of every invroute topic (embedded
-// .avsc files) and the typed Go values and codecs that read and write them.
-//
-// Decoding is strict and never panics: hostile bytes, trailing bytes after a
-// complete record, unknown enum symbols and oversized strings or arrays all
-// return an error.
 package schemas
 
 // MovementType is the kind of a stock movement reported by a WMS, a 3PL or a

@@ -1,10 +1,13 @@
 package state
 
 import (
+	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -18,8 +21,10 @@ import (
 //	RawPebble       indexed batch Get + decode + encode + Set, Apply every 1000 ops
 //	Txn             the same through Store.Txn, with Prepare, Writes (the
 //	                changelog) and Commit(checkpoint)
-//	Table/cache=N   Table.Get + copy + Put, Prepare, Writes and Commit; N
-//	                decoded values cached (0 = no cache)
+//	Table/C/cache=N Table.Get + copy + Put, Prepare, Writes and Commit; N
+//	                decoded values cached (0 = no cache); codec C is binary
+//	                (decoding is a copy) or json (decoding costs like a real
+//	                schema codec)
 //
 // go test -run XXX -bench RMW ./state/
 
@@ -29,27 +34,41 @@ const (
 	benchValueLen = 100
 )
 
-// benchVal encodes to 100 bytes: a counter and a payload.
+// benchVal is a counter and a note; benchCodec encodes it in 100 bytes.
 type benchVal struct {
-	Count   int64
-	Payload [benchValueLen - 8]byte
+	Count int64  `json:"count"`
+	Note  string `json:"note"`
 }
 
+var benchNote = strings.Repeat("n", benchValueLen-8)
+
+// benchCodec is a trivial binary codec: decoding costs one small copy.
 type benchCodec struct{}
 
 func (benchCodec) Append(dst []byte, v *benchVal) ([]byte, error) {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(v.Count))
-	return append(dst, v.Payload[:]...), nil
+	return append(dst, v.Note...), nil
 }
 
 func (benchCodec) Decode(b []byte, v *benchVal) error {
-	if len(b) != benchValueLen {
-		return errors.New("bad length")
+	if len(b) < 8 {
+		return errors.New("short value")
 	}
 	v.Count = int64(binary.BigEndian.Uint64(b))
-	copy(v.Payload[:], b[8:])
+	v.Note = string(b[8:])
 	return nil
 }
+
+// jsonCodec stands for a real schema codec (Avro, JSON), where decoding
+// costs far more than a copy.
+type jsonCodec struct{}
+
+func (jsonCodec) Append(dst []byte, v *benchVal) ([]byte, error) {
+	b, err := json.Marshal(v)
+	return append(dst, b...), err
+}
+
+func (jsonCodec) Decode(b []byte, v *benchVal) error { return json.Unmarshal(b, v) }
 
 func benchKey(i uint64) string { return fmt.Sprintf("inv/sku-%06d", i) }
 
@@ -66,14 +85,16 @@ func zipfKeys() []string {
 }
 
 // benchStore opens a store holding benchKeys values on disk.
-func benchStore(b *testing.B, cache *pebble.Cache) *Store {
+func benchStore(b *testing.B, cache *pebble.Cache, c Codec[benchVal]) *Store {
 	b.Helper()
 	s, err := Open(b.TempDir(), &Options{FS: vfs.Default, Cache: cache})
 	if err != nil {
 		b.Fatal(err)
 	}
-	var v benchVal
-	enc, _ := benchCodec{}.Append(nil, &v)
+	enc, err := c.Append(nil, &benchVal{Note: benchNote})
+	if err != nil {
+		b.Fatal(err)
+	}
 	for i := range benchKeys {
 		must(b, s.Txn().Set([]byte(benchKey(uint64(i))), enc))
 		if i%10_000 == 9_999 {
@@ -81,6 +102,9 @@ func benchStore(b *testing.B, cache *pebble.Cache) *Store {
 		}
 	}
 	must(b, s.Commit(Checkpoint{ChangelogOffset: benchKeys}))
+	// Start from a settled LSM, not in the middle of the load's compactions.
+	must(b, s.db.Flush())
+	must(b, s.db.Compact(context.Background(), []byte("inv/"), []byte("inv0"), true))
 	return s
 }
 
@@ -94,7 +118,7 @@ func BenchmarkRMW(b *testing.B) {
 	defer cache.Unref()
 
 	b.Run("RawPebble", func(b *testing.B) {
-		s := benchStore(b, cache)
+		s := benchStore(b, cache, benchCodec{})
 		defer s.Close()
 		db := s.db // the same database, used directly
 		batch := db.NewIndexedBatch()
@@ -122,12 +146,11 @@ func BenchmarkRMW(b *testing.B) {
 	})
 
 	b.Run("Txn", func(b *testing.B) {
-		s := benchStore(b, cache)
+		s := benchStore(b, cache, benchCodec{})
 		defer s.Close()
 		txn := s.Txn()
 		var v benchVal
 		var buf []byte
-		var changelog int
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			k := []byte(keys[i%len(keys)])
@@ -140,17 +163,27 @@ func BenchmarkRMW(b *testing.B) {
 			buf, _ = benchCodec{}.Append(buf[:0], &v)
 			must(b, txn.Set(k, buf))
 			if i%benchCommitN == benchCommitN-1 {
-				changelog += benchCommit(b, s, i)
+				benchCommit(b, s, i)
 			}
 		}
 		reportOps(b)
 	})
 
-	for _, maxCached := range []int{100_000, 10_000, 0} {
-		b.Run(fmt.Sprintf("Table/cache=%d", maxCached), func(b *testing.B) {
-			s := benchStore(b, cache)
+	for _, tc := range []struct {
+		codec     string
+		maxCached int
+	}{
+		{"binary", 100_000}, {"binary", 10_000}, {"binary", 0},
+		{"json", 100_000}, {"json", 10_000}, {"json", 0},
+	} {
+		b.Run(fmt.Sprintf("Table/%s/cache=%d", tc.codec, tc.maxCached), func(b *testing.B) {
+			var c Codec[benchVal] = benchCodec{}
+			if tc.codec == "json" {
+				c = jsonCodec{}
+			}
+			s := benchStore(b, cache, c)
 			defer s.Close()
-			tbl := NewTable[benchVal](s, "inv/", benchCodec{}, maxCached)
+			tbl := NewTable[benchVal](s, "inv/", c, tc.maxCached)
 			before := s.Metrics()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {

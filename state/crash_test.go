@@ -85,7 +85,7 @@ func runCrash(t *testing.T, cfg crashCfg, seed int64) {
 		go func() {
 			defer wg.Done()
 			crng := rand.New(rand.NewPCG(uint64(seed), 1))
-			for {
+			for len(clones) < 40 { // each costs a Pebble open to verify
 				select {
 				case <-stop:
 					return

@@ -152,10 +152,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		err := e.runSession(ctx)
 		e.closeTasks()
-		if e.sess != nil {
-			e.sess.Close()
-			e.sess = nil
-		}
+		e.closeSession()
 		switch {
 		case ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)):
 			e.log.Info("engine stopped")
@@ -176,6 +173,26 @@ func (e *Engine) Run(ctx context.Context) error {
 }
 
 var errSessionFailed = errors.New("topology: transactional session failed")
+
+// closeSession leaves the group (bounded: the broker may be down) and
+// closes the session; revocations it triggers belong to the closed session
+// and are dropped.
+func (e *Engine) closeSession() {
+	if e.sess == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	e.sess.AllowRebalance()
+	if err := e.sess.Client().LeaveGroupContext(ctx); err != nil {
+		e.log.Warn("leaving the group", "err", err)
+	}
+	cancel()
+	e.sess.CloseAllowingRebalance()
+	e.sess = nil
+	e.mu.Lock()
+	e.events = nil
+	e.mu.Unlock()
+}
 
 func (e *Engine) newSession() error {
 	topics := slices.Clone(e.inputs)
@@ -335,7 +352,9 @@ func (e *Engine) runSession(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return err
+			// Restores read Kafka: a broker that is down or a changelog
+			// that is still in a transaction must not stop the engine.
+			return fmt.Errorf("%w: assigning partitions: %v", errSessionFailed, err)
 		}
 		stop := ctx.Err() != nil
 		if err := e.transaction(ctx); err != nil || stop {
@@ -348,6 +367,9 @@ func (e *Engine) runSession(ctx context.Context) error {
 // open transaction (with a bounded, fresh context) so that shutdown applies
 // what was processed.
 func (e *Engine) transaction(ctx context.Context) error {
+	// Rebalances wait while a transaction is open (BlockRebalanceOnPoll);
+	// every way out of here lets them go on.
+	defer e.sess.AllowRebalance()
 	if err := e.sess.Begin(); err != nil {
 		return fmt.Errorf("%w: begin: %v", errSessionFailed, err)
 	}
@@ -416,7 +438,6 @@ func (e *Engine) transaction(ctx context.Context) error {
 			e.log.Warn("transaction aborted: produce failed", "err", *pe)
 		}
 	}
-	e.sess.AllowRebalance()
 	if procErr != nil && !errors.Is(procErr, errNotReady) {
 		return procErr
 	}

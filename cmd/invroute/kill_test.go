@@ -151,4 +151,3 @@ func tail(b []byte) string {
 	}
 	return string(b)
 }
-

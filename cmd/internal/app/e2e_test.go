@@ -113,3 +113,46 @@ func TestModelRandomStream(t *testing.T) {
 	check("cold restore")
 	stop()
 }
+
+// TestRebalance moves partitions between instances mid-stream: a second
+// instance joins, then the first leaves, then a third joins on an empty
+// disk; each move restores the partition's store from its changelog. The
+// result must equal the model.
+func TestRebalance(t *testing.T) {
+	brokers, _ := testkit.Brokers(t)
+	prefix := testkit.Prefix(t)
+	o := testOptions(t, brokers, prefix)
+	o.SessionTimeout = 6 * time.Second
+	if _, err := CreateTopics(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	cl := testkit.Client(t, brokers)
+	testkit.SeedCatalog(t, cl, prefix)
+	s := testkit.NewStream(3, 1500, prefix)
+	n := 6000
+	if testing.Short() {
+		n = 1500
+	}
+	instance := func(id string) Options {
+		x := o
+		x.InstanceID = id
+		x.StateDir = t.TempDir()
+		return x
+	}
+	stop1 := startEngine(t, instance("a"))
+	s.Produce(t, cl, n)
+	stop2 := startEngine(t, instance("b"))
+	s.Produce(t, cl, n)
+	testkit.WaitCaughtUp(t, cl, o.Group, prefix, 120*time.Second)
+	stop1() // graceful: leaves the group, b takes every partition
+	s.Produce(t, cl, n)
+	stop3 := startEngine(t, instance("c"))
+	s.Produce(t, cl, n)
+	testkit.WaitCaughtUp(t, cl, o.Group, prefix, 120*time.Second)
+	out := testkit.ReadAll(t, brokers, prefix)
+	for _, d := range out.Check(s) {
+		t.Error(d)
+	}
+	stop2()
+	stop3()
+}
