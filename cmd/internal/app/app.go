@@ -4,6 +4,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -102,9 +103,7 @@ func Flags(fs *flag.FlagSet) func() (Options, error) {
 			if err != nil {
 				return o, fmt.Errorf("config: %w", err)
 			}
-			dec := json.NewDecoder(strings.NewReader(string(b)))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&fileOptions{&o}); err != nil {
+			if err := json.Unmarshal(b, &fileOptions{&o}); err != nil {
 				return o, fmt.Errorf("config %s: %w", cfgFile, err)
 			}
 		}
@@ -129,7 +128,9 @@ func (f *fileOptions) UnmarshalJSON(b []byte) error {
 		DedupeWindow   string `json:"dedupe_window"`
 		SessionTimeout string `json:"session_timeout"`
 	}{plain: (*plain)(f.Options)}
-	if err := json.Unmarshal(b, &aux); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&aux); err != nil {
 		return err
 	}
 	for _, d := range []struct {

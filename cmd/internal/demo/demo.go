@@ -32,6 +32,7 @@ type Options struct {
 	Brokers   string // use these brokers instead of the embedded one
 	LogLevel  string
 	Partitons int
+	Verbose   bool // print every SKU that disagrees with the model
 }
 
 // Main parses args and runs the demo; the summary goes to stdout.

@@ -119,15 +119,17 @@ func (g *generator) run(ctx context.Context, cl *kgo.Client) error {
 			g.nodes[4].Active = false
 			n := g.nodes[4]
 			g.mu.Unlock()
-			if err := produceNode(ctx, cl, &n); err != nil && ctx.Err() == nil {
+			if err := produceNode(context.Background(), cl, &n); err != nil {
 				return err
 			}
 		}
 		budget += rate * tick.Seconds()
 		for ; budget >= 1; budget-- {
+			// The model already counts these records: produce them whatever
+			// happens to ctx (Flush above waits for them), and fail loudly.
 			for _, r := range g.next() {
-				cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
-					if err != nil && ctx.Err() == nil {
+				cl.Produce(context.Background(), r, func(_ *kgo.Record, err error) {
+					if err != nil {
 						errOnce.CompareAndSwap(nil, &err)
 					}
 				})
@@ -196,10 +198,11 @@ func (g *generator) next() []*kgo.Record {
 		r := &kgo.Record{Topic: string(inventory.TopicMovements), Key: []byte(m.SKU), Value: b}
 		out = append(out, r)
 		g.movements.Add(1)
-		if len(g.recent) < 100 {
-			g.recent = append(g.recent, r)
-		} else {
-			g.recent[g.rnd.Intn(100)] = r
+		// Retries come from the last 64 movements: a WMS retries soon, well
+		// inside the per-SKU idempotency window (dedupe_max = 256).
+		g.recent = append(g.recent, r)
+		if len(g.recent) > 64 {
+			g.recent = g.recent[1:]
 		}
 	}
 	return out
@@ -236,6 +239,8 @@ func (g *generator) check(w *watcher) (ok, total int) {
 		total++
 		if got, seen := w.ats[sku]; seen && got == want {
 			ok++
+		} else if g.o.Verbose {
+			fmt.Printf("mismatch %s: ats %d (seen %t), model %d, on_hand %v\n", sku, got, seen, want, nodes)
 		}
 	}
 	return ok, total

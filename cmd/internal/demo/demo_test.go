@@ -1,0 +1,34 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestDemo runs the demo briefly on its embedded broker: it must exit
+// cleanly, print the summary line, and every SKU's ATS must equal the
+// generator's model (Run returns an error otherwise).
+func TestDemo(t *testing.T) {
+	var out bytes.Buffer
+	err := Run(context.Background(), Options{Duration: 4 * time.Second, Rate: 500, SKUs: 200, BadEvery: 50, Seed: 3, LogLevel: "warn", Partitons: 3, Verbose: true}, &out)
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	m := regexp.MustCompile(`(?m)^summary: movements=(\d+) ats_updates=(\d+) dead_letters=(\d+)$`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no summary line in:\n%s", out.String())
+	}
+	movements, _ := strconv.Atoi(m[1])
+	updates, _ := strconv.Atoi(m[2])
+	dead, _ := strconv.Atoi(m[3])
+	if movements < 500 || updates == 0 || dead == 0 {
+		t.Errorf("implausible summary %q", m[0])
+	}
+	if !regexp.MustCompile(`check: ATS of (\d+)/(\d+) SKUs equals`).MatchString(out.String()) {
+		t.Errorf("no check line in:\n%s", out.String())
+	}
+}
