@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -90,7 +91,7 @@ func TestKill9(t *testing.T) {
 	testkit.SeedCatalog(t, cl, prefix)
 	args := []string{"run", "-brokers", brokers, "-topic-prefix", prefix, "-group", group,
 		"-instance-id", "k1", "-static-membership", "-session-timeout", "6s",
-		"-state-dir", stateDir, "-commit-interval", "50ms", "-max-txn-records", "300", "-log-level", "info"}
+		"-state-dir", stateDir, "-commit-interval", "50ms", "-max-record-bytes", strconv.Itoa(testkit.MaxRecordBytes), "-max-txn-records", "300", "-log-level", "info"}
 
 	s := testkit.NewStream(7, 2000, prefix)
 	// A producer streams movements the whole time, so every kill lands
@@ -150,4 +151,32 @@ func tail(b []byte) string {
 		b = b[len(b)-4000:]
 	}
 	return string(b)
+}
+
+// TestSecondSignalExitsAtOnce: the first SIGTERM starts a graceful
+// shutdown, the second exits at once with status 130.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a binary; skipped with -short")
+	}
+	brokers, _ := testkit.Brokers(t)
+	bin := buildBinary(t)
+	prefix := testkit.Prefix(t)
+	p := startProc(t, bin, "run", "-brokers", brokers, "-topic-prefix", prefix, "-group", prefix+"g",
+		"-instance-id", "s1", "-state-dir", t.TempDir(), "-partitions", "2", "-replication", "1", "-log-level", "info")
+	// Wait until it is processing (it has logged that it is starting).
+	deadline := time.Now().Add(60 * time.Second)
+	for !bytes.Contains(p.log.Bytes(), []byte("engine starting")) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(5 * time.Millisecond)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	err := p.cmd.Wait()
+	if code := p.cmd.ProcessState.ExitCode(); code != 130 {
+		t.Fatalf("exit code %d (%v), want 130\n%s", code, err, tail(p.log.Bytes()))
+	}
+	if !bytes.Contains(p.log.Bytes(), []byte("exiting at once")) {
+		t.Errorf("no 'exiting at once' in the log:\n%s", tail(p.log.Bytes()))
+	}
 }

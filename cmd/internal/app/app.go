@@ -41,6 +41,7 @@ type Options struct {
 	StateDir       string        `json:"state_dir"`         // Pebble stores
 	CommitInterval time.Duration `json:"commit_interval"`   // longest open transaction
 	MaxTxnRecords  int           `json:"max_txn_records"`   // input records per transaction
+	MaxRecordBytes int           `json:"max_record_bytes"`  // larger input records go to the dead-letter topic
 	Partitions     int           `json:"partitions"`        // for topics created by invroute
 	Replication    int           `json:"replication"`       // for topics created by invroute; -1 broker default
 	CacheMB        int           `json:"cache_mb"`          // Pebble block cache shared by all stores
@@ -61,6 +62,7 @@ func Defaults() Options {
 		StateDir:       "./invroute-state",
 		CommitInterval: 100 * time.Millisecond,
 		MaxTxnRecords:  5000,
+		MaxRecordBytes: 1 << 20,
 		Partitions:     6,
 		Replication:    -1,
 		CacheMB:        64,
@@ -86,6 +88,7 @@ func Flags(fs *flag.FlagSet) func() (Options, error) {
 	fs.StringVar(&flagged.StateDir, "state-dir", o.StateDir, "directory of the local Pebble stores")
 	fs.DurationVar(&flagged.CommitInterval, "commit-interval", o.CommitInterval, "longest a transaction stays open")
 	fs.IntVar(&flagged.MaxTxnRecords, "max-txn-records", o.MaxTxnRecords, "input records per transaction at most")
+	fs.IntVar(&flagged.MaxRecordBytes, "max-record-bytes", o.MaxRecordBytes, "input records with more key+value bytes go to the dead-letter topic")
 	fs.IntVar(&flagged.Partitions, "partitions", o.Partitions, "partition count of topics invroute creates")
 	fs.IntVar(&flagged.Replication, "replication", o.Replication, "replication factor of topics invroute creates (-1: broker default)")
 	fs.IntVar(&flagged.CacheMB, "cache-mb", o.CacheMB, "Pebble block cache shared by all stores, MiB")
@@ -180,6 +183,7 @@ func fromEnv(o *Options) error {
 	str("STATE_DIR", &o.StateDir)
 	dur("COMMIT_INTERVAL", &o.CommitInterval)
 	num("MAX_TXN_RECORDS", &o.MaxTxnRecords)
+	num("MAX_RECORD_BYTES", &o.MaxRecordBytes)
 	num("PARTITIONS", &o.Partitions)
 	num("REPLICATION", &o.Replication)
 	num("CACHE_MB", &o.CacheMB)
@@ -216,6 +220,7 @@ func merge(o, f *Options, set map[string]bool) {
 	pick("state-dir", func() { o.StateDir = f.StateDir })
 	pick("commit-interval", func() { o.CommitInterval = f.CommitInterval })
 	pick("max-txn-records", func() { o.MaxTxnRecords = f.MaxTxnRecords })
+	pick("max-record-bytes", func() { o.MaxRecordBytes = f.MaxRecordBytes })
 	pick("partitions", func() { o.Partitions = f.Partitions })
 	pick("replication", func() { o.Replication = f.Replication })
 	pick("cache-mb", func() { o.CacheMB = f.CacheMB })
@@ -292,6 +297,7 @@ func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats)
 		StateDir:          o.StateDir,
 		CommitInterval:    o.CommitInterval,
 		MaxTxnRecords:     o.MaxTxnRecords,
+		MaxRecordBytes:    o.MaxRecordBytes,
 		Partitions:        int32(o.Partitions),
 		Replication:       int16(o.Replication),
 		CacheBytes:        int64(o.CacheMB) << 20,

@@ -51,6 +51,7 @@ func testOptions(t *testing.T, brokers, prefix string) Options {
 	o.CommitInterval = 50 * time.Millisecond
 	o.MaxTxnRecords = 500
 	o.StateCache = 100 // small: exercise evictions
+	o.MaxRecordBytes = testkit.MaxRecordBytes
 	return o
 }
 
@@ -87,6 +88,9 @@ func TestModelRandomStream(t *testing.T) {
 		}
 		t.Logf("%s: %d SKUs, %d ATS updates, %d dead letters", phase, len(out.Last), out.Updates, len(out.DeadLetters))
 		for v, h := range out.Headers {
+			if len(v) > testkit.MaxRecordBytes && h["invroute.stage"] != "size" {
+				t.Errorf("%s: oversized record dead-lettered at stage %q, want size", phase, h["invroute.stage"])
+			}
 			for _, k := range []string{"invroute.error", "invroute.stage", "invroute.source.topic", "invroute.source.partition", "invroute.source.offset"} {
 				if h[k] == "" {
 					t.Errorf("%s: dead letter %q lacks header %s", phase, v, k)

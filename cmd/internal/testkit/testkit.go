@@ -190,6 +190,13 @@ func (m *Model) Expect(sku string) Expected {
 	return e
 }
 
+// OversizeBytes is the size of the oversized bad records Stream sends;
+// engines under test must run with max_record_bytes = MaxRecordBytes.
+const (
+	MaxRecordBytes = 16 << 10
+	OversizeBytes  = 20 << 10
+)
+
 // Stream generates movements and bad records.
 type Stream struct {
 	rnd    *rand.Rand
@@ -280,7 +287,10 @@ func (s *Stream) bad(topic string) *kgo.Record {
 	good := schemas.StockMovement{MovementID: id, SKU: "S00000", NodeID: "W1", Type: schemas.Receipt, Qty: 1}
 	key := []byte("S00000")
 	var v []byte
-	switch s.rnd.Intn(7) {
+	switch s.rnd.Intn(8) {
+	case 7: // oversized (a valid movement, but larger than MaxRecordBytes)
+		good.MovementID = id + strings.Repeat("x", OversizeBytes)
+		v = valid(good)
 	case 0: // garbage
 		v = []byte(fmt.Sprintf("\x07garbage-%d\xff\xff\xff", s.seq))
 	case 1: // trailing bytes after a complete record
