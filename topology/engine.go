@@ -220,6 +220,15 @@ func (e *Engine) newSession() error {
 		return fmt.Errorf("topology: session: %w", err)
 	}
 	e.sess = sess
+	// Initialise the producer id now, before any restore: it fences this
+	// instance's previous incarnation (same transactional id) and aborts its
+	// open transaction, so changelogs reach a stable end without waiting for
+	// the transaction timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.TxnTimeout)
+	defer cancel()
+	if _, _, err := sess.Client().ProducerID(ctx); err != nil {
+		return fmt.Errorf("%w: initialising the producer id: %v", errSessionFailed, err)
+	}
 	return nil
 }
 
