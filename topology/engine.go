@@ -62,6 +62,11 @@ type Engine struct {
 
 	sess  *kgo.GroupTransactSession
 	tasks map[int32]*taskState
+	owned atomic.Int32 // len(tasks), readable from any goroutine
+
+	// globalInTxn are the global table changes handed to tasks in the open
+	// transaction; they go back to the queue if it does not commit.
+	globalInTxn []globalChange
 
 	produceErr atomic.Pointer[error]
 	inflight   sync.WaitGroup
@@ -296,6 +301,7 @@ func (e *Engine) applyEvents(ctx context.Context) error {
 		}
 	}
 	e.m.partitions.Set(float64(len(e.tasks)))
+	e.owned.Store(int32(len(e.tasks)))
 	return nil
 }
 
@@ -429,6 +435,10 @@ func (e *Engine) transaction(ctx context.Context) error {
 	defer endCancel()
 	committed, err := e.sess.End(endCtx, commit)
 	e.inflight.Wait()
+	if !committed || err != nil {
+		e.globals.requeue(e.globalInTxn)
+	}
+	e.globalInTxn = nil
 	if err != nil {
 		e.abortAll()
 		return fmt.Errorf("%w: %v", ErrUnknownCommit, err)
@@ -503,6 +513,7 @@ func (e *Engine) deadLetter(ts *taskState, r *kgo.Record, bad *BadInputError) {
 // changelog of every written key.
 func (e *Engine) flushAll() error {
 	changes := e.globals.drain()
+	e.globalInTxn = changes
 	for _, ts := range e.tasks {
 		for _, c := range changes {
 			ts.touched = true
@@ -625,3 +636,4 @@ func (e *Engine) partitionFor(topic string, p int32) int32 {
 	}
 	return p
 }
+

@@ -158,6 +158,14 @@ func (g *globalReader) note(c globalChange) {
 	g.changes = append(g.changes, c)
 }
 
+// requeue puts back changes whose transaction did not commit (a newer
+// change of the same key keeps its place).
+func (g *globalReader) requeue(cs []globalChange) {
+	for _, c := range cs {
+		g.note(c)
+	}
+}
+
 // drain returns and forgets the queued changes.
 func (g *globalReader) drain() []globalChange {
 	if g == nil {
