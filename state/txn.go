@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -160,6 +161,12 @@ var reservedEnd = []byte{0x01}
 // the transaction. Iterate stops at, and returns, the first error of fn.
 // Table values staged but not yet flushed (Prepare, Table.Flush) are not seen.
 func (t *Txn) Iterate(prefix []byte, fn func(key, val []byte) error) error {
+	return t.IterateFrom(prefix, nil, fn)
+}
+
+// IterateFrom is Iterate starting at the first key >= from (from below the
+// prefix means the whole prefix).
+func (t *Txn) IterateFrom(prefix, from []byte, fn func(key, val []byte) error) error {
 	if t.s.closed {
 		return ErrClosed
 	}
@@ -169,6 +176,9 @@ func (t *Txn) Iterate(prefix []byte, fn func(key, val []byte) error) error {
 	opts := &pebble.IterOptions{UpperBound: prefixEnd(prefix)}
 	if len(prefix) > 0 {
 		opts.LowerBound = prefix // an empty, non-nil bound trips Pebble's invariant checks
+	}
+	if bytes.Compare(from, prefix) > 0 {
+		opts.LowerBound = from
 	}
 	var it *pebble.Iterator
 	var err error

@@ -64,10 +64,6 @@ type Engine struct {
 	tasks map[int32]*taskState
 	owned atomic.Int32 // len(tasks), readable from any goroutine
 
-	// globalInTxn are the global table changes handed to tasks in the open
-	// transaction; they go back to the queue if it does not commit.
-	globalInTxn []globalChange
-
 	produceErr atomic.Pointer[error]
 	inflight   sync.WaitGroup
 }
@@ -88,6 +84,7 @@ type taskState struct {
 	clNext  []atomic.Int64   // per store: changelog offset after this transaction's last record
 	cp      []state.Checkpoint
 	emitter emitter
+	seen    Positions // global positions its committed state reflects; nil: take the current ones
 }
 
 // NewEngine checks cfg and topo and returns an engine ready to Run.
@@ -334,6 +331,10 @@ func (e *Engine) openTask(ctx context.Context, p int32) (*taskState, error) {
 		return nil, fmt.Errorf("topology: building task %d: %w", p, err)
 	}
 	ts.task = task
+	if err := e.loadSeen(ts); err != nil {
+		e.closeTask(ts)
+		return nil, err
+	}
 	return ts, nil
 }
 
@@ -435,10 +436,6 @@ func (e *Engine) transaction(ctx context.Context) error {
 	defer endCancel()
 	committed, err := e.sess.End(endCtx, commit)
 	e.inflight.Wait()
-	if !committed || err != nil {
-		e.globals.requeue(e.globalInTxn)
-	}
-	e.globalInTxn = nil
 	if err != nil {
 		e.abortAll()
 		return fmt.Errorf("%w: %v", ErrUnknownCommit, err)
@@ -512,14 +509,13 @@ func (e *Engine) deadLetter(ts *taskState, r *kgo.Record, bad *BadInputError) {
 // flushAll hands global changes to every task, flushes tasks and writes the
 // changelog of every written key.
 func (e *Engine) flushAll() error {
-	changes := e.globals.drain()
-	e.globalInTxn = changes
+	cur := e.globals.positions()
 	for _, ts := range e.tasks {
-		for _, c := range changes {
+		if err := e.deliverGlobals(ts, cur); err != nil {
+			return err
+		}
+		if pw, ok := ts.task.(PendingWork); ok && !ts.touched && pw.Pending() {
 			ts.touched = true
-			if err := ts.task.GlobalChanged(c.topic, c.key, c.ts, &ts.emitter); err != nil {
-				return err
-			}
 		}
 		if !ts.touched {
 			continue
@@ -611,7 +607,63 @@ func (e *Engine) abortAll() {
 		ts.task.Aborted()
 		ts.touched = false
 		clear(ts.inNext)
+		if err := e.loadSeen(ts); err != nil {
+			e.log.Error("reloading global positions", "partition", ts.p, "err", err)
+		}
 	}
+}
+
+// deliverGlobals hands ts the global table changes between its positions
+// and cur, and stores cur with the task's state (see globalReader).
+func (e *Engine) deliverGlobals(ts *taskState, cur Positions) error {
+	if ts.seen != nil && ts.seen.equal(cur) {
+		return nil
+	}
+	if ts.seen != nil {
+		entries, all := e.globals.changes(ts.seen, cur)
+		for _, topic := range all {
+			if err := ts.task.GlobalChanged(topic, nil, 0, &ts.emitter); err != nil {
+				return err
+			}
+		}
+		for _, h := range entries {
+			if err := ts.task.GlobalChanged(h.topic, h.key, h.ts, &ts.emitter); err != nil {
+				return err
+			}
+		}
+	}
+	ts.seen = cur
+	ts.touched = true
+	if len(ts.stores) == 0 {
+		return nil
+	}
+	return ts.stores[0].Txn().Set(globalsKey, encodePositions(cur))
+}
+
+// loadSeen reads the task's committed global positions. A store with data
+// but no positions (written before positions existed) gets an empty set:
+// every global table is delivered as changed. An empty store gets nil: it
+// has no outputs to correct, and takes the current positions as they are.
+func (e *Engine) loadSeen(ts *taskState) error {
+	ts.seen = nil
+	if len(ts.stores) == 0 || len(e.topo.Globals) == 0 {
+		return nil
+	}
+	txn := ts.stores[0].Txn()
+	v, ok, err := txn.Get(globalsKey)
+	if err != nil {
+		return err
+	}
+	if ok {
+		ts.seen, err = decodePositions(v)
+		return err
+	}
+	errStop := errors.New("stop")
+	if err := txn.Iterate(nil, func(_, _ []byte) error { return errStop }); !errors.Is(err, errStop) {
+		return err // nil: the store is empty
+	}
+	ts.seen = Positions{}
+	return nil
 }
 
 // emitter writes a task's outputs to its partition.
@@ -636,4 +688,3 @@ func (e *Engine) partitionFor(topic string, p int32) int32 {
 	}
 	return p
 }
-

@@ -8,16 +8,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/invroute/invroute/state"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// echoTask emits one "out" record per global change it is told about.
-type echoTask struct{ seen []string }
+// echoTask stores and echoes its input, and emits one "out" record per
+// global change it is told about.
+type echoTask struct {
+	st   *state.Store
+	seen []string
+}
 
-func (t *echoTask) Process(r *Record, out Emitter) error { return nil }
+func (t *echoTask) Process(r *Record, out Emitter) error {
+	out.Emit("out", r.Key, r.Value)
+	return t.st.Txn().Set(r.Key, r.Value)
+}
 func (t *echoTask) GlobalChanged(_ Topic, key []byte, _ int64, _ Emitter) error {
 	t.seen = append(t.seen, string(key))
 	return nil
@@ -48,7 +56,7 @@ func TestGlobalChangeSurvivesAbort(t *testing.T) {
 		Outputs:    []Output{{Topic: "out", CoPartitioned: true}},
 		Globals:    []Global{{Topic: "glob", Apply: func(k, v []byte) error { return nil }}},
 		DeadLetter: "dlq",
-		NewTask:    func(TaskContext) (Task, error) { return &echoTask{}, nil },
+		NewTask:    func(tc TaskContext) (Task, error) { return &echoTask{st: tc.Stores["st"]}, nil },
 	}
 	eng, err := NewEngine(Config{Brokers: brokers, InstanceID: "a", StateDir: t.TempDir(), Partitions: 1,
 		CommitInterval: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, topo)
@@ -77,6 +85,12 @@ func TestGlobalChangeSurvivesAbort(t *testing.T) {
 	for eng.owned.Load() != 1 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The partition has state (global changes are delivered to partitions
+	// whose store holds data; an empty one has no outputs to correct).
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte("k"), Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, cl, "k")
 	var aborted atomic.Int32
 	c.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		r := req.(*kmsg.EndTxnRequest)
@@ -91,20 +105,26 @@ func TestGlobalChangeSurvivesAbort(t *testing.T) {
 	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "glob", Key: []byte("node-1"), Value: []byte("x")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	pctx, pcancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer pcancel()
-	for {
-		fs := cl.PollFetches(pctx)
-		if pctx.Err() != nil {
-			t.Fatalf("the change never reached the output (commits refused: %d)", aborted.Load())
-		}
-		var got bool
-		fs.EachRecord(func(r *kgo.Record) { got = got || string(r.Key) == "node-1" })
-		if got {
-			break
-		}
-	}
+	waitFor(t, cl, "node-1")
 	if aborted.Load() != 1 {
 		t.Errorf("%d commits were refused, want exactly 1", aborted.Load())
+	}
+}
+
+// waitFor polls cl until a record with key arrives (30 s at most).
+func waitFor(t *testing.T, cl *kgo.Client, key string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("no output record with key %q", key)
+		}
+		var got bool
+		fs.EachRecord(func(r *kgo.Record) { got = got || string(r.Key) == key })
+		if got {
+			return
+		}
 	}
 }

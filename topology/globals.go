@@ -2,8 +2,10 @@ package topology
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -11,9 +13,21 @@ import (
 
 // globalReader keeps the global tables: it reads every partition of every
 // global topic from the beginning, read_committed, applies each record with
-// the topic's Apply function, and queues the changed keys for the tasks.
-// load returns once the tables hold everything up to the topics' last
-// stable offsets at start-up; after that a goroutine tails them.
+// the topic's Apply function, and records (position, key) of every record
+// in a history. load returns once the tables hold everything up to the
+// topics' last stable offsets at start-up; after that a goroutine tails
+// them.
+//
+// # Delivering changes to tasks
+//
+// Each task persists, in its store and inside its transactions, the
+// positions of the global topics its outputs reflect (Positions). In every
+// transaction the runtime hands the task the keys that changed between the
+// task's positions and the reader's, then stores the reader's positions. So
+// a change is delivered exactly when the task's state commits with it: an
+// aborted transaction delivers it again, and a change made while the
+// engine was down, or while a partition moved between instances, reaches
+// the partition when it next runs.
 type globalReader struct {
 	e      *Engine
 	cl     *kgo.Client
@@ -22,24 +36,58 @@ type globalReader struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu      sync.Mutex
-	changes []globalChange
-	index   map[string]int // topic+"\x00"+key -> position in changes
+	mu   sync.Mutex
+	pos  Positions     // next offset per topic partition, after applying
+	hist []globalEntry // every record applied, in order; bounded by maxHistory
+	// histStart are the positions at which hist begins; a task behind them
+	// gets "everything may have changed" (a nil key).
+	histStart Positions
 }
 
-type globalChange struct {
-	topic Topic
-	key   []byte
-	ts    int64
+// maxHistory bounds the change history; past it the oldest half is dropped.
+const maxHistory = 1 << 20
+
+type globalEntry struct {
+	topic  Topic // unprefixed
+	prefix string
+	part   int32
+	offset int64
+	key    []byte
+	ts     int64
+}
+
+// Positions are next offsets per prefixed global topic and partition.
+type Positions map[string]map[int32]int64
+
+func (p Positions) clone() Positions {
+	out := Positions{}
+	for t, m := range p {
+		out[t] = maps.Clone(m)
+	}
+	return out
+}
+
+func (p Positions) equal(o Positions) bool {
+	if len(p) != len(o) {
+		return false
+	}
+	for t, m := range p {
+		if !maps.Equal(m, o[t]) {
+			return false
+		}
+	}
+	return true
 }
 
 func newGlobalReader(e *Engine) *globalReader {
 	g := &globalReader{e: e, apply: map[string]func(k, v []byte) error{}, topic: map[string]Topic{},
-		index: map[string]int{}, done: make(chan struct{})}
+		done: make(chan struct{}), pos: Positions{}, histStart: Positions{}}
 	for _, gl := range e.topo.Globals {
 		name := e.cfg.TopicPrefix + string(gl.Topic)
 		g.apply[name] = gl.Apply
 		g.topic[name] = gl.Topic
+		g.pos[name] = map[int32]int64{}
+		g.histStart[name] = map[int32]int64{}
 	}
 	return g
 }
@@ -56,14 +104,16 @@ func (g *globalReader) load(ctx context.Context) error {
 		ends[name] = map[int32]int64{}
 		offsets[name] = map[int32]kgo.Offset{}
 		for p := int32(0); p < n; p++ {
-			_, end, err := g.e.stableEnd(ctx, name, p)
+			start, end, err := g.e.stableEnd(ctx, name, p)
 			if err != nil {
 				return err
 			}
-			if end > 0 {
+			g.pos[name][p] = start
+			g.histStart[name][p] = start
+			if end > start {
 				ends[name][p] = end
 			}
-			offsets[name][p] = kgo.NewOffset().AtStart()
+			offsets[name][p] = kgo.NewOffset().At(start)
 		}
 	}
 	cl, err := kgo.NewClient(g.e.clientOpts(
@@ -85,7 +135,7 @@ func (g *globalReader) load(ctx context.Context) error {
 			cl.Close()
 			return err
 		}
-		if err := g.handle(fs, false); err != nil {
+		if err := g.handle(fs); err != nil {
 			cl.Close()
 			return err
 		}
@@ -110,7 +160,7 @@ func (g *globalReader) tail(ctx context.Context) {
 		if fs.IsClientClosed() || ctx.Err() != nil {
 			return
 		}
-		if err := g.handle(fs, true); err != nil {
+		if err := g.handle(fs); err != nil {
 			g.e.log.Error("global table", "err", err)
 		}
 	}
@@ -118,7 +168,7 @@ func (g *globalReader) tail(ctx context.Context) {
 
 // handle applies the records of fs. Bad records are logged and counted, not
 // fatal: a global table must not stop every partition.
-func (g *globalReader) handle(fs kgo.Fetches, notify bool) error {
+func (g *globalReader) handle(fs kgo.Fetches) error {
 	var ferr error
 	fs.EachError(func(t string, p int32, err error) {
 		if !errors.Is(err, context.Canceled) {
@@ -129,54 +179,73 @@ func (g *globalReader) handle(fs kgo.Fetches, notify bool) error {
 		return ferr
 	}
 	fs.EachRecord(func(r *kgo.Record) {
-		if r.Attrs.IsControl() {
-			return
+		if !r.Attrs.IsControl() {
+			if err := g.apply[r.Topic](r.Key, r.Value); err != nil {
+				g.e.m.globalErrors.Inc()
+				g.e.log.Warn("bad global table record skipped", "topic", r.Topic, "partition", r.Partition,
+					"offset", r.Offset, "err", err)
+			}
 		}
-		if err := g.apply[r.Topic](r.Key, r.Value); err != nil {
-			g.e.m.globalErrors.Inc()
-			g.e.log.Warn("bad global table record skipped", "topic", r.Topic, "partition", r.Partition,
-				"offset", r.Offset, "err", err)
-			return
-		}
-		if notify {
-			g.note(globalChange{topic: g.topic[r.Topic], key: r.Key, ts: r.Timestamp.UnixMilli()})
-		}
+		g.record(r)
 	})
 	return nil
 }
 
-// note queues a change, keeping one entry per key (the newest time).
-func (g *globalReader) note(c globalChange) {
+// record notes r in the history and advances the position. Control records
+// and bad records advance the position too (they change no table).
+func (g *globalReader) record(r *kgo.Record) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	k := string(c.topic) + "\x00" + string(c.key)
-	if i, ok := g.index[k]; ok {
-		g.changes[i].ts = max(g.changes[i].ts, c.ts)
-		return
+	if !r.Attrs.IsControl() {
+		g.hist = append(g.hist, globalEntry{topic: g.topic[r.Topic], prefix: r.Topic, part: r.Partition,
+			offset: r.Offset, key: r.Key, ts: r.Timestamp.UnixMilli()})
 	}
-	g.index[k] = len(g.changes)
-	g.changes = append(g.changes, c)
-}
-
-// requeue puts back changes whose transaction did not commit (a newer
-// change of the same key keeps its place).
-func (g *globalReader) requeue(cs []globalChange) {
-	for _, c := range cs {
-		g.note(c)
+	g.pos[r.Topic][r.Partition] = r.Offset + 1
+	if len(g.hist) > maxHistory {
+		drop := len(g.hist) / 2
+		for _, h := range g.hist[:drop] {
+			g.histStart[h.prefix][h.part] = max(g.histStart[h.prefix][h.part], h.offset+1)
+		}
+		g.hist = append([]globalEntry(nil), g.hist[drop:]...)
 	}
 }
 
-// drain returns and forgets the queued changes.
-func (g *globalReader) drain() []globalChange {
-	if g == nil {
-		return nil
-	}
+// positions returns the reader's current positions.
+func (g *globalReader) positions() Positions {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	out := g.changes
-	g.changes = nil
-	clear(g.index)
-	return out
+	return g.pos.clone()
+}
+
+// changes returns the entries after from up to to, one per key (the
+// newest), and the topics for which from is older than the history (the
+// task must assume every key of those changed).
+func (g *globalReader) changes(from, to Positions) (entries []globalEntry, all []Topic) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for name, parts := range g.histStart {
+		for p, start := range parts {
+			if f, ok := from[name][p]; (!ok || f < start) && to[name][p] > f {
+				all = append(all, g.topic[name])
+				break
+			}
+		}
+	}
+	newest := map[string]int{}
+	for _, h := range g.hist {
+		f := from[h.prefix][h.part]
+		if h.offset < f || h.offset >= to[h.prefix][h.part] {
+			continue
+		}
+		k := h.prefix + "\x00" + string(h.key)
+		if i, ok := newest[k]; ok {
+			entries[i] = h
+			continue
+		}
+		newest[k] = len(entries)
+		entries = append(entries, h)
+	}
+	return entries, all
 }
 
 func (g *globalReader) close() {
@@ -187,4 +256,21 @@ func (g *globalReader) close() {
 		g.cl.Close()
 	}
 	<-g.done
+}
+
+// globalsKey is the store key under which a task's global positions live in
+// its first store (reserved for the runtime).
+var globalsKey = []byte("~invroute/global-positions")
+
+func encodePositions(p Positions) []byte {
+	b, _ := json.Marshal(p) // a map of maps of ints cannot fail
+	return b
+}
+
+func decodePositions(b []byte) (Positions, error) {
+	var p Positions
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("topology: corrupt global positions %q: %w", b, err)
+	}
+	return p, nil
 }

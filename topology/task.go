@@ -44,12 +44,24 @@ type Task interface {
 	// then); any other error aborts the transaction and stops the engine.
 	Process(r *Record, out Emitter) error
 	// GlobalChanged tells the task that key of a global table changed
-	// (ts: the record's time), before the next Flush.
+	// (ts: the record's time), before the next Flush. A nil key means any
+	// key of the table may have changed (the task's positions are older
+	// than the change history the runtime keeps). Changes are delivered
+	// once per partition whose first store holds data, in the transaction
+	// that commits them; a partition with an empty store has no outputs to
+	// correct and starts from the tables as they are.
 	GlobalChanged(topic Topic, key []byte, ts int64, out Emitter) error
 	// Flush is called once before every commit: coalesced outputs go out here.
 	Flush(out Emitter) error
 	// Aborted is called after the transaction was aborted: forget its work.
 	Aborted()
+}
+
+// PendingWork is implemented by tasks that can have work without input
+// (for instance a re-emit spread over several transactions): the runtime
+// flushes such a task in every transaction while Pending is true.
+type PendingWork interface {
+	Pending() bool
 }
 
 // BadInputError marks a record that can never be processed. Stage says where

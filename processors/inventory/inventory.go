@@ -56,6 +56,9 @@ type Config struct {
 	// DedupeMax bounds how many movement ids are remembered per SKU.
 	// Default 256.
 	DedupeMax int
+	// ReemitBatch bounds how many SKUs one transaction re-emits after a
+	// channel change; the rest follow in the next transactions. Default 5000.
+	ReemitBatch int
 }
 
 func (c Config) withDefaults() Config {
@@ -64,6 +67,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DedupeMax <= 0 {
 		c.DedupeMax = 256
+	}
+	if c.ReemitBatch <= 0 {
+		c.ReemitBatch = 5000
 	}
 	return c
 }
@@ -78,8 +84,14 @@ type Store interface {
 	Index(node, sku string) error
 	// SKUsAt calls fn for every SKU with a stock record at node.
 	SKUsAt(node string, fn func(sku string) error) error
-	// AllSKUs calls fn for every SKU of the partition.
-	AllSKUs(fn func(sku string) error) error
+	// SKUsAfter calls fn for at most limit SKUs greater than after, in
+	// order, and says whether more follow.
+	SKUsAfter(after string, limit int, fn func(sku string) error) (more bool, err error)
+	// Reemit returns the re-emit cursor: active is false when no re-emit is
+	// in progress; after is the last SKU re-emitted; ts the change's time.
+	Reemit() (after string, ts int64, active bool, err error)
+	// SetReemit stores the cursor (active false clears it).
+	SetReemit(after string, ts int64, active bool)
 }
 
 // Tables is a consistent snapshot of the replicated node and channel
@@ -227,10 +239,40 @@ func (p *Processor) NodeChanged(st Store, node string, ts int64) error {
 	return st.SKUsAt(node, func(sku string) error { p.touch(sku, ts); return nil })
 }
 
-// ChannelsChanged marks every SKU of the partition dirty: a channel's
-// buffers or node set change the channel ATS of every SKU.
+// ChannelsChanged starts (or restarts) a re-emit of every SKU of the
+// partition: a channel's buffers or node set change the channel ATS of
+// every SKU. The re-emit runs Config.ReemitBatch SKUs per Flush, from a
+// cursor kept in the store, so memory and transaction size stay bounded
+// and a crash resumes where the last commit left off.
 func (p *Processor) ChannelsChanged(st Store, ts int64) error {
-	return st.AllSKUs(func(sku string) error { p.touch(sku, ts); return nil })
+	st.SetReemit("", ts, true)
+	return nil
+}
+
+// Pending reports whether a re-emit is in progress, so that the runtime
+// calls Flush even when no input arrives.
+func (p *Processor) Pending(st Store) (bool, error) {
+	_, _, active, err := st.Reemit()
+	return active, err
+}
+
+// continueReemit marks the next batch of SKUs dirty and moves the cursor.
+func (p *Processor) continueReemit(st Store) error {
+	after, ts, active, err := st.Reemit()
+	if err != nil || !active {
+		return err
+	}
+	last := after
+	more, err := st.SKUsAfter(after, p.cfg.ReemitBatch, func(sku string) error {
+		p.touch(sku, ts)
+		last = sku
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	st.SetReemit(last, ts, more)
+	return nil
 }
 
 func (p *Processor) touch(sku string, ts int64) {
@@ -248,6 +290,9 @@ func (p *Processor) Dirty() int { return len(p.order) }
 // SKU's version and stores it. It must be called once before every commit;
 // afterwards nothing is dirty.
 func (p *Processor) Flush(st Store, t Tables, emit func(*schemas.AtsUpdate) error) error {
+	if err := p.continueReemit(st); err != nil {
+		return err
+	}
 	for _, sku := range p.order {
 		cur, err := st.Get(sku)
 		if err != nil {

@@ -16,6 +16,10 @@ import (
 type memStore struct {
 	skus  map[string]*schemas.SKUState
 	index map[string]map[string]bool
+
+	reemitAfter  string
+	reemitTS     int64
+	reemitActive bool
 }
 
 func newMemStore() *memStore {
@@ -34,12 +38,29 @@ func (m *memStore) Index(node, sku string) error {
 func (m *memStore) SKUsAt(node string, fn func(string) error) error {
 	return each(m.index[node], fn)
 }
-func (m *memStore) AllSKUs(fn func(string) error) error {
-	set := map[string]bool{}
+func (m *memStore) SKUsAfter(after string, limit int, fn func(string) error) (bool, error) {
+	var keys []string
 	for k := range m.skus {
-		set[k] = true
+		if k > after {
+			keys = append(keys, k)
+		}
 	}
-	return each(set, fn)
+	sort.Strings(keys)
+	for i, k := range keys {
+		if i == limit {
+			return true, nil
+		}
+		if err := fn(k); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+func (m *memStore) Reemit() (string, int64, bool, error) {
+	return m.reemitAfter, m.reemitTS, m.reemitActive, nil
+}
+func (m *memStore) SetReemit(after string, ts int64, active bool) {
+	m.reemitAfter, m.reemitTS, m.reemitActive = after, ts, active
 }
 
 func each(set map[string]bool, fn func(string) error) error {
@@ -116,7 +137,8 @@ func formatATS(u *schemas.AtsUpdate) string {
 
 // TestDataDriven runs the scripts in testdata/. Commands:
 //
-//	config dedupe-window=MS dedupe-max=N
+//	config dedupe-window=MS dedupe-max=N reemit-batch=N
+//	pending                does a re-emit wait for the next Flush?
 //	node id=.. [type=WAREHOUSE] [active=true] [safety=N] [sku-safety=SKU:N,...]  (re-emits its SKUs)
 //	delete-node id=..
 //	channel id=.. [nodes=a,b] [types=STORE,...] [buffer-units=N] [buffer-percent=N] (re-emits all SKUs)
@@ -137,6 +159,7 @@ func TestDataDriven(t *testing.T) {
 				p = New(Config{
 					DedupeWindow: parseMillis(argInt(t, d, "dedupe-window", 0)),
 					DedupeMax:    int(argInt(t, d, "dedupe-max", 0)),
+					ReemitBatch:  int(argInt(t, d, "reemit-batch", 0)),
 				})
 				return "ok"
 			case "node":
@@ -219,6 +242,12 @@ func TestDataDriven(t *testing.T) {
 				}
 				fmt.Fprintf(&b, "  seen=%s\n", strings.Join(ids, ","))
 				return b.String()
+			case "pending":
+				ok, err := p.Pending(st)
+				if err != nil {
+					return errString(err)
+				}
+				return fmt.Sprint(ok)
 			case "stats":
 				s := p.Stats
 				return fmt.Sprintf("applied=%d duplicates=%d negative=%d emitted=%d",

@@ -2,6 +2,9 @@ package inventory
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
 
 	"github.com/invroute/invroute/processors/catalog"
 	"github.com/invroute/invroute/schemas"
@@ -24,9 +27,11 @@ const (
 //
 //	s/<sku>             SKUState (Avro)
 //	n/<node>\x00<sku>   "1": sku has a stock record at node (index)
+//	m/reemit            re-emit cursor of a channel change
 const (
 	prefixSKU   = "s/"
 	prefixIndex = "n/"
+	prefixMeta  = "m/"
 )
 
 // TopologyOptions configure the inventory topology.
@@ -99,10 +104,12 @@ func (t *Task) Process(r *topology.Record, _ topology.Emitter) error {
 
 // GlobalChanged re-emits the ATS of the SKUs a node or channel change affects.
 func (t *Task) GlobalChanged(topic topology.Topic, key []byte, ts int64, _ topology.Emitter) error {
-	switch topic {
-	case TopicNodes:
+	switch {
+	case key == nil: // any node or channel may have changed
+		return t.p.ChannelsChanged(t.store, ts)
+	case topic == TopicNodes:
 		return t.p.NodeChanged(t.store, string(key), ts)
-	case TopicChannels:
+	case topic == TopicChannels:
 		return t.p.ChannelsChanged(t.store, ts)
 	}
 	return nil
@@ -150,6 +157,56 @@ func (s *pebbleStore) SKUsAt(node string, fn func(string) error) error {
 	return s.st.Txn().Iterate(prefix, func(k, _ []byte) error { return fn(string(k[len(prefix):])) })
 }
 
-func (s *pebbleStore) AllSKUs(fn func(string) error) error {
-	return s.st.Txn().Iterate([]byte(prefixSKU), func(k, _ []byte) error { return fn(string(k[len(prefixSKU):])) })
+var errStop = errors.New("stop")
+
+func (s *pebbleStore) SKUsAfter(after string, limit int, fn func(string) error) (bool, error) {
+	// Staged states of this transaction are not in the txn batch yet; they
+	// are dirty already, so skipping a brand-new SKU here loses nothing.
+	from := []byte(prefixSKU + after + "\x00")
+	n, more := 0, false
+	err := s.st.Txn().IterateFrom([]byte(prefixSKU), from, func(k, _ []byte) error {
+		if n == limit {
+			more = true
+			return errStop
+		}
+		n++
+		return fn(string(k[len(prefixSKU):]))
+	})
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	return more, err
+}
+
+// The re-emit cursor: m/reemit = ts (8 bytes, big endian) + last SKU done.
+var reemitKey = []byte(prefixMeta + "reemit")
+
+func (s *pebbleStore) Reemit() (string, int64, bool, error) {
+	v, ok, err := s.st.Txn().Get(reemitKey)
+	if err != nil || !ok {
+		return "", 0, false, err
+	}
+	if len(v) < 8 {
+		return "", 0, false, fmt.Errorf("inventory: corrupt re-emit cursor %q", v)
+	}
+	return string(v[8:]), int64(binary.BigEndian.Uint64(v)), true, nil
+}
+
+func (s *pebbleStore) SetReemit(after string, ts int64, active bool) {
+	var err error
+	if active {
+		err = s.st.Txn().Set(reemitKey, append(binary.BigEndian.AppendUint64(nil, uint64(ts)), after...))
+	} else {
+		err = s.st.Txn().Delete(reemitKey)
+	}
+	if err != nil {
+		panic(err) // only a closed store or a reserved key: programmer errors
+	}
+}
+
+// Pending reports whether a re-emit is in progress (the runtime then
+// flushes this task even without input).
+func (t *Task) Pending() bool {
+	ok, err := t.p.Pending(t.store)
+	return err == nil && ok
 }

@@ -49,6 +49,7 @@ type Options struct {
 	SchemaIDs      string        `json:"schema_ids"`        // accepted Confluent schema ids, comma-separated
 	DedupeWindow   time.Duration `json:"dedupe_window"`     // movement id idempotency window per SKU
 	DedupeMax      int           `json:"dedupe_max"`        // movement ids remembered per SKU
+	ReemitBatch    int           `json:"reemit_batch"`      // SKUs re-emitted per transaction after a channel change
 	SessionTimeout time.Duration `json:"session_timeout"`   // group session timeout
 	Static         bool          `json:"static_membership"` // join with group.instance.id = instance_id
 	MetricsAddr    string        `json:"metrics_addr"`      // host:port of /metrics; empty = off
@@ -69,6 +70,7 @@ func Defaults() Options {
 		StateCache:     10000,
 		DedupeWindow:   24 * time.Hour,
 		DedupeMax:      256,
+		ReemitBatch:    5000,
 		SessionTimeout: 10 * time.Second,
 		LogLevel:       "info",
 	}
@@ -96,6 +98,7 @@ func Flags(fs *flag.FlagSet) func() (Options, error) {
 	fs.StringVar(&flagged.SchemaIDs, "schema-ids", "", "accepted Confluent schema ids on inputs, comma-separated")
 	fs.DurationVar(&flagged.DedupeWindow, "dedupe-window", o.DedupeWindow, "movement id idempotency window per SKU (by occurred_at)")
 	fs.IntVar(&flagged.DedupeMax, "dedupe-max", o.DedupeMax, "movement ids remembered per SKU at most")
+	fs.IntVar(&flagged.ReemitBatch, "reemit-batch", o.ReemitBatch, "SKUs re-emitted per transaction after a channel change")
 	fs.DurationVar(&flagged.SessionTimeout, "session-timeout", o.SessionTimeout, "consumer group session timeout")
 	fs.BoolVar(&flagged.Static, "static-membership", false, "join the group with group.instance.id = instance id (fast restarts, no rebalance)")
 	fs.StringVar(&flagged.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics on host:port")
@@ -191,6 +194,7 @@ func fromEnv(o *Options) error {
 	str("SCHEMA_IDS", &o.SchemaIDs)
 	dur("DEDUPE_WINDOW", &o.DedupeWindow)
 	num("DEDUPE_MAX", &o.DedupeMax)
+	num("REEMIT_BATCH", &o.ReemitBatch)
 	dur("SESSION_TIMEOUT", &o.SessionTimeout)
 	if v, ok := os.LookupEnv("INVROUTE_STATIC_MEMBERSHIP"); ok {
 		b, err := strconv.ParseBool(v)
@@ -228,6 +232,7 @@ func merge(o, f *Options, set map[string]bool) {
 	pick("schema-ids", func() { o.SchemaIDs = f.SchemaIDs })
 	pick("dedupe-window", func() { o.DedupeWindow = f.DedupeWindow })
 	pick("dedupe-max", func() { o.DedupeMax = f.DedupeMax })
+	pick("reemit-batch", func() { o.ReemitBatch = f.ReemitBatch })
 	pick("session-timeout", func() { o.SessionTimeout = f.SessionTimeout })
 	pick("static-membership", func() { o.Static = f.Static })
 	pick("metrics-addr", func() { o.MetricsAddr = f.MetricsAddr })
@@ -280,7 +285,7 @@ func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats)
 	cat := catalog.New(ids)
 	topo := inventory.Topology(inventory.TopologyOptions{
 		Group:     o.Group,
-		Config:    inventory.Config{DedupeWindow: o.DedupeWindow, DedupeMax: o.DedupeMax},
+		Config:    inventory.Config{DedupeWindow: o.DedupeWindow, DedupeMax: o.DedupeMax, ReemitBatch: o.ReemitBatch},
 		Catalog:   cat,
 		SchemaIDs: ids,
 		OnFlush: func(p int32, s inventory.Stats) {

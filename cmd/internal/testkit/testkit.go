@@ -108,11 +108,53 @@ func SeedCatalog(t testing.TB, cl *kgo.Client, prefix string) {
 type Model struct {
 	onHand map[string]map[string]int64 // sku -> node -> on_hand
 	seen   map[string]bool             // sku + "\x00" + movement id
+	// Nodes and Channels are the configuration the engine was given (tests
+	// that change one change it here too, with SetNode and SetChannel).
+	Nodes    []schemas.Node
+	Channels []schemas.Channel
 }
 
 // NewModel returns an empty model.
 func NewModel() *Model {
-	return &Model{onHand: map[string]map[string]int64{}, seen: map[string]bool{}}
+	return &Model{onHand: map[string]map[string]int64{}, seen: map[string]bool{}, Nodes: Nodes(), Channels: Channels()}
+}
+
+// SetNode writes a node to the prefixed nodes topic and to the model.
+func (m *Model) SetNode(t testing.TB, cl *kgo.Client, prefix string, n schemas.Node) {
+	b, err := schemas.Nodes.Encode(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &kgo.Record{Topic: prefix + "nodes", Key: []byte(n.NodeID), Value: b}
+	if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range m.Nodes {
+		if m.Nodes[i].NodeID == n.NodeID {
+			m.Nodes[i] = n
+			return
+		}
+	}
+	m.Nodes = append(m.Nodes, n)
+}
+
+// SetChannel writes a channel to the prefixed channels topic and to the model.
+func (m *Model) SetChannel(t testing.TB, cl *kgo.Client, prefix string, c schemas.Channel) {
+	b, err := schemas.Channels.Encode(&c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &kgo.Record{Topic: prefix + "channels", Key: []byte(c.ChannelID), Value: b}
+	if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range m.Channels {
+		if m.Channels[i].ChannelID == c.ChannelID {
+			m.Channels[i] = c
+			return
+		}
+	}
+	m.Channels = append(m.Channels, c)
 }
 
 // Apply applies a valid movement (duplicates are ignored).
@@ -157,7 +199,7 @@ type Expected struct {
 func (m *Model) Expect(sku string) Expected {
 	e := Expected{Channels: map[string]int64{}, OnHand: map[string]int64{}, Avail: map[string]int64{}}
 	nodes := map[string]schemas.Node{}
-	for _, n := range Nodes() {
+	for _, n := range m.Nodes {
 		nodes[n.NodeID] = n
 	}
 	for node, oh := range m.onHand[sku] {
@@ -174,7 +216,7 @@ func (m *Model) Expect(sku string) Expected {
 		e.Avail[node] = max(0, oh-safety)
 		e.ATS += e.Avail[node]
 	}
-	for _, c := range Channels() {
+	for _, c := range m.Channels {
 		var sum int64
 		for node, a := range e.Avail {
 			n, ok := nodes[node]

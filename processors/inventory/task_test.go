@@ -1,0 +1,85 @@
+package inventory
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/invroute/invroute/processors/catalog"
+	"github.com/invroute/invroute/schemas"
+	"github.com/invroute/invroute/state"
+	"github.com/invroute/invroute/topology"
+)
+
+type sink struct{ keys map[string]int }
+
+func (s *sink) Emit(_ topology.Topic, key, _ []byte) { s.keys[string(key)]++ }
+
+// TestReemitOnPebble: after a channel change, every SKU of the partition is
+// re-emitted exactly once, ReemitBatch per transaction, through commits.
+func TestReemitOnPebble(t *testing.T) {
+	st, err := state.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	topo := Topology(TopologyOptions{Catalog: catalog.New(nil), Config: Config{ReemitBatch: 50}})
+	task, err := topo.NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: st}, CacheEntries: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk := task.(*Task)
+	commit := func() {
+		t.Helper()
+		if err := st.Prepare(); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Commit(state.Checkpoint{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := &sink{keys: map[string]int{}}
+	const n = 1000
+	for i := 0; i < n; i++ {
+		m := schemas.StockMovement{MovementID: fmt.Sprint(i), SKU: fmt.Sprintf("S%04d", i), NodeID: "W1", Type: schemas.Receipt, Qty: 1}
+		b, _ := schemas.StockMovements.Encode(&m)
+		if err := tk.Process(&topology.Record{Key: []byte(m.SKU), Value: b}, out); err != nil {
+			t.Fatal(err)
+		}
+		if i%97 == 0 {
+			if err := tk.Flush(out); err != nil {
+				t.Fatal(err)
+			}
+			commit()
+		}
+	}
+	if err := tk.Flush(out); err != nil {
+		t.Fatal(err)
+	}
+	commit()
+	clear(out.keys)
+	if err := tk.GlobalChanged(TopicChannels, []byte("web"), 1, out); err != nil {
+		t.Fatal(err)
+	}
+	rounds := 0
+	for first := true; first || tk.Pending(); first = false {
+		if err := tk.Flush(out); err != nil {
+			t.Fatal(err)
+		}
+		commit()
+		rounds++
+		if rounds > n {
+			t.Fatal("re-emit does not end")
+		}
+	}
+	if len(out.keys) != n {
+		t.Errorf("re-emitted %d SKUs in %d rounds, want %d", len(out.keys), rounds, n)
+	}
+	for k, c := range out.keys {
+		if c != 1 {
+			t.Errorf("%s emitted %d times", k, c)
+		}
+	}
+	if rounds != n/50 {
+		t.Errorf("%d rounds, want %d", rounds, n/50)
+	}
+}
