@@ -1,0 +1,182 @@
+package bench
+
+import (
+	"fmt"
+	"math/rand"
+	"time"
+
+	"github.com/invroute/invroute/schemas"
+)
+
+// benchNodes are the fulfillment nodes of the throughput and latency phases
+// (the demo's EU network).
+var benchNodes = []schemas.Node{
+	{NodeID: "WH-FR-PAR", Type: schemas.Warehouse, Country: "FR", Lat: 48.8566, Lon: 2.3522, Active: true, ShipEnabled: true, DailyCapacity: 20000, ShipmentCostCents: 450, SafetyStock: 2},
+	{NodeID: "WH-DE-BER", Type: schemas.Warehouse, Country: "DE", Lat: 52.5200, Lon: 13.4050, Active: true, ShipEnabled: true, DailyCapacity: 15000, ShipmentCostCents: 420, SafetyStock: 2},
+	{NodeID: "3PL-NL-VEN", Type: schemas.ThreePL, Country: "NL", Lat: 51.3704, Lon: 6.1724, Active: true, ShipEnabled: true, DailyCapacity: 8000, ShipmentCostCents: 390},
+	{NodeID: "ST-IT-MIL", Type: schemas.Store, Country: "IT", Lat: 45.4642, Lon: 9.1900, Active: true, ShipEnabled: true, PickupEnabled: true, DailyCapacity: 200, ShipmentCostCents: 650, SafetyStock: 1},
+	{NodeID: "ST-ES-MAD", Type: schemas.Store, Country: "ES", Lat: 40.4168, Lon: -3.7038, Active: true, PickupEnabled: true, DailyCapacity: 150, ShipmentCostCents: 700, SafetyStock: 1},
+}
+
+// benchChannels are the sales channels of every phase.
+var benchChannels = []schemas.Channel{
+	{ChannelID: "amazon-de", NodeTypes: []schemas.NodeType{schemas.Warehouse, schemas.ThreePL}, BufferUnits: 2, BufferPercent: 10},
+	{ChannelID: "pos", NodeTypes: []schemas.NodeType{schemas.Store}},
+	{ChannelID: "web"},
+}
+
+// scaleNodes returns n warehouse nodes for the state-at-scale section.
+func scaleNodes(n int) []schemas.Node {
+	out := make([]schemas.Node, n)
+	for i := range out {
+		out[i] = schemas.Node{NodeID: fmt.Sprintf("WH-%03d", i), Type: schemas.Warehouse, Country: "DE",
+			Active: true, ShipEnabled: true, SafetyStock: 1}
+	}
+	return out
+}
+
+// record is one input record, key and encoded value.
+type record struct{ key, value []byte }
+
+// generator makes a realistic stream of stock movements: SKU popularity is
+// Zipf-skewed (s=1.1, v=10: the hottest SKU gets about 1.5% of the traffic
+// with 100k SKUs), the mix is receipts, shipments (with order and line ids),
+// returns, counts, transfers (two records), damage and adjustments, 1% are
+// WMS retries (a repeated movement id) and one record in 5000 is
+// undecodable. It keeps on_hand per (sku, node) so that shipments and
+// transfers stay plausible. Not safe for concurrent use.
+type generator struct {
+	rnd    *rand.Rand
+	zipf   *rand.Zipf
+	seq    int64
+	onHand map[uint64][]int64
+	recent []record
+}
+
+func newGenerator(seed int64, skus int) *generator {
+	rnd := rand.New(rand.NewSource(seed))
+	return &generator{
+		rnd:    rnd,
+		zipf:   rand.NewZipf(rnd, 1.1, 10, uint64(skus-1)),
+		onHand: map[uint64][]int64{},
+	}
+}
+
+func skuName(i uint64) string { return fmt.Sprintf("SKU-%07d", i) }
+
+// batch returns n records.
+func (g *generator) batch(n int) []record {
+	out := make([]record, 0, n+1)
+	for len(out) < n {
+		out = g.next(out)
+	}
+	return out[:n]
+}
+
+// next appends the records of one event (a transfer is two) to out.
+func (g *generator) next(out []record) []record {
+	g.seq++
+	if g.seq%5000 == 0 {
+		return append(out, record{key: []byte(skuName(g.zipf.Uint64())), value: []byte{0xde, 0xad, 0xbe, 0xef}})
+	}
+	if len(g.recent) > 0 && g.rnd.Intn(100) == 0 {
+		return append(out, g.recent[g.rnd.Intn(len(g.recent))]) // a WMS retry
+	}
+	sku := g.zipf.Uint64()
+	oh := g.onHand[sku]
+	if oh == nil {
+		oh = make([]int64, len(benchNodes))
+		g.onHand[sku] = oh
+	}
+	ni := g.rnd.Intn(len(benchNodes))
+	type mv struct {
+		node int
+		ty   schemas.MovementType
+		qty  int64
+	}
+	var ms [2]mv
+	k := 0
+	add := func(node int, ty schemas.MovementType, qty int64) { ms[k] = mv{node, ty, qty}; k++ }
+	cur := oh[ni]
+	switch x := g.rnd.Float64(); {
+	case cur <= 0 || x < 0.15:
+		add(ni, schemas.Receipt, 10+g.rnd.Int63n(40))
+	case x < 0.50:
+		add(ni, schemas.Shipment, 1+g.rnd.Int63n(min(3, cur)))
+	case x < 0.60:
+		add(ni, schemas.ReturnRestock, 1)
+	case x < 0.66:
+		add(ni, schemas.Count, max(0, cur+g.rnd.Int63n(5)-2))
+	case x < 0.76:
+		to := g.rnd.Intn(len(benchNodes))
+		if to == ni {
+			to = (to + 1) % len(benchNodes)
+		}
+		q := 1 + g.rnd.Int63n(min(5, cur))
+		add(ni, schemas.TransferOut, q)
+		add(to, schemas.TransferIn, q)
+	case x < 0.82:
+		add(ni, schemas.Damage, 1)
+	default:
+		q := 1 + g.rnd.Int63n(3)
+		if g.rnd.Intn(2) == 0 {
+			q = -q
+		}
+		add(ni, schemas.Adjustment, q)
+	}
+	name := skuName(sku)
+	now := time.Now().UnixMilli()
+	for i := 0; i < k; i++ {
+		m := schemas.StockMovement{
+			MovementID: fmt.Sprintf("WMS-%012d-%d", g.seq, i),
+			SKU:        name,
+			NodeID:     benchNodes[ms[i].node].NodeID,
+			Type:       ms[i].ty,
+			Qty:        ms[i].qty,
+			OccurredAt: now,
+		}
+		if m.Type == schemas.Shipment {
+			order, line := fmt.Sprintf("ORD-%010d", g.seq), "1"
+			m.OrderID, m.LineID = &order, &line
+		}
+		switch m.Type {
+		case schemas.Receipt, schemas.TransferIn, schemas.ReturnRestock, schemas.Adjustment:
+			oh[ms[i].node] += m.Qty
+		case schemas.Count:
+			oh[ms[i].node] = m.Qty
+		default:
+			oh[ms[i].node] -= m.Qty
+		}
+		r := record{key: []byte(name), value: mustEncode(&m)}
+		out = append(out, r)
+		if len(g.recent) < 100 {
+			g.recent = append(g.recent, r)
+		} else {
+			g.recent[g.rnd.Intn(100)] = r
+		}
+	}
+	return out
+}
+
+// probe is a RECEIPT of one unit of a SKU of its own, so that coalescing
+// cannot hide its AtsUpdate behind another movement's.
+func probe(sku string) record {
+	m := schemas.StockMovement{MovementID: "PROBE-" + sku, SKU: sku, NodeID: benchNodes[0].NodeID,
+		Type: schemas.Receipt, Qty: 1, OccurredAt: time.Now().UnixMilli()}
+	return record{key: []byte(sku), value: mustEncode(&m)}
+}
+
+// receipt is the state-at-scale section's movement: qty units of sku at node.
+func receipt(sku, node string, qty int64, now int64) record {
+	m := schemas.StockMovement{MovementID: "RCV-" + node + "-" + sku, SKU: sku, NodeID: node,
+		Type: schemas.Receipt, Qty: qty, OccurredAt: now}
+	return record{key: []byte(sku), value: mustEncode(&m)}
+}
+
+func mustEncode(m *schemas.StockMovement) []byte {
+	b, err := schemas.StockMovements.Encode(m)
+	if err != nil {
+		panic(fmt.Sprintf("bench: encoding a generated movement: %v", err)) // the generator builds valid movements
+	}
+	return b
+}
