@@ -54,7 +54,7 @@ var skuStateSamples = []SKUState{
 	{SKU: "SKU-1", Version: 0, Nodes: []NodeStock{}, Seen: []SeenMovement{}},
 	{SKU: "SKU-1", Version: 7,
 		Nodes: []NodeStock{{NodeID: "ST-9", OnHand: 10, Reserved: 2}, {NodeID: "WH-1", OnHand: -3, Reserved: 0}},
-		Seen:  []SeenMovement{{MovementID: "m-1", OccurredAt: t0}, {MovementID: "m-2", OccurredAt: t0 + 1}}},
+		Seen:  []SeenMovement{{IDHash: -7460143592127358093, OccurredAt: t0}, {IDHash: 42, OccurredAt: t0 + 1}}},
 }
 
 var orderEventSamples = []OrderEvent{

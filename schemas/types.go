@@ -108,10 +108,12 @@ type NodeStock struct {
 	Reserved int64  `avro:"reserved"`
 }
 
-// SeenMovement is one recently applied movement id, kept for idempotency.
+// SeenMovement is one recently applied movement, kept for idempotency: the
+// 64-bit xxhash of its movement_id (a hash keeps the state small and the
+// look-up a scan of integers) and its occurred_at.
 type SeenMovement struct {
-	MovementID string `avro:"movement_id"`
-	OccurredAt int64  `avro:"occurred_at"`
+	IDHash     int64 `avro:"id_hash"`
+	OccurredAt int64 `avro:"occurred_at"`
 }
 
 // SKUState is the inventory processor's stored state of one SKU: the value

@@ -45,6 +45,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/invroute/invroute/schemas"
 )
 
@@ -114,14 +115,15 @@ type Stats struct {
 // concurrent use.
 type Processor struct {
 	cfg   Config
-	dirty map[string]int64 // sku -> newest input time that touched it
-	order []string         // dirty SKUs in first-touch order (deterministic output order)
+	dirty map[string]int64             // sku -> newest input time that touched it
+	owned map[string]*schemas.SKUState // states copied in this transaction
+	order []string                     // dirty SKUs in first-touch order (deterministic output order)
 	Stats Stats
 }
 
 // New returns a processor with the given configuration.
 func New(cfg Config) *Processor {
-	return &Processor{cfg: cfg.withDefaults(), dirty: make(map[string]int64)}
+	return &Processor{cfg: cfg.withDefaults(), dirty: make(map[string]int64), owned: make(map[string]*schemas.SKUState)}
 }
 
 // InvalidError is returned for input that can never be applied. The runtime
@@ -179,17 +181,17 @@ func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts 
 	if err := Validate(key, m); err != nil {
 		return err
 	}
-	cur, err := st.Get(m.SKU)
+	next, err := p.own(st, m.SKU)
 	if err != nil {
 		return err
 	}
-	for i := range cur.GetSeen() {
-		if cur.Seen[i].MovementID == m.MovementID {
+	h := IDHash(m.MovementID)
+	for i := range next.Seen {
+		if next.Seen[i].IDHash == h {
 			p.Stats.Duplicates++
 			return nil
 		}
 	}
-	next := clone(cur, m.SKU)
 	i, found := slices.BinarySearchFunc(next.Nodes, m.NodeID, func(n schemas.NodeStock, id string) int {
 		return strings.Compare(n.NodeID, id)
 	})
@@ -211,7 +213,7 @@ func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts 
 	if ns.OnHand < 0 {
 		p.Stats.Negative++
 	}
-	next.Seen = p.remember(next.Seen, m.MovementID, m.OccurredAt)
+	next.Seen = p.remember(next.Seen, h, m.OccurredAt)
 	st.Put(next)
 	p.Stats.Applied++
 	p.touch(m.SKU, ts)
@@ -219,8 +221,8 @@ func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts 
 }
 
 // remember appends id to the window and drops what has fallen out of it.
-func (p *Processor) remember(seen []schemas.SeenMovement, id string, at int64) []schemas.SeenMovement {
-	seen = append(seen, schemas.SeenMovement{MovementID: id, OccurredAt: at})
+func (p *Processor) remember(seen []schemas.SeenMovement, h, at int64) []schemas.SeenMovement {
+	seen = append(seen, schemas.SeenMovement{IDHash: h, OccurredAt: at})
 	newest := at
 	for _, s := range seen {
 		newest = max(newest, s.OccurredAt)
@@ -294,14 +296,13 @@ func (p *Processor) Flush(st Store, t Tables, emit func(*schemas.AtsUpdate) erro
 		return err
 	}
 	for _, sku := range p.order {
-		cur, err := st.Get(sku)
+		next, err := p.own(st, sku)
 		if err != nil {
 			return err
 		}
-		if cur == nil {
+		if len(next.Nodes) == 0 && next.Version == 0 {
 			continue // marked by an index entry whose state is gone
 		}
-		next := clone(cur, sku)
 		next.Version++
 		u := ComputeATS(next, t, p.dirty[sku])
 		st.Put(next)
@@ -317,8 +318,29 @@ func (p *Processor) Flush(st Store, t Tables, emit func(*schemas.AtsUpdate) erro
 // Reset forgets the dirty set: after an abort the transaction's work is gone.
 func (p *Processor) Reset() {
 	clear(p.dirty)
+	clear(p.owned)
 	p.order = p.order[:0]
 }
+
+// own returns the transaction's own, modifiable copy of sku's state: the
+// committed state is copied once per transaction, not once per movement.
+func (p *Processor) own(st Store, sku string) (*schemas.SKUState, error) {
+	if s, ok := p.owned[sku]; ok {
+		return s, nil
+	}
+	cur, err := st.Get(sku)
+	if err != nil {
+		return nil, err
+	}
+	s := clone(cur, sku)
+	p.owned[sku] = s
+	return s, nil
+}
+
+// IDHash is the 64-bit xxhash of a movement id, as remembered in
+// SKUState.Seen. Two distinct ids collide with probability 2^-64; a new
+// movement is taken for a duplicate with probability dedupe_max x 2^-64.
+func IDHash(id string) int64 { return int64(xxhash.Sum64String(id)) }
 
 // clone returns a deep copy of st (or a new state for sku when st is nil).
 func clone(st *schemas.SKUState, sku string) *schemas.SKUState {

@@ -151,6 +151,7 @@ func TestDataDriven(t *testing.T) {
 		st := newMemStore()
 		tables := &memTables{nodes: map[string]*schemas.Node{}, channels: map[string]*schemas.Channel{}}
 		p := New(Config{})
+		idOf := map[int64]string{} // movement id hash -> id, to print states
 		var ts int64
 		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
 			ts = argInt(t, d, "ts", ts+1)
@@ -204,6 +205,7 @@ func TestDataDriven(t *testing.T) {
 					Qty:        argInt(t, d, "qty", 0),
 					OccurredAt: argInt(t, d, "at", ts),
 				}
+				idOf[IDHash(m.MovementID)] = m.MovementID
 				before := p.Stats
 				err := p.Movement(st, []byte(arg(d, "key", m.SKU)), m, ts)
 				switch {
@@ -238,7 +240,7 @@ func TestDataDriven(t *testing.T) {
 				}
 				var ids []string
 				for _, s := range s.Seen {
-					ids = append(ids, s.MovementID)
+					ids = append(ids, idOf[s.IDHash])
 				}
 				fmt.Fprintf(&b, "  seen=%s\n", strings.Join(ids, ","))
 				return b.String()
