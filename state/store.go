@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 
@@ -165,7 +166,12 @@ func (s *Store) Get(key []byte) ([]byte, bool, error) {
 // getCommitted reads key from Pebble and copies the value.
 func (s *Store) getCommitted(key []byte) ([]byte, bool, error) {
 	s.pebbleGets.Add(1)
-	v, closer, err := s.db.Get(key)
+	return copyGet(s.db.Get(key))
+}
+
+// copyGet turns the result of a Pebble Get into a copy of the value that
+// outlives the closer, and ErrNotFound into absent.
+func copyGet(v []byte, closer io.Closer, err error) ([]byte, bool, error) {
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}

@@ -3,7 +3,6 @@ package state
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -98,16 +97,7 @@ func (t *Txn) Get(key []byte) ([]byte, bool, error) {
 // its last write was a delete. The batch's lookup falls through to Pebble
 // only for keys it does not hold, which the caller has excluded.
 func (t *Txn) getWritten(key []byte) ([]byte, bool, error) {
-	v, closer, err := t.b.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("state: get: %w", err)
-	}
-	out := make([]byte, len(v))
-	copy(out, v)
-	return out, true, closer.Close()
+	return copyGet(t.b.Get(key))
 }
 
 // Set writes key = val in the transaction. A nil val is an empty value, not

@@ -5,25 +5,16 @@ import (
 	"math/rand"
 	"time"
 
+	"github.com/invroute/invroute/cmd/internal/demo"
 	"github.com/invroute/invroute/schemas"
 )
 
-// benchNodes are the fulfillment nodes of the throughput and latency phases
-// (the demo's EU network).
-var benchNodes = []schemas.Node{
-	{NodeID: "WH-FR-PAR", Type: schemas.Warehouse, Country: "FR", Lat: 48.8566, Lon: 2.3522, Active: true, ShipEnabled: true, DailyCapacity: 20000, ShipmentCostCents: 450, SafetyStock: 2},
-	{NodeID: "WH-DE-BER", Type: schemas.Warehouse, Country: "DE", Lat: 52.5200, Lon: 13.4050, Active: true, ShipEnabled: true, DailyCapacity: 15000, ShipmentCostCents: 420, SafetyStock: 2},
-	{NodeID: "3PL-NL-VEN", Type: schemas.ThreePL, Country: "NL", Lat: 51.3704, Lon: 6.1724, Active: true, ShipEnabled: true, DailyCapacity: 8000, ShipmentCostCents: 390},
-	{NodeID: "ST-IT-MIL", Type: schemas.Store, Country: "IT", Lat: 45.4642, Lon: 9.1900, Active: true, ShipEnabled: true, PickupEnabled: true, DailyCapacity: 200, ShipmentCostCents: 650, SafetyStock: 1},
-	{NodeID: "ST-ES-MAD", Type: schemas.Store, Country: "ES", Lat: 40.4168, Lon: -3.7038, Active: true, PickupEnabled: true, DailyCapacity: 150, ShipmentCostCents: 700, SafetyStock: 1},
-}
-
-// benchChannels are the sales channels of every phase.
-var benchChannels = []schemas.Channel{
-	{ChannelID: "amazon-de", NodeTypes: []schemas.NodeType{schemas.Warehouse, schemas.ThreePL}, BufferUnits: 2, BufferPercent: 10},
-	{ChannelID: "pos", NodeTypes: []schemas.NodeType{schemas.Store}},
-	{ChannelID: "web"},
-}
+// benchNodes and benchChannels are the demo's EU network, used by the
+// throughput and latency phases.
+var (
+	benchNodes    = demo.Nodes()
+	benchChannels = demo.Channels()
+)
 
 // scaleNodes returns n warehouse nodes for the state-at-scale section.
 func scaleNodes(n int) []schemas.Node {

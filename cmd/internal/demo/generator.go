@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,12 @@ var demoChannels = []schemas.Channel{
 	{ChannelID: "pos", NodeTypes: []schemas.NodeType{schemas.Store}},
 	{ChannelID: "web"},
 }
+
+// Nodes returns the demo's EU network of fulfillment nodes.
+func Nodes() []schemas.Node { return slices.Clone(demoNodes) }
+
+// Channels returns the demo's sales channels.
+func Channels() []schemas.Channel { return slices.Clone(demoChannels) }
 
 func produceNode(ctx context.Context, cl *kgo.Client, n *schemas.Node) error {
 	b, err := schemas.Nodes.Encode(n)
