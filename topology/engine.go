@@ -176,6 +176,27 @@ func (e *Engine) Run(ctx context.Context) error {
 
 var errSessionFailed = errors.New("topology: transactional session failed")
 
+// SessionOpts are the Kafka options of the engine's transactional session
+// (without seeds and rebalance callbacks): EOS v2 with read_committed,
+// stable offset fetches, rebalances blocked while a transaction is open,
+// cooperative-sticky assignment and explicit output partitions. The bench's
+// passthrough uses them too, so that the comparison is fair.
+func SessionOpts(group, txnID string, txnTimeout, sessionTimeout time.Duration, topics ...string) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.TransactionalID(txnID),
+		kgo.TransactionTimeout(txnTimeout),
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(topics...),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.SessionTimeout(sessionTimeout),
+	}
+}
+
 // closeSession leaves the group (bounded: the broker may be down) and
 // closes the session; revocations it triggers belong to the closed session
 // and are dropped.
@@ -197,23 +218,12 @@ func (e *Engine) closeSession() {
 }
 
 func (e *Engine) newSession() error {
-	topics := slices.Clone(e.inputs)
-	opts := e.clientOpts(
-		kgo.TransactionalID(e.topo.Group+"-"+e.cfg.InstanceID),
-		kgo.TransactionTimeout(e.cfg.TxnTimeout),
-		kgo.ConsumerGroup(e.topo.Group),
-		kgo.ConsumeTopics(topics...),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.Balancers(kgo.CooperativeStickyBalancer()),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+	opts := e.clientOpts(append(SessionOpts(e.topo.Group, e.topo.Group+"-"+e.cfg.InstanceID,
+		e.cfg.TxnTimeout, e.cfg.SessionTimeout, e.inputs...),
 		kgo.OnPartitionsAssigned(e.onAssigned),
 		kgo.OnPartitionsRevoked(e.onRevoked),
 		kgo.OnPartitionsLost(e.onRevoked),
-	)
-	opts = append(opts, kgo.SessionTimeout(e.cfg.SessionTimeout))
+	)...)
 	if e.cfg.StaticMembership {
 		opts = append(opts, kgo.InstanceID(e.cfg.InstanceID))
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/invroute/invroute/topology"
 	"io"
 	"os"
 	"os/signal"
@@ -122,20 +123,9 @@ func passthroughWorker(ctx context.Context, args []string, stderr io.Writer) err
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	sess, err := kgo.NewGroupTransactSession(
-		kgo.SeedBrokers(strings.Split(*brokers, ",")...),
-		kgo.TransactionalID(*txnID),
-		kgo.TransactionTimeout(30*time.Second),
-		kgo.ConsumerGroup(*group),
-		kgo.ConsumeTopics(*in),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.Balancers(kgo.CooperativeStickyBalancer()),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.SessionTimeout(10*time.Second),
-	)
+	sess, err := kgo.NewGroupTransactSession(append(
+		topology.SessionOpts(*group, *txnID, 30*time.Second, 10*time.Second, *in),
+		kgo.SeedBrokers(strings.Split(*brokers, ",")...))...)
 	if err != nil {
 		return err
 	}
