@@ -64,6 +64,24 @@ type Codec[T any] struct {
 
 	readers sync.Pool // *avro.Reader
 	writers sync.Pool // *avro.Writer
+
+	// internal codecs write only values invroute builds from input that was
+	// decoded strictly already; Append skips the strict pass for them (the
+	// size limit still applies; tests check that the strict decoder accepts
+	// what they write). Set only for schemas without maps, whose hamba
+	// output is canonical.
+	internal bool
+}
+
+// newInternalCodec is newCodec for a record type that only invroute writes
+// (state and outputs), on the hot path.
+func newInternalCodec[T any](text string) *Codec[T] {
+	c := newCodec[T](text)
+	if strings.Contains(text, `"map"`) {
+		panic("schemas: internal codec " + c.name + " has a map: its encoding needs the canonicalising pass")
+	}
+	c.internal = true
+	return c
 }
 
 // newCodec builds the codec of the schema text, which must be a record whose
@@ -142,6 +160,9 @@ func (c *Codec[T]) Append(dst []byte, v *T) ([]byte, error) {
 	if len(b) > MaxRecordBytes {
 		return dst, &EncodeError{Schema: c.name,
 			Err: fmt.Errorf("%w: %d bytes exceed MaxRecordBytes (%d)", ErrTooLarge, len(b), MaxRecordBytes)}
+	}
+	if c.internal {
+		return append(dst, b...), nil
 	}
 	canonical, err := check(c.prog, b)
 	if err != nil {

@@ -25,10 +25,12 @@ var (
 	Nodes = newCodec[Node](mustSchema("node.avsc"))
 	// Channels reads and writes the channels topic (input, compacted).
 	Channels = newCodec[Channel](mustSchema("channel.avsc"))
-	// AtsUpdates reads and writes the ats topic (output, compacted).
-	AtsUpdates = newCodec[AtsUpdate](mustSchema("ats_update.avsc"))
-	// SKUStates reads and writes the inventory store and its changelog.
-	SKUStates = newCodec[SKUState](mustSchema("sku_state.avsc"))
+	// AtsUpdates reads and writes the ats topic (output, compacted). Only
+	// invroute writes it: Append skips the strict pass.
+	AtsUpdates = newInternalCodec[AtsUpdate](mustSchema("ats_update.avsc"))
+	// SKUStates reads and writes the inventory store and its changelog. Only
+	// invroute writes it: Append skips the strict pass.
+	SKUStates = newInternalCodec[SKUState](mustSchema("sku_state.avsc"))
 
 	// OrderEvents reads and writes the orders topic (input).
 	OrderEvents = newCodec[OrderEvent](mustSchema("order_event.avsc"))

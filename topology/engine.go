@@ -64,6 +64,8 @@ type Engine struct {
 	tasks map[int32]*taskState
 	owned atomic.Int32 // len(tasks), readable from any goroutine
 
+	phases phaseStats
+
 	produceErr atomic.Pointer[error]
 	inflight   sync.WaitGroup
 }
@@ -94,6 +96,7 @@ func NewEngine(cfg Config, topo *Topology) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{
+		phases:     phaseStats{log: cfg.Logger},
 		cfg:        cfg,
 		topo:       topo,
 		log:        cfg.Logger,
@@ -435,9 +438,11 @@ func (e *Engine) transaction(ctx context.Context) error {
 		})
 	}
 	cancel()
+	tPoll := time.Now()
 	if procErr == nil {
 		procErr = e.flushAll()
 	}
+	tFlush := time.Now()
 	commit := kgo.TryCommit
 	if procErr != nil || e.produceErr.Load() != nil {
 		commit = kgo.TryAbort
@@ -446,6 +451,7 @@ func (e *Engine) transaction(ctx context.Context) error {
 	defer endCancel()
 	committed, err := e.sess.End(endCtx, commit)
 	e.inflight.Wait()
+	tEnd := time.Now()
 	if err != nil {
 		e.abortAll()
 		return fmt.Errorf("%w: %v", ErrUnknownCommit, err)
@@ -454,6 +460,7 @@ func (e *Engine) transaction(ctx context.Context) error {
 		if err := e.applyAll(); err != nil {
 			return err
 		}
+		e.phases.observe(n, tPoll.Sub(start), tFlush.Sub(tPoll), tEnd.Sub(tFlush), time.Since(tEnd))
 		e.m.committed.Inc()
 		e.m.records.Add(float64(n))
 		e.m.commitSeconds.Observe(time.Since(start).Seconds())

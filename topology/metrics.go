@@ -3,6 +3,7 @@ package topology
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -42,9 +43,50 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.records, m.deadLetters, m.committed, m.aborted, m.reinits, m.restored,
 			m.globalErrors, m.partitions, m.commitSeconds)
+		_ = reg.Register(phaseSeconds) // already registered by an earlier engine in this process: fine
 	}
 	return m
 }
+
+// phaseStats summarises where committed transactions spend their time
+// (poll+process, flush, end, apply) and logs it every 10 seconds.
+type phaseStats struct {
+	log        *slog.Logger
+	since      time.Time
+	txns, recs int
+	sum, worst [4]time.Duration
+}
+
+var phaseNames = [4]string{"process", "flush", "end", "apply"}
+
+func (p *phaseStats) observe(records int, d ...time.Duration) {
+	if p.since.IsZero() {
+		p.since = time.Now()
+	}
+	p.txns++
+	p.recs += records
+	for i, x := range d {
+		p.sum[i] += x
+		p.worst[i] = max(p.worst[i], x)
+		phaseSeconds.WithLabelValues(phaseNames[i]).Observe(x.Seconds())
+	}
+	if time.Since(p.since) < 10*time.Second {
+		return
+	}
+	args := []any{"transactions", p.txns, "records", p.recs}
+	for i, name := range phaseNames {
+		args = append(args, name+"_avg", (p.sum[i] / time.Duration(p.txns)).Round(time.Microsecond),
+			name+"_max", p.worst[i].Round(time.Microsecond))
+	}
+	p.log.Info("transactions", args...)
+	*p = phaseStats{log: p.log}
+}
+
+// phaseSeconds is process-wide: one engine per process.
+var phaseSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	Name: "invroute_transaction_phase_seconds", Help: "Time committed transactions spend per phase: process (poll and process input), flush (coalesced outputs and changelog), end (Kafka commit), apply (Pebble).",
+	Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+}, []string{"phase"})
 
 // kgoLogger sends franz-go's logs (warnings and errors) to slog.
 type kgoLogger struct{ l *slog.Logger }

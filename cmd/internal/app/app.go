@@ -45,6 +45,7 @@ type Options struct {
 	Partitions     int           `json:"partitions"`        // for topics created by invroute
 	Replication    int           `json:"replication"`       // for topics created by invroute; -1 broker default
 	CacheMB        int           `json:"cache_mb"`          // Pebble block cache shared by all stores
+	MemTableMB     int           `json:"memtable_mb"`       // Pebble memtable per store partition
 	StateCache     int           `json:"state_cache"`       // decoded SKU states cached per partition
 	SchemaIDs      string        `json:"schema_ids"`        // accepted Confluent schema ids, comma-separated
 	DedupeWindow   time.Duration `json:"dedupe_window"`     // movement id idempotency window per SKU
@@ -67,6 +68,7 @@ func Defaults() Options {
 		Partitions:     6,
 		Replication:    -1,
 		CacheMB:        64,
+		MemTableMB:     4,
 		StateCache:     10000,
 		DedupeWindow:   24 * time.Hour,
 		DedupeMax:      256,
@@ -94,6 +96,7 @@ func Flags(fs *flag.FlagSet) func() (Options, error) {
 	fs.IntVar(&flagged.Partitions, "partitions", o.Partitions, "partition count of topics invroute creates")
 	fs.IntVar(&flagged.Replication, "replication", o.Replication, "replication factor of topics invroute creates (-1: broker default)")
 	fs.IntVar(&flagged.CacheMB, "cache-mb", o.CacheMB, "Pebble block cache shared by all stores, MiB")
+	fs.IntVar(&flagged.MemTableMB, "memtable-mb", o.MemTableMB, "Pebble memtable per store partition, MiB (two may exist at once)")
 	fs.IntVar(&flagged.StateCache, "state-cache", o.StateCache, "decoded SKU states cached per partition")
 	fs.StringVar(&flagged.SchemaIDs, "schema-ids", "", "accepted Confluent schema ids on inputs, comma-separated")
 	fs.DurationVar(&flagged.DedupeWindow, "dedupe-window", o.DedupeWindow, "movement id idempotency window per SKU (by occurred_at)")
@@ -190,6 +193,7 @@ func fromEnv(o *Options) error {
 	num("PARTITIONS", &o.Partitions)
 	num("REPLICATION", &o.Replication)
 	num("CACHE_MB", &o.CacheMB)
+	num("MEMTABLE_MB", &o.MemTableMB)
 	num("STATE_CACHE", &o.StateCache)
 	str("SCHEMA_IDS", &o.SchemaIDs)
 	dur("DEDUPE_WINDOW", &o.DedupeWindow)
@@ -228,6 +232,7 @@ func merge(o, f *Options, set map[string]bool) {
 	pick("partitions", func() { o.Partitions = f.Partitions })
 	pick("replication", func() { o.Replication = f.Replication })
 	pick("cache-mb", func() { o.CacheMB = f.CacheMB })
+	pick("memtable-mb", func() { o.MemTableMB = f.MemTableMB })
 	pick("state-cache", func() { o.StateCache = f.StateCache })
 	pick("schema-ids", func() { o.SchemaIDs = f.SchemaIDs })
 	pick("dedupe-window", func() { o.DedupeWindow = f.DedupeWindow })
@@ -250,6 +255,12 @@ func (o *Options) Validate() error {
 	}
 	if o.CacheMB < 1 {
 		errs = append(errs, fmt.Errorf("cache_mb %d must be positive", o.CacheMB))
+	}
+	if o.DedupeMax < 1 || o.DedupeMax > schemas.MaxItems {
+		errs = append(errs, fmt.Errorf("dedupe_max %d must be in [1, %d]", o.DedupeMax, schemas.MaxItems))
+	}
+	if o.MemTableMB < 1 || o.MemTableMB > 1024 {
+		errs = append(errs, fmt.Errorf("memtable_mb %d must be in [1, 1024]", o.MemTableMB))
 	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(o.LogLevel)); err != nil {
@@ -306,6 +317,7 @@ func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats)
 		Partitions:        int32(o.Partitions),
 		Replication:       int16(o.Replication),
 		CacheBytes:        int64(o.CacheMB) << 20,
+		MemTableBytes:     uint64(o.MemTableMB) << 20,
 		StateCacheEntries: o.StateCache,
 		SessionTimeout:    o.SessionTimeout,
 		StaticMembership:  o.Static,
