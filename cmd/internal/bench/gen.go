@@ -42,6 +42,7 @@ type generator struct {
 	seq    int64
 	onHand map[uint64][]int64
 	recent []record
+	moves  []demo.Move
 }
 
 func newGenerator(seed int64, skus int) *generator {
@@ -80,50 +81,16 @@ func (g *generator) next(out []record) []record {
 		g.onHand[sku] = oh
 	}
 	ni := g.rnd.Intn(len(benchNodes))
-	type mv struct {
-		node int
-		ty   schemas.MovementType
-		qty  int64
-	}
-	var ms [2]mv
-	k := 0
-	add := func(node int, ty schemas.MovementType, qty int64) { ms[k] = mv{node, ty, qty}; k++ }
-	cur := oh[ni]
-	switch x := g.rnd.Float64(); {
-	case cur <= 0 || x < 0.15:
-		add(ni, schemas.Receipt, 10+g.rnd.Int63n(40))
-	case x < 0.50:
-		add(ni, schemas.Shipment, 1+g.rnd.Int63n(min(3, cur)))
-	case x < 0.60:
-		add(ni, schemas.ReturnRestock, 1)
-	case x < 0.66:
-		add(ni, schemas.Count, max(0, cur+g.rnd.Int63n(5)-2))
-	case x < 0.76:
-		to := g.rnd.Intn(len(benchNodes))
-		if to == ni {
-			to = (to + 1) % len(benchNodes)
-		}
-		q := 1 + g.rnd.Int63n(min(5, cur))
-		add(ni, schemas.TransferOut, q)
-		add(to, schemas.TransferIn, q)
-	case x < 0.82:
-		add(ni, schemas.Damage, 1)
-	default:
-		q := 1 + g.rnd.Int63n(3)
-		if g.rnd.Intn(2) == 0 {
-			q = -q
-		}
-		add(ni, schemas.Adjustment, q)
-	}
+	g.moves = demo.NextEvent(g.rnd, len(benchNodes), ni, oh[ni], g.moves[:0])
 	name := skuName(sku)
 	now := time.Now().UnixMilli()
-	for i := 0; i < k; i++ {
+	for i, mv := range g.moves {
 		m := schemas.StockMovement{
 			MovementID: fmt.Sprintf("WMS-%012d-%d", g.seq, i),
 			SKU:        name,
-			NodeID:     benchNodes[ms[i].node].NodeID,
-			Type:       ms[i].ty,
-			Qty:        ms[i].qty,
+			NodeID:     benchNodes[mv.Node].NodeID,
+			Type:       mv.Type,
+			Qty:        mv.Qty,
 			OccurredAt: now,
 		}
 		if m.Type == schemas.Shipment {
@@ -132,18 +99,17 @@ func (g *generator) next(out []record) []record {
 		}
 		switch m.Type {
 		case schemas.Receipt, schemas.TransferIn, schemas.ReturnRestock, schemas.Adjustment:
-			oh[ms[i].node] += m.Qty
+			oh[mv.Node] += m.Qty
 		case schemas.Count:
-			oh[ms[i].node] = m.Qty
+			oh[mv.Node] = m.Qty
 		default:
-			oh[ms[i].node] -= m.Qty
+			oh[mv.Node] -= m.Qty
 		}
 		r := record{key: []byte(name), value: mustEncode(&m)}
 		out = append(out, r)
-		if len(g.recent) < 100 {
-			g.recent = append(g.recent, r)
-		} else {
-			g.recent[g.rnd.Intn(100)] = r
+		g.recent = append(g.recent, r) // retries come from the last 64, as in the demo
+		if len(g.recent) > 64 {
+			g.recent = g.recent[1:]
 		}
 	}
 	return out

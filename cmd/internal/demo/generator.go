@@ -77,6 +77,7 @@ type generator struct {
 	mu     sync.Mutex
 	onHand map[string]map[string]int64
 	recent []*kgo.Record // for WMS retries
+	moves  []Move
 
 	movements atomic.Int64 // distinct movements sent
 	retries   atomic.Int64
@@ -161,36 +162,11 @@ func (g *generator) next() []*kgo.Record {
 		return []*kgo.Record{{Topic: r.Topic, Key: r.Key, Value: r.Value}}
 	}
 	sku := skuName(g.zipf.Uint64())
-	node := g.nodes[g.rnd.Intn(len(g.nodes))].NodeID
-	oh := g.onHand[sku][node]
-	var ms []schemas.StockMovement
-	mv := func(node string, ty schemas.MovementType, qty int64) {
-		ms = append(ms, schemas.StockMovement{SKU: sku, NodeID: node, Type: ty, Qty: qty})
-	}
-	switch x := g.rnd.Float64(); {
-	case oh <= 0 || x < 0.15:
-		mv(node, schemas.Receipt, 10+g.rnd.Int63n(40))
-	case x < 0.50:
-		mv(node, schemas.Shipment, 1+g.rnd.Int63n(min(3, oh)))
-	case x < 0.60:
-		mv(node, schemas.ReturnRestock, 1)
-	case x < 0.66:
-		mv(node, schemas.Count, max(0, oh+g.rnd.Int63n(5)-2))
-	case x < 0.76:
-		to := g.nodes[g.rnd.Intn(len(g.nodes))].NodeID
-		if to != node {
-			q := 1 + g.rnd.Int63n(min(5, oh))
-			mv(node, schemas.TransferOut, q)
-			mv(to, schemas.TransferIn, q)
-		}
-	case x < 0.82:
-		mv(node, schemas.Damage, 1)
-	default:
-		q := 1 + g.rnd.Int63n(3)
-		if g.rnd.Intn(2) == 0 {
-			q = -q
-		}
-		mv(node, schemas.Adjustment, q)
+	ni := g.rnd.Intn(len(g.nodes))
+	g.moves = NextEvent(g.rnd, len(g.nodes), ni, g.onHand[sku][g.nodes[ni].NodeID], g.moves[:0])
+	ms := make([]schemas.StockMovement, len(g.moves))
+	for i, mv := range g.moves {
+		ms[i] = schemas.StockMovement{SKU: sku, NodeID: g.nodes[mv.Node].NodeID, Type: mv.Type, Qty: mv.Qty}
 	}
 	var out []*kgo.Record
 	for i := range ms {
@@ -211,6 +187,47 @@ func (g *generator) next() []*kgo.Record {
 		if len(g.recent) > 64 {
 			g.recent = g.recent[1:]
 		}
+	}
+	return out
+}
+
+// Move is one stock movement of a generated WMS event: a node (index), a
+// type and a quantity.
+type Move struct {
+	Node int
+	Type schemas.MovementType
+	Qty  int64
+}
+
+// NextEvent draws one realistic WMS event at node ni (of nodes) for a SKU
+// with on_hand cur there, appending its movements to out: a receipt when
+// the node has none; otherwise shipments 35%, receipts 15%, returns 10%,
+// cycle counts 6%, transfers to another node 10% (two movements), damage
+// 6%, adjustments 18%. The demo and the bench share it.
+func NextEvent(rnd *rand.Rand, nodes, ni int, cur int64, out []Move) []Move {
+	add := func(node int, ty schemas.MovementType, qty int64) { out = append(out, Move{node, ty, qty}) }
+	switch x := rnd.Float64(); {
+	case cur <= 0 || x < 0.15:
+		add(ni, schemas.Receipt, 10+rnd.Int63n(40))
+	case x < 0.50:
+		add(ni, schemas.Shipment, 1+rnd.Int63n(min(3, cur)))
+	case x < 0.60:
+		add(ni, schemas.ReturnRestock, 1)
+	case x < 0.66:
+		add(ni, schemas.Count, max(0, cur+rnd.Int63n(5)-2))
+	case x < 0.76 && nodes > 1:
+		to := (ni + 1 + rnd.Intn(nodes-1)) % nodes
+		q := 1 + rnd.Int63n(min(5, cur))
+		add(ni, schemas.TransferOut, q)
+		add(to, schemas.TransferIn, q)
+	case x < 0.82:
+		add(ni, schemas.Damage, 1)
+	default:
+		q := 1 + rnd.Int63n(3)
+		if rnd.Intn(2) == 0 {
+			q = -q
+		}
+		add(ni, schemas.Adjustment, q)
 	}
 	return out
 }
