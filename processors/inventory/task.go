@@ -25,7 +25,7 @@ const (
 
 // Key spaces of the inventory store.
 //
-//	s/<sku>             SKUState (Avro)
+//	s/<sku>             format byte (1) + SKUState (Avro)
 //	n/<node>\x00<sku>   "1": sku has a stock record at node (index)
 //	m/reemit            re-emit cursor of a channel change
 const (
@@ -67,7 +67,7 @@ func Topology(o TopologyOptions) *topology.Topology {
 			st := tc.Stores[StoreName]
 			return &Task{
 				p:       New(o.Config),
-				store:   &pebbleStore{st: st, skus: state.NewTable[schemas.SKUState](st, prefixSKU, schemas.SKUStates, tc.CacheEntries)},
+				store:   &pebbleStore{st: st, skus: state.NewTable[schemas.SKUState](st, prefixSKU, skuStateCodec{}, tc.CacheEntries)},
 				catalog: o.Catalog,
 				ids:     o.SchemaIDs,
 				part:    tc.Partition,
@@ -134,6 +134,26 @@ func (t *Task) Flush(out topology.Emitter) error {
 
 // Aborted forgets the transaction's dirty SKUs.
 func (t *Task) Aborted() { t.p.Reset() }
+
+// skuStateFormat tags every stored SKU state (store and changelog): one
+// byte in front of the Avro, so that a later schema can be told apart and
+// migrated instead of misread.
+const skuStateFormat byte = 1
+
+// skuStateCodec is schemas.SKUStates behind the format byte.
+type skuStateCodec struct{}
+
+func (skuStateCodec) Append(dst []byte, v *schemas.SKUState) ([]byte, error) {
+	return schemas.SKUStates.Append(append(dst, skuStateFormat), v)
+}
+
+func (skuStateCodec) Decode(b []byte, v *schemas.SKUState) error {
+	if len(b) == 0 || b[0] != skuStateFormat {
+		return fmt.Errorf("inventory: stored SKU state has format %v, this version reads %d (a newer invroute wrote it?)",
+			b[:min(len(b), 1)], skuStateFormat)
+	}
+	return schemas.SKUStates.Decode(b[1:], v)
+}
 
 // pebbleStore is the processor's Store on a state.Store.
 type pebbleStore struct {
