@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"math/rand"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -198,5 +200,55 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	}
 	if !bytes.Contains(p.log.Bytes(), []byte("exiting at once")) {
 		t.Errorf("no 'exiting at once' in the log:\n%s", tail(p.log.Bytes()))
+	}
+}
+
+// TestTopicsCreateCLI runs `invroute topics create` and checks that it
+// lists every topic with its policy, and that the topics exist.
+func TestTopicsCreateCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a binary; skipped with -short")
+	}
+	brokers, _ := testkit.Brokers(t)
+	bin := buildBinary(t)
+	prefix := testkit.Prefix(t)
+	out, err := exec.Command(bin, "topics", "create", "-brokers", brokers, "-topic-prefix", prefix,
+		"-partitions", "3", "-replication", "1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("topics create: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		prefix + "stock-movements compacted=false co-partitioned=true",
+		prefix + "invroute-inventory-changelog compacted=true co-partitioned=true",
+		prefix + "ats compacted=true co-partitioned=true",
+		prefix + "nodes compacted=true co-partitioned=false",
+		prefix + "channels compacted=true co-partitioned=false",
+		prefix + "dead-letter compacted=false co-partitioned=false",
+	} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	adm := kadm.NewClient(testkit.Client(t, brokers))
+	details, err := adm.ListTopics(context.Background(), prefix+"stock-movements", prefix+"nodes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(details[prefix+"stock-movements"].Partitions); n != 3 {
+		t.Errorf("stock-movements has %d partitions, want 3", n)
+	}
+	if n := len(details[prefix+"nodes"].Partitions); n != 1 {
+		t.Errorf("nodes has %d partitions, want 1", n)
+	}
+	// Without brokers (none in the environment either) it fails with a clear error.
+	cmd := exec.Command(bin, "topics", "create")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KAFKA_BROKERS=") && !strings.HasPrefix(kv, "INVROUTE_BROKERS=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	out, err = cmd.CombinedOutput()
+	if err == nil || !bytes.Contains(out, []byte("no brokers")) {
+		t.Errorf("without brokers: %v\n%s", err, out)
 	}
 }
