@@ -361,13 +361,12 @@ func (e *Engine) closeTask(ts *taskState) {
 	delete(e.tasks, ts.p)
 }
 
+// closeTasks closes every task; closeSession, which always follows, drops
+// the assignment events of the closed session.
 func (e *Engine) closeTasks() {
 	for _, ts := range e.tasks {
 		e.closeTask(ts)
 	}
-	e.mu.Lock()
-	e.events = nil
-	e.mu.Unlock()
 }
 
 // runSession runs transactions on one session until ctx is done or the

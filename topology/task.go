@@ -79,8 +79,6 @@ func BadInput(stage string, err error) error { return &BadInputError{Stage: stag
 
 // Errors of the engine.
 var (
-	// ErrClosed is returned by Run after Close or a second signal.
-	ErrClosed = errors.New("topology: engine closed")
 	// ErrUnknownCommit is logged when a transaction's outcome could not be
 	// learnt; the engine then rebuilds every task from what Kafka committed.
 	ErrUnknownCommit = errors.New("topology: commit outcome unknown")

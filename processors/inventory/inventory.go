@@ -185,12 +185,13 @@ func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts 
 	if err != nil {
 		return err
 	}
-	h := IDHash(m.MovementID)
+	h, newest := IDHash(m.MovementID), m.OccurredAt
 	for i := range next.Seen {
 		if next.Seen[i].IDHash == h {
 			p.Stats.Duplicates++
 			return nil
 		}
+		newest = max(newest, next.Seen[i].OccurredAt)
 	}
 	i, found := slices.BinarySearchFunc(next.Nodes, m.NodeID, func(n schemas.NodeStock, id string) int {
 		return strings.Compare(n.NodeID, id)
@@ -213,20 +214,17 @@ func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts 
 	if ns.OnHand < 0 {
 		p.Stats.Negative++
 	}
-	next.Seen = p.remember(next.Seen, h, m.OccurredAt)
+	next.Seen = p.remember(next.Seen, h, m.OccurredAt, newest)
 	st.Put(next)
 	p.Stats.Applied++
 	p.touch(m.SKU, ts)
 	return nil
 }
 
-// remember appends id to the window and drops what has fallen out of it.
-func (p *Processor) remember(seen []schemas.SeenMovement, h, at int64) []schemas.SeenMovement {
+// remember appends a movement to the window and drops what has fallen out
+// of it; newest is the newest occurred_at in the window, the new one included.
+func (p *Processor) remember(seen []schemas.SeenMovement, h, at, newest int64) []schemas.SeenMovement {
 	seen = append(seen, schemas.SeenMovement{IDHash: h, OccurredAt: at})
-	newest := at
-	for _, s := range seen {
-		newest = max(newest, s.OccurredAt)
-	}
 	cut := newest - p.cfg.DedupeWindow.Milliseconds()
 	drop := max(0, len(seen)-p.cfg.DedupeMax)
 	for drop < len(seen) && seen[drop].OccurredAt < cut {

@@ -23,16 +23,16 @@ import (
 
 // Options of the demo.
 type Options struct {
-	Duration  time.Duration // 0: until interrupted
-	Rate      int           // movements per second
-	SKUs      int
-	BadEvery  int // one undecodable record every BadEvery movements; 0 = none
-	Seed      int64
-	StateDir  string
-	Brokers   string // use these brokers instead of the embedded one
-	LogLevel  string
-	Partitons int
-	Verbose   bool // print every SKU that disagrees with the model
+	Duration   time.Duration // 0: until interrupted
+	Rate       int           // movements per second
+	SKUs       int
+	BadEvery   int // one undecodable record every BadEvery movements; 0 = none
+	Seed       int64
+	StateDir   string
+	Brokers    string // use these brokers instead of the embedded one
+	LogLevel   string
+	Partitions int
+	Verbose    bool // print every SKU that disagrees with the model
 }
 
 // Main parses args and runs the demo; the summary goes to stdout.
@@ -48,7 +48,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.StateDir, "state-dir", "", "state directory (default: a temporary one, removed at exit)")
 	fs.StringVar(&o.Brokers, "brokers", "", "use these Kafka brokers instead of the embedded kfake broker")
 	fs.StringVar(&o.LogLevel, "log-level", "warn", "engine log level")
-	fs.IntVar(&o.Partitons, "partitions", 6, "partitions of the demo topics")
+	fs.IntVar(&o.Partitions, "partitions", 6, "partitions of the demo topics")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -82,7 +82,7 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	opts.StateDir = o.StateDir
 	opts.InstanceID = "demo"
 	opts.Group = "invroute-demo"
-	opts.Partitions = o.Partitons
+	opts.Partitions = o.Partitions
 	opts.LogLevel = o.LogLevel
 	if _, err := app.CreateTopics(ctx, opts); err != nil {
 		return err

@@ -14,7 +14,7 @@ import (
 // generator's model (Run returns an error otherwise).
 func TestDemo(t *testing.T) {
 	var out bytes.Buffer
-	err := Run(context.Background(), Options{Duration: 4 * time.Second, Rate: 500, SKUs: 200, BadEvery: 50, Seed: 3, LogLevel: "warn", Partitons: 3, Verbose: true}, &out)
+	err := Run(context.Background(), Options{Duration: 4 * time.Second, Rate: 500, SKUs: 200, BadEvery: 50, Seed: 3, LogLevel: "warn", Partitions: 3, Verbose: true}, &out)
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
