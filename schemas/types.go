@@ -123,8 +123,9 @@ type SKUState struct {
 	// Version is the version of the last AtsUpdate emitted for this SKU.
 	Version int64       `avro:"version"`
 	Nodes   []NodeStock `avro:"nodes"` // sorted by NodeID
-	// Seen holds the ids of recently applied movements, oldest first,
-	// bounded by the idempotency window.
+	// Seen is legacy: the ids of recently applied movements that versions
+	// before the partition window (processors/inventory) kept per SKU,
+	// oldest first. They are honoured until they age out; nothing is added.
 	Seen []SeenMovement `avro:"seen"`
 }
 

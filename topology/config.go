@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +30,9 @@ type Config struct {
 	CommitInterval time.Duration
 	// MaxTxnRecords bounds the input records of one transaction. Default 5000.
 	MaxTxnRecords int
+	// Workers bounds how many partitions process, flush and apply in
+	// parallel. Default GOMAXPROCS; 1 processes partitions one by one.
+	Workers int
 	// MaxRecordBytes bounds key+value of an input record; larger ones go to
 	// the dead-letter topic. Default 1 MiB.
 	MaxRecordBytes int
@@ -74,6 +78,9 @@ func (c *Config) EnsureDefaults() {
 	if c.CommitInterval == 0 {
 		c.CommitInterval = 100 * time.Millisecond
 	}
+	if c.Workers == 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
+	}
 	if c.MaxTxnRecords == 0 {
 		c.MaxTxnRecords = 5000
 	}
@@ -117,6 +124,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CommitInterval < time.Millisecond || c.CommitInterval > c.TxnTimeout/2 {
 		errs = append(errs, fmt.Errorf("topology: CommitInterval %v must be in [1ms, TxnTimeout/2]", c.CommitInterval))
+	}
+	if c.Workers < 1 {
+		errs = append(errs, fmt.Errorf("topology: Workers %d must be positive", c.Workers))
 	}
 	if c.MaxTxnRecords < 1 {
 		errs = append(errs, fmt.Errorf("topology: MaxTxnRecords %d must be positive", c.MaxTxnRecords))

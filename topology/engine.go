@@ -1,10 +1,12 @@
 package topology
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -86,7 +88,8 @@ type taskState struct {
 	clNext  []atomic.Int64   // per store: changelog offset after this transaction's last record
 	cp      []state.Checkpoint
 	emitter emitter
-	seen    Positions // global positions its committed state reflects; nil: take the current ones
+	batch   [][]*kgo.Record // records of the current poll, in order
+	seen    Positions       // global positions its committed state reflects; nil: take the current ones
 }
 
 // NewEngine checks cfg and topo and returns an engine ready to Run.
@@ -417,6 +420,7 @@ func (e *Engine) transaction(ctx context.Context) error {
 				e.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
 			}
 		})
+		var work []*taskState
 		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
 			if procErr != nil || len(fp.Records) == 0 {
 				return
@@ -428,13 +432,19 @@ func (e *Engine) transaction(ctx context.Context) error {
 				procErr = errNotReady
 				return
 			}
-			for _, r := range fp.Records {
-				if procErr = e.process(ts, r); procErr != nil {
-					return
-				}
-				n++
+			if len(ts.batch) == 0 {
+				work = append(work, ts)
 			}
+			ts.batch = append(ts.batch, fp.Records)
+			n += len(fp.Records)
 		})
+		if procErr == nil {
+			procErr = e.parallel(work, e.processBatch)
+		}
+		for _, ts := range work {
+			clear(ts.batch)
+			ts.batch = ts.batch[:0]
+		}
 	}
 	cancel()
 	tPoll := time.Now()
@@ -477,6 +487,58 @@ func (e *Engine) transaction(ctx context.Context) error {
 }
 
 var errNotReady = errors.New("topology: record for a partition that is not restored yet")
+
+// processBatch processes the records one poll fetched for ts, in order.
+func (e *Engine) processBatch(ts *taskState) error {
+	for _, recs := range ts.batch {
+		for _, r := range recs {
+			if err := e.process(ts, r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// parallel runs fn for every task of tss, at most Config.Workers at a time,
+// waits for all, and returns the first error in tss order. Tasks share
+// nothing but the producer, the metrics, the global tables and the block
+// cache, all safe for concurrent use; the records of one task stay in order
+// on one goroutine, so each output partition keeps its order.
+func (e *Engine) parallel(tss []*taskState, fn func(*taskState) error) error {
+	if len(tss) == 1 || e.cfg.Workers == 1 {
+		for _, ts := range tss {
+			if err := fn(ts); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	errs := make([]error, len(tss))
+	sem := make(chan struct{}, e.cfg.Workers)
+	var wg sync.WaitGroup
+	for i, ts := range tss {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = fn(ts)
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sortedTasks returns the owned tasks in partition order.
+func (e *Engine) sortedTasks() []*taskState {
+	tss := slices.Collect(maps.Values(e.tasks))
+	slices.SortFunc(tss, func(a, b *taskState) int { return cmp.Compare(a.p, b.p) })
+	return tss
+}
 
 // process handles one record: size check, task, dead letter.
 func (e *Engine) process(ts *taskState, r *kgo.Record) error {
@@ -523,44 +585,46 @@ func (e *Engine) deadLetter(ts *taskState, r *kgo.Record, bad *BadInputError) {
 }
 
 // flushAll hands global changes to every task, flushes tasks and writes the
-// changelog of every written key.
+// changelog of every written key; tasks run in parallel.
 func (e *Engine) flushAll() error {
 	cur := e.globals.positions()
-	for _, ts := range e.tasks {
-		if err := e.deliverGlobals(ts, cur); err != nil {
+	return e.parallel(e.sortedTasks(), func(ts *taskState) error { return e.flushTask(ts, cur) })
+}
+
+func (e *Engine) flushTask(ts *taskState, cur Positions) error {
+	if err := e.deliverGlobals(ts, cur); err != nil {
+		return err
+	}
+	if pw, ok := ts.task.(PendingWork); ok && !ts.touched && pw.Pending() {
+		ts.touched = true
+	}
+	if !ts.touched {
+		return nil
+	}
+	if err := ts.task.Flush(&ts.emitter); err != nil {
+		return err
+	}
+	for i, st := range ts.stores {
+		if err := st.Prepare(); err != nil {
 			return err
 		}
-		if pw, ok := ts.task.(PendingWork); ok && !ts.touched && pw.Pending() {
-			ts.touched = true
-		}
-		if !ts.touched {
-			continue
-		}
-		if err := ts.task.Flush(&ts.emitter); err != nil {
-			return err
-		}
-		for i, st := range ts.stores {
-			if err := st.Prepare(); err != nil {
-				return err
-			}
-			topic := e.changelogs[ts.names[i]]
-			slot := &ts.clNext[i]
-			slot.Store(-1)
-			err := st.Txn().Writes(func(key, val []byte) error {
-				r := &kgo.Record{Topic: topic, Partition: ts.p, Key: slices.Clone(key), Value: slices.Clone(val)}
-				e.produce(r, func(r *kgo.Record) {
-					for {
-						cur := slot.Load()
-						if r.Offset+1 <= cur || slot.CompareAndSwap(cur, r.Offset+1) {
-							return
-						}
+		topic := e.changelogs[ts.names[i]]
+		slot := &ts.clNext[i]
+		slot.Store(-1)
+		err := st.Txn().Writes(func(key, val []byte) error {
+			r := &kgo.Record{Topic: topic, Partition: ts.p, Key: slices.Clone(key), Value: slices.Clone(val)}
+			e.produce(r, func(r *kgo.Record) {
+				for {
+					cur := slot.Load()
+					if r.Offset+1 <= cur || slot.CompareAndSwap(cur, r.Offset+1) {
+						return
 					}
-				})
-				return nil
+				}
 			})
-			if err != nil {
-				return err
-			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -582,32 +646,35 @@ func (e *Engine) produce(r *kgo.Record, ok func(*kgo.Record)) {
 	})
 }
 
-// applyAll applies every touched task's stores with their new checkpoints.
+// applyAll applies every touched task's stores with their new checkpoints;
+// tasks run in parallel.
 func (e *Engine) applyAll() error {
-	for _, ts := range e.tasks {
-		if !ts.touched {
-			continue
-		}
-		for i, st := range ts.stores {
-			cp := state.Checkpoint{ChangelogOffset: ts.cp[i].ChangelogOffset, InputOffsets: map[string]int64{}}
-			for k, v := range ts.cp[i].InputOffsets {
-				cp.InputOffsets[k] = v
-			}
-			for k, v := range ts.inNext {
-				cp.InputOffsets[k] = v
-			}
-			if next := ts.clNext[i].Load(); next > 0 {
-				cp.ChangelogOffset = next
-			}
-			if err := st.Commit(cp); err != nil {
-				return fmt.Errorf("topology: applying store %s partition %d: %w", ts.names[i], ts.p, err)
-			}
-			ts.cp[i] = cp
-			ts.clNext[i].Store(-1)
-		}
-		ts.touched = false
-		clear(ts.inNext)
+	return e.parallel(e.sortedTasks(), e.applyTask)
+}
+
+func (e *Engine) applyTask(ts *taskState) error {
+	if !ts.touched {
+		return nil
 	}
+	for i, st := range ts.stores {
+		cp := state.Checkpoint{ChangelogOffset: ts.cp[i].ChangelogOffset, InputOffsets: map[string]int64{}}
+		for k, v := range ts.cp[i].InputOffsets {
+			cp.InputOffsets[k] = v
+		}
+		for k, v := range ts.inNext {
+			cp.InputOffsets[k] = v
+		}
+		if next := ts.clNext[i].Load(); next > 0 {
+			cp.ChangelogOffset = next
+		}
+		if err := st.Commit(cp); err != nil {
+			return fmt.Errorf("topology: applying store %s partition %d: %w", ts.names[i], ts.p, err)
+		}
+		ts.cp[i] = cp
+		ts.clNext[i].Store(-1)
+	}
+	ts.touched = false
+	clear(ts.inNext)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync/atomic"
@@ -125,6 +126,44 @@ func waitFor(t *testing.T, cl *kgo.Client, key string) {
 		fs.EachRecord(func(r *kgo.Record) { got = got || string(r.Key) == key })
 		if got {
 			return
+		}
+	}
+}
+
+// TestParallel: every task runs, at most Workers at once, and the error
+// reported is the first in task order, whatever finishes first.
+func TestParallel(t *testing.T) {
+	for _, workers := range []int{1, 2, 8} {
+		e := &Engine{cfg: Config{Workers: workers}}
+		var tss []*taskState
+		for p := range int32(6) {
+			tss = append(tss, &taskState{p: p})
+		}
+		var running, peak, ran atomic.Int32
+		err := e.parallel(tss, func(ts *taskState) error {
+			n := running.Add(1)
+			for {
+				old := peak.Load()
+				if n <= old || peak.CompareAndSwap(old, n) {
+					break
+				}
+			}
+			time.Sleep(time.Duration(6-ts.p) * time.Millisecond)
+			running.Add(-1)
+			ran.Add(1)
+			if ts.p == 2 || ts.p == 4 {
+				return fmt.Errorf("p%d", ts.p)
+			}
+			return nil
+		})
+		if ran.Load() != 6 && workers > 1 {
+			t.Errorf("workers=%d: %d tasks ran, want 6", workers, ran.Load())
+		}
+		if err == nil || err.Error() != "p2" {
+			t.Errorf("workers=%d: error %v, want p2", workers, err)
+		}
+		if peak.Load() > int32(workers) {
+			t.Errorf("workers=%d: %d ran at once", workers, peak.Load())
 		}
 	}
 }

@@ -24,11 +24,12 @@
 //
 // # Idempotency
 //
-// Each SKU remembers the ids of the movements applied to it, oldest first. An
-// id is forgotten when it is older than Config.DedupeWindow (by occurred_at,
-// measured against the newest movement of that SKU) or when more than
-// Config.DedupeMax newer ids are remembered. Within that window a repeated
-// movement_id is ignored (and counted); outside it, it would be applied again.
+// Each partition remembers the (sku, movement_id) pairs of the movements
+// applied to it, oldest first (see window). A pair is forgotten when it is
+// older than Config.DedupeWindow (by occurred_at, measured against the
+// partition's newest movement) or when at least Config.DedupeMax newer pairs
+// are remembered. Within that window a repeated movement_id for the same SKU
+// is ignored (and counted); outside it, it would be applied again.
 //
 // # Coalescing
 //
@@ -51,11 +52,11 @@ import (
 
 // Config holds the processor's settings. Zero fields mean defaults.
 type Config struct {
-	// DedupeWindow is how long (by occurred_at) a movement id is remembered
-	// per SKU. Default 24h.
+	// DedupeWindow is how long (by occurred_at) a movement id is
+	// remembered. Default 24h.
 	DedupeWindow time.Duration
-	// DedupeMax bounds how many movement ids are remembered per SKU.
-	// Default 256.
+	// DedupeMax bounds how many movement ids a partition remembers (plus
+	// at most one block of 8192). Default 200000.
 	DedupeMax int
 	// ReemitBatch bounds how many SKUs one transaction re-emits after a
 	// channel change; the rest follow in the next transactions. Default 5000.
@@ -67,7 +68,7 @@ func (c Config) withDefaults() Config {
 		c.DedupeWindow = 24 * time.Hour
 	}
 	if c.DedupeMax <= 0 {
-		c.DedupeMax = 256
+		c.DedupeMax = 200_000
 	}
 	if c.ReemitBatch <= 0 {
 		c.ReemitBatch = 5000
@@ -79,6 +80,7 @@ func (c Config) withDefaults() Config {
 // the open transaction; reads see them. A value returned by Get must not be
 // modified: the processor copies, modifies and puts.
 type Store interface {
+	SeenStore
 	Get(sku string) (*schemas.SKUState, error)
 	Put(st *schemas.SKUState)
 	// Index records that sku has a stock record at node.
@@ -118,12 +120,19 @@ type Processor struct {
 	dirty map[string]int64             // sku -> newest input time that touched it
 	owned map[string]*schemas.SKUState // states copied in this transaction
 	order []string                     // dirty SKUs in first-touch order (deterministic output order)
+	win   window                       // the idempotency window
+	hash  *xxhash.Digest
 	Stats Stats
 }
 
 // New returns a processor with the given configuration.
 func New(cfg Config) *Processor {
-	return &Processor{cfg: cfg.withDefaults(), dirty: make(map[string]int64), owned: make(map[string]*schemas.SKUState)}
+	return &Processor{
+		cfg:   cfg.withDefaults(),
+		dirty: make(map[string]int64),
+		owned: make(map[string]*schemas.SKUState),
+		hash:  xxhash.New(),
+	}
 }
 
 // InvalidError is returned for input that can never be applied. The runtime
@@ -181,17 +190,21 @@ func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts 
 	if err := Validate(key, m); err != nil {
 		return err
 	}
+	if err := p.win.load(st); err != nil {
+		return err
+	}
+	h := p.movementHash(m)
+	if p.win.seen(h) {
+		p.Stats.Duplicates++
+		return nil
+	}
 	next, err := p.own(st, m.SKU)
 	if err != nil {
 		return err
 	}
-	h, newest := IDHash(m.MovementID), m.OccurredAt
-	for i := range next.Seen {
-		if next.Seen[i].IDHash == h {
-			p.Stats.Duplicates++
-			return nil
-		}
-		newest = max(newest, next.Seen[i].OccurredAt)
+	if p.legacySeen(next, m) {
+		p.Stats.Duplicates++
+		return nil
 	}
 	i, found := slices.BinarySearchFunc(next.Nodes, m.NodeID, func(n schemas.NodeStock, id string) int {
 		return strings.Compare(n.NodeID, id)
@@ -214,23 +227,39 @@ func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts 
 	if ns.OnHand < 0 {
 		p.Stats.Negative++
 	}
-	next.Seen = p.remember(next.Seen, h, m.OccurredAt, newest)
+	p.win.add(st, h, m.OccurredAt)
 	st.Put(next)
 	p.Stats.Applied++
 	p.touch(m.SKU, ts)
 	return nil
 }
 
-// remember appends a movement to the window and drops what has fallen out
-// of it; newest is the newest occurred_at in the window, the new one included.
-func (p *Processor) remember(seen []schemas.SeenMovement, h, at, newest int64) []schemas.SeenMovement {
-	seen = append(seen, schemas.SeenMovement{IDHash: h, OccurredAt: at})
-	cut := newest - p.cfg.DedupeWindow.Milliseconds()
-	drop := max(0, len(seen)-p.cfg.DedupeMax)
-	for drop < len(seen) && seen[drop].OccurredAt < cut {
-		drop++
+// movementHash is the 64-bit xxhash of (sku, movement_id), as remembered in
+// the window. Two distinct pairs collide with probability 2^-64; a new
+// movement is taken for a duplicate with probability dedupe_max x 2^-64.
+func (p *Processor) movementHash(m *schemas.StockMovement) int64 {
+	p.hash.Reset()
+	p.hash.WriteString(m.SKU)
+	p.hash.Write([]byte{0})
+	p.hash.WriteString(m.MovementID)
+	return int64(p.hash.Sum64())
+}
+
+// legacySeen honours the per-SKU ids that versions before the partition
+// window kept in SKUState.Seen (hashes of the movement id alone): a repeat
+// of one is a duplicate. Entries older than the window, measured against
+// this movement, are dropped, so the list empties as the SKU moves on.
+func (p *Processor) legacySeen(st *schemas.SKUState, m *schemas.StockMovement) bool {
+	if len(st.Seen) == 0 {
+		return false
 	}
-	return slices.Delete(seen, 0, drop)
+	h := int64(xxhash.Sum64String(m.MovementID))
+	if slices.ContainsFunc(st.Seen, func(s schemas.SeenMovement) bool { return s.IDHash == h }) {
+		return true
+	}
+	cut := m.OccurredAt - p.cfg.DedupeWindow.Milliseconds()
+	st.Seen = slices.DeleteFunc(st.Seen, func(s schemas.SeenMovement) bool { return s.OccurredAt < cut })
+	return false
 }
 
 // NodeChanged marks dirty every SKU stocked at node, so that the next Flush
@@ -309,15 +338,23 @@ func (p *Processor) Flush(st Store, t Tables, emit func(*schemas.AtsUpdate) erro
 		}
 		p.Stats.Emitted++
 	}
-	p.Reset()
+	p.win.flush(st, p.cfg)
+	p.clearTxn()
 	return nil
 }
 
-// Reset forgets the dirty set: after an abort the transaction's work is gone.
-func (p *Processor) Reset() {
+func (p *Processor) clearTxn() {
 	clear(p.dirty)
 	clear(p.owned)
 	p.order = p.order[:0]
+}
+
+// Reset forgets the transaction's work after an abort: the dirty set and
+// the in-memory idempotency window, which the next movement reloads from
+// the committed store.
+func (p *Processor) Reset() {
+	p.clearTxn()
+	p.win.reset()
 }
 
 // own returns the transaction's own, modifiable copy of sku's state: the
@@ -334,11 +371,6 @@ func (p *Processor) own(st Store, sku string) (*schemas.SKUState, error) {
 	p.owned[sku] = s
 	return s, nil
 }
-
-// IDHash is the 64-bit xxhash of a movement id, as remembered in
-// SKUState.Seen. Two distinct ids collide with probability 2^-64; a new
-// movement is taken for a duplicate with probability dedupe_max x 2^-64.
-func IDHash(id string) int64 { return int64(xxhash.Sum64String(id)) }
 
 // clone returns a deep copy of st (or a new state for sku when st is nil).
 func clone(st *schemas.SKUState, sku string) *schemas.SKUState {

@@ -2,12 +2,15 @@ package inventory
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/cockroachdb/datadriven"
 	"github.com/invroute/invroute/schemas"
 )
@@ -17,13 +20,15 @@ type memStore struct {
 	skus  map[string]*schemas.SKUState
 	index map[string]map[string]bool
 
+	seen map[uint64][]byte
+
 	reemitAfter  string
 	reemitTS     int64
 	reemitActive bool
 }
 
 func newMemStore() *memStore {
-	return &memStore{skus: map[string]*schemas.SKUState{}, index: map[string]map[string]bool{}}
+	return &memStore{skus: map[string]*schemas.SKUState{}, index: map[string]map[string]bool{}, seen: map[uint64][]byte{}}
 }
 
 func (m *memStore) Get(sku string) (*schemas.SKUState, error) { return m.skus[sku], nil }
@@ -56,6 +61,17 @@ func (m *memStore) SKUsAfter(after string, limit int, fn func(string) error) (bo
 	}
 	return false, nil
 }
+func (m *memStore) SeenBlocks(fn func(uint64, []byte) error) error {
+	seqs := slices.Sorted(maps.Keys(m.seen))
+	for _, s := range seqs {
+		if err := fn(s, m.seen[s]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+func (m *memStore) PutSeenBlock(seq uint64, b []byte) { m.seen[seq] = b }
+func (m *memStore) DeleteSeenBlock(seq uint64)        { delete(m.seen, seq) }
 func (m *memStore) Reemit() (string, int64, bool, error) {
 	return m.reemitAfter, m.reemitTS, m.reemitActive, nil
 }
@@ -145,6 +161,8 @@ func formatATS(u *schemas.AtsUpdate) string {
 //	movement id=.. sku=.. node=.. type=.. qty=N [at=MS] [key=..] [ts=MS]
 //	flush                  prints the AtsUpdates of the transaction
 //	state sku=..           prints the stored state
+//	legacy-seen sku=.. ids=ID@MS,...  stores per-SKU seen ids as versions before the partition window did
+//	window                 prints the stored blocks of the idempotency window
 //	stats
 func TestDataDriven(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
@@ -205,7 +223,6 @@ func TestDataDriven(t *testing.T) {
 					Qty:        argInt(t, d, "qty", 0),
 					OccurredAt: argInt(t, d, "at", ts),
 				}
-				idOf[IDHash(m.MovementID)] = m.MovementID
 				before := p.Stats
 				err := p.Movement(st, []byte(arg(d, "key", m.SKU)), m, ts)
 				switch {
@@ -238,11 +255,44 @@ func TestDataDriven(t *testing.T) {
 				for _, n := range s.Nodes {
 					fmt.Fprintf(&b, "  %s on_hand=%d reserved=%d\n", n.NodeID, n.OnHand, n.Reserved)
 				}
-				var ids []string
-				for _, s := range s.Seen {
-					ids = append(ids, idOf[s.IDHash])
+				if len(s.Seen) > 0 {
+					var ids []string
+					for _, s := range s.Seen {
+						ids = append(ids, idOf[s.IDHash])
+					}
+					fmt.Fprintf(&b, "  legacy seen=%s\n", strings.Join(ids, ","))
 				}
-				fmt.Fprintf(&b, "  seen=%s\n", strings.Join(ids, ","))
+				return b.String()
+			case "legacy-seen":
+				sku := arg(d, "sku", "")
+				s := st.skus[sku]
+				if s == nil {
+					s = &schemas.SKUState{SKU: sku}
+				}
+				s = clone(s, sku)
+				s.Seen = nil
+				for _, e := range list(arg(d, "ids", "")) {
+					id, at, _ := strings.Cut(e, "@")
+					ms, _ := strconv.ParseInt(at, 10, 64)
+					h := int64(xxhash.Sum64String(id))
+					idOf[h] = id
+					s.Seen = append(s.Seen, schemas.SeenMovement{IDHash: h, OccurredAt: ms})
+				}
+				st.Put(s)
+				return "ok"
+			case "window":
+				var b strings.Builder
+				err := st.SeenBlocks(func(seq uint64, v []byte) error {
+					blk, err := decodeBlock(seq, v)
+					fmt.Fprintf(&b, "block %d: ids=%d newest=%d\n", seq, len(blk.ids), blk.maxAt)
+					return err
+				})
+				if err != nil {
+					return errString(err)
+				}
+				if b.Len() == 0 {
+					return "empty"
+				}
 				return b.String()
 			case "pending":
 				ok, err := p.Pending(st)

@@ -28,10 +28,12 @@ const (
 //	s/<sku>             format byte (1) + SKUState (Avro)
 //	n/<node>\x00<sku>   "1": sku has a stock record at node (index)
 //	m/reemit            re-emit cursor of a channel change
+//	d/<seq>             a block of the idempotency window (seq: 8 bytes, big endian)
 const (
 	prefixSKU   = "s/"
 	prefixIndex = "n/"
 	prefixMeta  = "m/"
+	prefixSeen  = "d/"
 )
 
 // TopologyOptions configure the inventory topology.
@@ -198,6 +200,30 @@ func (s *pebbleStore) SKUsAfter(after string, limit int, fn func(string) error) 
 	return more, err
 }
 
+func seenKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(prefixSeen), seq)
+}
+
+func (s *pebbleStore) SeenBlocks(fn func(uint64, []byte) error) error {
+	return s.st.Txn().Iterate([]byte(prefixSeen), func(k, v []byte) error {
+		if len(k) != len(prefixSeen)+8 {
+			return fmt.Errorf("inventory: corrupt idempotency key %q", k)
+		}
+		return fn(binary.BigEndian.Uint64(k[len(prefixSeen):]), v)
+	})
+}
+
+func (s *pebbleStore) PutSeenBlock(seq uint64, b []byte) { s.must(s.st.Txn().Set(seenKey(seq), b)) }
+func (s *pebbleStore) DeleteSeenBlock(seq uint64)        { s.must(s.st.Txn().Delete(seenKey(seq))) }
+
+// must panics on a write error: only a closed store or a reserved key
+// fail a batch write, and both are programmer errors.
+func (s *pebbleStore) must(err error) {
+	if err != nil {
+		panic(err)
+	}
+}
+
 // The re-emit cursor: m/reemit = ts (8 bytes, big endian) + last SKU done.
 var reemitKey = []byte(prefixMeta + "reemit")
 
@@ -213,14 +239,10 @@ func (s *pebbleStore) Reemit() (string, int64, bool, error) {
 }
 
 func (s *pebbleStore) SetReemit(after string, ts int64, active bool) {
-	var err error
 	if active {
-		err = s.st.Txn().Set(reemitKey, append(binary.BigEndian.AppendUint64(nil, uint64(ts)), after...))
+		s.must(s.st.Txn().Set(reemitKey, append(binary.BigEndian.AppendUint64(nil, uint64(ts)), after...)))
 	} else {
-		err = s.st.Txn().Delete(reemitKey)
-	}
-	if err != nil {
-		panic(err) // only a closed store or a reserved key: programmer errors
+		s.must(s.st.Txn().Delete(reemitKey))
 	}
 }
 

@@ -107,3 +107,87 @@ func TestSKUStateFormat(t *testing.T) {
 		t.Error("empty value was read")
 	}
 }
+
+// TestWindowOnPebble: the idempotency window follows commits and aborts,
+// and survives reopening the store (a restart).
+func TestWindowOnPebble(t *testing.T) {
+	dir := t.TempDir()
+	var st *state.Store
+	var tk *Task
+	open := func() {
+		t.Helper()
+		var err error
+		if st, err = state.Open(dir, nil); err != nil {
+			t.Fatal(err)
+		}
+		topo := Topology(TopologyOptions{Catalog: catalog.New(nil)})
+		task, err := topo.NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: st}, CacheEntries: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tk = task.(*Task)
+	}
+	out := &sink{keys: map[string]int{}}
+	// apply sends movement id and says whether it was applied (not a duplicate).
+	apply := func(id string) bool {
+		t.Helper()
+		m := schemas.StockMovement{MovementID: id, SKU: "A", NodeID: "W1", Type: schemas.Receipt, Qty: 1, OccurredAt: 1000}
+		b, _ := schemas.StockMovements.Encode(&m)
+		before := tk.p.Stats.Duplicates
+		if err := tk.Process(&topology.Record{Key: []byte("A"), Value: b}, out); err != nil {
+			t.Fatal(err)
+		}
+		return tk.p.Stats.Duplicates == before
+	}
+	flush := func() {
+		t.Helper()
+		if err := tk.Flush(out); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Prepare(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit := func() {
+		t.Helper()
+		flush()
+		if err := st.Commit(state.Checkpoint{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	abort := func() {
+		t.Helper()
+		flush()
+		st.Abort()
+		tk.Aborted()
+	}
+
+	open()
+	if !apply("m1") || apply("m1") {
+		t.Fatal("m1: first not applied or repeat applied")
+	}
+	abort()
+	if !apply("m1") {
+		t.Fatal("m1 still remembered after the abort that applied it")
+	}
+	commit()
+	if apply("m1") {
+		t.Fatal("m1 applied again after commit")
+	}
+	if !apply("m2") {
+		t.Fatal("m2 not applied")
+	}
+	abort()
+	if apply("m1") || !apply("m2") {
+		t.Fatal("after abort: committed m1 forgotten or aborted m2 remembered")
+	}
+	commit()
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	open()
+	defer st.Close()
+	if apply("m1") || apply("m2") || !apply("m3") {
+		t.Fatal("after reopen: the window lost committed ids or kept none")
+	}
+}

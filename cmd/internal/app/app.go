@@ -41,6 +41,7 @@ type Options struct {
 	StateDir       string        `json:"state_dir"`         // Pebble stores
 	CommitInterval time.Duration `json:"commit_interval"`   // longest open transaction
 	MaxTxnRecords  int           `json:"max_txn_records"`   // input records per transaction
+	Workers        int           `json:"workers"`           // partitions processed in parallel; 0 = GOMAXPROCS
 	MaxRecordBytes int           `json:"max_record_bytes"`  // larger input records go to the dead-letter topic
 	Partitions     int           `json:"partitions"`        // for topics created by invroute
 	Replication    int           `json:"replication"`       // for topics created by invroute; -1 broker default
@@ -48,14 +49,18 @@ type Options struct {
 	MemTableMB     int           `json:"memtable_mb"`       // Pebble memtable per store partition
 	StateCache     int           `json:"state_cache"`       // decoded SKU states cached per partition
 	SchemaIDs      string        `json:"schema_ids"`        // accepted Confluent schema ids, comma-separated
-	DedupeWindow   time.Duration `json:"dedupe_window"`     // movement id idempotency window per SKU
-	DedupeMax      int           `json:"dedupe_max"`        // movement ids remembered per SKU
+	DedupeWindow   time.Duration `json:"dedupe_window"`     // movement id idempotency window (by occurred_at)
+	DedupeMax      int           `json:"dedupe_max"`        // movement ids remembered per partition
 	ReemitBatch    int           `json:"reemit_batch"`      // SKUs re-emitted per transaction after a channel change
 	SessionTimeout time.Duration `json:"session_timeout"`   // group session timeout
 	Static         bool          `json:"static_membership"` // join with group.instance.id = instance_id
 	MetricsAddr    string        `json:"metrics_addr"`      // host:port of /metrics; empty = off
 	LogLevel       string        `json:"log_level"`         // debug, info, warn, error
 }
+
+// maxDedupe bounds dedupe_max: about 30 bytes of memory per remembered id
+// and partition.
+const maxDedupe = 10_000_000
 
 // Defaults returns the default options.
 func Defaults() Options {
@@ -71,7 +76,7 @@ func Defaults() Options {
 		MemTableMB:     4,
 		StateCache:     10000,
 		DedupeWindow:   24 * time.Hour,
-		DedupeMax:      256,
+		DedupeMax:      200_000,
 		ReemitBatch:    5000,
 		SessionTimeout: 10 * time.Second,
 		LogLevel:       "info",
@@ -92,6 +97,7 @@ func Flags(fs *flag.FlagSet) func() (Options, error) {
 	fs.StringVar(&flagged.StateDir, "state-dir", o.StateDir, "directory of the local Pebble stores")
 	fs.DurationVar(&flagged.CommitInterval, "commit-interval", o.CommitInterval, "longest a transaction stays open")
 	fs.IntVar(&flagged.MaxTxnRecords, "max-txn-records", o.MaxTxnRecords, "input records per transaction at most")
+	fs.IntVar(&flagged.Workers, "workers", o.Workers, "partitions processed, flushed and applied in parallel (0: GOMAXPROCS)")
 	fs.IntVar(&flagged.MaxRecordBytes, "max-record-bytes", o.MaxRecordBytes, "input records with more key+value bytes go to the dead-letter topic")
 	fs.IntVar(&flagged.Partitions, "partitions", o.Partitions, "partition count of topics invroute creates")
 	fs.IntVar(&flagged.Replication, "replication", o.Replication, "replication factor of topics invroute creates (-1: broker default)")
@@ -99,8 +105,8 @@ func Flags(fs *flag.FlagSet) func() (Options, error) {
 	fs.IntVar(&flagged.MemTableMB, "memtable-mb", o.MemTableMB, "Pebble memtable per store partition, MiB (two may exist at once)")
 	fs.IntVar(&flagged.StateCache, "state-cache", o.StateCache, "decoded SKU states cached per partition")
 	fs.StringVar(&flagged.SchemaIDs, "schema-ids", "", "accepted Confluent schema ids on inputs, comma-separated")
-	fs.DurationVar(&flagged.DedupeWindow, "dedupe-window", o.DedupeWindow, "movement id idempotency window per SKU (by occurred_at)")
-	fs.IntVar(&flagged.DedupeMax, "dedupe-max", o.DedupeMax, "movement ids remembered per SKU at most")
+	fs.DurationVar(&flagged.DedupeWindow, "dedupe-window", o.DedupeWindow, "movement id idempotency window (by occurred_at)")
+	fs.IntVar(&flagged.DedupeMax, "dedupe-max", o.DedupeMax, "movement ids remembered per partition (at least, and at most this + 8192)")
 	fs.IntVar(&flagged.ReemitBatch, "reemit-batch", o.ReemitBatch, "SKUs re-emitted per transaction after a channel change")
 	fs.DurationVar(&flagged.SessionTimeout, "session-timeout", o.SessionTimeout, "consumer group session timeout")
 	fs.BoolVar(&flagged.Static, "static-membership", false, "join the group with group.instance.id = instance id (fast restarts, no rebalance)")
@@ -189,6 +195,7 @@ func fromEnv(o *Options) error {
 	str("STATE_DIR", &o.StateDir)
 	dur("COMMIT_INTERVAL", &o.CommitInterval)
 	num("MAX_TXN_RECORDS", &o.MaxTxnRecords)
+	num("WORKERS", &o.Workers)
 	num("MAX_RECORD_BYTES", &o.MaxRecordBytes)
 	num("PARTITIONS", &o.Partitions)
 	num("REPLICATION", &o.Replication)
@@ -228,6 +235,7 @@ func merge(o, f *Options, set map[string]bool) {
 	pick("state-dir", func() { o.StateDir = f.StateDir })
 	pick("commit-interval", func() { o.CommitInterval = f.CommitInterval })
 	pick("max-txn-records", func() { o.MaxTxnRecords = f.MaxTxnRecords })
+	pick("workers", func() { o.Workers = f.Workers })
 	pick("max-record-bytes", func() { o.MaxRecordBytes = f.MaxRecordBytes })
 	pick("partitions", func() { o.Partitions = f.Partitions })
 	pick("replication", func() { o.Replication = f.Replication })
@@ -253,11 +261,14 @@ func (o *Options) Validate() error {
 	if _, err := schemas.ParseSchemaIDs(o.SchemaIDs); err != nil {
 		errs = append(errs, err)
 	}
+	if o.Workers < 0 {
+		errs = append(errs, fmt.Errorf("workers %d must not be negative (0: GOMAXPROCS)", o.Workers))
+	}
 	if o.CacheMB < 1 {
 		errs = append(errs, fmt.Errorf("cache_mb %d must be positive", o.CacheMB))
 	}
-	if o.DedupeMax < 1 || o.DedupeMax > schemas.MaxItems {
-		errs = append(errs, fmt.Errorf("dedupe_max %d must be in [1, %d]", o.DedupeMax, schemas.MaxItems))
+	if o.DedupeMax < 1 || o.DedupeMax > maxDedupe {
+		errs = append(errs, fmt.Errorf("dedupe_max %d must be in [1, %d]", o.DedupeMax, maxDedupe))
 	}
 	if o.MemTableMB < 1 || o.MemTableMB > 1024 {
 		errs = append(errs, fmt.Errorf("memtable_mb %d must be in [1, 1024]", o.MemTableMB))
@@ -313,6 +324,7 @@ func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats)
 		StateDir:          o.StateDir,
 		CommitInterval:    o.CommitInterval,
 		MaxTxnRecords:     o.MaxTxnRecords,
+		Workers:           o.Workers,
 		MaxRecordBytes:    o.MaxRecordBytes,
 		Partitions:        int32(o.Partitions),
 		Replication:       int16(o.Replication),

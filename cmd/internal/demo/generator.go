@@ -182,7 +182,7 @@ func (g *generator) next() []*kgo.Record {
 		out = append(out, r)
 		g.movements.Add(1)
 		// Retries come from the last 64 movements: a WMS retries soon, well
-		// inside the per-SKU idempotency window (dedupe_max = 256).
+		// inside the idempotency window (dedupe_max ids per partition).
 		g.recent = append(g.recent, r)
 		if len(g.recent) > 64 {
 			g.recent = g.recent[1:]
