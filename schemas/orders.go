@@ -20,7 +20,13 @@ type OrderEventType string
 // The order event types.
 const (
 	EventPlaced    OrderEventType = "PLACED"
-	EventCancelled OrderEventType = "CANCELLED"
+	EventCancelled OrderEventType = "CANCELLED" // by the channel or a review tool
+	// EventReleased releases an order ON_HOLD (a review tool's verdict).
+	EventReleased OrderEventType = "RELEASED"
+	// EventAddressChanged carries the new ShipTo.
+	EventAddressChanged OrderEventType = "ADDRESS_CHANGED"
+	// EventReturnAuthorized is an RMA for LineIDs (empty: every line).
+	EventReturnAuthorized OrderEventType = "RETURN_AUTHORIZED"
 )
 
 // CustomerTier is the service level of a customer.
@@ -71,18 +77,19 @@ type Address struct {
 
 // OrderLine is a quantity of one SKU in an order, a shipment or a request.
 type OrderLine struct {
-	LineID string `avro:"line_id"` // unique within the order
-	SKU    string `avro:"sku"`
-	Qty    int64  `avro:"qty"`
+	LineID         string `avro:"line_id"` // unique within the order
+	SKU            string `avro:"sku"`
+	Qty            int64  `avro:"qty"`
+	UnitPriceCents int64  `avro:"unit_price_cents"` // 0 when unknown
 }
 
-// OrderEvent is an order placed or cancelled by a sales channel. Topic:
-// orders, key: order_id.
+// OrderEvent is something that happened to an order. Topic: orders, key:
+// order_id.
 //
-// A PLACED event carries the whole order. A CANCELLED event needs only
-// OrderID, CancelledLineIDs (empty cancels the whole order) and OccurredAt;
-// its other fields are ignored but its enum fields must still be valid
-// symbols.
+// A PLACED event carries the whole order. The others need only OrderID,
+// Type and OccurredAt, plus LineIDs (CANCELLED, RETURN_AUTHORIZED; empty
+// means every line) or ShipTo (ADDRESS_CHANGED); their other fields are
+// ignored but their enum fields must still be valid symbols.
 type OrderEvent struct {
 	OrderID        string         `avro:"order_id"`
 	Type           OrderEventType `avro:"type"`
@@ -97,11 +104,12 @@ type OrderEvent struct {
 	PickupNodeID *string `avro:"pickup_node_id"`
 	// ShipTo is the delivery address; required when DeliveryMethod is
 	// DeliveryShip.
-	ShipTo           *Address          `avro:"ship_to"`
-	Lines            []OrderLine       `avro:"lines"`
-	Policy           FulfillmentPolicy `avro:"policy"`
-	CancelledLineIDs []string          `avro:"cancelled_line_ids"`
-	OccurredAt       int64             `avro:"occurred_at"` // timestamp-millis, UTC
+	ShipTo     *Address          `avro:"ship_to"`
+	Lines      []OrderLine       `avro:"lines"`
+	Policy     FulfillmentPolicy `avro:"policy"`
+	LineIDs    []string          `avro:"line_ids"`
+	Reason     string            `avro:"reason"`      // CANCELLED, RELEASED: why, for people
+	OccurredAt int64             `avro:"occurred_at"` // timestamp-millis, UTC
 }
 
 // ReservationOp is what a ReservationCommand asks of the inventory.
@@ -113,14 +121,20 @@ const (
 	Reserve ReservationOp = "RESERVE"
 	// Release gives held units back (cancellation, re-plan, short pick).
 	Release ReservationOp = "RELEASE"
-	// Consume turns held units into a shipment: on_hand and reserved both
-	// drop by Qty.
+	// Consume is never a command: a SHIPMENT movement naming the order line
+	// turned held units into a shipment (on_hand and reserved both drop);
+	// the inventory processor tells the router with a result of this type.
 	Consume ReservationOp = "CONSUME"
+	// Restock is never a command: a RETURN_RESTOCK movement naming the
+	// order line put units back on hand; the router marks the line RETURNED.
+	Restock ReservationOp = "RESTOCK"
 )
 
-// ReservationCommand asks the inventory processor to reserve, release or
-// consume stock of one order line at one node. Internal topic, key: sku.
-// Commands are idempotent per (OrderID, LineID, Type, Attempt).
+// ReservationCommand asks the inventory processor to hold (Reserve) or stop
+// holding (Release) stock of one order line at one node. Internal topic,
+// key: sku. Both set a state, so a repeated command changes nothing: Reserve
+// holds exactly Qty for (order, line, node) if the node can cover the
+// difference; Release holds nothing for it any more.
 type ReservationCommand struct {
 	OrderID string        `avro:"order_id"`
 	LineID  string        `avro:"line_id"`
@@ -176,9 +190,12 @@ type DecisionStatus string
 
 // The decision statuses.
 const (
-	// DecisionRouted: at least one shipment is reserved and requested;
-	// RoutingDecision.Backordered holds what is still waiting for stock.
+	// DecisionRouted: every line is reserved and requested.
 	DecisionRouted DecisionStatus = "ROUTED"
+	// DecisionPartiallyRouted: some lines are reserved and requested;
+	// RoutingDecision.Backordered holds what waits for stock
+	// (SHIP_AVAILABLE orders only).
+	DecisionPartiallyRouted DecisionStatus = "PARTIALLY_ROUTED"
 	// DecisionBackordered: nothing could be routed yet; the order waits.
 	DecisionBackordered DecisionStatus = "BACKORDERED"
 	// DecisionRejected: the order cannot be routed (unknown SKU or pickup
@@ -192,6 +209,8 @@ type RoutedShipment struct {
 	NodeID     string         `avro:"node_id"`
 	Method     DeliveryMethod `avro:"method"`
 	Lines      []OrderLine    `avro:"lines"`
+	DistanceKm float64        `avro:"distance_km"` // node to ship-to; 0 for pickups
+	CostCents  int64          `avro:"cost_cents"`  // shipment cost + distance cost
 }
 
 // RoutingDecision is how one order is fulfilled. Topic: routing-decisions,
@@ -202,8 +221,10 @@ type RoutingDecision struct {
 	Shipments []RoutedShipment `avro:"shipments"`
 	// Backordered holds the lines, or parts of lines, that wait for stock.
 	Backordered []OrderLine `avro:"backordered"`
-	Split       bool        `avro:"split"`  // more than one shipment
-	Reason      string      `avro:"reason"` // why, for people
+	Split       bool        `avro:"split"`   // more than one shipment
+	Reasons     []string    `avro:"reasons"` // why, for people, most important first
+	DistanceKm  float64     `avro:"distance_km"`
+	CostCents   int64       `avro:"cost_cents"`
 	Attempts    int32       `avro:"attempts"`
 	DecidedAt   int64       `avro:"decided_at"` // timestamp-millis
 }
@@ -254,13 +275,17 @@ const (
 
 // LineStatus is where one order line is.
 type LineStatus struct {
-	LineID       string     `avro:"line_id"`
-	SKU          string     `avro:"sku"`
-	Qty          int64      `avro:"qty"`
-	State        OrderState `avro:"state"`
-	NodeID       *string    `avro:"node_id"` // once routed
-	QtyShipped   int64      `avro:"qty_shipped"`
-	QtyCancelled int64      `avro:"qty_cancelled"`
+	LineID         string     `avro:"line_id"`
+	SKU            string     `avro:"sku"`
+	Qty            int64      `avro:"qty"`
+	State          OrderState `avro:"state"`
+	NodeID         *string    `avro:"node_id"` // once routed
+	QtyShipped     int64      `avro:"qty_shipped"`
+	QtyCancelled   int64      `avro:"qty_cancelled"`
+	QtyReturned    int64      `avro:"qty_returned"`
+	UnitPriceCents int64      `avro:"unit_price_cents"`
+	ShippedAt      int64      `avro:"shipped_at"` // when the last unit shipped or was picked up; 0 before
+	UpdatedAt      int64      `avro:"updated_at"` // when State last changed
 }
 
 // OrderStatus is where an order is, for "where is my order". Topic:
@@ -268,6 +293,7 @@ type LineStatus struct {
 type OrderStatus struct {
 	OrderID   string       `avro:"order_id"`
 	ChannelID string       `avro:"channel_id"`
+	PlacedAt  int64        `avro:"placed_at"`
 	State     OrderState   `avro:"state"`
 	Lines     []LineStatus `avro:"lines"`
 	Reason    string       `avro:"reason"`  // for people; may be empty
@@ -275,24 +301,23 @@ type OrderStatus struct {
 	UpdatedAt int64        `avro:"updated_at"`
 }
 
-// FeedbackType is what a node's WMS reports about a requested line.
+// FeedbackType is what a node's WMS reports about a requested line it
+// cannot fulfil. Shipments and pickups are not feedback: the WMS reports
+// them as SHIPMENT stock movements naming order_id and line_id.
 type FeedbackType string
 
 // The feedback types.
 const (
-	// FeedbackShipped: QtyShipped units of the line left the node.
-	FeedbackShipped FeedbackType = "SHIPPED"
-	// FeedbackShortPicked: QtyShipped units left, QtyShort could not be
-	// picked and need routing elsewhere.
+	// FeedbackShortPicked: QtyShipped units were picked (they ship), QtyShort
+	// could not be and need routing elsewhere.
 	FeedbackShortPicked FeedbackType = "SHORT_PICKED"
 	// FeedbackRejected: the node refuses QtyShort units of the line.
 	FeedbackRejected FeedbackType = "REJECTED"
-	// FeedbackPickedUp: the customer collected QtyShipped units.
-	FeedbackPickedUp FeedbackType = "PICKED_UP"
 )
 
-// FulfillmentFeedback is a node's WMS reporting what became of one line of
-// a FulfillmentRequest. Topic: fulfillment-feedback, key: order_id.
+// FulfillmentFeedback is a node's WMS saying it cannot fulfil (part of) one
+// line of a FulfillmentRequest, for instance "I could ship only 1 of 2".
+// Topic: fulfillment-feedback, key: order_id.
 type FulfillmentFeedback struct {
 	// FeedbackID is chosen by the sender; feedback seen again is ignored.
 	FeedbackID string       `avro:"feedback_id"`

@@ -62,32 +62,27 @@ var orderEventSamples = []OrderEvent{
 		CustomerTier: TierVIP, Priority: PriorityRush, DeliveryMethod: DeliveryShip,
 		ShipTo: &Address{Country: "DE", PostalCode: "10115", Lat: 52.53, Lon: 13.38},
 		Lines:  []OrderLine{{LineID: "1", SKU: "SKU-1", Qty: 2}, {LineID: "2", SKU: "SKU-2", Qty: 1}},
-		Policy: ShipAvailable, CancelledLineIDs: []string{}, OccurredAt: t0},
+		Policy: ShipAvailable, LineIDs: []string{}, OccurredAt: t0},
 	{OrderID: "o-2", Type: EventPlaced, ChannelID: "pos", PlacedAt: t0, CustomerID: "c-2",
 		CustomerTier: TierStandard, Priority: PriorityStandard, DeliveryMethod: DeliveryPickup,
 		PickupNodeID: ptr("ST-9"), Lines: []OrderLine{{LineID: "1", SKU: "SKU-1", Qty: 1}},
-		Policy: ShipComplete, CancelledLineIDs: []string{}, OccurredAt: t0},
+		Policy: ShipComplete, LineIDs: []string{}, OccurredAt: t0},
 	{OrderID: "o-1", Type: EventCancelled, CustomerTier: TierStandard, Priority: PriorityStandard,
 		DeliveryMethod: DeliveryShip, Policy: ShipComplete, Lines: []OrderLine{},
-		CancelledLineIDs: []string{"2"}, OccurredAt: t0 + 60_000},
+		LineIDs: []string{"2"}, Reason: "customer request", OccurredAt: t0 + 60_000},
 }
 
 var fulfillmentFeedbackSamples = []FulfillmentFeedback{
 	{FeedbackID: "f-1", OrderID: "o-1", ShipmentID: "o-1/1", NodeID: "WH-1", LineID: "1",
 		Type: FeedbackShortPicked, QtyShipped: 1, QtyShort: 1, Reason: "bin empty", OccurredAt: t0},
-	{FeedbackID: "f-2", OrderID: "o-1", ShipmentID: "o-1/1", NodeID: "WH-1", LineID: "2",
-		Type: FeedbackShipped, QtyShipped: 1, OccurredAt: t0},
 	{FeedbackID: "f-3", OrderID: "o-2", ShipmentID: "o-2/1", NodeID: "ST-9", LineID: "1",
 		Type: FeedbackRejected, QtyShort: 1, OccurredAt: t0},
-	{FeedbackID: "f-4", OrderID: "o-2", ShipmentID: "o-2/1", NodeID: "ST-9", LineID: "1",
-		Type: FeedbackPickedUp, QtyShipped: 1, OccurredAt: t0},
 }
 
 var reservationCommandSamples = []ReservationCommand{
 	{OrderID: "o-1", LineID: "1", Type: Reserve, SKU: "SKU-1", NodeID: "WH-1", Qty: 2, Attempt: 1,
 		AllowSafetyStock: true, IssuedAt: t0},
 	{OrderID: "o-1", LineID: "1", Type: Release, SKU: "SKU-1", NodeID: "WH-1", Qty: 2, Attempt: 1, IssuedAt: t0},
-	{OrderID: "o-1", LineID: "1", Type: Consume, SKU: "SKU-1", NodeID: "WH-1", Qty: 2, Attempt: 2, IssuedAt: t0},
 }
 
 var reservationResultSamples = []ReservationResult{
@@ -102,16 +97,16 @@ var reservationSamples = []Reservation{
 }
 
 var routingDecisionSamples = []RoutingDecision{
-	{OrderID: "o-1", Status: DecisionRouted, Split: true, Reason: "nearest nodes with stock", Attempts: 1, DecidedAt: t0,
+	{OrderID: "o-1", Status: DecisionRouted, Split: true, Reasons: []string{"split: no single node has all lines"}, DistanceKm: 412.5, CostCents: 1350, Attempts: 1, DecidedAt: t0,
 		Shipments: []RoutedShipment{
-			{ShipmentID: "o-1/1", NodeID: "WH-1", Method: DeliveryShip, Lines: []OrderLine{{LineID: "1", SKU: "SKU-1", Qty: 2}}},
-			{ShipmentID: "o-1/2", NodeID: "ST-9", Method: DeliveryShip, Lines: []OrderLine{{LineID: "2", SKU: "SKU-2", Qty: 1}}},
+			{ShipmentID: "o-1/1", NodeID: "WH-1", Method: DeliveryShip, Lines: []OrderLine{{LineID: "1", SKU: "SKU-1", Qty: 2, UnitPriceCents: 4999}}, DistanceKm: 400, CostCents: 900},
+			{ShipmentID: "o-1/2", NodeID: "ST-9", Method: DeliveryShip, Lines: []OrderLine{{LineID: "2", SKU: "SKU-2", Qty: 1}}, DistanceKm: 12.5, CostCents: 450},
 		},
 		Backordered: []OrderLine{}},
 	{OrderID: "o-3", Status: DecisionBackordered, Shipments: []RoutedShipment{},
-		Backordered: []OrderLine{{LineID: "1", SKU: "SKU-3", Qty: 4}}, Reason: "no stock", Attempts: 3, DecidedAt: t0},
+		Backordered: []OrderLine{{LineID: "1", SKU: "SKU-3", Qty: 4}}, Reasons: []string{"no node has stock"}, Attempts: 3, DecidedAt: t0},
 	{OrderID: "o-4", Status: DecisionRejected, Shipments: []RoutedShipment{}, Backordered: []OrderLine{},
-		Reason: "unknown pickup node", Attempts: 0, DecidedAt: t0},
+		Reasons: []string{"unknown pickup node"}, Attempts: 0, DecidedAt: t0},
 }
 
 var fulfillmentRequestSamples = []FulfillmentRequest{
@@ -125,11 +120,11 @@ var fulfillmentRequestSamples = []FulfillmentRequest{
 }
 
 var orderStatusSamples = []OrderStatus{
-	{OrderID: "o-1", ChannelID: "shopify-eu", State: StatePartiallyShipped, Reason: "", Version: 3, UpdatedAt: t0,
+	{OrderID: "o-1", ChannelID: "shopify-eu", PlacedAt: t0 - 1000, State: StatePartiallyShipped, Reason: "", Version: 3, UpdatedAt: t0,
 		Lines: []LineStatus{
-			{LineID: "1", SKU: "SKU-1", Qty: 2, State: StateShipped, NodeID: ptr("WH-1"), QtyShipped: 2},
+			{LineID: "1", SKU: "SKU-1", Qty: 2, State: StateShipped, NodeID: ptr("WH-1"), QtyShipped: 2, UnitPriceCents: 4999, ShippedAt: t0, UpdatedAt: t0},
 			{LineID: "2", SKU: "SKU-2", Qty: 1, State: StateCancelled, QtyCancelled: 1},
-			{LineID: "3", SKU: "SKU-3", Qty: 1, State: StateReturnPending, NodeID: ptr("ST-9"), QtyShipped: 1},
+			{LineID: "3", SKU: "SKU-3", Qty: 1, State: StateReturnPending, NodeID: ptr("ST-9"), QtyShipped: 1, QtyReturned: 0, UpdatedAt: t0},
 		}},
 	{OrderID: "o-9", ChannelID: "pos", State: StatePlaced, Lines: []LineStatus{}, Version: 1, UpdatedAt: t0},
 }

@@ -329,11 +329,11 @@ func TestOtherWriters(t *testing.T) {
 		}
 	}
 	// A sized block whose size does not match its items is refused.
-	b := enc{}.str("c").long(-2).long(5).str("a").str("b").long(0).long(0).long(0).long(0)
+	b := enc{}.str("c").long(-2).long(5).str("a").str("b").long(0).long(0).long(0).long(0).long(0).long(0)
 	wantDecodeErr(t, Channels, b, ErrMalformed)
 	// Split blocks are fine.
 	var v Channel
-	b = enc{}.str("c").long(1).str("a").long(1).str("b").long(0).long(0).long(0).long(0)
+	b = enc{}.str("c").long(1).str("a").long(1).str("b").long(0).long(0).long(0).long(0).long(0).long(0)
 	if err := Channels.Decode(b, &v); err != nil || len(v.Nodes) != 2 || v.Nodes[1] != "b" {
 		t.Fatalf("%v %+v", err, v)
 	}

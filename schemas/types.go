@@ -71,6 +71,12 @@ type Channel struct {
 	NodeTypes     []NodeType `avro:"node_types"`
 	BufferUnits   int32      `avro:"buffer_units"`
 	BufferPercent int32      `avro:"buffer_percent"` // 0..100
+	// MaxOrderValueCents puts orders worth more ON_HOLD for review; 0: no
+	// limit.
+	MaxOrderValueCents int64 `avro:"max_order_value_cents"`
+	// ShipCountries are the ISO countries the channel ships to; empty:
+	// every country.
+	ShipCountries []string `avro:"ship_countries"`
 }
 
 // NodeATS is one node's stock of one SKU as published in an AtsUpdate.
