@@ -4,16 +4,21 @@
 // For each broker (the real one named by -brokers, then an in-process kfake
 // broker) it runs, on topics and consumer groups of its own:
 //
-//	1 throughput  N pre-loaded movements through a bare franz-go
+//	1 throughput  -rounds rounds, each on fresh topics, groups and engine
+//	              state: -records pre-loaded movements through a bare franz-go
 //	              GroupTransactSession passthrough, then through the engine;
 //	              wall time from process start to the group's committed
-//	              offsets reaching the end offsets
+//	              offsets reaching the end offsets. The report gives every
+//	              round and the medians (passthrough rate, engine rate,
+//	              per-round ratio): on a shared machine one pair swings too
+//	              much to be read alone
 //	2 latency     movement produced -> its AtsUpdate visible to a
-//	              read_committed consumer, at half the engine's measured
-//	              rate; then the same load through the passthrough (input
-//	              -> copy visible): the broker's share of that latency
+//	              read_committed consumer, at half the engine's median
+//	              rate, on the last round's engine; then the same load
+//	              through the passthrough (input -> copy visible): the
+//	              broker's share of that latency
 //	3 CPU         user+sys CPU of the engine process (/proc/PID/stat) over
-//	              the throughput phase, per movement
+//	              the throughput phase, per movement, summed over the rounds
 //	4 scale       (real broker only) SKUs x nodes receipts into an
 //	              `invroute run` subprocess: RSS, warm restart after kill -9,
 //	              cold restore from the changelog
@@ -21,8 +26,8 @@
 // The passthrough and the engine both run as subprocesses of the invroute
 // binary, so that their CPU is measured alone (kfake runs in the bench
 // process). Everything is bounded by timeouts; subprocesses, temporary
-// directories and the topics and groups of the run are removed at the end,
-// also after Ctrl-C.
+// directories and the topics and groups of the run are removed at the end
+// (an earlier round's topics and state right after it), also after Ctrl-C.
 package bench
 
 import (
@@ -45,6 +50,7 @@ type config struct {
 	brokers        string
 	kfake          bool
 	records        int
+	rounds         int
 	partitions     int
 	commitInterval time.Duration
 	maxTxnRecords  int
@@ -85,19 +91,20 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.brokers, "brokers", os.Getenv("KAFKA_BROKERS"), "real Kafka brokers (default $KAFKA_BROKERS; empty skips the real-broker section)")
 	fs.BoolVar(&c.kfake, "kfake", true, "also run on an in-process kfake broker")
 	fs.IntVar(&c.records, "records", 200000, "pre-loaded movements of the throughput phase")
+	fs.IntVar(&c.rounds, "rounds", 3, "throughput rounds (passthrough then engine, each on fresh topics); the report uses the medians")
 	fs.IntVar(&c.partitions, "partitions", d.Partitions, "partitions of every co-partitioned topic")
 	fs.DurationVar(&c.commitInterval, "commit-interval", d.CommitInterval, "transaction length of the engine and the passthrough")
 	fs.IntVar(&c.skus, "skus", 100000, "catalogue size of the throughput and latency phases (Zipf-skewed popularity)")
 	fs.IntVar(&c.scaleSKUs, "scale-skus", 1000000, "SKUs of the state-at-scale section (0 skips it)")
 	fs.IntVar(&c.scaleNodes, "scale-nodes", 5, "nodes of the state-at-scale section: one RECEIPT per (sku, node)")
-	fs.BoolVar(&c.quick, "quick", false, "small sizes for a smoke run (records 20000, scale-skus 50000, latency 5s) unless set explicitly")
+	fs.BoolVar(&c.quick, "quick", false, "small sizes for a smoke run (records 20000, scale-skus 50000, latency 5s, rounds 1) unless set explicitly")
 	fs.DurationVar(&c.latencyFor, "latency-duration", 15*time.Second, "length of the latency phase")
 	fs.IntVar(&c.probeRate, "probe-rate", 100, "latency probes per second (each a distinct SKU), part of the load")
 	fs.DurationVar(&c.phaseTimeout, "phase-timeout", 20*time.Minute, "longest wait for one catch-up")
 	fs.DurationVar(&c.stallTimeout, "stall-timeout", 90*time.Second, "fail a catch-up whose committed offsets do not move for this long")
 	fs.StringVar(&c.engineBin, "engine-bin", "", "invroute binary to run as subprocess (default: this binary if it is invroute, else `go build`)")
-	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write CPU profiles of the engine process over each throughput phase (FILE.<broker>) and scale load (FILE.<broker>-scale); the engine then runs as `invroute bench -worker engine`, which is `invroute run` plus the profiler")
-	fs.StringVar(&c.trace, "trace", "", "write an execution trace of the engine process (throughput and latency phases) to FILE.<broker>")
+	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write CPU profiles of the engine process over each throughput round (FILE.<broker>-round<i>) and scale load (FILE.<broker>-scale); the engine then runs as `invroute bench -worker engine`, which is `invroute run` plus the profiler")
+	fs.StringVar(&c.trace, "trace", "", "write an execution trace of each round's engine process to FILE.<broker>-round<i> (the last round's also covers the latency phase)")
 	fs.BoolVar(&c.scaleOnKfake, "scale-on-kfake", false, "also run the state-at-scale section on kfake")
 	fs.BoolVar(&c.keepTopics, "keep-topics", false, "do not delete the run's topics and groups at the end")
 	fs.BoolVar(&c.keepDir, "keep-dir", false, "keep the temporary directory (subprocess logs, state) and print its path")
@@ -123,10 +130,13 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		if !set["skus"] {
 			c.skus = 20000
 		}
+		if !set["rounds"] {
+			c.rounds = 1
+		}
 	}
 	var errs []error
-	if c.records < 1 || c.partitions < 1 || c.skus < 2 || c.scaleSKUs < 0 || c.scaleNodes < 1 || c.probeRate < 1 {
-		errs = append(errs, errors.New("bench: -records, -partitions, -scale-nodes, -probe-rate must be positive, -skus >= 2, -scale-skus >= 0"))
+	if c.records < 1 || c.rounds < 1 || c.partitions < 1 || c.skus < 2 || c.scaleSKUs < 0 || c.scaleNodes < 1 || c.probeRate < 1 {
+		errs = append(errs, errors.New("bench: -records, -rounds, -partitions, -scale-nodes, -probe-rate must be positive, -skus >= 2, -scale-skus >= 0"))
 	}
 	if c.commitInterval < time.Millisecond {
 		errs = append(errs, errors.New("bench: -commit-interval must be at least 1ms"))
@@ -192,8 +202,8 @@ func printHeader(w io.Writer, cfg *config) {
 	fmt.Fprintf(w, "command: %s   (binary %s)\n", cmd, os.Args[0])
 	fmt.Fprintf(w, "machine: %d CPUs (%s), %s RAM, %s %s/%s, GOMAXPROCS=%d\n",
 		runtime.NumCPU(), cpuModel(), memTotal(), runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0))
-	fmt.Fprintf(w, "settings: records=%d partitions=%d commit_interval=%s max_txn_records=%d skus=%d scale_skus=%d scale_nodes=%d latency=%s quick=%t\n",
-		cfg.records, cfg.partitions, cfg.commitInterval, cfg.maxTxnRecords, cfg.skus, cfg.scaleSKUs, cfg.scaleNodes, cfg.latencyFor, cfg.quick)
+	fmt.Fprintf(w, "settings: records=%d rounds=%d partitions=%d commit_interval=%s max_txn_records=%d skus=%d scale_skus=%d scale_nodes=%d latency=%s quick=%t\n",
+		cfg.records, cfg.rounds, cfg.partitions, cfg.commitInterval, cfg.maxTxnRecords, cfg.skus, cfg.scaleSKUs, cfg.scaleNodes, cfg.latencyFor, cfg.quick)
 	fmt.Fprintln(w, "note: the machine is shared and noisy; compare figures measured side by side in one run, as ratios.")
 }
 

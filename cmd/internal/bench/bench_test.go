@@ -3,16 +3,19 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
 
 // TestQuickKfake runs `invroute bench -quick` end to end on kfake only, with
-// tiny sizes and the scale section skipped. It checks that every section
-// reports and that the summary lines are there; it asserts no speed.
+// tiny sizes, two throughput rounds and the scale section skipped. It checks
+// that every section reports, each round and the medians included, and that
+// the summary lines are there; it asserts no speed.
 func TestQuickKfake(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the invroute binary and runs subprocesses")
@@ -21,16 +24,22 @@ func TestQuickKfake(t *testing.T) {
 	defer cancel()
 	var out, errb bytes.Buffer
 	err := Main(ctx, []string{"-brokers=", "-kfake", "-quick", "-records=2000", "-skus=500",
-		"-scale-skus=0", "-latency-duration=2s", "-probe-rate=50"}, &out, &errb)
+		"-scale-skus=0", "-latency-duration=2s", "-probe-rate=50", "-rounds=2"}, &out, &errb)
 	t.Logf("stdout:\n%s", out.String())
 	if err != nil {
 		t.Fatalf("bench: %v\nstderr:\n%s", err, errb.String())
 	}
 	for _, want := range []string{
 		"== kfake:",
+		"rounds=2 ",
+		"passthrough (bare franz-go GroupTransactSession), median of 2",
+		"engine (invroute run), median of 2",
+		"ratio engine/passthrough (median of 2 rounds)",
+		"CPU per movement (engine process only, sum of 2 rounds)",
 		"broker=kfake passthrough_rps=",
 		" engine_rps=",
 		" ratio=",
+		" rounds=2 goal_ratio=",
 		"broker=kfake ats_p50_ms=",
 		"probes=",
 		"broker=kfake passthrough_p50_ms=",
@@ -42,8 +51,27 @@ func TestQuickKfake(t *testing.T) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
+	for _, re := range []string{
+		`throughput round 1/2 +passthrough \d+ records/s \(.*\) +engine \d+ movements/s \(.*\) +ratio \d+\.\d\d`,
+		`throughput round 2/2 +passthrough \d+ records/s \(.*\) +engine \d+ movements/s \(.*\) +ratio \d+\.\d\d`,
+		`ratio engine/passthrough \(median of 2 rounds\) +\d+\.\d\d \(rounds: \d+\.\d\d to \d+\.\d\d\) +>= 0\.50 (MET|MISSED)`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out.String()) {
+			t.Errorf("output lacks a line matching %s", re)
+		}
+	}
+	if strings.Contains(out.String(), "round 3/") {
+		t.Errorf("more rounds than asked for")
+	}
 	if strings.Contains(out.String(), "ERROR") || strings.Contains(out.String(), "error=") {
 		t.Errorf("a section failed:\n%s", out.String())
+	}
+	// Each round on topics, a group and an engine of its own; the last
+	// round's engine is the one of the latency phase.
+	for _, want := range []string{"round 1/2: engine: ", "round 2/2: engine: ", "round 1/2: deleted its ", "kfake-pt2.in", "kfake-eng2."} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("stderr lacks %q", want)
+		}
 	}
 }
 
@@ -56,8 +84,56 @@ func TestParseFlagsQuick(t *testing.T) {
 	if c.records != 10 || c.scaleSKUs != 50000 || c.latencyFor != 5*time.Second || c.brokers != "" {
 		t.Fatalf("quick did not keep explicit flags or set its sizes: %+v", c)
 	}
+	if c.rounds != 1 {
+		t.Fatalf("quick: rounds = %d, want 1", c.rounds)
+	}
+	if c, err := parseFlags([]string{"-brokers=", "-quick", "-rounds=4"}, &errb); err != nil || c.rounds != 4 {
+		t.Fatalf("quick with -rounds=4: %v %+v", err, c)
+	}
+	if c, err := parseFlags([]string{"-brokers="}, &errb); err != nil || c.rounds != 3 {
+		t.Fatalf("default rounds: %v %+v", err, c)
+	}
+	if _, err := parseFlags([]string{"-brokers=", "-rounds=0"}, &errb); err == nil {
+		t.Fatal("-rounds=0: want an error")
+	}
 	if _, err := parseFlags([]string{"-brokers=", "-kfake=false"}, &errb); err == nil {
 		t.Fatal("no broker at all: want an error")
+	}
+}
+
+func TestMedians(t *testing.T) {
+	if m := median(nil); m != 0 {
+		t.Errorf("median of none = %v", m)
+	}
+	if m := median([]float64{3, 1, 2}); m != 2 {
+		t.Errorf("median of 3 1 2 = %v", m)
+	}
+	if m := median([]float64{4, 1}); m != 2.5 {
+		t.Errorf("median of 4 1 = %v", m)
+	}
+	// A round whose engine failed counts for the passthrough's median, not
+	// for the engine's or the ratio's.
+	c := func(recs int64, wall time.Duration) catchUp { return catchUp{records: recs, wall: wall, cpu: wall / 2} }
+	res := &brokerResult{rounds: []*round{
+		{pt: c(1000, time.Second), eng: c(1000, 4*time.Second)},    // 1000/s, 250/s, 0.25
+		{pt: c(1000, 2*time.Second), eng: c(1000, 2*time.Second)},  // 500/s, 500/s, 1
+		{pt: c(1000, time.Second/4), eng: c(1000, 10*time.Second)}, // 4000/s, 100/s, 0.025
+		{pt: c(1000, time.Second), engErr: errors.New("stalled")},  // 1000/s
+	}}
+	if v, n := res.ptRPS(); v != 1000 || n != 4 {
+		t.Errorf("passthrough median = %v over %d", v, n)
+	}
+	if v, n := res.engRPS(); v != 250 || n != 3 {
+		t.Errorf("engine median = %v over %d", v, n)
+	}
+	if v, n := res.ratio(); v != 0.25 || n != 3 {
+		t.Errorf("ratio median = %v over %d", v, n)
+	}
+	if lo, hi := res.ratioRange(); lo != 0.025 || hi != 1 {
+		t.Errorf("ratio range = %v..%v", lo, hi)
+	}
+	if cpu, recs, n := res.cpuOf(engSide); cpu != 8*time.Second || recs != 3000 || n != 3 {
+		t.Errorf("engine CPU = %s over %d records, %d rounds", cpu, recs, n)
 	}
 }
 

@@ -296,36 +296,43 @@ func (r *runner) cleanup(b *brokerEnv) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	topics, err := b.adm.ListTopics(ctx)
+	n, err := b.deleteTopics(ctx, b.prefixes)
 	if err != nil {
-		r.progress("cleanup: listing topics: %v", err)
-		return
-	}
-	var del []string
-	for _, t := range topics.Names() {
-		for _, p := range b.prefixes {
-			if strings.HasPrefix(t, p) {
-				del = append(del, t)
-				break
-			}
-		}
-	}
-	sort.Strings(del)
-	if len(del) > 0 {
-		resps, err := b.adm.DeleteTopics(ctx, del...)
-		if err == nil {
-			err = resps.Error()
-		}
-		if err != nil {
-			r.progress("cleanup: deleting topics: %v", err)
-		}
+		r.progress("cleanup: deleting topics: %v", err)
 	}
 	if len(b.groups) > 0 {
 		if _, err := b.adm.DeleteGroups(ctx, b.groups...); err != nil {
 			r.progress("cleanup: deleting groups: %v", err)
 		}
 	}
-	r.progress("cleanup: deleted %d topics and %d groups on %s", len(del), len(b.groups), b.name)
+	r.progress("cleanup: deleted %d topics and %d groups on %s", n, len(b.groups), b.name)
+}
+
+// deleteTopics deletes every topic whose name starts with one of prefixes
+// and returns how many there were.
+func (b *brokerEnv) deleteTopics(ctx context.Context, prefixes []string) (int, error) {
+	topics, err := b.adm.ListTopics(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("listing topics: %w", err)
+	}
+	var del []string
+	for _, t := range topics.Names() {
+		for _, p := range prefixes {
+			if strings.HasPrefix(t, p) {
+				del = append(del, t)
+				break
+			}
+		}
+	}
+	if len(del) == 0 {
+		return 0, nil
+	}
+	sort.Strings(del)
+	resps, err := b.adm.DeleteTopics(ctx, del...)
+	if err == nil {
+		err = resps.Error()
+	}
+	return len(del), err
 }
 
 // atsWatcher reads an ats topic read_committed from given offsets, as a

@@ -21,22 +21,103 @@ import (
 // brokerResult is everything measured on one broker.
 type brokerResult struct {
 	name, desc string
-	pt, eng    catchUp
-	ptErr      error
-	engErr     error
+	rounds     []*round // the throughput phase, in the order run
+	connErr    error    // nothing could run on this broker
 	lat        *latencyResult
 	latErr     error
 	ptLat      *latencyResult // the passthrough at the same rate: what the broker costs
 	ptLatErr   error
-	// bytes on disk after each throughput phase, nil if unknown
+	scale      *scaleResult
+	scaleErr   error
+	errs       []error
+}
+
+// round is one passthrough/engine pair of the throughput phase, on topics,
+// consumer groups and an engine state dir of its own.
+type round struct {
+	i, of         int // round i of of, from 1
+	pt, eng       catchUp
+	ptErr, engErr error
+	// bytes on disk after each side caught up, nil if unknown
 	ptBytes, engBytes map[string]int64
 	ptIn, ptOut       string
 	engIn, engATS     string
 	engChangelog      string
-	scale             *scaleResult
-	scaleErr          error
-	errs              []error
+	prefixes          []string // its topics, dropped after it unless it is the last
+	stateDir          string
 }
+
+func (rd *round) String() string { return fmt.Sprintf("round %d/%d", rd.i, rd.of) }
+
+func (rd *round) ptOK() bool  { return rd.ptErr == nil && rd.pt.wall > 0 }
+func (rd *round) engOK() bool { return rd.engErr == nil && rd.eng.wall > 0 }
+
+// ratio is the round's engine/passthrough ratio; ok when both caught up.
+func (rd *round) ratio() (float64, bool) {
+	if !rd.ptOK() || !rd.engOK() {
+		return 0, false
+	}
+	return rd.eng.rps() / rd.pt.rps(), true
+}
+
+// last is the round whose engine ran the latency phase, nil if none ran.
+func (res *brokerResult) last() *round {
+	if len(res.rounds) == 0 {
+		return nil
+	}
+	return res.rounds[len(res.rounds)-1]
+}
+
+// ptRPS, engRPS and ratio are medians over the rounds where that figure
+// exists; n is how many rounds that is.
+func (res *brokerResult) ptRPS() (v float64, n int) {
+	return res.median(func(rd *round) (float64, bool) { return rd.pt.rps(), rd.ptOK() })
+}
+
+func (res *brokerResult) engRPS() (v float64, n int) {
+	return res.median(func(rd *round) (float64, bool) { return rd.eng.rps(), rd.engOK() })
+}
+
+func (res *brokerResult) ratio() (v float64, n int) { return res.median((*round).ratio) }
+
+func (res *brokerResult) median(f func(*round) (float64, bool)) (float64, int) {
+	var xs []float64
+	for _, rd := range res.rounds {
+		if x, ok := f(rd); ok {
+			xs = append(xs, x)
+		}
+	}
+	return median(xs), len(xs)
+}
+
+// median of xs (the mean of the middle two for an even count), 0 if empty.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// cpuOf sums the CPU and records of one side over the rounds where it
+// caught up: one figure from all the work measured, not one noisy round.
+func (res *brokerResult) cpuOf(side func(*round) (catchUp, bool)) (cpu time.Duration, records int64, n int) {
+	for _, rd := range res.rounds {
+		if c, ok := side(rd); ok {
+			cpu += c.cpu
+			records += c.records
+			n++
+		}
+	}
+	return cpu, records, n
+}
+
+func ptSide(rd *round) (catchUp, bool)  { return rd.pt, rd.ptOK() }
+func engSide(rd *round) (catchUp, bool) { return rd.eng, rd.engOK() }
 
 func (res *brokerResult) fail(phase string, err error) error {
 	if err == nil {
@@ -51,24 +132,27 @@ func (res *brokerResult) fail(phase string, err error) error {
 func (r *runner) runBroker(ctx context.Context, b brokerEnv) *brokerResult {
 	res := &brokerResult{name: b.name, desc: b.brokers}
 	if err := b.connect(); err != nil {
-		res.engErr = res.fail("connect", err)
+		res.connErr = res.fail("connect", err)
 		return res
 	}
 	defer r.cleanup(&b)
 	res.desc = b.describe(ctx)
 	r.progress("=== %s", res.desc)
 	eng, err := r.throughput(ctx, &b, res)
-	rate := res.eng.rps() / 2
+	// Half the engine's maximum rate: the median, as for the ratio.
+	engRPS, _ := res.engRPS()
+	rate := engRPS / 2
 	if err == nil {
 		res.lat, err = r.latency(ctx, &b, eng.p, eng.in, eng.out, rate, "engine")
 		res.latErr = res.fail("latency", err)
 	}
+	last := res.last()
 	if eng != nil {
-		if err := eng.p.stop(60 * time.Second); err != nil && res.engErr == nil {
+		if err := eng.p.stop(60 * time.Second); err != nil && last.engErr == nil {
 			res.fail("engine shutdown", err)
 		}
 	}
-	if eng != nil && res.ptErr == nil && res.latErr == nil && ctx.Err() == nil {
+	if eng != nil && last.ptErr == nil && res.latErr == nil && ctx.Err() == nil {
 		// The same load through the passthrough: the part of the latency
 		// that is the broker's (transaction commit, read_committed fetch).
 		p, err := r.start(b.name+"-passthrough-latency", eng.ptArgs...)
@@ -105,75 +189,93 @@ type enginePhase struct {
 	ptArgs      []string
 }
 
-// throughput pre-loads the same movements into the passthrough's and the
-// engine's input topics, then runs each alone until its group has committed
-// everything. The engine is left running for the latency phase.
+// throughput runs cfg.rounds rounds of the passthrough then the engine on
+// the same pre-loaded movements. One pair is not a measure on a shared
+// machine: the passthrough alone swings between 180k/s and 520k/s from one
+// run to the next, so the report takes medians, and the two alternate so
+// that slow and fast spells of the machine fall on both. The engine of the
+// last round is left running for the latency phase; earlier ones are
+// stopped after their round. A round that fails ends the phase: its engine,
+// if it runs, is the one left running.
 func (r *runner) throughput(ctx context.Context, b *brokerEnv, res *brokerResult) (*enginePhase, error) {
+	for i := 1; ; i++ {
+		rd := &round{i: i, of: r.cfg.rounds}
+		res.rounds = append(res.rounds, rd)
+		ep, err := r.round(ctx, b, res, rd)
+		if err != nil || ep == nil || rd.ptErr != nil || i >= r.cfg.rounds || ctx.Err() != nil {
+			r.progressMedians(res)
+			return ep, err
+		}
+		if err := ep.p.stop(60 * time.Second); err != nil {
+			res.fail(rd.String()+": engine shutdown", err)
+		}
+		r.dropRound(ctx, b, rd)
+	}
+}
+
+// progressMedians prints the medians the report will use.
+func (r *runner) progressMedians(res *brokerResult) {
+	pt, _ := res.ptRPS()
+	eng, _ := res.engRPS()
+	ratio, n := res.ratio()
+	if n > 0 {
+		r.progress("throughput, median of %d rounds: passthrough %.0f records/s, engine %.0f movements/s, ratio %.2f", n, pt, eng, ratio)
+	}
+}
+
+// dropRound deletes a finished round's topics and state dir: every round
+// starts from the same broker (kfake holds every record in the bench
+// process's heap) and disk.
+func (r *runner) dropRound(ctx context.Context, b *brokerEnv, rd *round) {
+	if !r.cfg.keepDir {
+		os.RemoveAll(rd.stateDir)
+	}
+	if r.cfg.keepTopics {
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if n, err := b.deleteTopics(dctx, rd.prefixes); err != nil {
+		r.progress("%s: deleting its topics: %v", rd, err)
+	} else {
+		r.progress("%s: deleted its %d topics", rd, n)
+	}
+}
+
+// round pre-loads the same movements into a passthrough topic and the
+// engine's input topic of its own, then runs each alone until its group has
+// committed everything. The engine is left running.
+func (r *runner) round(ctx context.Context, b *brokerEnv, res *brokerResult, rd *round) (*enginePhase, error) {
 	cfg := r.cfg
-	ptPrefix := r.runID + "-" + b.name + "-pt."
-	engPrefix := r.runID + "-" + b.name + "-eng."
+	tag := fmt.Sprintf("round%d", rd.i)
+	ptPrefix := r.runID + "-" + b.name + "-pt" + strconv.Itoa(rd.i) + "."
+	engPrefix := r.runID + "-" + b.name + "-eng" + strconv.Itoa(rd.i) + "."
 	in, out, ptGroup := ptPrefix+"in", ptPrefix+"out", ptPrefix+"group"
 	b.prefixes = append(b.prefixes, ptPrefix)
 	b.groups = append(b.groups, ptGroup)
-	o := b.options(cfg, engPrefix, filepath.Join(r.dir, b.name+"-engine-state"))
+	rd.prefixes = []string{ptPrefix, engPrefix}
+	rd.stateDir = filepath.Join(r.dir, b.name+"-engine-state-"+tag)
+	o := b.options(cfg, engPrefix, rd.stateDir)
 	movements := engPrefix + string(inventory.TopicMovements)
 
-	setup := func() error {
-		if err := b.createTopic(ctx, cfg.partitions, in, out); err != nil {
-			return fmt.Errorf("creating passthrough topics: %w", err)
-		}
-		if _, err := app.CreateTopics(ctx, o); err != nil {
-			return err
-		}
-		if err := b.seedCatalog(ctx, engPrefix, benchNodes); err != nil {
-			return err
-		}
-		for _, t := range []string{in, movements} {
-			i := 0
-			t0 := time.Now()
-			n, err := b.produceAll(ctx, t, func() (record, bool) {
-				if i == len(r.recs) {
-					return record{}, false
-				}
-				i++
-				return r.recs[i-1], true
-			}, nil)
-			if err != nil {
-				return fmt.Errorf("pre-loading %s: %w", t, err)
-			}
-			r.progress("pre-loaded %d movements into %s (%.0f/s)", n, t, float64(n)/time.Since(t0).Seconds())
-		}
-		return nil
-	}
-	if err := setup(); err != nil {
-		res.ptErr = res.fail("setup", err)
-		res.engErr = res.ptErr
+	if err := r.setupRound(ctx, b, rd, o, in, out, movements); err != nil {
+		rd.ptErr = res.fail(rd.String()+": setup", err)
+		rd.engErr = rd.ptErr
 		return nil, err
 	}
 
 	// 1a: the bare franz-go passthrough.
-	ptEnds, err := b.ends(ctx, in)
-	if err != nil {
-		res.ptErr = res.fail("passthrough", err)
-		return nil, err
-	}
-	r.progress("passthrough: %d records", sum(ptEnds))
 	ptArgs := []string{"bench", workerFlag, "passthrough",
 		"-brokers", b.brokers, "-in", in, "-out", out, "-group", ptGroup, "-txn-id", ptGroup + "-txn",
 		"-commit-interval", cfg.commitInterval.String(), "-max-txn-records", strconv.Itoa(cfg.maxTxnRecords)}
-	pt, err := r.start(b.name+"-passthrough", ptArgs...)
-	if err == nil {
-		res.pt, err = r.waitCaughtUp(ctx, b, pt, ptGroup, in, ptEnds, 0)
-		if serr := pt.stop(30 * time.Second); err == nil {
-			err = serr
-		}
-	}
+	var err error
+	rd.pt, err = r.runPassthrough(ctx, b, rd, b.name+"-passthrough-"+tag, ptGroup, in, ptArgs)
 	if err != nil {
-		res.ptErr = res.fail("passthrough", err)
+		rd.ptErr = res.fail(rd.String()+": passthrough", err)
 	} else {
-		r.progress("passthrough: %.0f records/s", res.pt.rps())
-		res.ptIn, res.ptOut = in, out
-		res.ptBytes = b.topicBytes(ctx, in, out)
+		r.progress("%s: passthrough: %.0f records/s", rd, rd.pt.rps())
+		rd.ptIn, rd.ptOut = in, out
+		rd.ptBytes = b.topicBytes(ctx, in, out)
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
@@ -182,42 +284,100 @@ func (r *runner) throughput(ctx context.Context, b *brokerEnv, res *brokerResult
 	// 1b: the engine on the same movements.
 	engEnds, err := b.ends(ctx, movements)
 	if err != nil {
-		res.engErr = res.fail("engine", err)
+		rd.engErr = res.fail(rd.String()+": engine", err)
 		return nil, err
 	}
-	args := append([]string{"run"}, runArgs(o)...)
-	profiled := cfg.cpuprofile != "" || cfg.trace != ""
-	if profiled {
-		args = []string{"bench", workerFlag, "engine"}
-		if cfg.cpuprofile != "" {
-			args = append(args, "-cpuprofile", cfg.cpuprofile+"."+b.name)
-		}
-		if cfg.trace != "" {
-			args = append(args, "-trace", cfg.trace+"."+b.name)
-		}
-		args = append(args, runArgs(o)...)
-	}
-	r.progress("engine: %d movements", sum(engEnds))
-	p, err := r.start(b.name+"-engine", args...)
+	r.progress("%s: engine: %d movements", rd, sum(engEnds))
+	p, err := r.start(b.name+"-engine-"+tag, r.engineArgs(b, o, tag)...)
 	if err != nil {
-		res.engErr = res.fail("engine", err)
+		rd.engErr = res.fail(rd.String()+": engine", err)
 		return nil, err
 	}
-	res.eng, err = r.waitCaughtUp(ctx, b, p, o.Group, movements, engEnds, 0)
-	if profiled {
+	rd.eng, err = r.waitCaughtUp(ctx, b, p, o.Group, movements, engEnds, 0)
+	if cfg.cpuprofile != "" || cfg.trace != "" {
 		_ = p.cmd.Process.Signal(syscall.SIGUSR1)
-		r.progress("engine profile/trace of the throughput phase: %s %s", cfg.cpuprofile, cfg.trace)
+		r.progress("%s: engine profile/trace of the throughput phase: %s %s", rd, cfg.cpuprofile, cfg.trace)
 	}
 	ep := &enginePhase{p: p, in: movements, out: engPrefix + string(inventory.TopicATS),
 		ptIn: in, ptOut: out, ptArgs: ptArgs}
 	if err != nil {
-		res.engErr = res.fail("engine", err)
+		rd.engErr = res.fail(rd.String()+": engine", err)
 		return ep, err
 	}
-	r.progress("engine: %.0f movements/s", res.eng.rps())
-	res.engIn, res.engATS, res.engChangelog = movements, ep.out, engPrefix+string(inventory.TopicChangelog)
-	res.engBytes = b.topicBytes(ctx, res.engIn, res.engATS, res.engChangelog)
+	r.progress("%s: engine: %.0f movements/s", rd, rd.eng.rps())
+	if ratio, ok := rd.ratio(); ok {
+		r.progress("%s: ratio engine/passthrough %.2f", rd, ratio)
+	}
+	rd.engIn, rd.engATS, rd.engChangelog = movements, ep.out, engPrefix+string(inventory.TopicChangelog)
+	rd.engBytes = b.topicBytes(ctx, rd.engIn, rd.engATS, rd.engChangelog)
 	return ep, nil
+}
+
+// setupRound creates the round's topics, seeds the engine's catalogue and
+// pre-loads the movements into the passthrough's and the engine's input.
+func (r *runner) setupRound(ctx context.Context, b *brokerEnv, rd *round, o app.Options, in, out, movements string) error {
+	if err := b.createTopic(ctx, r.cfg.partitions, in, out); err != nil {
+		return fmt.Errorf("creating passthrough topics: %w", err)
+	}
+	if _, err := app.CreateTopics(ctx, o); err != nil {
+		return err
+	}
+	if err := b.seedCatalog(ctx, o.TopicPrefix, benchNodes); err != nil {
+		return err
+	}
+	for _, t := range []string{in, movements} {
+		i := 0
+		t0 := time.Now()
+		n, err := b.produceAll(ctx, t, func() (record, bool) {
+			if i == len(r.recs) {
+				return record{}, false
+			}
+			i++
+			return r.recs[i-1], true
+		}, nil)
+		if err != nil {
+			return fmt.Errorf("pre-loading %s: %w", t, err)
+		}
+		r.progress("%s: pre-loaded %d movements into %s (%.0f/s)", rd, n, t, float64(n)/time.Since(t0).Seconds())
+	}
+	return nil
+}
+
+// runPassthrough runs the passthrough on in until its group has committed
+// everything, then stops it.
+func (r *runner) runPassthrough(ctx context.Context, b *brokerEnv, rd *round, name, group, in string, args []string) (catchUp, error) {
+	ends, err := b.ends(ctx, in)
+	if err != nil {
+		return catchUp{}, err
+	}
+	r.progress("%s: passthrough: %d records", rd, sum(ends))
+	p, err := r.start(name, args...)
+	if err != nil {
+		return catchUp{}, err
+	}
+	c, err := r.waitCaughtUp(ctx, b, p, group, in, ends, 0)
+	if serr := p.stop(30 * time.Second); err == nil {
+		err = serr
+	}
+	return c, err
+}
+
+// engineArgs runs the engine as `invroute run`, or as the profiling engine
+// worker when -cpuprofile or -trace asks for it; every round alike, so that
+// the rounds measure the same thing.
+func (r *runner) engineArgs(b *brokerEnv, o app.Options, tag string) []string {
+	cfg := r.cfg
+	if cfg.cpuprofile == "" && cfg.trace == "" {
+		return append([]string{"run"}, runArgs(o)...)
+	}
+	args := []string{"bench", workerFlag, "engine"}
+	if cfg.cpuprofile != "" {
+		args = append(args, "-cpuprofile", cfg.cpuprofile+"."+b.name+"-"+tag)
+	}
+	if cfg.trace != "" {
+		args = append(args, "-trace", cfg.trace+"."+b.name+"-"+tag)
+	}
+	return append(args, runArgs(o)...)
 }
 
 // latencyResult is the latency phase's outcome.
