@@ -75,6 +75,20 @@ type Engine struct {
 type assignEvent struct {
 	assigned bool
 	parts    []int32
+	err      error // the assignment breaks co-partitioning
+}
+
+// coPartitioned checks that an assignment gives every partition of set for
+// every input: a task reads partition p of all inputs or none.
+func coPartitioned(inputs []string, m map[string][]int32, set map[int32]bool) error {
+	for _, in := range inputs {
+		for p := range set {
+			if !slices.Contains(m[in], p) {
+				return fmt.Errorf("topology: the group assigned partition %d of some inputs but not of %s (%v): inputs must be co-partitioned and members must not set a client rack", p, in, m)
+			}
+		}
+	}
+	return nil
 }
 
 // taskState is a task with its stores and what the open transaction did.
@@ -230,6 +244,14 @@ func (e *Engine) newSession() error {
 		kgo.OnPartitionsRevoked(e.onRevoked),
 		kgo.OnPartitionsLost(e.onRevoked),
 	)...)
+	if len(e.inputs) > 1 {
+		// Partition p of every input must go to one member, the one that
+		// owns the task (and the stores) of p. The range balancer does that
+		// for topics with equal partition counts (checked at start-up) and
+		// members without racks; cooperative-sticky balances topic
+		// partitions independently. queue checks every assignment.
+		opts = append(opts, kgo.Balancers(kgo.RangeBalancer()))
+	}
 	if e.cfg.StaticMembership {
 		opts = append(opts, kgo.InstanceID(e.cfg.InstanceID))
 	}
@@ -272,6 +294,9 @@ func (e *Engine) queue(assigned bool, m map[string][]int32) {
 		return
 	}
 	ev := assignEvent{assigned: assigned}
+	if assigned {
+		ev.err = coPartitioned(e.inputs, m, set)
+	}
 	for p := range set {
 		ev.parts = append(ev.parts, p)
 	}
@@ -289,6 +314,9 @@ func (e *Engine) applyEvents(ctx context.Context) error {
 	e.events = nil
 	e.mu.Unlock()
 	for _, ev := range evs {
+		if ev.err != nil {
+			return ev.err
+		}
 		for _, p := range ev.parts {
 			if ts := e.tasks[p]; ts != nil {
 				e.closeTask(ts)
@@ -760,7 +788,25 @@ func (em *emitter) Emit(topic Topic, key, value []byte) {
 		panic(fmt.Sprintf("topology: task emitted to %q, which is not an output of the topology", topic))
 	}
 	name := em.e.cfg.TopicPrefix + string(topic)
-	em.e.produce(&kgo.Record{Topic: name, Partition: em.e.partitionFor(name, em.ts.p), Key: key, Value: value}, nil)
+	r := &kgo.Record{Topic: name, Key: key, Value: value}
+	if em.e.outputs[topic].CoPartitioned {
+		r.Partition = em.e.partitionFor(name, em.ts.p)
+	} else {
+		r.Partition = keyPartition(key, em.e.counts[name])
+	}
+	em.e.produce(r, nil)
+}
+
+// keyHasher is Kafka's default partitioner (murmur2 of the key), so that a
+// non-co-partitioned output lands where a consumer keyed like it (another
+// topology's input) expects it.
+var keyHasher = kgo.StickyKeyPartitioner(nil).ForTopic("")
+
+func keyPartition(key []byte, n int32) int32 {
+	if n <= 0 || key == nil {
+		return 0
+	}
+	return int32(keyHasher.Partition(&kgo.Record{Key: key}, int(n)))
 }
 
 // partitionFor maps a task partition onto topic: the same partition for

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -165,5 +166,127 @@ func TestParallel(t *testing.T) {
 		if peak.Load() > int32(workers) {
 			t.Errorf("workers=%d: %d ran at once", workers, peak.Load())
 		}
+	}
+}
+
+// tagTask records which instance processed which (topic, partition) and
+// writes every input record to "by-key", a non-co-partitioned output.
+type tagTask struct {
+	instance string
+	p        int32
+	mu       *sync.Mutex
+	seen     map[string]string // "topic/partition" -> instance
+}
+
+func (t *tagTask) Process(r *Record, out Emitter) error {
+	t.mu.Lock()
+	t.seen[fmt.Sprintf("%s/%d", r.Topic, r.Partition)] += t.instance
+	t.mu.Unlock()
+	out.Emit("by-key", r.Key, r.Value)
+	return nil
+}
+func (t *tagTask) GlobalChanged(Topic, []byte, int64, Emitter) error { return nil }
+func (t *tagTask) Flush(Emitter) error                               { return nil }
+func (t *tagTask) Aborted()                                          {}
+
+// TestCoPartitionedInputs: two instances share a topology with two inputs;
+// partition p of both inputs is processed by the same instance, and a
+// non-co-partitioned output is partitioned by Kafka's key hash.
+func TestCoPartitionedInputs(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	var mu sync.Mutex
+	seen := map[string]string{}
+	const parts = 4
+	ctx, cancel := context.WithCancel(context.Background())
+	var engines []*Engine
+	var wg sync.WaitGroup
+	for _, name := range []string{"x", "y"} {
+		topo := &Topology{
+			Group:      "g",
+			Inputs:     []Input{{Topic: "a"}, {Topic: "b"}},
+			Stores:     []Store{{Name: "st", Changelog: "st-changelog"}},
+			Outputs:    []Output{{Topic: "by-key"}},
+			DeadLetter: "dlq",
+			NewTask: func(tc TaskContext) (Task, error) {
+				return &tagTask{instance: name, p: tc.Partition, mu: &mu, seen: seen}, nil
+			},
+		}
+		eng, err := NewEngine(Config{Brokers: brokers, InstanceID: name, StateDir: t.TempDir(), Partitions: parts,
+			CommitInterval: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, topo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		engines = append(engines, eng)
+		wg.Go(func() {
+			if err := eng.Run(ctx); err != nil {
+				t.Error(name, err)
+			}
+		})
+	}
+	defer func() { cancel(); wg.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for (engines[0].owned.Load() == 0 || engines[1].owned.Load() == 0 ||
+		engines[0].owned.Load()+engines[1].owned.Load() != parts) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if o0, o1 := engines[0].owned.Load(), engines[1].owned.Load(); o0 == 0 || o1 == 0 || o0+o1 != parts {
+		t.Fatalf("instances own %d and %d partitions, want a share each of %d", o0, o1, parts)
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ConsumeTopics("by-key"), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	for p := range int32(parts) {
+		for _, topic := range []string{"a", "b"} {
+			for i := range 5 {
+				recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Key: fmt.Appendf(nil, "%s-%d-%d", topic, p, i), Value: []byte("v")})
+			}
+		}
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	hasher := kgo.StickyKeyPartitioner(nil).ForTopic("by-key")
+	got := 0
+	pctx, pcancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer pcancel()
+	for got < len(recs) && pctx.Err() == nil {
+		cl.PollFetches(pctx).EachRecord(func(r *kgo.Record) {
+			got++
+			if want := int32(hasher.Partition(r, parts)); r.Partition != want {
+				t.Errorf("by-key record %s in partition %d, want %d (key hash)", r.Key, r.Partition, want)
+			}
+		})
+	}
+	if got != len(recs) {
+		t.Fatalf("%d of %d records reached by-key", got, len(recs))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for p := range parts {
+		a, b := seen[fmt.Sprintf("a/%d", p)], seen[fmt.Sprintf("b/%d", p)]
+		if len(a) != 5 || a != b {
+			t.Errorf("partition %d: input a processed by %q, b by %q; want the same single instance", p, a, b)
+		}
+	}
+}
+
+func TestCoPartitionedCheck(t *testing.T) {
+	set := map[int32]bool{0: true, 2: true}
+	if err := coPartitioned([]string{"a", "b"}, map[string][]int32{"a": {0, 2}, "b": {2, 0}}, set); err != nil {
+		t.Error(err)
+	}
+	if err := coPartitioned([]string{"a", "b"}, map[string][]int32{"a": {0, 2}, "b": {2}}, set); err == nil {
+		t.Error("partition 0 of b missing: no error")
 	}
 }
