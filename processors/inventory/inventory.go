@@ -31,6 +31,19 @@
 // are remembered. Within that window a repeated movement_id for the same SKU
 // is ignored (and counted); outside it, it would be applied again.
 //
+// # Reservations
+//
+// The inventory processor is the only authority on reservations, so that
+// nothing is oversold. A RESERVE command holds exactly qty units of an
+// order line at a node if the node can cover the difference with what it
+// has (on_hand - reserved - safety stock, unless the command may use
+// safety stock); otherwise it changes nothing and says how much is left.
+// RELEASE holds nothing any more. Both set a state, so a repeat changes
+// nothing. Node reserved = the sum of its reservations. A SHIPMENT movement
+// naming an order line consumes the line's reservation at that node
+// (on_hand and reserved both drop); it and a RETURN_RESTOCK naming an order
+// line are reported to the router as CONSUME and RESTOCK results.
+//
 // # Coalescing
 //
 // Movements mark their SKU dirty. Flush, called once per transaction, emits
@@ -95,6 +108,11 @@ type Store interface {
 	Reemit() (after string, ts int64, active bool, err error)
 	// SetReemit stores the cursor (active false clears it).
 	SetReemit(after string, ts int64, active bool)
+	// Reservation returns what order line (order, line) holds of sku at
+	// node, nil if nothing. It must not be modified.
+	Reservation(sku, order, line, node string) (*schemas.Reservation, error)
+	// PutReservation stores r; a zero Qty deletes it.
+	PutReservation(r *schemas.Reservation)
 }
 
 // Tables is a consistent snapshot of the replicated node and channel
@@ -107,6 +125,9 @@ type Tables interface {
 
 // Stats counts what the processor saw. The runtime turns them into metrics.
 type Stats struct {
+	Reserved   int64 // RESERVE commands granted
+	Refused    int64 // RESERVE commands refused
+	Released   int64 // RELEASE commands
 	Applied    int64 // movements applied
 	Duplicates int64 // movements ignored as already applied
 	Negative   int64 // movements that left a node's on_hand below zero
@@ -139,7 +160,7 @@ func New(cfg Config) *Processor {
 // sends such records to the dead-letter topic.
 type InvalidError struct{ Reason string }
 
-func (e *InvalidError) Error() string { return "inventory: invalid movement: " + e.Reason }
+func (e *InvalidError) Error() string { return "inventory: invalid input: " + e.Reason }
 
 func invalid(format string, args ...any) error {
 	return &InvalidError{Reason: fmt.Sprintf(format, args...)}
@@ -185,26 +206,28 @@ func Validate(key []byte, m *schemas.StockMovement) error {
 
 // Movement applies one stock movement. ts is the input record's time in
 // milliseconds; it becomes the AtsUpdate's updated_at. An *InvalidError means
-// the record must go to the dead-letter topic; state is then unchanged.
-func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts int64) error {
+// the record must go to the dead-letter topic; state is then unchanged. A
+// SHIPMENT or RETURN_RESTOCK that names an order line returns the notice
+// for the router (CONSUME or RESTOCK); other movements return nil.
+func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts int64) (*schemas.ReservationResult, error) {
 	if err := Validate(key, m); err != nil {
-		return err
+		return nil, err
 	}
 	if err := p.win.load(st); err != nil {
-		return err
+		return nil, err
 	}
 	h := p.movementHash(m)
 	if p.win.seen(h) {
 		p.Stats.Duplicates++
-		return nil
+		return nil, nil
 	}
 	next, err := p.own(st, m.SKU)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if p.legacySeen(next, m) {
 		p.Stats.Duplicates++
-		return nil
+		return nil, nil
 	}
 	i, found := slices.BinarySearchFunc(next.Nodes, m.NodeID, func(n schemas.NodeStock, id string) int {
 		return strings.Compare(n.NodeID, id)
@@ -212,7 +235,7 @@ func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts 
 	if !found {
 		next.Nodes = slices.Insert(next.Nodes, i, schemas.NodeStock{NodeID: m.NodeID})
 		if err := st.Index(m.NodeID, m.SKU); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	ns := &next.Nodes[i]
@@ -227,11 +250,145 @@ func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts 
 	if ns.OnHand < 0 {
 		p.Stats.Negative++
 	}
+	var notice *schemas.ReservationResult
+	if m.OrderID != nil && m.LineID != nil && (m.Type == schemas.Shipment || m.Type == schemas.ReturnRestock) {
+		notice = &schemas.ReservationResult{OrderID: *m.OrderID, LineID: *m.LineID, Type: schemas.Restock,
+			SKU: m.SKU, NodeID: m.NodeID, Qty: m.Qty, OK: true, DecidedAt: ts}
+		if m.Type == schemas.Shipment {
+			notice.Type = schemas.Consume
+			if err := p.consume(st, ns, m); err != nil {
+				return nil, err
+			}
+		}
+	}
 	p.win.add(st, h, m.OccurredAt)
 	st.Put(next)
 	p.Stats.Applied++
 	p.touch(m.SKU, ts)
+	return notice, nil
+}
+
+// consume lowers the reservation of the shipped order line at the node,
+// and the node's reserved with it, by what shipped (at most what it held).
+func (p *Processor) consume(st Store, ns *schemas.NodeStock, m *schemas.StockMovement) error {
+	r, err := st.Reservation(m.SKU, *m.OrderID, *m.LineID, m.NodeID)
+	if err != nil || r == nil {
+		return err
+	}
+	c := min(m.Qty, r.Qty)
+	next := *r
+	next.Qty -= c
+	ns.Reserved -= c
+	st.PutReservation(&next)
 	return nil
+}
+
+// ValidateCommand checks a decoded reservation command against its key.
+func ValidateCommand(key []byte, c *schemas.ReservationCommand) error {
+	switch {
+	case c.OrderID == "":
+		return invalid("empty order_id")
+	case c.LineID == "":
+		return invalid("empty line_id")
+	case c.SKU == "":
+		return invalid("empty sku")
+	case c.NodeID == "":
+		return invalid("empty node_id")
+	case string(key) != c.SKU:
+		return invalid("record key %q disagrees with sku %q", key, c.SKU)
+	}
+	switch c.Type {
+	case schemas.Reserve:
+		if c.Qty <= 0 {
+			return invalid("RESERVE qty must be positive, got %d", c.Qty)
+		}
+	case schemas.Release:
+	default:
+		return invalid("%s is not a command", c.Type)
+	}
+	return nil
+}
+
+// Command applies a reservation command under the node table t and returns
+// the answer for the router. ts is the input record's time.
+func (p *Processor) Command(st Store, t Tables, key []byte, c *schemas.ReservationCommand, ts int64) (*schemas.ReservationResult, error) {
+	if err := ValidateCommand(key, c); err != nil {
+		return nil, err
+	}
+	res := &schemas.ReservationResult{OrderID: c.OrderID, LineID: c.LineID, Type: c.Type, SKU: c.SKU,
+		NodeID: c.NodeID, Qty: c.Qty, Attempt: c.Attempt, DecidedAt: c.IssuedAt}
+	cur, err := st.Reservation(c.SKU, c.OrderID, c.LineID, c.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	var held int64
+	if cur != nil {
+		held = cur.Qty
+	}
+	next, err := p.own(st, c.SKU)
+	if err != nil {
+		return nil, err
+	}
+	i, found := slices.BinarySearchFunc(next.Nodes, c.NodeID, func(n schemas.NodeStock, id string) int {
+		return strings.Compare(n.NodeID, id)
+	})
+	var ns *schemas.NodeStock
+	if found {
+		ns = &next.Nodes[i]
+	}
+	n := t.Node(c.NodeID)
+	room := func() int64 { // what the node can still give this command
+		if ns == nil || n == nil || !n.Active {
+			return 0
+		}
+		v := ns.OnHand - ns.Reserved
+		if !c.AllowSafetyStock {
+			v -= SafetyStock(n, c.SKU)
+		}
+		return max(0, v)
+	}
+	want := c.Qty
+	if c.Type == schemas.Release {
+		want = 0
+		res.Qty = held
+	}
+	switch delta := want - held; {
+	case delta > room():
+		res.Reason = refusal(c, n, room(), held)
+		res.Available = room()
+		p.Stats.Refused++
+		return res, nil
+	case delta != 0:
+		if ns == nil { // releasing at a node without stock record: nothing held
+			break
+		}
+		ns.Reserved += delta
+		r := schemas.Reservation{OrderID: c.OrderID, LineID: c.LineID, SKU: c.SKU, NodeID: c.NodeID,
+			Qty: want, Attempt: c.Attempt, ReservedAt: c.IssuedAt}
+		st.PutReservation(&r)
+		st.Put(next)
+		p.touch(c.SKU, ts)
+	}
+	if c.Type == schemas.Reserve {
+		p.Stats.Reserved++
+	} else {
+		p.Stats.Released++
+	}
+	res.OK = true
+	res.Available = room()
+	return res, nil
+}
+
+func refusal(c *schemas.ReservationCommand, n *schemas.Node, room, held int64) string {
+	switch {
+	case n == nil:
+		return fmt.Sprintf("node %s is not configured", c.NodeID)
+	case !n.Active:
+		return fmt.Sprintf("node %s is not active", c.NodeID)
+	case held > 0:
+		return fmt.Sprintf("insufficient stock at %s: %d more available, %d asked on top of %d held", c.NodeID, room, c.Qty-held, held)
+	}
+	return fmt.Sprintf("insufficient stock at %s: %d available, %d asked", c.NodeID, room, c.Qty)
 }
 
 // movementHash is the 64-bit xxhash of (sku, movement_id), as remembered in

@@ -21,6 +21,7 @@ type memStore struct {
 	index map[string]map[string]bool
 
 	seen map[uint64][]byte
+	res  map[[4]string]*schemas.Reservation
 
 	reemitAfter  string
 	reemitTS     int64
@@ -28,7 +29,7 @@ type memStore struct {
 }
 
 func newMemStore() *memStore {
-	return &memStore{skus: map[string]*schemas.SKUState{}, index: map[string]map[string]bool{}, seen: map[uint64][]byte{}}
+	return &memStore{skus: map[string]*schemas.SKUState{}, index: map[string]map[string]bool{}, seen: map[uint64][]byte{}, res: map[[4]string]*schemas.Reservation{}}
 }
 
 func (m *memStore) Get(sku string) (*schemas.SKUState, error) { return m.skus[sku], nil }
@@ -72,6 +73,18 @@ func (m *memStore) SeenBlocks(fn func(uint64, []byte) error) error {
 }
 func (m *memStore) PutSeenBlock(seq uint64, b []byte) { m.seen[seq] = b }
 func (m *memStore) DeleteSeenBlock(seq uint64)        { delete(m.seen, seq) }
+func (m *memStore) Reservation(sku, order, line, node string) (*schemas.Reservation, error) {
+	return m.res[[4]string{sku, order, line, node}], nil
+}
+func (m *memStore) PutReservation(r *schemas.Reservation) {
+	k := [4]string{r.SKU, r.OrderID, r.LineID, r.NodeID}
+	if r.Qty == 0 {
+		delete(m.res, k)
+		return
+	}
+	c := *r
+	m.res[k] = &c
+}
 func (m *memStore) Reemit() (string, int64, bool, error) {
 	return m.reemitAfter, m.reemitTS, m.reemitActive, nil
 }
@@ -137,6 +150,15 @@ func list(s string) []string {
 	return strings.Split(s, ",")
 }
 
+func formatResult(r *schemas.ReservationResult) string {
+	s := fmt.Sprintf("result %s %s/%s %s at %s qty=%d attempt=%d ok=%t available=%d", r.Type, r.OrderID, r.LineID,
+		r.SKU, r.NodeID, r.Qty, r.Attempt, r.OK, r.Available)
+	if r.Reason != "" {
+		s += " reason=" + strconv.Quote(r.Reason)
+	}
+	return s
+}
+
 func formatATS(u *schemas.AtsUpdate) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ats %s v%d ats=%d at=%d", u.SKU, u.Version, u.ATS, u.UpdatedAt)
@@ -158,7 +180,9 @@ func formatATS(u *schemas.AtsUpdate) string {
 //	node id=.. [type=WAREHOUSE] [active=true] [safety=N] [sku-safety=SKU:N,...]  (re-emits its SKUs)
 //	delete-node id=..
 //	channel id=.. [nodes=a,b] [types=STORE,...] [buffer-units=N] [buffer-percent=N] (re-emits all SKUs)
-//	movement id=.. sku=.. node=.. type=.. qty=N [at=MS] [key=..] [ts=MS]
+//	movement id=.. sku=.. node=.. type=.. qty=N [at=MS] [key=..] [ts=MS] [order=.. line=..]
+//	reserve|release order=.. line=.. sku=.. node=.. [qty=N] [attempt=N] [safety=true] [key=..] [type=..]
+//	reservations           prints every stored reservation
 //	flush                  prints the AtsUpdates of the transaction
 //	state sku=..           prints the stored state
 //	legacy-seen sku=.. ids=ID@MS,...  stores per-SKU seen ids as versions before the partition window did
@@ -223,15 +247,51 @@ func TestDataDriven(t *testing.T) {
 					Qty:        argInt(t, d, "qty", 0),
 					OccurredAt: argInt(t, d, "at", ts),
 				}
+				if o := arg(d, "order", ""); o != "" {
+					l := arg(d, "line", "")
+					m.OrderID, m.LineID = &o, &l
+				}
 				before := p.Stats
-				err := p.Movement(st, []byte(arg(d, "key", m.SKU)), m, ts)
+				res, err := p.Movement(st, []byte(arg(d, "key", m.SKU)), m, ts)
 				switch {
 				case err != nil:
 					return errString(err)
 				case p.Stats.Duplicates > before.Duplicates:
 					return "duplicate"
+				case res != nil:
+					return "ok\n" + formatResult(res)
 				}
 				return "ok"
+			case "reserve", "release":
+				c := &schemas.ReservationCommand{
+					OrderID:          arg(d, "order", ""),
+					LineID:           arg(d, "line", ""),
+					Type:             schemas.ReservationOp(strings.ToUpper(d.Cmd)),
+					SKU:              arg(d, "sku", ""),
+					NodeID:           arg(d, "node", ""),
+					Qty:              argInt(t, d, "qty", 0),
+					Attempt:          int32(argInt(t, d, "attempt", 1)),
+					AllowSafetyStock: arg(d, "safety", "false") == "true",
+					IssuedAt:         ts,
+				}
+				if ty := arg(d, "type", ""); ty != "" {
+					c.Type = schemas.ReservationOp(ty)
+				}
+				res, err := p.Command(st, tables, []byte(arg(d, "key", c.SKU)), c, ts)
+				if err != nil {
+					return errString(err)
+				}
+				return formatResult(res)
+			case "reservations":
+				var lines []string
+				for k, r := range st.res {
+					lines = append(lines, fmt.Sprintf("%s %s/%s at %s: %d (attempt %d)", k[0], r.OrderID, r.LineID, r.NodeID, r.Qty, r.Attempt))
+				}
+				sort.Strings(lines)
+				if len(lines) == 0 {
+					return "none"
+				}
+				return strings.Join(lines, "\n")
 			case "flush":
 				var b strings.Builder
 				err := p.Flush(st, tables, func(u *schemas.AtsUpdate) error {
@@ -302,8 +362,8 @@ func TestDataDriven(t *testing.T) {
 				return fmt.Sprint(ok)
 			case "stats":
 				s := p.Stats
-				return fmt.Sprintf("applied=%d duplicates=%d negative=%d emitted=%d",
-					s.Applied, s.Duplicates, s.Negative, s.Emitted)
+				return fmt.Sprintf("applied=%d duplicates=%d negative=%d emitted=%d reserved=%d refused=%d released=%d",
+					s.Applied, s.Duplicates, s.Negative, s.Emitted, s.Reserved, s.Refused, s.Released)
 			}
 			t.Fatalf("%s: unknown command %q", d.Pos, d.Cmd)
 			return ""

@@ -15,6 +15,7 @@ type Metrics struct {
 	duplicates *prometheus.CounterVec
 	negative   *prometheus.CounterVec
 	emitted    *prometheus.CounterVec
+	commands   *prometheus.CounterVec
 }
 
 // NewMetrics registers the inventory metrics on reg.
@@ -29,7 +30,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		negative:   vec("negative_on_hand_total", "Movements that left a node's on_hand below zero (availability clamped at 0)."),
 		emitted:    vec("ats_updates_total", "ATS updates emitted."),
 	}
-	reg.MustRegister(m.applied, m.duplicates, m.negative, m.emitted)
+	m.commands = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "invroute_inventory_reservation_commands_total",
+		Help: "Reservation commands by outcome: reserved, refused (not enough stock), released."}, []string{"partition", "outcome"})
+	reg.MustRegister(m.applied, m.duplicates, m.negative, m.emitted, m.commands)
 	return m
 }
 
@@ -38,7 +41,9 @@ func (m *Metrics) Observe(p int32, s Stats) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	prev := m.last[p]
-	if s.Applied < prev.Applied { // a new processor for p after a rebalance
+	if s.Applied < prev.Applied || s.Duplicates < prev.Duplicates || s.Emitted < prev.Emitted ||
+		s.Reserved < prev.Reserved || s.Refused < prev.Refused || s.Released < prev.Released || s.Negative < prev.Negative {
+		// a new processor for p after a rebalance
 		prev = Stats{}
 	}
 	m.last[p] = s
@@ -47,4 +52,7 @@ func (m *Metrics) Observe(p int32, s Stats) {
 	m.duplicates.WithLabelValues(l).Add(float64(s.Duplicates - prev.Duplicates))
 	m.negative.WithLabelValues(l).Add(float64(s.Negative - prev.Negative))
 	m.emitted.WithLabelValues(l).Add(float64(s.Emitted - prev.Emitted))
+	m.commands.WithLabelValues(l, "reserved").Add(float64(s.Reserved - prev.Reserved))
+	m.commands.WithLabelValues(l, "refused").Add(float64(s.Refused - prev.Refused))
+	m.commands.WithLabelValues(l, "released").Add(float64(s.Released - prev.Released))
 }

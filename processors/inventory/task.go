@@ -15,6 +15,8 @@ import (
 // Topic names of the inventory topology, before the prefix.
 const (
 	TopicMovements  topology.Topic = "stock-movements"
+	TopicCommands   topology.Topic = "invroute-reservation-commands"
+	TopicResults    topology.Topic = "invroute-reservation-results"
 	TopicNodes      topology.Topic = "nodes"
 	TopicChannels   topology.Topic = "channels"
 	TopicATS        topology.Topic = "ats"
@@ -29,11 +31,13 @@ const (
 //	n/<node>\x00<sku>   "1": sku has a stock record at node (index)
 //	m/reemit            re-emit cursor of a channel change
 //	d/<seq>             a block of the idempotency window (seq: 8 bytes, big endian)
+//	r/<sku>\x00<order>\x00<line>\x00<node>   format byte (1) + Reservation (Avro)
 const (
 	prefixSKU   = "s/"
 	prefixIndex = "n/"
 	prefixMeta  = "m/"
 	prefixSeen  = "d/"
+	prefixRes   = "r/"
 )
 
 // TopologyOptions configure the inventory topology.
@@ -47,18 +51,20 @@ type TopologyOptions struct {
 	OnFlush func(partition int32, s Stats)
 }
 
-// Topology returns the inventory processor's topology: stock movements in,
-// ATS out, one inventory store, nodes and channels as global tables.
+// Topology returns the inventory processor's topology: stock movements and
+// reservation commands in (both keyed by sku), ATS and reservation results
+// out, one inventory store, nodes and channels as global tables.
 func Topology(o TopologyOptions) *topology.Topology {
 	if o.Group == "" {
 		o.Group = "invroute-inventory"
 	}
 	return &topology.Topology{
 		Group:  o.Group,
-		Inputs: []topology.Input{{Topic: TopicMovements}},
+		Inputs: []topology.Input{{Topic: TopicMovements}, {Topic: TopicCommands}},
 		Stores: []topology.Store{{Name: StoreName, Changelog: TopicChangelog}},
 		Outputs: []topology.Output{
 			{Topic: TopicATS, CoPartitioned: true, Compacted: true},
+			{Topic: TopicResults}, // keyed by order_id, for the router
 		},
 		Globals: []topology.Global{
 			{Topic: TopicNodes, Apply: o.Catalog.ApplyNode},
@@ -88,20 +94,39 @@ type Task struct {
 	part    int32
 	onFlush func(int32, Stats)
 	m       schemas.StockMovement
+	c       schemas.ReservationCommand
 	buf     []byte
 }
 
-// Process decodes and applies one stock movement.
-func (t *Task) Process(r *topology.Record, _ topology.Emitter) error {
-	t.m = schemas.StockMovement{}
-	if err := schemas.StockMovements.DecodeInput(r.Value, &t.m, t.ids); err != nil {
-		return topology.BadInput("decode", err)
+// Process decodes and applies one stock movement or reservation command.
+func (t *Task) Process(r *topology.Record, out topology.Emitter) error {
+	var res *schemas.ReservationResult
+	var err error
+	if r.Topic == string(TopicCommands) {
+		t.c = schemas.ReservationCommand{}
+		if err := schemas.ReservationCommands.Decode(r.Value, &t.c); err != nil {
+			return topology.BadInput("decode", err)
+		}
+		res, err = t.p.Command(t.store, t.catalog.Snapshot(), r.Key, &t.c, r.Timestamp)
+	} else {
+		t.m = schemas.StockMovement{}
+		if err := schemas.StockMovements.DecodeInput(r.Value, &t.m, t.ids); err != nil {
+			return topology.BadInput("decode", err)
+		}
+		res, err = t.p.Movement(t.store, r.Key, &t.m, r.Timestamp)
 	}
-	err := t.p.Movement(t.store, r.Key, &t.m, r.Timestamp)
 	if IsInvalid(err) {
 		return topology.BadInput("validate", err)
 	}
-	return err
+	if err != nil || res == nil {
+		return err
+	}
+	b, err := schemas.ReservationResults.Encode(res)
+	if err != nil {
+		return err
+	}
+	out.Emit(TopicResults, []byte(res.OrderID), b)
+	return nil
 }
 
 // GlobalChanged re-emits the ATS of the SKUs a node or channel change affects.
@@ -222,6 +247,39 @@ func (s *pebbleStore) must(err error) {
 	if err != nil {
 		panic(err)
 	}
+}
+
+func reservationKey(sku, order, line, node string) []byte {
+	return []byte(prefixRes + sku + "\x00" + order + "\x00" + line + "\x00" + node)
+}
+
+// reservationFormat tags stored reservations, like skuStateFormat.
+const reservationFormat byte = 1
+
+func (s *pebbleStore) Reservation(sku, order, line, node string) (*schemas.Reservation, error) {
+	v, ok, err := s.st.Txn().Get(reservationKey(sku, order, line, node))
+	if err != nil || !ok {
+		return nil, err
+	}
+	if len(v) == 0 || v[0] != reservationFormat {
+		return nil, fmt.Errorf("inventory: stored reservation has format %v, this version reads %d", v[:min(len(v), 1)], reservationFormat)
+	}
+	r := new(schemas.Reservation)
+	if err := schemas.Reservations.Decode(v[1:], r); err != nil {
+		return nil, fmt.Errorf("inventory: stored reservation: %w", err)
+	}
+	return r, nil
+}
+
+func (s *pebbleStore) PutReservation(r *schemas.Reservation) {
+	k := reservationKey(r.SKU, r.OrderID, r.LineID, r.NodeID)
+	if r.Qty == 0 {
+		s.must(s.st.Txn().Delete(k))
+		return
+	}
+	b, err := schemas.Reservations.Append([]byte{reservationFormat}, r)
+	s.must(err)
+	s.must(s.st.Txn().Set(k, b))
 }
 
 // The re-emit cursor: m/reemit = ts (8 bytes, big endian) + last SKU done.

@@ -267,3 +267,101 @@ func BenchmarkTask(b *testing.B) {
 type nopEmitter struct{}
 
 func (nopEmitter) Emit(topology.Topic, []byte, []byte) {}
+
+// recSink keeps what a task emits.
+type recSink struct{ recs []emitted }
+
+type emitted struct {
+	topic      topology.Topic
+	key, value []byte
+}
+
+func (s *recSink) Emit(topic topology.Topic, key, value []byte) {
+	s.recs = append(s.recs, emitted{topic, key, value})
+}
+
+// TestReservationsOnPebble: reservation commands through the task, on
+// Pebble: results go to the results topic keyed by order id, and a
+// reservation survives a commit and a reopen.
+func TestReservationsOnPebble(t *testing.T) {
+	dir := t.TempDir()
+	cat := catalog.New(nil)
+	n := schemas.Node{NodeID: "W1", Type: schemas.Warehouse, Active: true, ShipEnabled: true}
+	v, _ := schemas.Nodes.Encode(&n)
+	if err := cat.ApplyNode([]byte("W1"), v); err != nil {
+		t.Fatal(err)
+	}
+	open := func() (*state.Store, *Task) {
+		st, err := state.Open(dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		task, err := Topology(TopologyOptions{Catalog: cat}).NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: st}, CacheEntries: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, task.(*Task)
+	}
+	commit := func(st *state.Store, tk *Task, out topology.Emitter) {
+		t.Helper()
+		if err := tk.Flush(out); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Prepare(); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Commit(state.Checkpoint{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	command := func(tk *Task, out topology.Emitter, c schemas.ReservationCommand) {
+		t.Helper()
+		b, _ := schemas.ReservationCommands.Encode(&c)
+		if err := tk.Process(&topology.Record{Topic: string(TopicCommands), Key: []byte(c.SKU), Value: b}, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	result := func(e emitted) *schemas.ReservationResult {
+		t.Helper()
+		var r schemas.ReservationResult
+		if e.topic != TopicResults {
+			t.Fatalf("emitted to %s, want %s", e.topic, TopicResults)
+		}
+		if err := schemas.ReservationResults.Decode(e.value, &r); err != nil {
+			t.Fatal(err)
+		}
+		if string(e.key) != r.OrderID {
+			t.Fatalf("result keyed %q, want the order id %q", e.key, r.OrderID)
+		}
+		return &r
+	}
+
+	st, tk := open()
+	out := &recSink{}
+	m := schemas.StockMovement{MovementID: "m1", SKU: "A", NodeID: "W1", Type: schemas.Receipt, Qty: 3}
+	b, _ := schemas.StockMovements.Encode(&m)
+	if err := tk.Process(&topology.Record{Topic: string(TopicMovements), Key: []byte("A"), Value: b}, out); err != nil {
+		t.Fatal(err)
+	}
+	commit(st, tk, out)
+	out.recs = nil
+	command(tk, out, schemas.ReservationCommand{OrderID: "o1", LineID: "1", Type: schemas.Reserve, SKU: "A", NodeID: "W1", Qty: 2, Attempt: 1})
+	if r := result(out.recs[0]); !r.OK || r.Available != 1 {
+		t.Fatalf("reserve: %+v", r)
+	}
+	commit(st, tk, out)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, tk = open()
+	defer st.Close()
+	out.recs = nil
+	command(tk, out, schemas.ReservationCommand{OrderID: "o2", LineID: "1", Type: schemas.Reserve, SKU: "A", NodeID: "W1", Qty: 2, Attempt: 1})
+	if r := result(out.recs[0]); r.OK || r.Available != 1 {
+		t.Fatalf("second reserve after reopen: %+v, want refused with 1 available", r)
+	}
+	command(tk, out, schemas.ReservationCommand{OrderID: "o1", LineID: "1", Type: schemas.Release, SKU: "A", NodeID: "W1", Attempt: 1})
+	if r := result(out.recs[1]); !r.OK || r.Qty != 2 || r.Available != 3 {
+		t.Fatalf("release: %+v", r)
+	}
+}
