@@ -48,6 +48,33 @@ func TestSchemaFiles(t *testing.T) {
 	}
 }
 
+// expanded prints s with every named type written out in full, so that a
+// definition and a reference by name to the same definition print alike.
+func expanded(s avro.Schema) string {
+	switch s := s.(type) {
+	case *avro.RefSchema:
+		return expanded(s.Schema())
+	case *avro.RecordSchema:
+		var b strings.Builder
+		b.WriteString("record " + s.FullName() + "{")
+		for _, f := range s.Fields() {
+			b.WriteString(f.Name() + ":" + expanded(f.Type()) + ";")
+		}
+		return b.String() + "}"
+	case *avro.ArraySchema:
+		return "array<" + expanded(s.Items()) + ">"
+	case *avro.MapSchema:
+		return "map<" + expanded(s.Values()) + ">"
+	case *avro.UnionSchema:
+		var parts []string
+		for _, t := range s.Types() {
+			parts = append(parts, expanded(t))
+		}
+		return "union(" + strings.Join(parts, ",") + ")"
+	}
+	return s.String()
+}
+
 // TestNamedTypesAgree checks that a named type defined in several files
 // (NodeType, OrderLine, Address...) is defined the same way in each.
 func TestNamedTypesAgree(t *testing.T) {
@@ -59,10 +86,11 @@ func TestNamedTypesAgree(t *testing.T) {
 		case *avro.RefSchema:
 			return
 		case avro.NamedSchema:
-			if prev, ok := seen[s.FullName()]; ok && prev != s.String() {
-				t.Errorf("%s differs between %s and %s:\n%s\n%s", s.FullName(), where[s.FullName()], owner, prev, s.String())
+			form := expanded(s)
+			if prev, ok := seen[s.FullName()]; ok && prev != form {
+				t.Errorf("%s differs between %s and %s:\n%s\n%s", s.FullName(), where[s.FullName()], owner, prev, form)
 			}
-			seen[s.FullName()], where[s.FullName()] = s.String(), owner
+			seen[s.FullName()], where[s.FullName()] = form, owner
 			if r, ok := s.(*avro.RecordSchema); ok {
 				for _, f := range r.Fields() {
 					walk(owner, f.Type())

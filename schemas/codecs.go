@@ -54,4 +54,7 @@ var (
 	// OrderStatuses reads and writes the order-status topic (output,
 	// compacted).
 	OrderStatuses = newCodec[OrderStatus](mustSchema("order_status.avsc"))
+	// RouterOrders reads and writes the router store and its changelog.
+	// Only invroute writes it: Append skips the strict pass.
+	RouterOrders = newInternalCodec[RouterOrder](mustSchema("router_order.avsc"))
 )

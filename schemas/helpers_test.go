@@ -74,6 +74,7 @@ func allCodecs() []anyCodec {
 		adapter[RoutingDecision]{RoutingDecisions, routingDecisionSamples},
 		adapter[FulfillmentRequest]{FulfillmentRequests, fulfillmentRequestSamples},
 		adapter[OrderStatus]{OrderStatuses, orderStatusSamples},
+		adapter[RouterOrder]{RouterOrders, routerOrderSamples},
 	}
 }
 

@@ -173,7 +173,7 @@ type ReservationResult struct {
 
 // Reservation is stock held for one order line at one node: the value of
 // the inventory processor's reservation store and of its changelog (key: sku,
-// order_id, line_id). The node totals of SKUState.Nodes[].Reserved are the
+// order_id, line_id, node_id). The node totals of SKUState.Nodes[].Reserved are the
 // sums of these.
 type Reservation struct {
 	OrderID    string `avro:"order_id"`

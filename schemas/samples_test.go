@@ -129,6 +129,19 @@ var orderStatusSamples = []OrderStatus{
 	{OrderID: "o-9", ChannelID: "pos", State: StatePlaced, Lines: []LineStatus{}, Version: 1, UpdatedAt: t0},
 }
 
+var routerOrderSamples = []RouterOrder{
+	{OrderID: "o-1", Placed: orderEventSamples[0], State: StateRouted, Attempt: 0, RoundLines: []string{}, Version: 2,
+		Lines: []LineStatus{{LineID: "1", SKU: "SKU-1", Qty: 2, State: StateRouted, NodeID: ptr("WH-1"), UpdatedAt: t0}},
+		Holds: []Hold{{LineID: "1", SKU: "SKU-1", NodeID: "WH-1", Qty: 2}},
+		Caps:  []Cap{},
+		Shipments: []RoutedShipment{{ShipmentID: "o-1/1", NodeID: "WH-1", Method: DeliveryShip,
+			Lines: []OrderLine{{LineID: "1", SKU: "SKU-1", Qty: 2}}, DistanceKm: 3.5, CostCents: 504}},
+		NextShipment: 2, FeedbackIDs: []string{}, Reason: "one node covers all lines: WH-1"},
+	{OrderID: "o-2", Placed: orderEventSamples[1], State: StatePlaced, Attempt: 2, RoundLines: []string{"1", "2"}, Refused: true,
+		Lines: []LineStatus{}, Holds: []Hold{{LineID: "2", SKU: "S", NodeID: "N", Qty: 1, Tentative: true, Pending: true}},
+		Caps: []Cap{{SKU: "S", NodeID: "M", Available: 0}}, Shipments: []RoutedShipment{}, FeedbackIDs: []string{"f-1"}},
+}
+
 func manyStrings(n int) []string {
 	s := make([]string, n)
 	for i := range s {

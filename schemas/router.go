@@ -1,0 +1,45 @@
+package schemas
+
+// RouterOrder is the router's state of one order: the value of the router
+// store and of its changelog (key: order_id). Internal.
+type RouterOrder struct {
+	OrderID string `avro:"order_id"`
+	// Placed is the PLACED OrderEvent, ShipTo as last changed.
+	Placed OrderEvent `avro:"placed"`
+	State  OrderState `avro:"state"`
+	// Attempt is the routing attempt of the open planning round (from 1),
+	// 0 when no round is open; RoundLines are the lines it routes.
+	Attempt    int32    `avro:"attempt"`
+	RoundLines []string `avro:"round_lines"`
+	// Refused: a reservation of the current attempt was refused.
+	Refused bool         `avro:"refused"`
+	Version int64        `avro:"version"` // of the last OrderStatus
+	Lines   []LineStatus `avro:"lines"`
+	// Holds is the stock the inventory holds, or is asked to hold, for the
+	// order, per line and node.
+	Holds []Hold `avro:"holds"`
+	// Caps is availability learnt from refusals in the open round.
+	Caps         []Cap            `avro:"caps"`
+	Shipments    []RoutedShipment `avro:"shipments"` // requested, not cancelled
+	NextShipment int32            `avro:"next_shipment"`
+	FeedbackIDs  []string         `avro:"feedback_ids"`
+	Reason       string           `avro:"reason"`
+}
+
+// Hold is stock held for one order line at one node.
+type Hold struct {
+	LineID    string `avro:"line_id"`
+	SKU       string `avro:"sku"`
+	NodeID    string `avro:"node_id"`
+	Qty       int64  `avro:"qty"`
+	Tentative bool   `avro:"tentative"` // for the open round, not yet shipped from
+	Pending   bool   `avro:"pending"`   // a RESERVE awaits its answer
+}
+
+// Cap is what a node was found to have of a SKU when it refused a
+// reservation.
+type Cap struct {
+	SKU       string `avro:"sku"`
+	NodeID    string `avro:"node_id"`
+	Available int64  `avro:"available"`
+}
