@@ -29,18 +29,28 @@ type Network interface {
 // non-empty reject means the order cannot be planned at all (for instance
 // an unknown pickup node). useSafety lets the order draw on safety stock
 // (VIP orders, if configured).
-func Eligible(cfg PlanConfig, o *schemas.OrderEvent, lines []schemas.OrderLine, net Network, useSafety bool) (cands []Candidate, reasons []string, reject string) {
+//
+// adjust, if not nil, corrects what a node can give of a SKU as the ats
+// table shows it (the router adds what the order itself holds there, and
+// caps it by what a refusal reported).
+func Eligible(cfg PlanConfig, o *schemas.OrderEvent, lines []schemas.OrderLine, net Network, useSafety bool,
+	adjust func(sku, node string, v int64) int64) (cands []Candidate, reasons []string, reject string) {
 	cfg = cfg.withDefaults()
 	avail := func(n *schemas.Node) map[string]int64 {
 		m := map[string]int64{}
 		for _, l := range lines {
-			st, ok := net.Stock(l.SKU, n.NodeID)
-			if !ok {
+			if _, done := m[l.SKU]; done {
 				continue
 			}
-			v := max(0, st.OnHand-st.Reserved-inventory.SafetyStock(n, l.SKU))
-			if useSafety {
-				v = max(0, st.OnHand-st.Reserved)
+			var v int64
+			if st, ok := net.Stock(l.SKU, n.NodeID); ok {
+				v = max(0, st.OnHand-st.Reserved-inventory.SafetyStock(n, l.SKU))
+				if useSafety {
+					v = max(0, st.OnHand-st.Reserved)
+				}
+			}
+			if adjust != nil {
+				v = adjust(l.SKU, n.NodeID, v)
 			}
 			if v > 0 {
 				m[l.SKU] = v

@@ -217,7 +217,7 @@ func TestPlan(t *testing.T) {
 			o := orderFrom(a)
 			useSafety := o.CustomerTier == schemas.TierVIP && a.str("safety-for-vip", "true") == "true"
 			cfg := PlanConfig{ExactMaxLines: int(a.num("exact-max-lines", 0))}
-			cands, reasons, reject := Eligible(cfg, o, o.Lines, net, useSafety)
+			cands, reasons, reject := Eligible(cfg, o, o.Lines, net, useSafety, nil)
 			if reject != "" {
 				return formatPlan(nil, reject)
 			}

@@ -1,0 +1,1105 @@
+package router
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/invroute/invroute/schemas"
+)
+
+// Config holds the router's settings. Zero fields mean defaults.
+type Config struct {
+	Plan PlanConfig
+	// MaxAttempts bounds the planning attempts of one round: after a
+	// refused reservation the router re-plans with fresh availability at
+	// most MaxAttempts-1 times. Default 3.
+	MaxAttempts int
+	// NoVIPSafetyStock keeps VIP orders out of safety stock (by default
+	// they may draw on it).
+	NoVIPSafetyStock bool
+	// RejectIncomplete rejects SHIP_COMPLETE orders that cannot be
+	// completed, instead of backordering them.
+	RejectIncomplete bool
+	// MaxLines bounds the lines of an order; larger orders are invalid.
+	// Default 500.
+	MaxLines int
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 3
+	}
+	if c.MaxLines <= 0 {
+		c.MaxLines = 500
+	}
+	c.Plan = c.Plan.withDefaults()
+	return c
+}
+
+// Store is the router's view of its partition's state. Writes belong to
+// the open transaction. A returned value must not be modified.
+type Store interface {
+	Order(id string) (*schemas.RouterOrder, error)
+	PutOrder(o *schemas.RouterOrder)
+	// Load is how many shipments this partition gave node on day (days
+	// since the epoch, UTC); AddLoad changes it.
+	Load(node string, day int64) (int64, error)
+	AddLoad(node string, day int64, delta int64)
+}
+
+// World is what the router reads of the rest of the system: the node and
+// channel tables, per-node stock from the ats topic, and the shipments the
+// other partitions gave each node today.
+type World interface {
+	Node(id string) *schemas.Node
+	Nodes() []*schemas.Node // sorted by NodeID
+	Channel(id string) *schemas.Channel
+	Stock(sku, node string) (schemas.NodeATS, bool)
+	OtherLoad(node string, day int64) int64
+}
+
+// Out receives what the router emits, in order.
+type Out interface {
+	Command(c *schemas.ReservationCommand) // key sku
+	Decision(d *schemas.RoutingDecision)   // key order_id
+	Request(r *schemas.FulfillmentRequest) // key node_id
+	Status(s *schemas.OrderStatus)         // key order_id
+}
+
+// Stats counts what the router saw.
+type Stats struct {
+	Orders      int64 // PLACED orders accepted
+	Duplicates  int64 // PLACED events for known orders, feedback seen again
+	Holds       int64 // orders put ON_HOLD
+	Decisions   int64
+	Routed      int64 // decisions ROUTED
+	Partial     int64 // decisions PARTIALLY_ROUTED
+	Backordered int64
+	Rejected    int64
+	Splits      int64 // decisions with more than one shipment
+	Replans     int64 // attempts after a refusal
+	Stale       int64 // results of attempts no longer open
+}
+
+// Router is the router processor of one partition. It is deterministic:
+// no clock, no I/O; time comes from the input records.
+type Router struct {
+	cfg   Config
+	Stats Stats
+}
+
+// New returns a router with the given configuration.
+func New(cfg Config) *Router { return &Router{cfg: cfg.withDefaults()} }
+
+// InvalidError marks input that can never be applied (dead letter).
+type InvalidError struct{ Reason string }
+
+func (e *InvalidError) Error() string { return "router: invalid input: " + e.Reason }
+
+func invalid(format string, args ...any) error {
+	return &InvalidError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// IsInvalid reports whether err marks bad input.
+func IsInvalid(err error) bool {
+	var ie *InvalidError
+	return errors.As(err, &ie)
+}
+
+const dayMillis = 24 * 60 * 60 * 1000
+
+// day is the UTC day of ts (documented: capacity resets at midnight UTC).
+func day(ts int64) int64 { return ts / dayMillis }
+
+// step is one input's work on one order.
+type step struct {
+	r   *Router
+	st  Store
+	w   World
+	out Out
+	o   *schemas.RouterOrder
+	ts  int64
+	err error // the first store error of the step
+	// prev is the stored order before the step (nil for a new one): the
+	// status is emitted only when what it shows changes.
+	prev *schemas.RouterOrder
+}
+
+// OrderEvent applies an event of the orders topic.
+func (r *Router) OrderEvent(st Store, w World, out Out, key []byte, ev *schemas.OrderEvent, ts int64) error {
+	if ev.OrderID == "" {
+		return invalid("empty order_id")
+	}
+	if string(key) != ev.OrderID {
+		return invalid("record key %q disagrees with order_id %q", key, ev.OrderID)
+	}
+	cur, err := st.Order(ev.OrderID)
+	if err != nil {
+		return err
+	}
+	if ev.Type == schemas.EventPlaced {
+		if cur != nil {
+			r.Stats.Duplicates++
+			return nil
+		}
+		if err := r.validatePlaced(ev); err != nil {
+			return err
+		}
+		r.Stats.Orders++
+		s := &step{r: r, st: st, w: w, out: out, ts: ts, o: newOrder(ev, ts)}
+		return s.placed()
+	}
+	if cur == nil {
+		return invalid("%s for unknown order %q", ev.Type, ev.OrderID)
+	}
+	s := &step{r: r, st: st, w: w, out: out, ts: ts, o: cloneOrder(cur), prev: cur}
+	switch ev.Type {
+	case schemas.EventCancelled:
+		return s.cancel(ev.LineIDs, ev.Reason)
+	case schemas.EventReleased:
+		return s.release(ev.Reason)
+	case schemas.EventAddressChanged:
+		return s.addressChanged(ev.ShipTo)
+	case schemas.EventReturnAuthorized:
+		return s.returnAuthorized(ev.LineIDs)
+	}
+	return invalid("unknown order event type %q", ev.Type)
+}
+
+func (r *Router) validatePlaced(ev *schemas.OrderEvent) error {
+	switch {
+	case len(ev.Lines) == 0:
+		return invalid("order %s has no lines", ev.OrderID)
+	case len(ev.Lines) > r.cfg.MaxLines:
+		return invalid("order %s has %d lines, more than %d", ev.OrderID, len(ev.Lines), r.cfg.MaxLines)
+	case ev.DeliveryMethod == schemas.DeliveryShip && ev.ShipTo == nil:
+		return invalid("SHIP order %s without ship_to", ev.OrderID)
+	case ev.DeliveryMethod == schemas.DeliveryPickup && (ev.PickupNodeID == nil || *ev.PickupNodeID == ""):
+		return invalid("PICKUP order %s without pickup_node_id", ev.OrderID)
+	}
+	ids := map[string]bool{}
+	for _, l := range ev.Lines {
+		switch {
+		case l.LineID == "" || l.SKU == "":
+			return invalid("order %s: line with empty line_id or sku", ev.OrderID)
+		case l.Qty <= 0:
+			return invalid("order %s line %s: qty must be positive, got %d", ev.OrderID, l.LineID, l.Qty)
+		case ids[l.LineID]:
+			return invalid("order %s: line_id %s appears twice", ev.OrderID, l.LineID)
+		}
+		ids[l.LineID] = true
+	}
+	return nil
+}
+
+func newOrder(ev *schemas.OrderEvent, ts int64) *schemas.RouterOrder {
+	o := &schemas.RouterOrder{OrderID: ev.OrderID, Placed: *ev, State: schemas.StatePlaced,
+		RoundLines: []string{}, Holds: []schemas.Hold{}, Caps: []schemas.Cap{}, Shipments: []schemas.RoutedShipment{},
+		FeedbackIDs: []string{}, NextShipment: 1}
+	o.Placed.LineIDs = []string{}
+	for _, l := range ev.Lines {
+		o.Lines = append(o.Lines, schemas.LineStatus{LineID: l.LineID, SKU: l.SKU, Qty: l.Qty,
+			State: schemas.StatePlaced, UnitPriceCents: l.UnitPriceCents, UpdatedAt: ts})
+	}
+	return o
+}
+
+func cloneOrder(o *schemas.RouterOrder) *schemas.RouterOrder {
+	c := *o
+	c.RoundLines = slices.Clone(o.RoundLines)
+	c.Lines = slices.Clone(o.Lines)
+	c.Holds = slices.Clone(o.Holds)
+	c.Caps = slices.Clone(o.Caps)
+	c.FeedbackIDs = slices.Clone(o.FeedbackIDs)
+	c.Shipments = make([]schemas.RoutedShipment, len(o.Shipments))
+	for i, s := range o.Shipments {
+		s.Lines = slices.Clone(s.Lines)
+		c.Shipments[i] = s
+	}
+	return &c
+}
+
+// placed checks a new order and starts routing it, or holds it.
+func (s *step) placed() error {
+	if why := s.holdReasons(); len(why) > 0 {
+		s.r.Stats.Holds++
+		s.o.State = schemas.StateOnHold
+		s.o.Reason = strings.Join(why, "; ")
+		for i := range s.o.Lines {
+			s.setLine(i, schemas.StateOnHold)
+		}
+		return s.save()
+	}
+	s.startRound(s.allOpenLines())
+	return s.save()
+}
+
+// holdReasons are the validation and fraud rules that put an order ON_HOLD
+// for review instead of routing it.
+func (s *step) holdReasons() []string {
+	ev := &s.o.Placed
+	var why []string
+	ch := s.w.Channel(ev.ChannelID)
+	if ch != nil && ch.MaxOrderValueCents > 0 {
+		var v int64
+		for _, l := range ev.Lines {
+			v += l.Qty * l.UnitPriceCents
+		}
+		if v > ch.MaxOrderValueCents {
+			why = append(why, fmt.Sprintf("order value %d exceeds channel %s limit %d", v, ch.ChannelID, ch.MaxOrderValueCents))
+		}
+	}
+	if ev.DeliveryMethod == schemas.DeliveryShip && ev.ShipTo != nil {
+		if ch != nil && len(ch.ShipCountries) > 0 && !slices.Contains(ch.ShipCountries, ev.ShipTo.Country) {
+			why = append(why, fmt.Sprintf("ship-to country %q not served by channel %s", ev.ShipTo.Country, ch.ChannelID))
+		}
+		if ev.ShipTo.Lat == 0 && ev.ShipTo.Lon == 0 {
+			why = append(why, "ship-to address has no coordinates")
+		}
+	}
+	return why
+}
+
+func (s *step) line(id string) int {
+	return slices.IndexFunc(s.o.Lines, func(l schemas.LineStatus) bool { return l.LineID == id })
+}
+
+func (s *step) setLine(i int, state schemas.OrderState) {
+	if s.o.Lines[i].State != state {
+		s.o.Lines[i].State = state
+		s.o.Lines[i].UpdatedAt = s.ts
+	}
+}
+
+// held is what the inventory holds for line i: committed (in shipments),
+// tentative (for the open round).
+func (s *step) held(id string) (committed, tentative int64) {
+	for _, h := range s.o.Holds {
+		if h.LineID != id {
+			continue
+		}
+		if h.Tentative {
+			tentative += h.Qty
+		} else {
+			committed += h.Qty
+		}
+	}
+	return committed, tentative
+}
+
+// need is what line i still needs routed, besides committed holds.
+func (s *step) need(i int) int64 {
+	l := &s.o.Lines[i]
+	committed, _ := s.held(l.LineID)
+	return max(0, l.Qty-l.QtyCancelled-l.QtyShipped-committed)
+}
+
+func (s *step) allOpenLines() []string {
+	var ids []string
+	for i, l := range s.o.Lines {
+		if s.need(i) > 0 {
+			ids = append(ids, l.LineID)
+		}
+	}
+	return ids
+}
+
+// startRound opens a planning round for lines (attempt 1) and plans it.
+func (s *step) startRound(lines []string) {
+	s.o.Attempt = 1
+	s.o.Refused = false
+	s.o.Caps = s.o.Caps[:0]
+	s.o.RoundLines = lines
+	s.o.State = schemas.StatePlaced
+	s.plan()
+}
+
+// plan plans the open round with what the order may use, and asks the
+// inventory to hold it: RESERVE where the plan differs from what is held,
+// RELEASE where it no longer wants stock.
+func (s *step) plan() {
+	ev := &s.o.Placed
+	var lines []schemas.OrderLine
+	for _, id := range s.o.RoundLines {
+		i := s.line(id)
+		if i < 0 {
+			continue
+		}
+		committed, _ := s.held(id)
+		l := &s.o.Lines[i]
+		if n := l.Qty - l.QtyCancelled - l.QtyShipped - committed; n > 0 {
+			lines = append(lines, schemas.OrderLine{LineID: id, SKU: l.SKU, Qty: n, UnitPriceCents: l.UnitPriceCents})
+		}
+	}
+	useSafety := ev.CustomerTier == schemas.TierVIP && !s.r.cfg.NoVIPSafetyStock
+	d := day(s.ts)
+	net := &orderNetwork{s: s, day: d}
+	var p *Plan
+	cands, reasons, reject := Eligible(s.r.cfg.Plan, ev, lines, net, useSafety, s.adjust)
+	if reject != "" {
+		p = &Plan{Unplanned: lines, Reasons: []string{reject}}
+	} else {
+		p = PlanOrder(s.r.cfg.Plan, lines, cands, ev.Priority == schemas.PriorityRush)
+		p.Reasons = append(p.Reasons, reasons...)
+		if useSafety && len(p.Shipments) > 0 {
+			p.Reasons = append(p.Reasons, "VIP: safety stock usable")
+		}
+	}
+	if s.o.Attempt > 1 {
+		var at []string
+		for _, c := range s.o.Caps {
+			at = append(at, c.SKU+"@"+c.NodeID)
+		}
+		p.Reasons = append(p.Reasons, fmt.Sprintf("attempt %d: re-planned after reservations were refused (%s)", s.o.Attempt, strings.Join(at, ", ")))
+	}
+	s.o.Reason = strings.Join(p.Reasons, "\n")
+	if reject != "" {
+		s.o.Reason = "rejected: " + reject
+	}
+
+	want := map[[2]string]int64{} // (line, node) -> qty
+	for _, sh := range p.Shipments {
+		for _, l := range sh.Lines {
+			want[[2]string{l.LineID, sh.NodeID}] += l.Qty
+		}
+	}
+	// Tentative holds the plan no longer wants are released.
+	holds := s.o.Holds[:0]
+	for _, h := range s.o.Holds {
+		if h.Tentative {
+			if _, ok := want[[2]string{h.LineID, h.NodeID}]; !ok {
+				if h.Qty > 0 || h.Pending {
+					s.command(schemas.Release, h.LineID, h.SKU, h.NodeID, 0, false)
+				}
+				continue
+			}
+		}
+		holds = append(holds, h)
+	}
+	s.o.Holds = holds
+	// Then every wanted (line, node) not held at that quantity is reserved.
+	for _, sh := range p.Shipments {
+		for _, l := range sh.Lines {
+			k := [2]string{l.LineID, sh.NodeID}
+			q, ok := want[k]
+			if !ok {
+				continue // already handled (a line split into parts at one node cannot happen, but be safe)
+			}
+			delete(want, k)
+			j := slices.IndexFunc(s.o.Holds, func(h schemas.Hold) bool {
+				return h.Tentative && h.LineID == l.LineID && h.NodeID == sh.NodeID
+			})
+			if j >= 0 && s.o.Holds[j].Qty == q && !s.o.Holds[j].Pending {
+				continue
+			}
+			if j < 0 {
+				s.o.Holds = append(s.o.Holds, schemas.Hold{LineID: l.LineID, SKU: l.SKU, NodeID: sh.NodeID, Tentative: true})
+				j = len(s.o.Holds) - 1
+			}
+			s.o.Holds[j].Pending = true
+			s.command(schemas.Reserve, l.LineID, l.SKU, sh.NodeID, q, useSafety)
+		}
+	}
+	if !s.pending() {
+		s.finishRound()
+	}
+}
+
+// adjust gives the order back what it holds itself at a node (its own
+// holds are part of the node's reserved) and caps a node by what a refusal
+// in this round reported.
+func (s *step) adjust(sku, node string, v int64) int64 {
+	var own int64
+	for _, h := range s.o.Holds {
+		if h.Tentative && h.SKU == sku && h.NodeID == node {
+			own += h.Qty
+		}
+	}
+	for _, c := range s.o.Caps {
+		if c.SKU == sku && c.NodeID == node {
+			v = min(v, c.Available)
+		}
+	}
+	return v + own
+}
+
+func (s *step) command(op schemas.ReservationOp, line, sku, node string, qty int64, safety bool) {
+	s.out.Command(&schemas.ReservationCommand{OrderID: s.o.OrderID, LineID: line, Type: op, SKU: sku, NodeID: node,
+		Qty: qty, Attempt: s.o.Attempt, AllowSafetyStock: safety, IssuedAt: s.ts})
+}
+
+func (s *step) pending() bool {
+	return slices.ContainsFunc(s.o.Holds, func(h schemas.Hold) bool { return h.Pending })
+}
+
+// finishRound turns the round's tentative holds into shipments, by the
+// order's policy, and emits the decision, the requests and the status.
+func (s *step) finishRound() {
+	ev := &s.o.Placed
+	d := &schemas.RoutingDecision{OrderID: s.o.OrderID, Attempts: s.o.Attempt, DecidedAt: s.ts,
+		Shipments: []schemas.RoutedShipment{}, Backordered: []schemas.OrderLine{}, Reasons: []string{}}
+	if s.o.Reason != "" {
+		d.Reasons = strings.Split(s.o.Reason, "\n")
+	}
+	complete := true
+	short := map[string]int64{} // line -> units not held
+	for _, id := range s.o.RoundLines {
+		i := s.line(id)
+		if i < 0 {
+			continue
+		}
+		committed, tentative := s.held(id)
+		l := &s.o.Lines[i]
+		if n := l.Qty - l.QtyCancelled - l.QtyShipped - committed - tentative; n > 0 {
+			short[id] = n
+			complete = false
+		}
+	}
+	rejected := strings.HasPrefix(s.o.Reason, "rejected: ")
+	if rejected || (!complete && ev.Policy == schemas.ShipComplete) {
+		// Ship nothing: give back what the round holds.
+		holds := s.o.Holds[:0]
+		for _, h := range s.o.Holds {
+			if h.Tentative {
+				if h.Qty > 0 {
+					s.command(schemas.Release, h.LineID, h.SKU, h.NodeID, 0, false)
+				}
+				continue
+			}
+			holds = append(holds, h)
+		}
+		s.o.Holds = holds
+		for _, id := range s.o.RoundLines {
+			if i := s.line(id); i >= 0 {
+				if n := s.need(i); n > 0 {
+					l := s.o.Lines[i]
+					d.Backordered = append(d.Backordered, schemas.OrderLine{LineID: id, SKU: l.SKU, Qty: n, UnitPriceCents: l.UnitPriceCents})
+				}
+			}
+		}
+		switch {
+		case rejected || s.r.cfg.RejectIncomplete:
+			d.Status = schemas.DecisionRejected
+			s.r.Stats.Rejected++
+			if !rejected {
+				d.Reasons = append(d.Reasons, "SHIP_COMPLETE: not every line can be routed, order rejected")
+			}
+			for _, id := range s.o.RoundLines {
+				if i := s.line(id); i >= 0 && s.need(i) > 0 {
+					s.setLine(i, schemas.StateRejected)
+				}
+			}
+			s.o.State = schemas.StateRejected
+		default:
+			d.Status = schemas.DecisionBackordered
+			s.r.Stats.Backordered++
+			d.Reasons = append(d.Reasons, "SHIP_COMPLETE: not every line can be routed, nothing ships yet")
+			for _, id := range s.o.RoundLines {
+				if i := s.line(id); i >= 0 && s.need(i) > 0 {
+					s.setLine(i, schemas.StateBackordered)
+				}
+			}
+		}
+		s.closeRound()
+		s.emitDecision(d)
+		return
+	}
+
+	// Ship what the round holds, one shipment per node.
+	method := ev.DeliveryMethod
+	byNode := map[string][]schemas.OrderLine{}
+	var nodes []string
+	for i := range s.o.Holds {
+		h := &s.o.Holds[i]
+		if !h.Tentative || h.Qty == 0 {
+			continue
+		}
+		h.Tentative = false
+		if _, ok := byNode[h.NodeID]; !ok {
+			nodes = append(nodes, h.NodeID)
+		}
+		price := int64(0)
+		if j := s.line(h.LineID); j >= 0 {
+			price = s.o.Lines[j].UnitPriceCents
+		}
+		byNode[h.NodeID] = append(byNode[h.NodeID], schemas.OrderLine{LineID: h.LineID, SKU: h.SKU, Qty: h.Qty, UnitPriceCents: price})
+	}
+	slices.Sort(nodes)
+	today := day(s.ts)
+	for _, nid := range nodes {
+		sh := schemas.RoutedShipment{ShipmentID: fmt.Sprintf("%s/%d", s.o.OrderID, s.o.NextShipment), NodeID: nid,
+			Method: method, Lines: byNode[nid]}
+		s.o.NextShipment++
+		if n := s.w.Node(nid); n != nil && method == schemas.DeliveryShip && ev.ShipTo != nil {
+			km := HaversineKm(n.Lat, n.Lon, ev.ShipTo.Lat, ev.ShipTo.Lon)
+			sh.DistanceKm = roundKm(km)
+			sh.CostCents = int64(n.ShipmentCostCents) + int64(km*s.r.cfg.Plan.CentsPerKm+0.5)
+		}
+		s.o.Shipments = append(s.o.Shipments, sh)
+		d.Shipments = append(d.Shipments, sh)
+		d.DistanceKm += sh.DistanceKm
+		d.CostCents += sh.CostCents
+		req := &schemas.FulfillmentRequest{OrderID: s.o.OrderID, ShipmentID: sh.ShipmentID, NodeID: nid,
+			Type: schemas.ActionShip, Priority: ev.Priority, Lines: sh.Lines, ShipTo: ev.ShipTo, RequestedAt: s.ts}
+		if method == schemas.DeliveryPickup {
+			req.Type, req.ShipTo = schemas.ActionHoldForPickup, nil
+		} else {
+			s.st.AddLoad(nid, today, 1)
+		}
+		s.out.Request(req)
+		for _, l := range sh.Lines {
+			if i := s.line(l.LineID); i >= 0 {
+				node := nid
+				s.o.Lines[i].NodeID = &node
+			}
+		}
+	}
+	d.DistanceKm = roundKm(d.DistanceKm)
+	d.Split = len(d.Shipments) > 1
+	routedState := schemas.StateRouted
+	if method == schemas.DeliveryPickup {
+		routedState = schemas.StateReadyForPickup
+	}
+	for _, id := range s.o.RoundLines {
+		i := s.line(id)
+		if i < 0 {
+			continue
+		}
+		if n := short[id]; n > 0 {
+			l := s.o.Lines[i]
+			d.Backordered = append(d.Backordered, schemas.OrderLine{LineID: id, SKU: l.SKU, Qty: n, UnitPriceCents: l.UnitPriceCents})
+		}
+		committed, _ := s.held(id)
+		switch {
+		case committed > 0:
+			s.setLine(i, routedState)
+		case short[id] > 0:
+			s.setLine(i, schemas.StateBackordered)
+		}
+	}
+	switch {
+	case len(d.Shipments) == 0:
+		d.Status = schemas.DecisionBackordered
+		s.r.Stats.Backordered++
+	case len(d.Backordered) > 0:
+		d.Status = schemas.DecisionPartiallyRouted
+		s.r.Stats.Partial++
+	default:
+		d.Status = schemas.DecisionRouted
+		s.r.Stats.Routed++
+	}
+	if d.Split {
+		s.r.Stats.Splits++
+	}
+	s.closeRound()
+	s.emitDecision(d)
+}
+
+func roundKm(km float64) float64 { return float64(int64(km*10+0.5)) / 10 }
+
+func (s *step) closeRound() {
+	s.o.Attempt = 0
+	s.o.RoundLines = s.o.RoundLines[:0]
+	s.o.Caps = s.o.Caps[:0]
+	s.o.Refused = false
+}
+
+func (s *step) emitDecision(d *schemas.RoutingDecision) {
+	// The plan's summary may no longer hold (refusals changed it): say
+	// what was decided, then the plan's other reasons.
+	reasons := []string{}
+	switch {
+	case len(d.Shipments) == 1 && len(d.Backordered) == 0:
+		reasons = append(reasons, "one node covers all lines: "+d.Shipments[0].NodeID)
+	case len(d.Shipments) > 1:
+		reasons = append(reasons, fmt.Sprintf("split into %d shipments: no single node has all lines", len(d.Shipments)))
+	}
+	if len(d.Backordered) > 0 {
+		var parts []string
+		for _, l := range d.Backordered {
+			parts = append(parts, fmt.Sprintf("%s (%d x %s)", l.LineID, l.Qty, l.SKU))
+		}
+		reasons = append(reasons, "not available now: line "+strings.Join(parts, ", line "))
+	}
+	for _, r := range d.Reasons {
+		if !strings.HasPrefix(r, "one node covers") && !strings.HasPrefix(r, "split into") {
+			reasons = append(reasons, r)
+		}
+	}
+	d.Reasons = reasons
+	s.o.Reason = strings.Join(reasons, "\n")
+	s.r.Stats.Decisions++
+	s.out.Decision(d)
+}
+
+// Result applies an answer or notice of the inventory processor.
+func (r *Router) Result(st Store, w World, out Out, key []byte, res *schemas.ReservationResult, ts int64) error {
+	if string(key) != res.OrderID {
+		return invalid("record key %q disagrees with order_id %q", key, res.OrderID)
+	}
+	cur, err := st.Order(res.OrderID)
+	if err != nil {
+		return err
+	}
+	if cur == nil {
+		r.Stats.Stale++ // a shipment or return of an order the router does not know
+		return nil
+	}
+	s := &step{r: r, st: st, w: w, out: out, ts: ts, o: cloneOrder(cur), prev: cur}
+	switch res.Type {
+	case schemas.Reserve:
+		return s.reserved(res)
+	case schemas.Consume:
+		return s.shipped(res)
+	case schemas.Restock:
+		return s.restocked(res)
+	}
+	return nil // RELEASE answers need nothing
+}
+
+func (s *step) reserved(res *schemas.ReservationResult) error {
+	j := slices.IndexFunc(s.o.Holds, func(h schemas.Hold) bool {
+		return h.Pending && h.Tentative && h.LineID == res.LineID && h.NodeID == res.NodeID
+	})
+	if res.Attempt != s.o.Attempt || j < 0 {
+		s.r.Stats.Stale++
+		return nil
+	}
+	h := &s.o.Holds[j]
+	h.Pending = false
+	if res.OK {
+		h.Qty = res.Qty
+	} else {
+		s.o.Refused = true
+		s.o.Caps = append(s.o.Caps, schemas.Cap{SKU: res.SKU, NodeID: res.NodeID, Available: res.Available})
+		if h.Qty == 0 {
+			s.o.Holds = slices.Delete(s.o.Holds, j, j+1)
+		}
+	}
+	if !s.pending() {
+		if s.o.Refused && s.o.Attempt < int32(s.r.cfg.MaxAttempts) {
+			s.r.Stats.Replans++
+			s.o.Attempt++
+			s.o.Refused = false
+			s.plan()
+		} else {
+			s.finishRound()
+		}
+	}
+	return s.save()
+}
+
+// shipped applies a SHIPMENT of an order line (the inventory consumed the
+// reservation).
+func (s *step) shipped(res *schemas.ReservationResult) error {
+	i := s.line(res.LineID)
+	if i < 0 {
+		s.r.Stats.Stale++
+		return nil
+	}
+	if j := slices.IndexFunc(s.o.Holds, func(h schemas.Hold) bool {
+		return !h.Tentative && h.LineID == res.LineID && h.NodeID == res.NodeID
+	}); j >= 0 {
+		s.o.Holds[j].Qty -= min(res.Qty, s.o.Holds[j].Qty)
+		if s.o.Holds[j].Qty == 0 {
+			s.o.Holds = slices.Delete(s.o.Holds, j, j+1)
+		}
+	}
+	l := &s.o.Lines[i]
+	l.QtyShipped = min(l.Qty-l.QtyCancelled, l.QtyShipped+res.Qty)
+	if l.QtyShipped == l.Qty-l.QtyCancelled {
+		l.ShippedAt = s.ts
+		if s.o.Placed.DeliveryMethod == schemas.DeliveryPickup {
+			s.setLine(i, schemas.StatePickedUp)
+		} else {
+			s.setLine(i, schemas.StateShipped)
+		}
+	} else {
+		s.setLine(i, schemas.StatePartiallyShipped)
+	}
+	s.o.Reason = ""
+	return s.save()
+}
+
+// restocked applies a RETURN_RESTOCK of an order line: the units are back
+// in stock (and in ATS) already; the line is RETURNED once all shipped
+// units are back.
+func (s *step) restocked(res *schemas.ReservationResult) error {
+	i := s.line(res.LineID)
+	if i < 0 {
+		s.r.Stats.Stale++
+		return nil
+	}
+	l := &s.o.Lines[i]
+	l.QtyReturned = min(l.QtyShipped, l.QtyReturned+res.Qty)
+	if l.QtyReturned > 0 && l.QtyReturned == l.QtyShipped {
+		s.setLine(i, schemas.StateReturned)
+	}
+	s.o.Reason = ""
+	return s.save()
+}
+
+// cancel cancels lines (all when ids is empty) that have not shipped.
+func (s *step) cancel(ids []string, why string) error {
+	var refused, cancelled []string
+	for _, id := range ids {
+		if s.line(id) < 0 {
+			refused = append(refused, id)
+		}
+	}
+	for i := range s.o.Lines {
+		l := &s.o.Lines[i]
+		if len(ids) > 0 && !slices.Contains(ids, l.LineID) {
+			continue
+		}
+		open := l.Qty - l.QtyCancelled - l.QtyShipped
+		if open <= 0 {
+			if l.QtyShipped > 0 {
+				refused = append(refused, l.LineID)
+			}
+			continue
+		}
+		l.QtyCancelled += open
+		cancelled = append(cancelled, l.LineID)
+		if l.QtyShipped > 0 {
+			s.setLine(i, schemas.StateShipped)
+		} else {
+			s.setLine(i, schemas.StateCancelled)
+		}
+		s.releaseLine(l.LineID)
+		s.o.RoundLines = slices.DeleteFunc(s.o.RoundLines, func(id string) bool { return id == l.LineID })
+	}
+	s.cancelRequests(func(line string) bool { return slices.Contains(cancelled, line) })
+	switch {
+	case len(refused) > 0:
+		s.o.Reason = fmt.Sprintf("cancellation refused for line(s) %s: already shipped or unknown", strings.Join(refused, ", "))
+	case len(cancelled) > 0 && why != "":
+		s.o.Reason = "cancelled: " + why
+	case len(cancelled) > 0:
+		s.o.Reason = "cancelled"
+	}
+	if s.o.Attempt > 0 && len(s.o.RoundLines) == 0 {
+		s.closeRound()
+	}
+	if s.allCancelled() {
+		s.o.State = schemas.StateCancelled
+	} else if s.o.Attempt > 0 && !s.pending() {
+		s.finishRound()
+	}
+	return s.save()
+}
+
+func (s *step) allCancelled() bool {
+	return !slices.ContainsFunc(s.o.Lines, func(l schemas.LineStatus) bool { return l.QtyCancelled < l.Qty })
+}
+
+// releaseLine releases every hold of a line.
+func (s *step) releaseLine(id string) {
+	s.o.Holds = slices.DeleteFunc(s.o.Holds, func(h schemas.Hold) bool {
+		if h.LineID != id {
+			return false
+		}
+		if h.Qty > 0 || h.Pending {
+			s.command(schemas.Release, h.LineID, h.SKU, h.NodeID, 0, false)
+		}
+		return true
+	})
+}
+
+// cancelRequests sends CANCEL for the lines of requested shipments that
+// match, drops them from the shipments, and gives a node its capacity back
+// when a whole shipment of today goes.
+func (s *step) cancelRequests(match func(line string) bool) {
+	today := day(s.ts)
+	kept := s.o.Shipments[:0]
+	for _, sh := range s.o.Shipments {
+		var gone, stay []schemas.OrderLine
+		for _, l := range sh.Lines {
+			if match(l.LineID) {
+				gone = append(gone, l)
+			} else {
+				stay = append(stay, l)
+			}
+		}
+		if len(gone) > 0 {
+			req := &schemas.FulfillmentRequest{OrderID: s.o.OrderID, ShipmentID: sh.ShipmentID, NodeID: sh.NodeID,
+				Type: schemas.ActionCancel, Priority: s.o.Placed.Priority, Lines: gone, RequestedAt: s.ts}
+			if len(stay) == 0 {
+				req.Lines = []schemas.OrderLine{} // the whole shipment
+				if sh.Method == schemas.DeliveryShip {
+					s.st.AddLoad(sh.NodeID, today, -1)
+				}
+			}
+			s.out.Request(req)
+		}
+		if len(stay) > 0 {
+			sh.Lines = stay
+			kept = append(kept, sh)
+		}
+	}
+	s.o.Shipments = kept
+}
+
+// release resumes an order ON_HOLD (a review tool's verdict).
+func (s *step) release(why string) error {
+	if s.o.State != schemas.StateOnHold {
+		return nil // nothing held: a late or repeated verdict
+	}
+	s.o.Reason = ""
+	for i := range s.o.Lines {
+		if s.o.Lines[i].State == schemas.StateOnHold {
+			s.setLine(i, schemas.StatePlaced)
+		}
+	}
+	s.startRound(s.allOpenLines())
+	if why != "" {
+		s.o.Reason = strings.TrimPrefix(s.o.Reason+"\nreleased: "+why, "\n")
+	}
+	return s.save()
+}
+
+// addressChanged re-plans an order whose shipments have not shipped; after
+// a shipment it is refused.
+func (s *step) addressChanged(to *schemas.Address) error {
+	if to == nil {
+		return invalid("ADDRESS_CHANGED for %s without ship_to", s.o.OrderID)
+	}
+	if s.o.Placed.DeliveryMethod != schemas.DeliveryShip {
+		s.o.Reason = "address change ignored: a pickup order"
+		return s.save()
+	}
+	if slices.ContainsFunc(s.o.Lines, func(l schemas.LineStatus) bool { return l.QtyShipped > 0 }) {
+		s.o.Reason = "address change refused: part of the order has shipped"
+		return s.save()
+	}
+	s.o.Placed.ShipTo = to
+	if s.o.State == schemas.StateOnHold || s.allCancelled() {
+		s.o.Reason = "address changed"
+		return s.save()
+	}
+	// Every requested shipment is cancelled at its node; what it held
+	// becomes the new round's own stock, so the new plan may keep a node.
+	s.cancelRequests(func(string) bool { return true })
+	for i := range s.o.Holds {
+		s.o.Holds[i].Tentative = true
+	}
+	if s.o.Attempt > 0 {
+		s.o.RoundLines = s.allOpenLines()
+		return s.save() // the open round re-plans when its answers are in
+	}
+	s.startRound(s.allOpenLines())
+	if s.o.Attempt == 0 {
+		s.o.Reason = "address changed; re-planned\n" + s.o.Reason
+	}
+	return s.save()
+}
+
+// returnAuthorized marks shipped lines RETURN_PENDING (an RMA).
+func (s *step) returnAuthorized(ids []string) error {
+	var refused []string
+	for _, id := range ids {
+		if s.line(id) < 0 {
+			refused = append(refused, id)
+		}
+	}
+	for i, l := range s.o.Lines {
+		if len(ids) > 0 && !slices.Contains(ids, l.LineID) {
+			continue
+		}
+		if l.QtyShipped == 0 || l.QtyReturned >= l.QtyShipped {
+			refused = append(refused, l.LineID)
+			continue
+		}
+		s.setLine(i, schemas.StateReturnPending)
+	}
+	s.o.Reason = "return authorized"
+	if len(refused) > 0 {
+		s.o.Reason = fmt.Sprintf("return refused for line(s) %s: unknown or nothing shipped to return", strings.Join(refused, ", "))
+	}
+	return s.save()
+}
+
+// Feedback applies a node's short pick or rejection: the missing units are
+// released there and routed elsewhere.
+func (r *Router) Feedback(st Store, w World, out Out, key []byte, f *schemas.FulfillmentFeedback, ts int64) error {
+	switch {
+	case string(key) != f.OrderID:
+		return invalid("record key %q disagrees with order_id %q", key, f.OrderID)
+	case f.FeedbackID == "":
+		return invalid("empty feedback_id")
+	case f.QtyShort <= 0:
+		return invalid("%s qty_short must be positive, got %d", f.Type, f.QtyShort)
+	}
+	cur, err := st.Order(f.OrderID)
+	if err != nil {
+		return err
+	}
+	if cur == nil {
+		return invalid("feedback for unknown order %q", f.OrderID)
+	}
+	if slices.Contains(cur.FeedbackIDs, f.FeedbackID) {
+		r.Stats.Duplicates++
+		return nil
+	}
+	s := &step{r: r, st: st, w: w, out: out, ts: ts, o: cloneOrder(cur), prev: cur}
+	s.o.FeedbackIDs = append(s.o.FeedbackIDs, f.FeedbackID)
+	if n := len(s.o.FeedbackIDs); n > 64 { // bounded: feedback ids are retried soon or never
+		s.o.FeedbackIDs = s.o.FeedbackIDs[n-64:]
+	}
+	i := s.line(f.LineID)
+	j := slices.IndexFunc(s.o.Holds, func(h schemas.Hold) bool {
+		return !h.Tentative && h.LineID == f.LineID && h.NodeID == f.NodeID
+	})
+	if i < 0 || j < 0 {
+		s.o.Reason = fmt.Sprintf("feedback %s ignored: line %s is not held at %s", f.FeedbackID, f.LineID, f.NodeID)
+		return s.save()
+	}
+	h := &s.o.Holds[j]
+	short := min(f.QtyShort, h.Qty)
+	h.Qty -= short
+	if h.Qty == 0 {
+		s.command(schemas.Release, h.LineID, h.SKU, h.NodeID, 0, false)
+		s.o.Holds = slices.Delete(s.o.Holds, j, j+1)
+	} else {
+		s.command(schemas.Reserve, h.LineID, h.SKU, h.NodeID, h.Qty, true) // set the hold lower: always granted
+	}
+	s.dropFromShipments(f.LineID, f.NodeID, short)
+	why := fmt.Sprintf("node %s %s %d unit(s) of line %s", f.NodeID, strings.ToLower(strings.ReplaceAll(string(f.Type), "_", "-")), short, f.LineID)
+	if f.Reason != "" {
+		why += " (" + f.Reason + ")"
+	}
+	// Route the missing units, never again from that node in this round.
+	sku := s.o.Lines[i].SKU
+	if s.o.Attempt == 0 {
+		s.o.Attempt = 1
+		s.o.Caps = s.o.Caps[:0]
+		s.o.RoundLines = []string{f.LineID}
+	} else if !slices.Contains(s.o.RoundLines, f.LineID) {
+		s.o.RoundLines = append(s.o.RoundLines, f.LineID)
+	}
+	s.o.Caps = append(s.o.Caps, schemas.Cap{SKU: sku, NodeID: f.NodeID, Available: 0})
+	if !s.pending() {
+		s.plan()
+		s.o.Reason = "re-routed: " + why + "\n" + s.o.Reason
+	}
+	return s.save()
+}
+
+// dropFromShipments removes qty units of a line from the order's shipments
+// at node.
+func (s *step) dropFromShipments(line, node string, qty int64) {
+	for k := range s.o.Shipments {
+		sh := &s.o.Shipments[k]
+		if sh.NodeID != node {
+			continue
+		}
+		for m := range sh.Lines {
+			if sh.Lines[m].LineID == line {
+				sh.Lines[m].Qty -= min(qty, sh.Lines[m].Qty)
+			}
+		}
+		sh.Lines = slices.DeleteFunc(sh.Lines, func(l schemas.OrderLine) bool { return l.Qty == 0 })
+	}
+	s.o.Shipments = slices.DeleteFunc(s.o.Shipments, func(sh schemas.RoutedShipment) bool { return len(sh.Lines) == 0 })
+}
+
+// save derives the order's state from its lines, stores it and emits its
+// status.
+func (s *step) save() error {
+	if s.err != nil {
+		return s.err
+	}
+	s.o.State = s.deriveState()
+	if p := s.prev; p == nil || p.State != s.o.State || p.Reason != s.o.Reason || !slices.Equal(p.Lines, s.o.Lines) {
+		s.o.Version++
+		s.out.Status(s.status())
+	}
+	s.st.PutOrder(s.o)
+	return nil
+}
+
+// deriveState is the order's state for "where is my order", from its
+// lines: the least advanced active line wins, except that a return or a
+// shipment in progress shows.
+func (s *step) deriveState() schemas.OrderState {
+	switch s.o.State {
+	case schemas.StateOnHold, schemas.StateRejected:
+		if !s.allCancelled() {
+			return s.o.State
+		}
+	}
+	count := map[schemas.OrderState]int{}
+	active := 0
+	for _, l := range s.o.Lines {
+		if l.State == schemas.StateCancelled {
+			continue
+		}
+		active++
+		count[l.State]++
+	}
+	shipped := count[schemas.StateShipped] + count[schemas.StatePickedUp] + count[schemas.StateReturnPending] + count[schemas.StateReturned]
+	switch {
+	case active == 0:
+		return schemas.StateCancelled
+	case count[schemas.StateReturnPending] > 0:
+		return schemas.StateReturnPending
+	case count[schemas.StateReturned] == active:
+		return schemas.StateReturned
+	case shipped == active && count[schemas.StatePickedUp] > 0:
+		return schemas.StatePickedUp
+	case shipped == active:
+		return schemas.StateShipped
+	case shipped > 0 || count[schemas.StatePartiallyShipped] > 0:
+		return schemas.StatePartiallyShipped
+	case count[schemas.StateReadyForPickup] > 0:
+		return schemas.StateReadyForPickup
+	case count[schemas.StateRouted] > 0:
+		return schemas.StateRouted
+	case count[schemas.StateBackordered] > 0:
+		return schemas.StateBackordered
+	case count[schemas.StateRejected] > 0:
+		return schemas.StateRejected
+	}
+	return schemas.StatePlaced
+}
+
+func (s *step) status() *schemas.OrderStatus {
+	st := &schemas.OrderStatus{OrderID: s.o.OrderID, ChannelID: s.o.Placed.ChannelID, PlacedAt: s.o.Placed.PlacedAt,
+		State: s.o.State, Lines: slices.Clone(s.o.Lines), Reason: strings.ReplaceAll(s.o.Reason, "\n", "; "),
+		Version: s.o.Version, UpdatedAt: s.ts}
+	return st
+}
+
+// orderNetwork is the planner's Network for one order: the world, with
+// capacity left today from this partition's load and the others'.
+type orderNetwork struct {
+	s   *step
+	day int64
+}
+
+func (n *orderNetwork) Node(id string) *schemas.Node       { return n.s.w.Node(id) }
+func (n *orderNetwork) Nodes() []*schemas.Node             { return n.s.w.Nodes() }
+func (n *orderNetwork) Channel(id string) *schemas.Channel { return n.s.w.Channel(id) }
+func (n *orderNetwork) Stock(sku, node string) (schemas.NodeATS, bool) {
+	return n.s.w.Stock(sku, node)
+}
+
+func (n *orderNetwork) ShipmentsLeft(node string) int64 {
+	nd := n.s.w.Node(node)
+	if nd == nil || nd.DailyCapacity <= 0 {
+		return -1
+	}
+	// A node this order already ships from today costs it no new shipment.
+	if slices.ContainsFunc(n.s.o.Holds, func(h schemas.Hold) bool { return h.NodeID == node && h.Tentative && h.Qty > 0 }) {
+		return 1
+	}
+	mine, err := n.s.st.Load(node, n.day)
+	if err != nil {
+		n.s.err = cmp.Or(n.s.err, err)
+		return 0
+	}
+	return max(0, int64(nd.DailyCapacity)-mine-n.s.w.OtherLoad(node, n.day))
+}

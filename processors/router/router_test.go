@@ -1,0 +1,262 @@
+package router
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/datadriven"
+	"github.com/invroute/invroute/processors/inventory"
+	"github.com/invroute/invroute/schemas"
+)
+
+// memStore is an in-memory router Store.
+type memStore struct {
+	orders map[string]*schemas.RouterOrder
+	load   map[string]int64 // node/day -> shipments
+}
+
+func (m *memStore) Order(id string) (*schemas.RouterOrder, error) { return m.orders[id], nil }
+func (m *memStore) PutOrder(o *schemas.RouterOrder)                { m.orders[o.OrderID] = o }
+func (m *memStore) Load(node string, day int64) (int64, error) {
+	return m.load[fmt.Sprint(node, "/", day)], nil
+}
+func (m *memStore) AddLoad(node string, day int64, d int64) { m.load[fmt.Sprint(node, "/", day)] += d }
+
+// world is testNet as a router World; other partitions took nothing.
+type world struct{ *testNet }
+
+func (world) OtherLoad(string, int64) int64 { return 0 }
+
+// capture records what the router emits.
+type capture struct {
+	cmds []*schemas.ReservationCommand
+	b    strings.Builder
+}
+
+func (c *capture) Command(x *schemas.ReservationCommand) {
+	c.cmds = append(c.cmds, x)
+	fmt.Fprintf(&c.b, "%s %s/%s %s@%s", strings.ToLower(string(x.Type)), x.OrderID, x.LineID, x.SKU, x.NodeID)
+	if x.Type == schemas.Reserve {
+		fmt.Fprintf(&c.b, " qty=%d", x.Qty)
+	}
+	fmt.Fprintf(&c.b, " attempt=%d\n", x.Attempt)
+}
+
+func (c *capture) Decision(d *schemas.RoutingDecision) {
+	fmt.Fprintf(&c.b, "decision %s %s attempts=%d split=%t %.1f km %d c\n", d.OrderID, d.Status, d.Attempts, d.Split, d.DistanceKm, d.CostCents)
+	for _, s := range d.Shipments {
+		fmt.Fprintf(&c.b, "  shipment %s from %s:%s\n", s.ShipmentID, s.NodeID, lines(s.Lines))
+	}
+	if len(d.Backordered) > 0 {
+		fmt.Fprintf(&c.b, "  backordered:%s\n", lines(d.Backordered))
+	}
+	for _, r := range d.Reasons {
+		fmt.Fprintf(&c.b, "  - %s\n", r)
+	}
+}
+
+func (c *capture) Request(r *schemas.FulfillmentRequest) {
+	fmt.Fprintf(&c.b, "request %s to %s for %s %s:%s\n", r.Type, r.NodeID, r.ShipmentID, r.Priority, lines(r.Lines))
+}
+
+func (c *capture) Status(s *schemas.OrderStatus) {
+	fmt.Fprintf(&c.b, "status %s v%d %s:", s.OrderID, s.Version, s.State)
+	for _, l := range s.Lines {
+		fmt.Fprintf(&c.b, " %s=%s", l.LineID, l.State)
+		if l.NodeID != nil {
+			fmt.Fprintf(&c.b, "@%s", *l.NodeID)
+		}
+		if l.QtyShipped > 0 || l.QtyCancelled > 0 || l.QtyReturned > 0 {
+			fmt.Fprintf(&c.b, "(shipped %d, cancelled %d, returned %d)", l.QtyShipped, l.QtyCancelled, l.QtyReturned)
+		}
+	}
+	if s.Reason != "" {
+		fmt.Fprintf(&c.b, " [%s]", s.Reason)
+	}
+	c.b.WriteString("\n")
+}
+
+func lines(ls []schemas.OrderLine) string {
+	var b strings.Builder
+	for _, l := range ls {
+		fmt.Fprintf(&b, " %s %s x%d", l.LineID, l.SKU, l.Qty)
+	}
+	if b.Len() == 0 {
+		return " (all)"
+	}
+	return b.String()
+}
+
+// fakeInventory answers reservation commands the way the inventory
+// processor does, on testNet's stock (reserved counts holds), so that the
+// scripts show the whole round trip.
+type fakeInventory struct {
+	net   *testNet
+	holds map[[4]string]int64 // sku, order, line, node
+}
+
+func (f *fakeInventory) answer(c *schemas.ReservationCommand, refuse bool) *schemas.ReservationResult {
+	res := &schemas.ReservationResult{OrderID: c.OrderID, LineID: c.LineID, Type: c.Type, SKU: c.SKU, NodeID: c.NodeID,
+		Qty: c.Qty, Attempt: c.Attempt, DecidedAt: c.IssuedAt}
+	k := [4]string{c.SKU, c.OrderID, c.LineID, c.NodeID}
+	held := f.holds[k]
+	key := [2]string{c.SKU, c.NodeID}
+	st := f.net.stock[key]
+	n := f.net.nodes[c.NodeID]
+	room := int64(0)
+	if n != nil && n.Active {
+		room = st.OnHand - st.Reserved
+		if !c.AllowSafetyStock {
+			room -= inventory.SafetyStock(n, c.SKU)
+		}
+		room = max(0, room)
+	}
+	want := c.Qty
+	if c.Type == schemas.Release {
+		want, res.Qty = 0, held
+	}
+	if refuse { // the ats table was stale: the node has none left
+		res.Reason = "insufficient stock"
+		return res
+	}
+	if delta := want - held; delta > room {
+		res.Reason, res.Available = "insufficient stock", room
+		return res
+	}
+	st.Reserved += want - held
+	st.NodeID = c.NodeID
+	f.net.stock[key] = st
+	f.holds[k] = want
+	res.OK, res.Available = true, max(0, room-(want-held))
+	return res
+}
+
+// TestRouter runs the scripts in testdata/router. Besides the network
+// commands of TestPlan:
+//
+//	order id=.. [plan args] [ts=MS]      a PLACED event
+//	answer [refuse=LINE@NODE,...]         the inventory answers every queued command
+//	auto                                  answer until nothing is queued
+//	cancel|release|address|rma id=.. [lines=..] [to=LAT,LON] [reason=..]
+//	ship|restock id=.. line=.. node=.. qty=N   a SHIPMENT / RETURN_RESTOCK of the line (inventory notice)
+//	feedback id=.. fid=.. line=.. node=.. short=N [type=REJECTED]
+//	holds id=..                           prints the order's holds and shipments
+//	inventory                             prints what the fake inventory holds
+func TestRouter(t *testing.T) {
+	datadriven.Walk(t, "testdata/router", func(t *testing.T, path string) {
+		net := newTestNet()
+		st := &memStore{orders: map[string]*schemas.RouterOrder{}, load: map[string]int64{}}
+		inv := &fakeInventory{net: net, holds: map[[4]string]int64{}}
+		r := New(Config{})
+		var queue []*schemas.ReservationCommand
+		var ts int64 = 1_800_000_000_000
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			a := args{t, d}
+			ts = int64(a.num("ts", float64(ts+1000)))
+			if out, ok := netCommand(a, net); ok {
+				return out
+			}
+			out := &capture{}
+			var err error
+			ev := func(ty schemas.OrderEventType) *schemas.OrderEvent {
+				e := &schemas.OrderEvent{OrderID: a.str("id", "o1"), Type: ty, LineIDs: list(a.str("lines", "")),
+					Reason: a.str("reason", ""), OccurredAt: ts}
+				if to := list(a.str("to", "")); len(to) == 2 {
+					lat, _ := strconv.ParseFloat(to[0], 64)
+					lon, _ := strconv.ParseFloat(to[1], 64)
+					e.ShipTo = &schemas.Address{Country: a.str("country", "FR"), Lat: lat, Lon: lon}
+				}
+				return e
+			}
+			answerAll := func(refuse []string) {
+				for len(queue) > 0 {
+					batch := queue
+					queue = nil
+					out.cmds = nil
+					for _, c := range batch {
+						res := inv.answer(c, slices.Contains(refuse, c.LineID+"@"+c.NodeID))
+						fmt.Fprintf(&out.b, "> %s %s/%s %s@%s ok=%t available=%d\n", res.Type, res.OrderID, res.LineID, res.SKU, res.NodeID, res.OK, res.Available)
+						if err = r.Result(st, world{net}, out, []byte(res.OrderID), res, ts); err != nil {
+							return
+						}
+					}
+					queue = append(queue, out.cmds...)
+					if d.Cmd == "answer" {
+						return
+					}
+				}
+			}
+			switch d.Cmd {
+			case "order":
+				o := orderFrom(a)
+				err = r.OrderEvent(st, world{net}, out, []byte(o.OrderID), o, ts)
+			case "cancel":
+				err = r.OrderEvent(st, world{net}, out, []byte(a.str("id", "o1")), ev(schemas.EventCancelled), ts)
+			case "release":
+				err = r.OrderEvent(st, world{net}, out, []byte(a.str("id", "o1")), ev(schemas.EventReleased), ts)
+			case "address":
+				err = r.OrderEvent(st, world{net}, out, []byte(a.str("id", "o1")), ev(schemas.EventAddressChanged), ts)
+			case "rma":
+				err = r.OrderEvent(st, world{net}, out, []byte(a.str("id", "o1")), ev(schemas.EventReturnAuthorized), ts)
+			case "ship", "restock":
+				res := &schemas.ReservationResult{OrderID: a.str("id", "o1"), LineID: a.str("line", ""), Type: schemas.Consume,
+					SKU: a.str("sku", ""), NodeID: a.str("node", ""), Qty: int64(a.num("qty", 0)), OK: true}
+				k := [2]string{res.SKU, res.NodeID}
+				s := net.stock[k]
+				if d.Cmd == "restock" {
+					res.Type = schemas.Restock
+					s.OnHand += res.Qty
+				} else {
+					hk := [4]string{res.SKU, res.OrderID, res.LineID, res.NodeID}
+					c := min(res.Qty, inv.holds[hk])
+					inv.holds[hk] -= c
+					s.OnHand -= res.Qty
+					s.Reserved -= c
+				}
+				net.stock[k] = s
+				err = r.Result(st, world{net}, out, []byte(res.OrderID), res, ts)
+			case "feedback":
+				f := &schemas.FulfillmentFeedback{FeedbackID: a.str("fid", ""), OrderID: a.str("id", "o1"), LineID: a.str("line", ""),
+					NodeID: a.str("node", ""), Type: schemas.FeedbackType(a.str("type", "SHORT_PICKED")),
+					QtyShort: int64(a.num("short", 0)), Reason: a.str("reason", "")}
+				err = r.Feedback(st, world{net}, out, []byte(f.OrderID), f, ts)
+			case "answer", "auto":
+				answerAll(list(a.str("refuse", "")))
+				out.cmds = nil // queued by answerAll already
+			case "holds":
+				o := st.orders[a.str("id", "o1")]
+				if o == nil {
+					return "unknown order"
+				}
+				for _, h := range o.Holds {
+					fmt.Fprintf(&out.b, "hold %s %s@%s qty=%d tentative=%t pending=%t\n", h.LineID, h.SKU, h.NodeID, h.Qty, h.Tentative, h.Pending)
+				}
+				for _, s := range o.Shipments {
+					fmt.Fprintf(&out.b, "shipment %s from %s:%s\n", s.ShipmentID, s.NodeID, lines(s.Lines))
+				}
+				fmt.Fprintf(&out.b, "attempt=%d round=%v", o.Attempt, o.RoundLines)
+				return out.b.String()
+			case "inventory":
+				var rows []string
+				for k, v := range net.stock {
+					rows = append(rows, fmt.Sprintf("%s@%s on_hand=%d reserved=%d", k[0], k[1], v.OnHand, v.Reserved))
+				}
+				slices.Sort(rows)
+				return strings.Join(rows, "\n")
+			default:
+				t.Fatalf("%s: unknown command %q", d.Pos, d.Cmd)
+			}
+			if err != nil {
+				fmt.Fprintf(&out.b, "error: %v\n", err)
+			}
+			queue = append(queue, out.cmds...)
+			if out.b.Len() == 0 {
+				return "nothing"
+			}
+			return out.b.String()
+		})
+	})
+}
