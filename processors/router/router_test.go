@@ -19,7 +19,7 @@ type memStore struct {
 }
 
 func (m *memStore) Order(id string) (*schemas.RouterOrder, error) { return m.orders[id], nil }
-func (m *memStore) PutOrder(o *schemas.RouterOrder)                { m.orders[o.OrderID] = o }
+func (m *memStore) PutOrder(o *schemas.RouterOrder)               { m.orders[o.OrderID] = o }
 func (m *memStore) Load(node string, day int64) (int64, error) {
 	return m.load[fmt.Sprint(node, "/", day)], nil
 }
