@@ -360,6 +360,12 @@ func (s *step) plan() {
 		s.o.Reason = "rejected: " + reject
 	}
 
+	if len(p.Unplanned) > 0 && ev.Policy == schemas.ShipComplete {
+		// It cannot complete: reserve nothing (not even for a moment, so
+		// that other orders may have the stock); finishRound releases
+		// what the round holds and backorders.
+		p.Shipments = nil
+	}
 	want := map[[2]string]int64{} // (line, node) -> qty
 	for _, sh := range p.Shipments {
 		for _, l := range sh.Lines {
@@ -499,6 +505,9 @@ func (s *step) finishRound() {
 			d.Reasons = append(d.Reasons, "SHIP_COMPLETE: not every line can be routed, nothing ships yet")
 			for _, id := range s.o.RoundLines {
 				if i := s.line(id); i >= 0 && s.need(i) > 0 {
+					if c, _ := s.held(id); c == 0 {
+						s.o.Lines[i].NodeID = nil
+					}
 					s.setLine(i, schemas.StateBackordered)
 				}
 			}
@@ -577,6 +586,7 @@ func (s *step) finishRound() {
 		case committed > 0:
 			s.setLine(i, routedState)
 		case short[id] > 0:
+			s.o.Lines[i].NodeID = nil
 			s.setLine(i, schemas.StateBackordered)
 		}
 	}
@@ -617,7 +627,7 @@ func (s *step) emitDecision(d *schemas.RoutingDecision) {
 	case len(d.Shipments) > 1:
 		reasons = append(reasons, fmt.Sprintf("split into %d shipments: no single node has all lines", len(d.Shipments)))
 	}
-	if len(d.Backordered) > 0 {
+	if len(d.Backordered) > 0 && d.Status != schemas.DecisionRejected {
 		var parts []string
 		for _, l := range d.Backordered {
 			parts = append(parts, fmt.Sprintf("%s (%d x %s)", l.LineID, l.Qty, l.SKU))
@@ -625,7 +635,8 @@ func (s *step) emitDecision(d *schemas.RoutingDecision) {
 		reasons = append(reasons, "not available now: line "+strings.Join(parts, ", line "))
 	}
 	for _, r := range d.Reasons {
-		if !strings.HasPrefix(r, "one node covers") && !strings.HasPrefix(r, "split into") {
+		if !strings.HasPrefix(r, "one node covers") && !strings.HasPrefix(r, "split into") &&
+			!(len(d.Backordered) > 0 && strings.HasSuffix(r, "available now")) {
 			reasons = append(reasons, r)
 		}
 	}
