@@ -290,3 +290,20 @@ func TestCoPartitionedCheck(t *testing.T) {
 		t.Error("partition 0 of b missing: no error")
 	}
 }
+
+// TestSilentGlobal: a silent table's records are applied but kept out of
+// the change history and of the positions tasks persist.
+func TestSilentGlobal(t *testing.T) {
+	e := &Engine{topo: &Topology{Globals: []Global{{Topic: "nodes"}, {Topic: "ats", Silent: true}}}, cfg: Config{TopicPrefix: "p."}}
+	g := newGlobalReader(e)
+	g.record(&kgo.Record{Topic: "p.nodes", Partition: 0, Offset: 0, Key: []byte("n1")})
+	g.record(&kgo.Record{Topic: "p.ats", Partition: 0, Offset: 0, Key: []byte("sku")})
+	pos := g.positions()
+	if _, ok := pos["p.ats"]; ok || pos["p.nodes"][0] != 1 {
+		t.Errorf("positions %v: want p.nodes only", pos)
+	}
+	entries, all := g.changes(Positions{}, Positions{"p.nodes": {0: 1}, "p.ats": {0: 1}})
+	if len(entries) != 1 || string(entries[0].key) != "n1" || len(all) != 0 {
+		t.Errorf("changes: %v %v, want n1 only", entries, all)
+	}
+}

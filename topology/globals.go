@@ -33,6 +33,7 @@ type globalReader struct {
 	cl     *kgo.Client
 	apply  map[string]func(key, value []byte) error
 	topic  map[string]Topic // prefixed -> unprefixed
+	silent map[string]bool  // prefixed, Global.Silent
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -80,12 +81,13 @@ func (p Positions) equal(o Positions) bool {
 }
 
 func newGlobalReader(e *Engine) *globalReader {
-	g := &globalReader{e: e, apply: map[string]func(k, v []byte) error{}, topic: map[string]Topic{},
+	g := &globalReader{e: e, apply: map[string]func(k, v []byte) error{}, topic: map[string]Topic{}, silent: map[string]bool{},
 		done: make(chan struct{}), pos: Positions{}, histStart: Positions{}}
 	for _, gl := range e.topo.Globals {
 		name := e.cfg.TopicPrefix + string(gl.Topic)
 		g.apply[name] = gl.Apply
 		g.topic[name] = gl.Topic
+		g.silent[name] = gl.Silent
 		g.pos[name] = map[int32]int64{}
 		g.histStart[name] = map[int32]int64{}
 	}
@@ -196,7 +198,7 @@ func (g *globalReader) handle(fs kgo.Fetches) error {
 func (g *globalReader) record(r *kgo.Record) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if !r.Attrs.IsControl() {
+	if !r.Attrs.IsControl() && !g.silent[r.Topic] {
 		g.hist = append(g.hist, globalEntry{topic: g.topic[r.Topic], prefix: r.Topic, part: r.Partition,
 			offset: r.Offset, key: r.Key, ts: r.Timestamp.UnixMilli()})
 	}
@@ -210,11 +212,18 @@ func (g *globalReader) record(r *kgo.Record) {
 	}
 }
 
-// positions returns the reader's current positions.
+// positions returns the reader's current positions in the tables whose
+// changes tasks are told of (not the silent ones).
 func (g *globalReader) positions() Positions {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.pos.clone()
+	out := Positions{}
+	for t, m := range g.pos {
+		if !g.silent[t] {
+			out[t] = maps.Clone(m)
+		}
+	}
+	return out
 }
 
 // changes returns the entries after from up to to, one per key (the

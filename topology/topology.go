@@ -56,6 +56,11 @@ type Output struct {
 type Global struct {
 	Topic Topic
 	Apply func(key, value []byte) error
+	// Silent tables are read but their changes are not handed to the tasks
+	// (GlobalChanged): no history is kept and task state does not record
+	// positions in them. For large, busy tables only looked up (the ats
+	// table of the router).
+	Silent bool
 }
 
 // Topology is the processing graph of one application.
