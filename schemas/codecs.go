@@ -57,4 +57,6 @@ var (
 	// RouterOrders reads and writes the router store and its changelog.
 	// Only invroute writes it: Append skips the strict pass.
 	RouterOrders = newInternalCodec[RouterOrder](mustSchema("router_order.avsc"))
+	// NodeLoads reads and writes the internal node load topic.
+	NodeLoads = newCodec[NodeLoad](mustSchema("node_load.avsc"))
 )

@@ -75,6 +75,7 @@ func allCodecs() []anyCodec {
 		adapter[FulfillmentRequest]{FulfillmentRequests, fulfillmentRequestSamples},
 		adapter[OrderStatus]{OrderStatuses, orderStatusSamples},
 		adapter[RouterOrder]{RouterOrders, routerOrderSamples},
+		adapter[NodeLoad]{NodeLoads, nodeLoadSamples},
 	}
 }
 

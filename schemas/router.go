@@ -43,3 +43,13 @@ type Cap struct {
 	NodeID    string `avro:"node_id"`
 	Available int64  `avro:"available"`
 }
+
+// NodeLoad is how many shipments one router partition gave one node on one
+// UTC day. Internal topic (compacted, key node_id/partition): every router
+// instance reads it whole, so that daily capacity is shared by partitions.
+type NodeLoad struct {
+	NodeID    string `avro:"node_id"`
+	Partition int32  `avro:"partition"`
+	Day       int64  `avro:"day"` // days since the epoch, UTC
+	Shipments int64  `avro:"shipments"`
+}

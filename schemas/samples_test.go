@@ -142,6 +142,8 @@ var routerOrderSamples = []RouterOrder{
 		Caps: []Cap{{SKU: "S", NodeID: "M", Available: 0}}, Shipments: []RoutedShipment{}, FeedbackIDs: []string{"f-1"}},
 }
 
+var nodeLoadSamples = []NodeLoad{{NodeID: "WH-1", Partition: 3, Day: 20_833, Shipments: 1200}}
+
 func manyStrings(n int) []string {
 	s := make([]string, n)
 	for i := range s {

@@ -113,7 +113,6 @@ func NewEngine(cfg Config, topo *Topology) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{
-		phases:     phaseStats{log: cfg.Logger},
 		cfg:        cfg,
 		topo:       topo,
 		log:        cfg.Logger,
@@ -123,6 +122,7 @@ func NewEngine(cfg Config, topo *Topology) (*Engine, error) {
 		tasks:      map[int32]*taskState{},
 		dlq:        cfg.TopicPrefix + string(topo.DeadLetter),
 	}
+	e.phases = phaseStats{log: cfg.Logger, hist: e.m.phaseSeconds}
 	for _, in := range topo.Inputs {
 		e.inputs = append(e.inputs, cfg.TopicPrefix+string(in.Topic))
 	}

@@ -20,6 +20,7 @@ type metrics struct {
 	globalErrors  prometheus.Counter
 	partitions    prometheus.Gauge
 	commitSeconds prometheus.Histogram
+	phaseSeconds  *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -39,11 +40,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "invroute_transaction_seconds", Help: "Duration of committed transactions, begin to applied.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 		}),
+		phaseSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "invroute_transaction_phase_seconds", Help: "Time committed transactions spend per phase: process (poll and process input), flush (coalesced outputs and changelog), end (Kafka commit), apply (Pebble).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"phase"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.records, m.deadLetters, m.committed, m.aborted, m.reinits, m.restored,
-			m.globalErrors, m.partitions, m.commitSeconds)
-		_ = reg.Register(phaseSeconds) // already registered by an earlier engine in this process: fine
+			m.globalErrors, m.partitions, m.commitSeconds, m.phaseSeconds)
 	}
 	return m
 }
@@ -52,6 +56,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 // (poll+process, flush, end, apply) and logs it every 10 seconds.
 type phaseStats struct {
 	log        *slog.Logger
+	hist       *prometheus.HistogramVec
 	since      time.Time
 	txns, recs int
 	sum, worst [4]time.Duration
@@ -68,7 +73,9 @@ func (p *phaseStats) observe(records int, d ...time.Duration) {
 	for i, x := range d {
 		p.sum[i] += x
 		p.worst[i] = max(p.worst[i], x)
-		phaseSeconds.WithLabelValues(phaseNames[i]).Observe(x.Seconds())
+		if p.hist != nil {
+			p.hist.WithLabelValues(phaseNames[i]).Observe(x.Seconds())
+		}
 	}
 	if time.Since(p.since) < 10*time.Second {
 		return
@@ -79,14 +86,8 @@ func (p *phaseStats) observe(records int, d ...time.Duration) {
 			name+"_max", p.worst[i].Round(time.Microsecond))
 	}
 	p.log.Info("transactions", args...)
-	*p = phaseStats{log: p.log}
+	*p = phaseStats{log: p.log, hist: p.hist}
 }
-
-// phaseSeconds is process-wide: one engine per process.
-var phaseSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-	Name: "invroute_transaction_phase_seconds", Help: "Time committed transactions spend per phase: process (poll and process input), flush (coalesced outputs and changelog), end (Kafka commit), apply (Pebble).",
-	Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
-}, []string{"phase"})
 
 // kgoLogger sends franz-go's logs (warnings and errors) to slog.
 type kgoLogger struct{ l *slog.Logger }

@@ -77,6 +77,15 @@ type Topology struct {
 }
 
 // Validate reports every problem of the graph at once.
+func (t *Topology) output(tp Topic) *Output {
+	for i := range t.Outputs {
+		if t.Outputs[i].Topic == tp {
+			return &t.Outputs[i]
+		}
+	}
+	return nil
+}
+
 func (t *Topology) Validate() error {
 	var errs []error
 	if t.Group == "" {
@@ -121,6 +130,12 @@ func (t *Topology) Validate() error {
 		use(o.Topic, "output")
 	}
 	for _, g := range t.Globals {
+		// A silent global may be a compacted output too: a table every
+		// task publishes to and every instance reads (shared state such as
+		// the router's node loads). Others would feed back into the tasks.
+		if g.Silent && seen[g.Topic] == "output" && t.output(g.Topic).Compacted && !t.output(g.Topic).CoPartitioned {
+			continue
+		}
 		use(g.Topic, "global table")
 		if g.Apply == nil {
 			errs = append(errs, fmt.Errorf("topology: global %q has no Apply", g.Topic))
@@ -152,7 +167,9 @@ func (t *Topology) Topics(prefix string) []TopicSpec {
 		out = append(out, TopicSpec{Name: prefix + string(o.Topic), CoPartitioned: o.CoPartitioned, Compacted: o.Compacted})
 	}
 	for _, g := range t.Globals {
-		out = append(out, TopicSpec{Name: prefix + string(g.Topic), Compacted: true})
+		if t.output(g.Topic) == nil {
+			out = append(out, TopicSpec{Name: prefix + string(g.Topic), Compacted: true})
+		}
 	}
 	out = append(out, TopicSpec{Name: prefix + string(t.DeadLetter)})
 	return out

@@ -115,3 +115,27 @@ func TestEnsureTopics(t *testing.T) {
 		t.Errorf("error does not name the topic: %v", err)
 	}
 }
+
+// TestSharedTable: a silent global may also be a compacted, not
+// co-partitioned output (tasks publish, every instance reads); a notified
+// global may not.
+func TestSharedTable(t *testing.T) {
+	mk := func(silent, compacted bool) *Topology {
+		return &Topology{Group: "g", Inputs: []Input{{Topic: "in"}}, DeadLetter: "dlq",
+			NewTask: func(TaskContext) (Task, error) { return nil, nil },
+			Outputs: []Output{{Topic: "load", Compacted: compacted}},
+			Globals: []Global{{Topic: "load", Silent: silent, Apply: func(k, v []byte) error { return nil }}}}
+	}
+	if err := mk(true, true).Validate(); err != nil {
+		t.Errorf("silent shared table: %v", err)
+	}
+	if n := len(mk(true, true).Topics("")); n != 3 {
+		t.Errorf("%d topic specs, want 3 (in, load once, dlq)", n)
+	}
+	if err := mk(false, true).Validate(); err == nil {
+		t.Error("a notified global that is also an output was accepted")
+	}
+	if err := mk(true, false).Validate(); err == nil {
+		t.Error("a shared table that is not compacted was accepted")
+	}
+}

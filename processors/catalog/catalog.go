@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -24,6 +25,7 @@ type Catalog struct {
 // Snapshot is an immutable view of the tables.
 type Snapshot struct {
 	nodes    map[string]*schemas.Node
+	sorted   []*schemas.Node    // nodes sorted by NodeID
 	channels []*schemas.Channel // sorted by ChannelID
 }
 
@@ -59,6 +61,7 @@ func (c *Catalog) ApplyNode(key, value []byte) error {
 	} else {
 		next.nodes[n.NodeID] = n
 	}
+	next.sorted = slices.SortedFunc(maps.Values(next.nodes), func(a, b *schemas.Node) int { return strings.Compare(a.NodeID, b.NodeID) })
 	c.snap.Store(next)
 	return nil
 }
@@ -95,7 +98,7 @@ func (c *Catalog) ApplyChannel(key, value []byte) error {
 		})
 		chans = slices.Insert(chans, i, ch)
 	}
-	c.snap.Store(&Snapshot{nodes: old.nodes, channels: chans})
+	c.snap.Store(&Snapshot{nodes: old.nodes, sorted: old.sorted, channels: chans})
 	return nil
 }
 
@@ -105,17 +108,14 @@ func (s *Snapshot) Node(id string) *schemas.Node { return s.nodes[id] }
 // Channels returns every channel sorted by id. Do not modify.
 func (s *Snapshot) Channels() []*schemas.Channel { return s.channels }
 
-// Nodes returns every node sorted by id.
-func (s *Snapshot) Nodes() []*schemas.Node {
-	out := slices.Collect(maps.Values(s.nodes))
-	slices.SortFunc(out, func(a, b *schemas.Node) int {
-		switch {
-		case a.NodeID < b.NodeID:
-			return -1
-		case a.NodeID > b.NodeID:
-			return 1
-		}
-		return 0
-	})
-	return out
+// Nodes returns every node sorted by id. Do not modify.
+func (s *Snapshot) Nodes() []*schemas.Node { return s.sorted }
+
+// Channel returns the channel with the given id, or nil.
+func (s *Snapshot) Channel(id string) *schemas.Channel {
+	i, ok := slices.BinarySearchFunc(s.channels, id, func(c *schemas.Channel, id string) int { return strings.Compare(c.ChannelID, id) })
+	if !ok {
+		return nil
+	}
+	return s.channels[i]
 }

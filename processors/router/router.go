@@ -47,7 +47,7 @@ type Store interface {
 	// Load is how many shipments this partition gave node on day (days
 	// since the epoch, UTC); AddLoad changes it.
 	Load(node string, day int64) (int64, error)
-	AddLoad(node string, day int64, delta int64)
+	AddLoad(node string, day int64, delta int64) error
 }
 
 // World is what the router reads of the rest of the system: the node and
@@ -556,7 +556,7 @@ func (s *step) finishRound() {
 		if method == schemas.DeliveryPickup {
 			req.Type, req.ShipTo = schemas.ActionHoldForPickup, nil
 		} else {
-			s.st.AddLoad(nid, today, 1)
+			s.addLoad(nid, today, 1)
 		}
 		s.out.Request(req)
 		for _, l := range sh.Lines {
@@ -609,6 +609,12 @@ func (s *step) finishRound() {
 }
 
 func roundKm(km float64) float64 { return float64(int64(km*10+0.5)) / 10 }
+
+func (s *step) addLoad(node string, day, delta int64) {
+	if err := s.st.AddLoad(node, day, delta); err != nil {
+		s.err = cmp.Or(s.err, err)
+	}
+}
 
 func (s *step) closeRound() {
 	s.o.Attempt = 0
@@ -841,7 +847,7 @@ func (s *step) cancelRequests(match func(line string) bool) {
 			if len(stay) == 0 {
 				req.Lines = []schemas.OrderLine{} // the whole shipment
 				if sh.Method == schemas.DeliveryShip {
-					s.st.AddLoad(sh.NodeID, today, -1)
+					s.addLoad(sh.NodeID, today, -1)
 				}
 			}
 			s.out.Request(req)

@@ -23,12 +23,15 @@ func (m *memStore) PutOrder(o *schemas.RouterOrder)               { m.orders[o.O
 func (m *memStore) Load(node string, day int64) (int64, error) {
 	return m.load[fmt.Sprint(node, "/", day)], nil
 }
-func (m *memStore) AddLoad(node string, day int64, d int64) { m.load[fmt.Sprint(node, "/", day)] += d }
+func (m *memStore) AddLoad(node string, day int64, d int64) error {
+	m.load[fmt.Sprint(node, "/", day)] += d
+	return nil
+}
 
-// world is testNet as a router World; other partitions took nothing.
-type world struct{ *testNet }
+// testWorld is testNet as a router World; other partitions took nothing.
+type testWorld struct{ *testNet }
 
-func (world) OtherLoad(string, int64) int64 { return 0 }
+func (testWorld) OtherLoad(string, int64) int64 { return 0 }
 
 // capture records what the router emits.
 type capture struct {
@@ -179,7 +182,7 @@ func TestRouter(t *testing.T) {
 					for _, c := range batch {
 						res := inv.answer(c, slices.Contains(refuse, c.LineID+"@"+c.NodeID))
 						fmt.Fprintf(&out.b, "> %s %s/%s %s@%s ok=%t available=%d\n", res.Type, res.OrderID, res.LineID, res.SKU, res.NodeID, res.OK, res.Available)
-						if err = r.Result(st, world{net}, out, []byte(res.OrderID), res, ts); err != nil {
+						if err = r.Result(st, testWorld{net}, out, []byte(res.OrderID), res, ts); err != nil {
 							return
 						}
 					}
@@ -192,15 +195,15 @@ func TestRouter(t *testing.T) {
 			switch d.Cmd {
 			case "order":
 				o := orderFrom(a)
-				err = r.OrderEvent(st, world{net}, out, []byte(o.OrderID), o, ts)
+				err = r.OrderEvent(st, testWorld{net}, out, []byte(o.OrderID), o, ts)
 			case "cancel":
-				err = r.OrderEvent(st, world{net}, out, []byte(a.str("id", "o1")), ev(schemas.EventCancelled), ts)
+				err = r.OrderEvent(st, testWorld{net}, out, []byte(a.str("id", "o1")), ev(schemas.EventCancelled), ts)
 			case "release":
-				err = r.OrderEvent(st, world{net}, out, []byte(a.str("id", "o1")), ev(schemas.EventReleased), ts)
+				err = r.OrderEvent(st, testWorld{net}, out, []byte(a.str("id", "o1")), ev(schemas.EventReleased), ts)
 			case "address":
-				err = r.OrderEvent(st, world{net}, out, []byte(a.str("id", "o1")), ev(schemas.EventAddressChanged), ts)
+				err = r.OrderEvent(st, testWorld{net}, out, []byte(a.str("id", "o1")), ev(schemas.EventAddressChanged), ts)
 			case "rma":
-				err = r.OrderEvent(st, world{net}, out, []byte(a.str("id", "o1")), ev(schemas.EventReturnAuthorized), ts)
+				err = r.OrderEvent(st, testWorld{net}, out, []byte(a.str("id", "o1")), ev(schemas.EventReturnAuthorized), ts)
 			case "ship", "restock":
 				res := &schemas.ReservationResult{OrderID: a.str("id", "o1"), LineID: a.str("line", ""), Type: schemas.Consume,
 					SKU: a.str("sku", ""), NodeID: a.str("node", ""), Qty: int64(a.num("qty", 0)), OK: true}
@@ -217,12 +220,12 @@ func TestRouter(t *testing.T) {
 					s.Reserved -= c
 				}
 				net.stock[k] = s
-				err = r.Result(st, world{net}, out, []byte(res.OrderID), res, ts)
+				err = r.Result(st, testWorld{net}, out, []byte(res.OrderID), res, ts)
 			case "feedback":
 				f := &schemas.FulfillmentFeedback{FeedbackID: a.str("fid", ""), OrderID: a.str("id", "o1"), LineID: a.str("line", ""),
 					NodeID: a.str("node", ""), Type: schemas.FeedbackType(a.str("type", "SHORT_PICKED")),
 					QtyShort: int64(a.num("short", 0)), Reason: a.str("reason", "")}
-				err = r.Feedback(st, world{net}, out, []byte(f.OrderID), f, ts)
+				err = r.Feedback(st, testWorld{net}, out, []byte(f.OrderID), f, ts)
 			case "answer", "auto":
 				answerAll(list(a.str("refuse", "")))
 				out.cmds = nil // queued by answerAll already

@@ -14,12 +14,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/invroute/invroute/processors/catalog"
 	"github.com/invroute/invroute/processors/inventory"
+	"github.com/invroute/invroute/processors/router"
 	"github.com/invroute/invroute/schemas"
 	"github.com/invroute/invroute/topology"
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,28 +36,34 @@ import (
 // (INVROUTE_ + upper-case json name) and by flag (the json name with
 // dashes); a flag beats the environment, which beats the file.
 type Options struct {
-	Brokers        string        `json:"brokers"`           // comma-separated seed brokers
-	TopicPrefix    string        `json:"topic_prefix"`      // in front of every topic name
-	Group          string        `json:"group"`             // consumer group
-	InstanceID     string        `json:"instance_id"`       // unique, stable per instance; default host name
-	StateDir       string        `json:"state_dir"`         // Pebble stores
-	CommitInterval time.Duration `json:"commit_interval"`   // longest open transaction
-	MaxTxnRecords  int           `json:"max_txn_records"`   // input records per transaction
-	Workers        int           `json:"workers"`           // partitions processed in parallel; 0 = GOMAXPROCS
-	MaxRecordBytes int           `json:"max_record_bytes"`  // larger input records go to the dead-letter topic
-	Partitions     int           `json:"partitions"`        // for topics created by invroute
-	Replication    int           `json:"replication"`       // for topics created by invroute; -1 broker default
-	CacheMB        int           `json:"cache_mb"`          // Pebble block cache shared by all stores
-	MemTableMB     int           `json:"memtable_mb"`       // Pebble memtable per store partition
-	StateCache     int           `json:"state_cache"`       // decoded SKU states cached per partition
-	SchemaIDs      string        `json:"schema_ids"`        // accepted Confluent schema ids, comma-separated
-	DedupeWindow   time.Duration `json:"dedupe_window"`     // movement id idempotency window (by occurred_at)
-	DedupeMax      int           `json:"dedupe_max"`        // movement ids remembered per partition
-	ReemitBatch    int           `json:"reemit_batch"`      // SKUs re-emitted per transaction after a channel change
-	SessionTimeout time.Duration `json:"session_timeout"`   // group session timeout
-	Static         bool          `json:"static_membership"` // join with group.instance.id = instance_id
-	MetricsAddr    string        `json:"metrics_addr"`      // host:port of /metrics; empty = off
-	LogLevel       string        `json:"log_level"`         // debug, info, warn, error
+	Brokers          string        `json:"brokers"`           // comma-separated seed brokers
+	TopicPrefix      string        `json:"topic_prefix"`      // in front of every topic name
+	Group            string        `json:"group"`             // consumer group of the inventory
+	RouterGroup      string        `json:"router_group"`      // consumer group of the router
+	InstanceID       string        `json:"instance_id"`       // unique, stable per instance; default host name
+	StateDir         string        `json:"state_dir"`         // Pebble stores
+	CommitInterval   time.Duration `json:"commit_interval"`   // longest open transaction
+	MaxTxnRecords    int           `json:"max_txn_records"`   // input records per transaction
+	Workers          int           `json:"workers"`           // partitions processed in parallel; 0 = GOMAXPROCS
+	MaxRecordBytes   int           `json:"max_record_bytes"`  // larger input records go to the dead-letter topic
+	Partitions       int           `json:"partitions"`        // for topics created by invroute
+	Replication      int           `json:"replication"`       // for topics created by invroute; -1 broker default
+	CacheMB          int           `json:"cache_mb"`          // Pebble block cache shared by all stores
+	MemTableMB       int           `json:"memtable_mb"`       // Pebble memtable per store partition
+	StateCache       int           `json:"state_cache"`       // decoded SKU states cached per partition
+	SchemaIDs        string        `json:"schema_ids"`        // accepted Confluent schema ids, comma-separated
+	DedupeWindow     time.Duration `json:"dedupe_window"`     // movement id idempotency window (by occurred_at)
+	DedupeMax        int           `json:"dedupe_max"`        // movement ids remembered per partition
+	ReemitBatch      int           `json:"reemit_batch"`      // SKUs re-emitted per transaction after a channel change
+	SessionTimeout   time.Duration `json:"session_timeout"`   // group session timeout
+	Static           bool          `json:"static_membership"` // join with group.instance.id = instance_id
+	Router           bool          `json:"router"`            // run the order router next to the inventory
+	MaxAttempts      int           `json:"max_attempts"`      // planning attempts per routing round
+	VIPSafetyStock   bool          `json:"vip_safety_stock"`  // VIP orders may use safety stock
+	RejectIncomplete bool          `json:"reject_incomplete"` // SHIP_COMPLETE orders that cannot complete are rejected, not backordered
+	CentsPerKm       float64       `json:"cents_per_km"`      // distance part of a shipment's cost
+	MetricsAddr      string        `json:"metrics_addr"`      // host:port of /metrics; empty = off
+	LogLevel         string        `json:"log_level"`         // debug, info, warn, error
 }
 
 // maxDedupe bounds dedupe_max: about 30 bytes of memory per remembered id
@@ -66,6 +74,11 @@ const maxDedupe = 10_000_000
 func Defaults() Options {
 	return Options{
 		Group:          "invroute-inventory",
+		RouterGroup:    "invroute-router",
+		Router:         true,
+		MaxAttempts:    3,
+		VIPSafetyStock: true,
+		CentsPerKm:     1,
 		StateDir:       "./invroute-state",
 		CommitInterval: 100 * time.Millisecond,
 		MaxTxnRecords:  5000,
@@ -92,7 +105,13 @@ func Flags(fs *flag.FlagSet) func() (Options, error) {
 	var flagged Options
 	fs.StringVar(&flagged.Brokers, "brokers", "", "comma-separated Kafka seed brokers (env INVROUTE_BROKERS)")
 	fs.StringVar(&flagged.TopicPrefix, "topic-prefix", "", "prefix of every topic name")
-	fs.StringVar(&flagged.Group, "group", o.Group, "consumer group")
+	fs.StringVar(&flagged.Group, "group", o.Group, "consumer group of the inventory")
+	fs.StringVar(&flagged.RouterGroup, "router-group", o.RouterGroup, "consumer group of the router")
+	fs.BoolVar(&flagged.Router, "router", o.Router, "run the order router next to the inventory")
+	fs.IntVar(&flagged.MaxAttempts, "max-attempts", o.MaxAttempts, "planning attempts per routing round (re-plans after refused reservations)")
+	fs.BoolVar(&flagged.VIPSafetyStock, "vip-safety-stock", o.VIPSafetyStock, "VIP orders may use safety stock")
+	fs.BoolVar(&flagged.RejectIncomplete, "reject-incomplete", false, "reject SHIP_COMPLETE orders that cannot be completed instead of backordering them")
+	fs.Float64Var(&flagged.CentsPerKm, "cents-per-km", o.CentsPerKm, "distance part of a shipment's cost, cents per km")
 	fs.StringVar(&flagged.InstanceID, "instance-id", "", "unique, stable id of this instance (default host name)")
 	fs.StringVar(&flagged.StateDir, "state-dir", o.StateDir, "directory of the local Pebble stores")
 	fs.DurationVar(&flagged.CommitInterval, "commit-interval", o.CommitInterval, "longest a transaction stays open")
@@ -179,6 +198,15 @@ func fromEnv(o *Options) error {
 			*dst = n
 		}
 	}
+	boolean := func(name string, dst *bool) {
+		if v, ok := os.LookupEnv("INVROUTE_" + name); ok {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("INVROUTE_%s: %w", name, err))
+			}
+			*dst = b
+		}
+	}
 	dur := func(name string, dst *time.Duration) {
 		if v, ok := os.LookupEnv("INVROUTE_" + name); ok {
 			d, err := time.ParseDuration(v)
@@ -191,6 +219,18 @@ func fromEnv(o *Options) error {
 	str("BROKERS", &o.Brokers)
 	str("TOPIC_PREFIX", &o.TopicPrefix)
 	str("GROUP", &o.Group)
+	str("ROUTER_GROUP", &o.RouterGroup)
+	boolean("ROUTER", &o.Router)
+	num("MAX_ATTEMPTS", &o.MaxAttempts)
+	boolean("VIP_SAFETY_STOCK", &o.VIPSafetyStock)
+	boolean("REJECT_INCOMPLETE", &o.RejectIncomplete)
+	if v, ok := os.LookupEnv("INVROUTE_CENTS_PER_KM"); ok {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("INVROUTE_CENTS_PER_KM: %w", err))
+		}
+		o.CentsPerKm = f
+	}
 	str("INSTANCE_ID", &o.InstanceID)
 	str("STATE_DIR", &o.StateDir)
 	dur("COMMIT_INTERVAL", &o.CommitInterval)
@@ -207,13 +247,7 @@ func fromEnv(o *Options) error {
 	num("DEDUPE_MAX", &o.DedupeMax)
 	num("REEMIT_BATCH", &o.ReemitBatch)
 	dur("SESSION_TIMEOUT", &o.SessionTimeout)
-	if v, ok := os.LookupEnv("INVROUTE_STATIC_MEMBERSHIP"); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("INVROUTE_STATIC_MEMBERSHIP: %w", err))
-		}
-		o.Static = b
-	}
+	boolean("STATIC_MEMBERSHIP", &o.Static)
 	str("METRICS_ADDR", &o.MetricsAddr)
 	str("LOG_LEVEL", &o.LogLevel)
 	if v, ok := os.LookupEnv("KAFKA_BROKERS"); ok && o.Brokers == "" {
@@ -231,6 +265,12 @@ func merge(o, f *Options, set map[string]bool) {
 	pick("brokers", func() { o.Brokers = f.Brokers })
 	pick("topic-prefix", func() { o.TopicPrefix = f.TopicPrefix })
 	pick("group", func() { o.Group = f.Group })
+	pick("router-group", func() { o.RouterGroup = f.RouterGroup })
+	pick("router", func() { o.Router = f.Router })
+	pick("max-attempts", func() { o.MaxAttempts = f.MaxAttempts })
+	pick("vip-safety-stock", func() { o.VIPSafetyStock = f.VIPSafetyStock })
+	pick("reject-incomplete", func() { o.RejectIncomplete = f.RejectIncomplete })
+	pick("cents-per-km", func() { o.CentsPerKm = f.CentsPerKm })
 	pick("instance-id", func() { o.InstanceID = f.InstanceID })
 	pick("state-dir", func() { o.StateDir = f.StateDir })
 	pick("commit-interval", func() { o.CommitInterval = f.CommitInterval })
@@ -261,6 +301,15 @@ func (o *Options) Validate() error {
 	if _, err := schemas.ParseSchemaIDs(o.SchemaIDs); err != nil {
 		errs = append(errs, err)
 	}
+	if o.MaxAttempts < 1 || o.MaxAttempts > 100 {
+		errs = append(errs, fmt.Errorf("max_attempts %d must be in [1, 100]", o.MaxAttempts))
+	}
+	if o.CentsPerKm < 0 {
+		errs = append(errs, fmt.Errorf("cents_per_km %g must not be negative", o.CentsPerKm))
+	}
+	if o.Router && o.RouterGroup == o.Group {
+		errs = append(errs, fmt.Errorf("router_group %q must differ from group", o.RouterGroup))
+	}
 	if o.Workers < 0 {
 		errs = append(errs, fmt.Errorf("workers %d must not be negative (0: GOMAXPROCS)", o.Workers))
 	}
@@ -287,15 +336,46 @@ func (o *Options) Logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 }
 
-// Engine is a configured inventory engine.
+// Engine is a configured invroute instance: the inventory engine and, if
+// Options.Router, the order router, each a topology.Engine with its own
+// consumer group, transactional id and stores.
 type Engine struct {
-	*topology.Engine
-	Catalog  *catalog.Catalog
-	Registry *prometheus.Registry
+	Inventory    *topology.Engine
+	Router       *topology.Engine // nil without Options.Router
+	Catalog      *catalog.Catalog
+	Availability *router.Availability
+	Registry     *prometheus.Registry
 }
 
-// NewEngine builds the inventory engine from o. extra are appended to every
-// Kafka client's options; onFlush (may be nil) sees processor stats.
+// Run runs the engines until ctx is done or one fails; a failure stops
+// the other.
+func (e *Engine) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 2)
+	n := 0
+	for _, eng := range []*topology.Engine{e.Inventory, e.Router} {
+		if eng == nil {
+			continue
+		}
+		n++
+		go func() {
+			err := eng.Run(ctx)
+			cancel()
+			errs <- err
+		}()
+	}
+	var first error
+	for range n {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// NewEngine builds the engines from o. extra are appended to every Kafka
+// client's options; onFlush (may be nil) sees inventory stats.
 func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats), extra ...kgo.Opt) (*Engine, error) {
 	ids, err := schemas.ParseSchemaIDs(o.SchemaIDs)
 	if err != nil {
@@ -317,30 +397,59 @@ func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats)
 			}
 		},
 	})
-	eng, err := topology.NewEngine(topology.Config{
-		Brokers:           SplitBrokers(o.Brokers),
-		TopicPrefix:       o.TopicPrefix,
-		InstanceID:        o.InstanceID,
-		StateDir:          o.StateDir,
-		CommitInterval:    o.CommitInterval,
-		MaxTxnRecords:     o.MaxTxnRecords,
-		Workers:           o.Workers,
-		MaxRecordBytes:    o.MaxRecordBytes,
-		Partitions:        int32(o.Partitions),
-		Replication:       int16(o.Replication),
-		CacheBytes:        int64(o.CacheMB) << 20,
-		MemTableBytes:     uint64(o.MemTableMB) << 20,
-		StateCacheEntries: o.StateCache,
-		SessionTimeout:    o.SessionTimeout,
-		StaticMembership:  o.Static,
-		Logger:            log,
-		Registerer:        reg,
-		ClientOpts:        extra,
-	}, topo)
+	cfg := func(name string) topology.Config {
+		return topology.Config{
+			Brokers:           SplitBrokers(o.Brokers),
+			TopicPrefix:       o.TopicPrefix,
+			InstanceID:        o.InstanceID,
+			StateDir:          o.StateDir,
+			CommitInterval:    o.CommitInterval,
+			MaxTxnRecords:     o.MaxTxnRecords,
+			Workers:           o.Workers,
+			MaxRecordBytes:    o.MaxRecordBytes,
+			Partitions:        int32(o.Partitions),
+			Replication:       int16(o.Replication),
+			CacheBytes:        int64(o.CacheMB) << 20,
+			MemTableBytes:     uint64(o.MemTableMB) << 20,
+			StateCacheEntries: o.StateCache,
+			SessionTimeout:    o.SessionTimeout,
+			StaticMembership:  o.Static,
+			Logger:            log.With("topology", name),
+			Registerer:        prometheus.WrapRegistererWith(prometheus.Labels{"topology": name}, reg),
+			ClientOpts:        extra,
+		}
+	}
+	inv, err := topology.NewEngine(cfg("inventory"), topo)
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{Engine: eng, Catalog: cat, Registry: reg}, nil
+	e := &Engine{Inventory: inv, Catalog: cat, Registry: reg, Availability: router.NewAvailability()}
+	if o.Router {
+		rm := router.NewMetrics(reg)
+		rt, err := topology.NewEngine(cfg("router"), router.Topology(router.TopologyOptions{
+			Group:        o.RouterGroup,
+			Config:       routerConfig(o),
+			Catalog:      catalog.New(ids),
+			Availability: e.Availability,
+			Loads:        router.NewLoads(),
+			SchemaIDs:    ids,
+			OnFlush:      rm.Observe,
+		}))
+		if err != nil {
+			return nil, err
+		}
+		e.Router = rt
+	}
+	return e, nil
+}
+
+func routerConfig(o Options) router.Config {
+	return router.Config{
+		Plan:             router.PlanConfig{CentsPerKm: o.CentsPerKm},
+		MaxAttempts:      o.MaxAttempts,
+		NoVIPSafetyStock: !o.VIPSafetyStock,
+		RejectIncomplete: o.RejectIncomplete,
+	}
 }
 
 // SplitBrokers splits a comma-separated broker list.
@@ -382,6 +491,14 @@ func CreateTopics(ctx context.Context, o Options, extra ...kgo.Opt) ([]topology.
 	defer cl.Close()
 	topo := inventory.Topology(inventory.TopologyOptions{Catalog: catalog.New(nil), Group: o.Group})
 	specs := topo.Topics(o.TopicPrefix)
+	if o.Router {
+		rt := router.Topology(router.TopologyOptions{Catalog: catalog.New(nil), Availability: router.NewAvailability(), Loads: router.NewLoads()})
+		for _, s := range rt.Topics(o.TopicPrefix) {
+			if !slices.ContainsFunc(specs, func(x topology.TopicSpec) bool { return x.Name == s.Name }) {
+				specs = append(specs, s)
+			}
+		}
+	}
 	_, _, err = topology.EnsureTopics(ctx, kadm.NewClient(cl), specs, int32(o.Partitions), int16(o.Replication))
 	return specs, err
 }
