@@ -61,6 +61,11 @@ type Global struct {
 	// positions in them. For large, busy tables only looked up (the ats
 	// table of the router).
 	Silent bool
+	// Partitioned tables are another topology's co-partitioned output (the
+	// router reads the inventory's ats): if invroute creates the topic, it
+	// gets the configured partition count, not the single partition of a
+	// small table.
+	Partitioned bool
 }
 
 // Topology is the processing graph of one application.
@@ -152,6 +157,8 @@ type TopicSpec struct {
 	Name          string
 	CoPartitioned bool
 	Compacted     bool
+	// Single: created with one partition (a small global table).
+	Single bool
 }
 
 // Topics lists every topic of the topology with the prefix applied.
@@ -164,11 +171,12 @@ func (t *Topology) Topics(prefix string) []TopicSpec {
 		out = append(out, TopicSpec{Name: prefix + string(s.Changelog), CoPartitioned: true, Compacted: true})
 	}
 	for _, o := range t.Outputs {
-		out = append(out, TopicSpec{Name: prefix + string(o.Topic), CoPartitioned: o.CoPartitioned, Compacted: o.Compacted})
+		out = append(out, TopicSpec{Name: prefix + string(o.Topic), CoPartitioned: o.CoPartitioned, Compacted: o.Compacted,
+			Single: o.Compacted && !o.CoPartitioned})
 	}
 	for _, g := range t.Globals {
 		if t.output(g.Topic) == nil {
-			out = append(out, TopicSpec{Name: prefix + string(g.Topic), Compacted: true})
+			out = append(out, TopicSpec{Name: prefix + string(g.Topic), Compacted: true, Single: !g.Partitioned})
 		}
 	}
 	out = append(out, TopicSpec{Name: prefix + string(t.DeadLetter)})
@@ -221,7 +229,7 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec, part
 			continue
 		}
 		n := want // other outputs and the dead-letter topic keep the source partition
-		if !s.CoPartitioned && s.Compacted {
+		if s.Single {
 			n = 1 // global tables are small and read whole
 		}
 		cfg := map[string]*string{}

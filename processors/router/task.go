@@ -66,7 +66,7 @@ func Topology(o TopologyOptions) *topology.Topology {
 		Globals: []topology.Global{
 			{Topic: inventory.TopicNodes, Apply: o.Catalog.ApplyNode, Silent: true},
 			{Topic: inventory.TopicChannels, Apply: o.Catalog.ApplyChannel, Silent: true},
-			{Topic: inventory.TopicATS, Apply: o.Availability.Apply, Silent: true},
+			{Topic: inventory.TopicATS, Apply: o.Availability.Apply, Silent: true, Partitioned: true},
 			{Topic: TopicLoad, Apply: o.Loads.Apply, Silent: true},
 		},
 		DeadLetter: inventory.TopicDeadLetter,

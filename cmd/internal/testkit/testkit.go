@@ -391,13 +391,22 @@ type Output struct {
 // ReadAll reads both topics from the start up to their current end.
 func ReadAll(t testing.TB, brokers, prefix string) *Output {
 	t.Helper()
+	out := &Output{Last: map[string]schemas.AtsUpdate{}, DeadLetters: map[string]int{}, Headers: map[string]map[string]string{}}
+	ReadToEnd(t, brokers, func(r *kgo.Record) { out.add(t, prefix, r) }, prefix+"ats", prefix+"dead-letter")
+	return out
+}
+
+// ReadToEnd calls fn for every committed record of topics, from the start
+// to their last stable offsets as of the call, in order per partition.
+func ReadToEnd(t testing.TB, brokers string, fn func(*kgo.Record), topics ...string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cl := Client(t, brokers, kgo.ConsumeTopics(prefix+"ats", prefix+"dead-letter"),
+	cl := Client(t, brokers, kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords())
 	adm := kadm.NewClient(cl)
-	ends, err := adm.ListCommittedOffsets(ctx, prefix+"ats", prefix+"dead-letter")
+	ends, err := adm.ListCommittedOffsets(ctx, topics...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,7 +419,6 @@ func ReadAll(t testing.TB, brokers, prefix string) *Output {
 			need[o.Topic][o.Partition] = o.Offset
 		}
 	})
-	out := &Output{Last: map[string]schemas.AtsUpdate{}, DeadLetters: map[string]int{}, Headers: map[string]map[string]string{}}
 	pending := 0
 	for _, m := range need {
 		pending += len(m)
@@ -428,10 +436,9 @@ func ReadAll(t testing.TB, brokers, prefix string) *Output {
 			if r.Attrs.IsControl() {
 				return
 			}
-			out.add(t, prefix, r)
+			fn(r)
 		})
 	}
-	return out
 }
 
 func (o *Output) add(t testing.TB, prefix string, r *kgo.Record) {
