@@ -270,3 +270,215 @@ func TestNoOversell(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 }
+
+// TestOrderLifecycle: place, route, ship, cancel, pick up and return, end
+// to end; the final stock, ATS and order statuses equal a model kept by
+// the test from what it did and what the router decided.
+func TestOrderLifecycle(t *testing.T) {
+	brokers, real := testkit.Brokers(t)
+	t.Logf("brokers %s (real Kafka: %t)", brokers, real)
+	prefix := testkit.Prefix(t)
+	eng, stop := startFull(t, orderOptions(t, brokers, prefix))
+	defer stop()
+	cl := testkit.Client(t, brokers)
+	skus := []string{"A", "B", "C", "D"}
+	stock := map[string]map[string]int64{}
+	for _, sku := range skus {
+		stock[sku] = map[string]int64{"W-PAR": 30, "W-BER": 30, "W-MIL": 30, "S-OPERA": 10}
+	}
+	seedNetwork(t, cl, eng, prefix, stock)
+
+	const n = 200
+	rng := rand.New(rand.NewPCG(3, 3))
+	placed := map[string]schemas.OrderEvent{}
+	var recs []*kgo.Record
+	for i := range n {
+		ev := schemas.OrderEvent{OrderID: fmt.Sprintf("L%04d", i), Type: schemas.EventPlaced, ChannelID: "web", CustomerID: "c",
+			CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard, DeliveryMethod: schemas.DeliveryShip,
+			ShipTo: &schemas.Address{Country: "FR", Lat: 44 + rng.Float64()*8, Lon: 2 + rng.Float64()*10},
+			Policy: schemas.ShipAvailable, LineIDs: []string{}}
+		if i%5 == 0 {
+			p := "S-OPERA"
+			ev.DeliveryMethod, ev.PickupNodeID, ev.ShipTo = schemas.DeliveryPickup, &p, nil
+		}
+		for l, p := range rng.Perm(len(skus))[:1+rng.IntN(2)] {
+			ev.Lines = append(ev.Lines, schemas.OrderLine{LineID: fmt.Sprint(l + 1), SKU: skus[p], Qty: 1 + int64(rng.IntN(2))})
+		}
+		placed[ev.OrderID] = ev
+		recs = append(recs, &kgo.Record{Topic: prefix + "orders", Key: []byte(ev.OrderID), Value: encode(t, schemas.OrderEvents, &ev)})
+	}
+	produce(t, cl, recs...)
+	ds := decisions(t, brokers, prefix, n, 3*time.Minute)
+
+	// The model: on_hand and reserved per (sku, node), final state per order.
+	type key = [2]string
+	onHand, reserved := map[key]int64{}, map[key]int64{}
+	for sku, nodes := range stock {
+		for node, q := range nodes {
+			onHand[key{sku, node}] = q
+		}
+	}
+	want := map[string]schemas.OrderState{}
+	recs = nil
+	mv := 0
+	movement := func(ty schemas.MovementType, sku, node, order, line string, qty int64) {
+		mv++
+		m := schemas.StockMovement{MovementID: fmt.Sprint("mv", mv), SKU: sku, NodeID: node, Type: ty, Qty: qty, OrderID: &order, LineID: &line}
+		recs = append(recs, &kgo.Record{Topic: prefix + "stock-movements", Key: []byte(sku), Value: encode(t, schemas.StockMovements, &m)})
+	}
+	event := func(id string, ty schemas.OrderEventType, lines ...string) {
+		ev := schemas.OrderEvent{OrderID: id, Type: ty, CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard,
+			DeliveryMethod: schemas.DeliveryShip, Policy: schemas.ShipComplete, Lines: []schemas.OrderLine{}, LineIDs: lines}
+		recs = append(recs, &kgo.Record{Topic: prefix + "orders", Key: []byte(id), Value: encode(t, schemas.OrderEvents, &ev)})
+	}
+	var later []func() // returns: restock after the RMA has been processed
+	for id, list := range ds {
+		if len(list) != 1 {
+			t.Fatalf("order %s decided %d times", id, len(list))
+		}
+		d := list[0]
+		pickup := placed[id].DeliveryMethod == schemas.DeliveryPickup
+		if len(d.Shipments) == 0 {
+			want[id] = schemas.StateBackordered
+			continue
+		}
+		for _, s := range d.Shipments {
+			for _, l := range s.Lines {
+				reserved[key{l.SKU, s.NodeID}] += l.Qty
+			}
+		}
+		if len(d.Backordered) > 0 {
+			// Partly routed: leave it as it is (ROUTED with a backordered line).
+			want[id] = schemas.StateRouted
+			if pickup {
+				want[id] = schemas.StateReadyForPickup
+			}
+			continue
+		}
+		switch rng.IntN(4) {
+		case 0: // cancelled before shipment: the reservations go back
+			event(id, schemas.EventCancelled)
+			for _, s := range d.Shipments {
+				for _, l := range s.Lines {
+					reserved[key{l.SKU, s.NodeID}] -= l.Qty
+				}
+			}
+			want[id] = schemas.StateCancelled
+		case 1, 2: // shipped (or picked up)
+			for _, s := range d.Shipments {
+				for _, l := range s.Lines {
+					movement(schemas.Shipment, l.SKU, s.NodeID, id, l.LineID, l.Qty)
+					reserved[key{l.SKU, s.NodeID}] -= l.Qty
+					onHand[key{l.SKU, s.NodeID}] -= l.Qty
+				}
+			}
+			want[id] = schemas.StateShipped
+			if pickup {
+				want[id] = schemas.StatePickedUp
+			}
+		case 3: // shipped, returned and restocked: sellable again
+			for _, s := range d.Shipments {
+				for _, l := range s.Lines {
+					movement(schemas.Shipment, l.SKU, s.NodeID, id, l.LineID, l.Qty)
+					reserved[key{l.SKU, s.NodeID}] -= l.Qty
+					later = append(later, func() { movement(schemas.ReturnRestock, l.SKU, s.NodeID, id, l.LineID, l.Qty) })
+				}
+			}
+			later = append(later, func() { event(id, schemas.EventReturnAuthorized) })
+			want[id] = schemas.StateReturned
+		}
+	}
+	counts := map[schemas.OrderState]int{}
+	for _, w := range want {
+		counts[w]++
+	}
+	t.Logf("expected final states: %v", counts)
+	produce(t, cl, recs...)
+	// The RMA must reach the router after the shipments' notices: wait until
+	// each returned order shows SHIPPED, then authorise and restock.
+	waitStatuses(t, brokers, prefix, func(st map[string]schemas.OrderStatus) string {
+		for id, w := range want {
+			if w == schemas.StateReturned && st[id].State != schemas.StateShipped && st[id].State != schemas.StatePickedUp {
+				return fmt.Sprintf("order %s is %s, want SHIPPED before its return", id, st[id].State)
+			}
+		}
+		return ""
+	})
+	recs = nil
+	for i := len(later) - 1; i >= 0; i-- { // RMAs were appended last: send them first
+		later[i]()
+	}
+	produce(t, cl, recs...)
+	waitStatuses(t, brokers, prefix, func(st map[string]schemas.OrderStatus) string {
+		for id, w := range want {
+			if st[id].State != w {
+				return fmt.Sprintf("order %s is %s, want %s", id, st[id].State, w)
+			}
+		}
+		return ""
+	})
+	// Final ATS per (sku, node) equals the model.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		diff := ""
+		out := testkit.ReadAll(t, brokers, prefix)
+		for _, sku := range skus {
+			for _, nd := range out.Last[sku].Nodes {
+				k := key{sku, nd.NodeID}
+				if nd.OnHand != onHand[k] || nd.Reserved != reserved[k] {
+					diff += fmt.Sprintf(" %s@%s on_hand %d reserved %d, model %d/%d;", sku, nd.NodeID, nd.OnHand, nd.Reserved, onHand[k], reserved[k])
+				}
+			}
+		}
+		if diff == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("final ATS differs from the model:%s", diff)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// Statuses of returned orders carry what an ERP books: shipped and
+	// returned quantities per line with times.
+	testkit.ReadToEnd(t, brokers, func(r *kgo.Record) {
+		var s schemas.OrderStatus
+		if err := schemas.OrderStatuses.Decode(r.Value, &s); err != nil {
+			t.Fatal(err)
+		}
+		if s.State == schemas.StateReturned {
+			for _, l := range s.Lines {
+				if l.QtyShipped != l.Qty || l.QtyReturned != l.Qty || l.ShippedAt == 0 {
+					t.Errorf("order %s line %s: %+v", s.OrderID, l.LineID, l)
+				}
+			}
+		}
+	}, prefix+"order-status")
+}
+
+// waitStatuses reads order-status until check (given the latest status per
+// order) returns "", or fails after two minutes with its last complaint.
+func waitStatuses(t *testing.T, brokers, prefix string, check func(map[string]schemas.OrderStatus) string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		st := map[string]schemas.OrderStatus{}
+		testkit.ReadToEnd(t, brokers, func(r *kgo.Record) {
+			var s schemas.OrderStatus
+			if err := schemas.OrderStatuses.Decode(r.Value, &s); err != nil {
+				t.Fatal(err)
+			}
+			if prev, ok := st[s.OrderID]; ok && s.Version <= prev.Version {
+				t.Errorf("order %s: status version %d after %d", s.OrderID, s.Version, prev.Version)
+			}
+			st[s.OrderID] = s
+		}, prefix+"order-status")
+		why := check(st)
+		if why == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(why)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
