@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	randv2 "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -192,6 +193,18 @@ func TestKill9(t *testing.T) {
 	}
 }
 
+// waitLog waits until the process has logged s (60 s at most).
+func waitLog(t *testing.T, p *proc, s string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !bytes.Contains(p.log.Bytes(), []byte(s)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the process did not log %q in 60s:\n%s", s, tail(p.log.Bytes()))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func tail(b []byte) string {
 	if len(b) > 4000 {
 		b = b[len(b)-4000:]
@@ -210,11 +223,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	prefix := testkit.Prefix(t)
 	p := startProc(t, bin, "run", "-brokers", brokers, "-topic-prefix", prefix, "-group", prefix+"g",
 		"-instance-id", "s1", "-state-dir", t.TempDir(), "-partitions", "2", "-replication", "1", "-log-level", "info")
-	// Wait until it is processing (it has logged that it is starting).
-	deadline := time.Now().Add(60 * time.Second)
-	for !bytes.Contains(p.log.Bytes(), []byte("engine starting")) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitLog(t, p, "engine starting")
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	time.Sleep(5 * time.Millisecond)
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
@@ -274,5 +283,87 @@ func TestTopicsCreateCLI(t *testing.T) {
 	out, err = cmd.CombinedOutput()
 	if err == nil || !bytes.Contains(out, []byte("no brokers")) {
 		t.Errorf("without brokers: %v\n%s", err, out)
+	}
+}
+
+// TestKill9Orders: orders for scarce SKUs stream in while the engine
+// process (inventory and router) is killed with SIGKILL and restarted
+// several times. Afterwards every order is decided exactly once, no node
+// has more units routed than it had, no ATS record shows reserved above
+// on_hand, and the final reserved equals what the decisions routed.
+func TestKill9Orders(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills a process; skipped with -short")
+	}
+	brokers, real := testkit.Brokers(t)
+	t.Logf("brokers %s (real Kafka: %t)", brokers, real)
+	bin := buildBinary(t)
+	prefix := testkit.Prefix(t)
+	o := app.Defaults()
+	o.Brokers, o.TopicPrefix, o.Partitions, o.Replication = brokers, prefix, 4, 1
+	o.Group = prefix + "inventory"
+	if _, err := app.CreateTopics(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	cl := testkit.Client(t, brokers)
+	skus := []string{"SNEAKER-42", "SNEAKER-43", "HAT"}
+	stock := testkit.Stock{}
+	for _, sku := range skus {
+		stock[sku] = map[string]int64{"W-PAR": 15, "W-BER": 10, "W-MIL": 5}
+	}
+	testkit.SeedOrderNetwork(t, cl, prefix, stock)
+	args := []string{"run", "-brokers", brokers, "-topic-prefix", prefix, "-group", o.Group,
+		"-instance-id", "k1", "-static-membership", "-session-timeout", "6s",
+		"-state-dir", t.TempDir(), "-commit-interval", "50ms", "-max-txn-records", "200", "-log-level", "info"}
+
+	const orders = 600
+	rng := rand.New(rand.NewSource(11))
+	var produced atomic.Int64
+	stopProducing := make(chan struct{})
+	producerDone := make(chan struct{})
+	go func() {
+		defer close(producerDone)
+		orng := randv2.New(randv2.NewPCG(5, 5))
+		for i := 0; i < orders; i += 10 { // about 7 s: every kill lands mid-stream
+			select {
+			case <-stopProducing:
+				return
+			default:
+			}
+			var ids []string
+			for j := i; j < i+10; j++ {
+				ids = append(ids, fmt.Sprintf("k%05d", j))
+			}
+			testkit.Produce(t, cl, testkit.RandomOrders(t, orng, prefix, ids, skus)...)
+			produced.Add(10)
+			time.Sleep(120 * time.Millisecond)
+		}
+	}()
+	for i := 0; i < 3; i++ {
+		p := startProc(t, bin, args...)
+		time.Sleep(1500*time.Millisecond + time.Duration(rng.Intn(1500))*time.Millisecond)
+		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = p.cmd.Wait()
+		t.Logf("kill %d: %d orders produced", i+1, produced.Load())
+	}
+	<-producerDone
+	p := startProc(t, bin, args...)
+	ds := testkit.Decisions(t, brokers, prefix, orders, 4*time.Minute)
+	routed, total := testkit.CheckNoOversell(t, brokers, prefix, stock, ds)
+	t.Logf("%d of %d units routed", routed, total)
+	if routed < total/2 {
+		t.Errorf("only %d of %d units routed: the test would not show an oversell", routed, total)
+	}
+	waitLog(t, p, "engine starting")
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Errorf("graceful shutdown: %v\n%s", err, tail(p.log.Bytes()))
+	}
+	if t.Failed() {
+		t.Logf("last process log:\n%s", tail(p.log.Bytes()))
 	}
 }

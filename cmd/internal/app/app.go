@@ -39,7 +39,7 @@ type Options struct {
 	Brokers          string        `json:"brokers"`           // comma-separated seed brokers
 	TopicPrefix      string        `json:"topic_prefix"`      // in front of every topic name
 	Group            string        `json:"group"`             // consumer group of the inventory
-	RouterGroup      string        `json:"router_group"`      // consumer group of the router
+	RouterGroup      string        `json:"router_group"`      // consumer group of the router; default derived from group
 	InstanceID       string        `json:"instance_id"`       // unique, stable per instance; default host name
 	StateDir         string        `json:"state_dir"`         // Pebble stores
 	CommitInterval   time.Duration `json:"commit_interval"`   // longest open transaction
@@ -74,7 +74,6 @@ const maxDedupe = 10_000_000
 func Defaults() Options {
 	return Options{
 		Group:          "invroute-inventory",
-		RouterGroup:    "invroute-router",
 		Router:         true,
 		MaxAttempts:    3,
 		VIPSafetyStock: true,
@@ -106,7 +105,7 @@ func Flags(fs *flag.FlagSet) func() (Options, error) {
 	fs.StringVar(&flagged.Brokers, "brokers", "", "comma-separated Kafka seed brokers (env INVROUTE_BROKERS)")
 	fs.StringVar(&flagged.TopicPrefix, "topic-prefix", "", "prefix of every topic name")
 	fs.StringVar(&flagged.Group, "group", o.Group, "consumer group of the inventory")
-	fs.StringVar(&flagged.RouterGroup, "router-group", o.RouterGroup, "consumer group of the router")
+	fs.StringVar(&flagged.RouterGroup, "router-group", "", "consumer group of the router (default: group with its \"inventory\" suffix replaced by \"router\", else group + \"-router\")")
 	fs.BoolVar(&flagged.Router, "router", o.Router, "run the order router next to the inventory")
 	fs.IntVar(&flagged.MaxAttempts, "max-attempts", o.MaxAttempts, "planning attempts per routing round (re-plans after refused reservations)")
 	fs.BoolVar(&flagged.VIPSafetyStock, "vip-safety-stock", o.VIPSafetyStock, "VIP orders may use safety stock")
@@ -292,6 +291,19 @@ func merge(o, f *Options, set map[string]bool) {
 	pick("log-level", func() { o.LogLevel = f.LogLevel })
 }
 
+// RouterGroupName is the router's consumer group: RouterGroup, or derived
+// from Group (invroute-inventory -> invroute-router), so that instances
+// with distinct groups also have distinct routers and transactional ids.
+func (o *Options) RouterGroupName() string {
+	switch {
+	case o.RouterGroup != "":
+		return o.RouterGroup
+	case strings.HasSuffix(o.Group, "inventory"):
+		return strings.TrimSuffix(o.Group, "inventory") + "router"
+	}
+	return o.Group + "-router"
+}
+
 // Validate reports every problem at once.
 func (o *Options) Validate() error {
 	var errs []error
@@ -307,8 +319,8 @@ func (o *Options) Validate() error {
 	if o.CentsPerKm < 0 {
 		errs = append(errs, fmt.Errorf("cents_per_km %g must not be negative", o.CentsPerKm))
 	}
-	if o.Router && o.RouterGroup == o.Group {
-		errs = append(errs, fmt.Errorf("router_group %q must differ from group", o.RouterGroup))
+	if o.Router && o.RouterGroupName() == o.Group {
+		errs = append(errs, fmt.Errorf("router_group %q must differ from group", o.RouterGroupName()))
 	}
 	if o.Workers < 0 {
 		errs = append(errs, fmt.Errorf("workers %d must not be negative (0: GOMAXPROCS)", o.Workers))
@@ -427,7 +439,7 @@ func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats)
 	if o.Router {
 		rm := router.NewMetrics(reg)
 		rt, err := topology.NewEngine(cfg("router"), router.Topology(router.TopologyOptions{
-			Group:        o.RouterGroup,
+			Group:        o.RouterGroupName(),
 			Config:       routerConfig(o),
 			Catalog:      catalog.New(ids),
 			Availability: e.Availability,

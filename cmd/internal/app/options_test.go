@@ -70,3 +70,17 @@ func TestOptionsErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestRouterGroupName(t *testing.T) {
+	for _, c := range []struct{ group, router, want string }{
+		{"invroute-inventory", "", "invroute-router"},
+		{"t1.inventory", "", "t1.router"},
+		{"shop", "", "shop-router"},
+		{"shop", "routing", "routing"},
+	} {
+		o := Options{Group: c.group, RouterGroup: c.router}
+		if got := o.RouterGroupName(); got != c.want {
+			t.Errorf("group %q router_group %q: %q, want %q", c.group, c.router, got, c.want)
+		}
+	}
+}

@@ -16,17 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// orderNet is the network of the order tests: three warehouses that ship,
-// a store that takes pickups, three channels fed by every node.
-var orderNet = []schemas.Node{
-	{NodeID: "W-PAR", Type: schemas.Warehouse, Country: "FR", Lat: 48.86, Lon: 2.35, Active: true, ShipEnabled: true, ShipmentCostCents: 400},
-	{NodeID: "W-BER", Type: schemas.Warehouse, Country: "DE", Lat: 52.52, Lon: 13.40, Active: true, ShipEnabled: true, ShipmentCostCents: 380},
-	{NodeID: "W-MIL", Type: schemas.Warehouse, Country: "IT", Lat: 45.46, Lon: 9.19, Active: true, ShipEnabled: true, ShipmentCostCents: 420},
-	{NodeID: "S-OPERA", Type: schemas.Store, Country: "FR", Lat: 48.87, Lon: 2.33, Active: true, PickupEnabled: true},
-}
-
-var orderChannels = []string{"amazon", "web", "pos"}
-
 // startFull runs inventory and router until stop.
 func startFull(t *testing.T, o Options) (*Engine, func()) {
 	t.Helper()
@@ -54,47 +43,11 @@ func startFull(t *testing.T, o Options) (*Engine, func()) {
 	}
 }
 
-func orderOptions(t *testing.T, brokers, prefix string) Options {
-	o := testOptions(t, brokers, prefix)
-	o.RouterGroup = prefix + "router"
-	return o
-}
-
-func produce(t *testing.T, cl *kgo.Client, recs ...*kgo.Record) {
+// seedNetwork seeds the order network and waits until the router's ats
+// table shows the stock.
+func seedNetwork(t *testing.T, cl *kgo.Client, eng *Engine, prefix string, stock testkit.Stock) {
 	t.Helper()
-	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func encode[T any](t *testing.T, c *schemas.Codec[T], v *T) []byte {
-	t.Helper()
-	b, err := c.Encode(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// seedNetwork writes the nodes and channels, then receipts of stock
-// (sku -> node -> units), and waits until the router's ats table shows it.
-func seedNetwork(t *testing.T, cl *kgo.Client, eng *Engine, prefix string, stock map[string]map[string]int64) {
-	t.Helper()
-	for _, n := range orderNet {
-		produce(t, cl, &kgo.Record{Topic: prefix + "nodes", Key: []byte(n.NodeID), Value: encode(t, schemas.Nodes, &n)})
-	}
-	for _, id := range orderChannels {
-		c := schemas.Channel{ChannelID: id}
-		produce(t, cl, &kgo.Record{Topic: prefix + "channels", Key: []byte(id), Value: encode(t, schemas.Channels, &c)})
-	}
-	var recs []*kgo.Record
-	for sku, nodes := range stock {
-		for node, n := range nodes {
-			m := schemas.StockMovement{MovementID: "seed-" + sku + "-" + node, SKU: sku, NodeID: node, Type: schemas.Receipt, Qty: n}
-			recs = append(recs, &kgo.Record{Topic: prefix + "stock-movements", Key: []byte(sku), Value: encode(t, schemas.StockMovements, &m)})
-		}
-	}
-	produce(t, cl, recs...)
+	testkit.SeedOrderNetwork(t, cl, prefix, stock)
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		missing := 0
@@ -115,29 +68,6 @@ func seedNetwork(t *testing.T, cl *kgo.Client, eng *Engine, prefix string, stock
 	}
 }
 
-// decisions reads routing-decisions until want orders have one, or fails.
-func decisions(t *testing.T, brokers, prefix string, want int, timeout time.Duration) map[string][]schemas.RoutingDecision {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		got := map[string][]schemas.RoutingDecision{}
-		testkit.ReadToEnd(t, brokers, func(r *kgo.Record) {
-			var d schemas.RoutingDecision
-			if err := schemas.RoutingDecisions.Decode(r.Value, &d); err != nil {
-				t.Fatalf("routing-decisions: %v", err)
-			}
-			got[d.OrderID] = append(got[d.OrderID], d)
-		}, prefix+"routing-decisions")
-		if len(got) >= want {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d orders decided after %v", len(got), want, timeout)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-}
-
 // TestNoOversell: thousands of concurrent orders from three channels for a
 // few scarce SKUs. The units reserved never exceed the units in stock (per
 // node, in every ATS record the inventory emitted), every order is decided
@@ -147,21 +77,18 @@ func TestNoOversell(t *testing.T) {
 	brokers, real := testkit.Brokers(t)
 	t.Logf("brokers %s (real Kafka: %t)", brokers, real)
 	prefix := testkit.Prefix(t)
-	o := orderOptions(t, brokers, prefix)
+	o := testOptions(t, brokers, prefix)
 	eng, stop := startFull(t, o)
 	defer stop()
 	cl := testkit.Client(t, brokers)
 
 	skus := []string{"SNEAKER-42", "SNEAKER-43", "JACKET-M", "HAT", "SCARF"}
-	stock := map[string]map[string]int64{}
-	supply := map[string]int64{}
+	stock := testkit.Stock{}
 	rng := rand.New(rand.NewPCG(7, 7))
 	for _, sku := range skus {
 		stock[sku] = map[string]int64{}
 		for _, n := range []string{"W-PAR", "W-BER", "W-MIL"} {
-			q := int64(5 + rng.IntN(20))
-			stock[sku][n] = q
-			supply[sku] += q
+			stock[sku][n] = int64(5 + rng.IntN(20))
 		}
 	}
 	seedNetwork(t, cl, eng, prefix, stock)
@@ -170,104 +97,20 @@ func TestNoOversell(t *testing.T) {
 	var wg sync.WaitGroup
 	for w := range 4 { // four producers, as from several channels at once
 		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(w), 99))
-			pcl := testkit.Client(t, brokers)
-			var recs []*kgo.Record
+			var ids []string
 			for i := w; i < orders; i += 4 {
-				ev := schemas.OrderEvent{OrderID: fmt.Sprintf("o%05d", i), Type: schemas.EventPlaced,
-					ChannelID: orderChannels[rng.IntN(len(orderChannels))], CustomerID: fmt.Sprint("c", rng.IntN(500)),
-					CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard, DeliveryMethod: schemas.DeliveryShip,
-					ShipTo: &schemas.Address{Country: "FR", PostalCode: "75001", Lat: 43 + rng.Float64()*10, Lon: 1 + rng.Float64()*12},
-					Policy: schemas.ShipComplete, LineIDs: []string{}}
-				if rng.IntN(2) == 0 {
-					ev.Policy = schemas.ShipAvailable
-				}
-				if rng.IntN(10) == 0 {
-					ev.Priority = schemas.PriorityRush
-				}
-				for l, p := range rng.Perm(len(skus))[:1+rng.IntN(3)] {
-					ev.Lines = append(ev.Lines, schemas.OrderLine{LineID: fmt.Sprint(l + 1), SKU: skus[p], Qty: 1 + int64(rng.IntN(2))})
-				}
-				b, err := schemas.OrderEvents.Encode(&ev)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				recs = append(recs, &kgo.Record{Topic: prefix + "orders", Key: []byte(ev.OrderID), Value: b})
+				ids = append(ids, fmt.Sprintf("o%05d", i))
 			}
-			if err := pcl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+			recs := testkit.RandomOrders(t, rand.New(rand.NewPCG(uint64(w), 99)), prefix, ids, skus)
+			if err := testkit.Client(t, brokers).ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 				t.Error(err)
 			}
 		})
 	}
 	wg.Wait()
-	ds := decisions(t, brokers, prefix, orders, 5*time.Minute)
-
-	shipped := map[[2]string]int64{} // (sku, node) -> units in decisions
-	outcomes := map[schemas.DecisionStatus]int{}
-	for id, list := range ds {
-		if len(list) != 1 {
-			t.Errorf("order %s decided %d times", id, len(list))
-			continue
-		}
-		d := list[0]
-		outcomes[d.Status]++
-		for _, s := range d.Shipments {
-			for _, l := range s.Lines {
-				shipped[[2]string{l.SKU, s.NodeID}] += l.Qty
-			}
-		}
-	}
-	t.Logf("outcomes: %v", outcomes)
-	var routed, total int64
-	for sku, nodes := range stock {
-		for node, n := range nodes {
-			if s := shipped[[2]string{sku, node}]; s > n {
-				t.Errorf("OVERSOLD %s at %s: %d units routed, %d in stock", sku, node, s, n)
-			}
-			routed += shipped[[2]string{sku, node}]
-			total += n
-		}
-	}
-	if routed < total/2 {
+	ds := testkit.Decisions(t, brokers, prefix, orders, 5*time.Minute)
+	if routed, total := testkit.CheckNoOversell(t, brokers, prefix, stock, ds); routed < total/2 {
 		t.Errorf("only %d of %d units routed: the test would not show an oversell", routed, total)
-	}
-
-	// Every ATS record: reserved <= on_hand at every node. The last one per
-	// SKU: reserved = what the decisions routed from the node.
-	last := map[string]schemas.AtsUpdate{}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		clear(last)
-		violations := 0
-		testkit.ReadToEnd(t, brokers, func(r *kgo.Record) {
-			var u schemas.AtsUpdate
-			if err := schemas.AtsUpdates.Decode(r.Value, &u); err != nil {
-				t.Fatalf("ats: %v", err)
-			}
-			for _, n := range u.Nodes {
-				if n.Reserved > n.OnHand && violations < 10 {
-					violations++
-					t.Errorf("ats %s v%d: %s reserved %d > on_hand %d", u.SKU, u.Version, n.NodeID, n.Reserved, n.OnHand)
-				}
-			}
-			last[u.SKU] = u
-		}, prefix+"ats")
-		diff := ""
-		for _, sku := range skus {
-			for _, n := range last[sku].Nodes {
-				if want := shipped[[2]string{sku, n.NodeID}]; n.Reserved != want {
-					diff += fmt.Sprintf(" %s@%s reserved %d, decisions routed %d;", sku, n.NodeID, n.Reserved, want)
-				}
-			}
-		}
-		if diff == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("final ATS disagrees with the decisions:%s", diff)
-		}
-		time.Sleep(500 * time.Millisecond)
 	}
 }
 
@@ -278,11 +121,11 @@ func TestOrderLifecycle(t *testing.T) {
 	brokers, real := testkit.Brokers(t)
 	t.Logf("brokers %s (real Kafka: %t)", brokers, real)
 	prefix := testkit.Prefix(t)
-	eng, stop := startFull(t, orderOptions(t, brokers, prefix))
+	eng, stop := startFull(t, testOptions(t, brokers, prefix))
 	defer stop()
 	cl := testkit.Client(t, brokers)
 	skus := []string{"A", "B", "C", "D"}
-	stock := map[string]map[string]int64{}
+	stock := testkit.Stock{}
 	for _, sku := range skus {
 		stock[sku] = map[string]int64{"W-PAR": 30, "W-BER": 30, "W-MIL": 30, "S-OPERA": 10}
 	}
@@ -305,10 +148,10 @@ func TestOrderLifecycle(t *testing.T) {
 			ev.Lines = append(ev.Lines, schemas.OrderLine{LineID: fmt.Sprint(l + 1), SKU: skus[p], Qty: 1 + int64(rng.IntN(2))})
 		}
 		placed[ev.OrderID] = ev
-		recs = append(recs, &kgo.Record{Topic: prefix + "orders", Key: []byte(ev.OrderID), Value: encode(t, schemas.OrderEvents, &ev)})
+		recs = append(recs, &kgo.Record{Topic: prefix + "orders", Key: []byte(ev.OrderID), Value: testkit.Encode(t, schemas.OrderEvents, &ev)})
 	}
-	produce(t, cl, recs...)
-	ds := decisions(t, brokers, prefix, n, 3*time.Minute)
+	testkit.Produce(t, cl, recs...)
+	ds := testkit.Decisions(t, brokers, prefix, n, 3*time.Minute)
 
 	// The model: on_hand and reserved per (sku, node), final state per order.
 	type key = [2]string
@@ -324,12 +167,12 @@ func TestOrderLifecycle(t *testing.T) {
 	movement := func(ty schemas.MovementType, sku, node, order, line string, qty int64) {
 		mv++
 		m := schemas.StockMovement{MovementID: fmt.Sprint("mv", mv), SKU: sku, NodeID: node, Type: ty, Qty: qty, OrderID: &order, LineID: &line}
-		recs = append(recs, &kgo.Record{Topic: prefix + "stock-movements", Key: []byte(sku), Value: encode(t, schemas.StockMovements, &m)})
+		recs = append(recs, &kgo.Record{Topic: prefix + "stock-movements", Key: []byte(sku), Value: testkit.Encode(t, schemas.StockMovements, &m)})
 	}
 	event := func(id string, ty schemas.OrderEventType, lines ...string) {
 		ev := schemas.OrderEvent{OrderID: id, Type: ty, CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard,
 			DeliveryMethod: schemas.DeliveryShip, Policy: schemas.ShipComplete, Lines: []schemas.OrderLine{}, LineIDs: lines}
-		recs = append(recs, &kgo.Record{Topic: prefix + "orders", Key: []byte(id), Value: encode(t, schemas.OrderEvents, &ev)})
+		recs = append(recs, &kgo.Record{Topic: prefix + "orders", Key: []byte(id), Value: testkit.Encode(t, schemas.OrderEvents, &ev)})
 	}
 	var later []func() // returns: restock after the RMA has been processed
 	for id, list := range ds {
@@ -393,7 +236,7 @@ func TestOrderLifecycle(t *testing.T) {
 		counts[w]++
 	}
 	t.Logf("expected final states: %v", counts)
-	produce(t, cl, recs...)
+	testkit.Produce(t, cl, recs...)
 	// The RMA must reach the router after the shipments' notices: wait until
 	// each returned order shows SHIPPED, then authorise and restock.
 	waitStatuses(t, brokers, prefix, func(st map[string]schemas.OrderStatus) string {
@@ -408,7 +251,7 @@ func TestOrderLifecycle(t *testing.T) {
 	for i := len(later) - 1; i >= 0; i-- { // RMAs were appended last: send them first
 		later[i]()
 	}
-	produce(t, cl, recs...)
+	testkit.Produce(t, cl, recs...)
 	waitStatuses(t, brokers, prefix, func(st map[string]schemas.OrderStatus) string {
 		for id, w := range want {
 			if st[id].State != w {
