@@ -16,6 +16,7 @@ import (
 
 	"github.com/invroute/invroute/cmd/internal/app"
 	"github.com/invroute/invroute/processors/inventory"
+	"github.com/invroute/invroute/processors/router"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -25,6 +26,7 @@ import (
 type Options struct {
 	Duration   time.Duration // 0: until interrupted
 	Rate       int           // movements per second
+	OrderRate  int           // orders per second
 	SKUs       int
 	BadEvery   int // one undecodable record every BadEvery movements; 0 = none
 	Seed       int64
@@ -42,6 +44,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o Options
 	fs.DurationVar(&o.Duration, "duration", 0, "stop after this long and print the summary (0: run until interrupted)")
 	fs.IntVar(&o.Rate, "rate", 2000, "stock movements per second")
+	fs.IntVar(&o.OrderRate, "order-rate", 50, "orders per second (0: none), from several channels; the demo ships, cancels and returns what the router decides")
 	fs.IntVar(&o.SKUs, "skus", 5000, "catalogue size (popularity is Zipf-skewed)")
 	fs.IntVar(&o.BadEvery, "bad-every", 500, "send one undecodable record every N movements (0: none)")
 	fs.Int64Var(&o.Seed, "seed", 1, "random seed of the generator")
@@ -52,8 +55,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if o.Rate < 1 || o.SKUs < 1 {
-		return errors.New("demo: -rate and -skus must be positive")
+	if o.Rate < 1 || o.SKUs < 1 || o.OrderRate < 0 {
+		return errors.New("demo: -rate and -skus must be positive, -order-rate not negative")
 	}
 	return Run(ctx, o, stdout)
 }
@@ -106,12 +109,13 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	engErr := make(chan error, 1)
 	go func() { engErr <- eng.Run(engCtx) }()
 
-	w, err := newWatcher(brokers)
+	gen := newGenerator(o)
+	ords := newOrders(gen)
+	w, err := newWatcher(brokers, ords.decided)
 	if err != nil {
 		return err
 	}
 	defer w.close()
-	gen := newGenerator(o)
 
 	runCtx := ctx
 	if o.Duration > 0 {
@@ -123,7 +127,10 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	var genErr error
 	wg.Add(1)
 	go func() { defer wg.Done(); genErr = gen.run(runCtx, cl) }()
-	prog := newProgress(out, gen, w)
+	var ordErr error
+	wg.Add(1)
+	go func() { defer wg.Done(); ordErr = ords.run(runCtx, cl) }()
+	prog := newProgress(out, gen, ords, w)
 	wg.Add(1)
 	go func() { defer wg.Done(); prog.run(runCtx) }()
 
@@ -133,47 +140,82 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		return fmt.Errorf("demo: engine stopped: %w", err)
 	}
 	wg.Wait()
-	if genErr != nil && !errors.Is(genErr, context.Canceled) && !errors.Is(genErr, context.DeadlineExceeded) {
-		return genErr
+	for _, err := range []error{genErr, ordErr} {
+		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
 	}
 	fmt.Fprintln(out)
 	// Let the engine catch up, then compare with the generator's model.
-	caught := waitCaughtUp(ctx, cl, opts.Group, gen, w)
+	caught := waitCaughtUp(ctx, cl, w, map[string][]string{
+		opts.Group:             {string(inventory.TopicMovements), string(inventory.TopicCommands)},
+		opts.RouterGroupName(): {string(router.TopicOrders), string(inventory.TopicResults)},
+	})
 	stopEngine()
 	if err := <-engErr; err != nil {
 		return fmt.Errorf("demo: engine: %w", err)
 	}
 	ok, total := gen.check(w)
 	fmt.Fprintf(out, "check: ATS of %d/%d SKUs equals the generator's model (caught up: %t)\n", ok, total, caught)
-	fmt.Fprintf(out, "summary: movements=%d ats_updates=%d dead_letters=%d\n",
-		gen.movements.Load(), w.atsUpdates.Load(), w.deadLetters.Load())
+	fmt.Fprintf(out, "orders: placed=%d cancelled=%d shipped_lines=%d returned=%d\n",
+		ords.placed.Load(), ords.cancelled.Load(), ords.shipped.Load(), ords.returned.Load())
+	fmt.Fprintf(out, "summary: movements=%d ats_updates=%d dead_letters=%d orders=%d decisions=%d splits=%d backordered=%d\n",
+		gen.movements.Load(), w.atsUpdates.Load(), w.deadLetters.Load(), ords.placed.Load(), w.decisions.Load(),
+		w.splits.Load(), w.backordered.Load())
 	if ok != total {
 		return fmt.Errorf("demo: %d SKUs disagree with the model", total-ok)
 	}
 	return nil
 }
 
-// waitCaughtUp waits (at most 60 s) until the engine has committed every
-// movement and the watcher has read every ATS update up to the end.
-func waitCaughtUp(ctx context.Context, cl *kgo.Client, group string, gen *generator, w *watcher) bool {
+// waitCaughtUp waits (at most 60 s) until every group has committed the
+// end of its topics and the watcher has read everything up to the end. The
+// inventory and the router feed each other (reservation commands and
+// results), so it waits for both, twice in a row.
+func waitCaughtUp(ctx context.Context, cl *kgo.Client, w *watcher, groups map[string][]string) bool {
 	adm := kadm.NewClient(cl)
 	deadline := time.Now().Add(60 * time.Second)
+	quiet := 0
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		ends, err1 := adm.ListEndOffsets(ctx, string(inventory.TopicMovements))
-		committed, err2 := adm.FetchOffsets(ctx, group)
-		if err1 == nil && err2 == nil {
-			lag := kadm.CalculateGroupLag(kadm.DescribedGroup{State: "Stable"}, committed, ends)
-			var total int64
-			for _, ps := range lag {
-				for _, l := range ps {
-					total += l.Lag
-				}
-			}
-			if total == 0 && committed.Ok() && len(committed) > 0 && w.idleFor() > 500*time.Millisecond {
+		if lag(ctx, adm, groups) == 0 && w.idleFor() > 500*time.Millisecond {
+			if quiet++; quiet == 2 {
 				return true
 			}
+		} else {
+			quiet = 0
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	return false
+}
+
+func transactional(topic string) bool {
+	return topic == string(inventory.TopicCommands) || topic == string(inventory.TopicResults)
+}
+
+// lag is the total lag of the groups on their topics, -1 if unknown.
+func lag(ctx context.Context, adm *kadm.Client, groups map[string][]string) int64 {
+	var total int64
+	for group, topics := range groups {
+		ends, err1 := adm.ListEndOffsets(ctx, topics...)
+		committed, err2 := adm.FetchOffsets(ctx, group)
+		if err1 != nil || err2 != nil || !committed.Ok() || len(committed) == 0 {
+			return -1
+		}
+		for _, ps := range kadm.CalculateGroupLag(kadm.DescribedGroup{State: "Stable"}, committed, ends) {
+			for _, l := range ps {
+				// A topic written in transactions ends with a commit
+				// marker that no consumer commits past: one behind is
+				// caught up there.
+				if l.Lag == 1 && transactional(l.Topic) {
+					continue
+				}
+				total += l.Lag
+			}
+		}
+	}
+	return total
 }

@@ -14,18 +14,20 @@ import (
 // generator's model (Run returns an error otherwise).
 func TestDemo(t *testing.T) {
 	var out bytes.Buffer
-	err := Run(context.Background(), Options{Duration: 4 * time.Second, Rate: 500, SKUs: 200, BadEvery: 50, Seed: 3, LogLevel: "warn", Partitions: 3, Verbose: true}, &out)
+	err := Run(context.Background(), Options{Duration: 5 * time.Second, Rate: 500, OrderRate: 40, SKUs: 200, BadEvery: 50, Seed: 3, LogLevel: "warn", Partitions: 3, Verbose: true}, &out)
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
-	m := regexp.MustCompile(`(?m)^summary: movements=(\d+) ats_updates=(\d+) dead_letters=(\d+)$`).FindStringSubmatch(out.String())
+	m := regexp.MustCompile(`(?m)^summary: movements=(\d+) ats_updates=(\d+) dead_letters=(\d+) orders=(\d+) decisions=(\d+) splits=(\d+) backordered=(\d+)$`).FindStringSubmatch(out.String())
 	if m == nil {
 		t.Fatalf("no summary line in:\n%s", out.String())
 	}
 	movements, _ := strconv.Atoi(m[1])
 	updates, _ := strconv.Atoi(m[2])
 	dead, _ := strconv.Atoi(m[3])
-	if movements < 500 || updates == 0 || dead == 0 {
+	orders, _ := strconv.Atoi(m[4])
+	decisions, _ := strconv.Atoi(m[5])
+	if movements < 500 || updates == 0 || dead == 0 || orders < 100 || decisions < orders/2 || decisions > orders {
 		t.Errorf("implausible summary %q", m[0])
 	}
 	if !regexp.MustCompile(`check: ATS of (\d+)/(\d+) SKUs equals`).MatchString(out.String()) {

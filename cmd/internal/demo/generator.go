@@ -247,24 +247,36 @@ func (g *generator) apply(m *schemas.StockMovement) {
 	}
 }
 
-// check compares the watcher's last ATS of every SKU with the model.
+// check compares the watcher's last ATS of every SKU with the model: the
+// on_hand of every node must be the model's, and the ATS the sum over
+// active nodes of on_hand - reserved - safety (reserved is what the router
+// holds for orders, which the model does not predict).
 func (g *generator) check(w *watcher) (ok, total int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for sku, nodes := range g.onHand {
+		total++
+		u, seen := w.ats[sku]
+		good := seen
+		reserved := map[string]int64{}
+		for _, n := range u.Nodes {
+			reserved[n.NodeID] = n.Reserved
+			if n.OnHand != nodes[n.NodeID] {
+				good = false
+			}
+		}
 		var want int64
 		for _, n := range g.nodes {
 			if n.Active {
-				want += max(0, nodes[n.NodeID]-int64(n.SafetyStock))
+				want += max(0, nodes[n.NodeID]-reserved[n.NodeID]-int64(n.SafetyStock))
 			}
 		}
-		total++
-		if got, seen := w.ats[sku]; seen && got == want {
+		if good && u.ATS == want {
 			ok++
 		} else if g.o.Verbose {
-			fmt.Printf("mismatch %s: ats %d (seen %t), model %d, on_hand %v\n", sku, got, seen, want, nodes)
+			fmt.Printf("mismatch %s: ats %+v (seen %t), model ats %d, on_hand %v\n", sku, u, seen, want, nodes)
 		}
 	}
 	return ok, total

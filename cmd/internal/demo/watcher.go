@@ -12,37 +12,44 @@ import (
 	"time"
 
 	"github.com/invroute/invroute/processors/inventory"
+	"github.com/invroute/invroute/processors/router"
 	"github.com/invroute/invroute/schemas"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // watcher reads the ats and dead-letter topics as a channel syncer would
-// (read_committed) and keeps the last ATS of every SKU.
+// (read_committed) and keeps the last ATS of every SKU; it also reads the
+// routing decisions and hands them to onDecision.
 type watcher struct {
-	cl     *kgo.Client
-	cancel context.CancelFunc
-	done   chan struct{}
+	onDecision func(schemas.RoutingDecision)
+	cl         *kgo.Client
+	cancel     context.CancelFunc
+	done       chan struct{}
 
 	atsUpdates  atomic.Int64
 	deadLetters atomic.Int64
+	decisions   atomic.Int64
+	splits      atomic.Int64
+	backordered atomic.Int64 // decisions BACKORDERED or PARTIALLY_ROUTED
 	regressions atomic.Int64 // versions that did not increase
 	last        atomic.Int64 // unix nanos of the last record read
 
 	mu      sync.Mutex
-	ats     map[string]int64
+	ats     map[string]schemas.AtsUpdate
 	version map[string]int64
 }
 
-func newWatcher(brokers string) (*watcher, error) {
+func newWatcher(brokers string, onDecision func(schemas.RoutingDecision)) (*watcher, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers),
-		kgo.ConsumeTopics(string(inventory.TopicATS), string(inventory.TopicDeadLetter)),
+		kgo.ConsumeTopics(string(inventory.TopicATS), string(inventory.TopicDeadLetter), string(router.TopicDecisions)),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &watcher{cl: cl, cancel: cancel, done: make(chan struct{}), ats: map[string]int64{}, version: map[string]int64{}}
+	w := &watcher{cl: cl, cancel: cancel, done: make(chan struct{}), ats: map[string]schemas.AtsUpdate{},
+		version: map[string]int64{}, onDecision: onDecision}
 	w.last.Store(time.Now().UnixNano())
 	go w.run(ctx)
 	return w, nil
@@ -55,8 +62,25 @@ func (w *watcher) run(ctx context.Context) {
 		fs := w.cl.PollFetches(ctx)
 		fs.EachRecord(func(r *kgo.Record) {
 			w.last.Store(time.Now().UnixNano())
-			if r.Topic == string(inventory.TopicDeadLetter) {
+			switch r.Topic {
+			case string(inventory.TopicDeadLetter):
 				w.deadLetters.Add(1)
+				return
+			case string(router.TopicDecisions):
+				var d schemas.RoutingDecision
+				if schemas.RoutingDecisions.Decode(r.Value, &d) != nil {
+					return
+				}
+				w.decisions.Add(1)
+				if d.Split {
+					w.splits.Add(1)
+				}
+				if d.Status == schemas.DecisionBackordered || d.Status == schemas.DecisionPartiallyRouted {
+					w.backordered.Add(1)
+				}
+				if w.onDecision != nil {
+					w.onDecision(d)
+				}
 				return
 			}
 			if err := schemas.AtsUpdates.Decode(r.Value, &u); err != nil {
@@ -68,7 +92,7 @@ func (w *watcher) run(ctx context.Context) {
 				w.regressions.Add(1)
 			}
 			w.version[u.SKU] = u.Version
-			w.ats[u.SKU] = u.ATS
+			w.ats[u.SKU] = u
 			w.mu.Unlock()
 		})
 	}
@@ -88,19 +112,20 @@ func (w *watcher) close() {
 // terminal, one line every five seconds otherwise.
 type progress struct {
 	out io.Writer
+	o   *orders
 	g   *generator
 	w   *watcher
 	tty bool
 }
 
-func newProgress(out io.Writer, g *generator, w *watcher) *progress {
+func newProgress(out io.Writer, g *generator, o *orders, w *watcher) *progress {
 	tty := false
 	if f, ok := out.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 			tty = true
 		}
 	}
-	return &progress{out: out, g: g, w: w, tty: tty}
+	return &progress{out: out, g: g, o: o, w: w, tty: tty}
 }
 
 func (p *progress) run(ctx context.Context) {
@@ -118,8 +143,9 @@ func (p *progress) run(ctx context.Context) {
 		case <-t.C:
 		}
 		n := p.g.movements.Load()
-		line := fmt.Sprintf("movements=%d (%.0f/s) ats_updates=%d dead_letters=%d retries=%d hot: %s",
-			n, float64(n-prev)/every.Seconds(), p.w.atsUpdates.Load(), p.w.deadLetters.Load(), p.g.retries.Load(), p.hot())
+		line := fmt.Sprintf("movements=%d (%.0f/s) ats_updates=%d dead_letters=%d retries=%d orders=%d decisions=%d splits=%d hot: %s",
+			n, float64(n-prev)/every.Seconds(), p.w.atsUpdates.Load(), p.w.deadLetters.Load(), p.g.retries.Load(),
+			p.o.placed.Load(), p.w.decisions.Load(), p.w.splits.Load(), p.hot())
 		prev = n
 		if p.tty {
 			fmt.Fprintf(p.out, "\r\033[K%s", line)
@@ -137,7 +163,7 @@ func (p *progress) hot() string {
 	for i := uint64(0); i < 3; i++ {
 		s := skuName(i)
 		if v, ok := p.w.ats[s]; ok {
-			parts = append(parts, fmt.Sprintf("%s=%d", s, v))
+			parts = append(parts, fmt.Sprintf("%s=%d", s, v.ATS))
 		}
 	}
 	sort.Strings(parts)
