@@ -860,10 +860,17 @@ func (s *step) cancelRequests(match func(line string) bool) {
 	s.o.Shipments = kept
 }
 
-// release resumes an order ON_HOLD (a review tool's verdict).
+// release resumes an order ON_HOLD (a review tool's verdict), or retries
+// the backordered lines of an order.
 func (s *step) release(why string) error {
 	if s.o.State != schemas.StateOnHold {
-		return nil // nothing held: a late or repeated verdict
+		open := s.allOpenLines()
+		if s.o.Attempt > 0 || len(open) == 0 || s.o.State == schemas.StateRejected || s.o.State == schemas.StateCancelled {
+			return nil // nothing to resume: a late or repeated verdict
+		}
+		s.startRound(open)
+		s.o.Reason = strings.TrimPrefix(s.o.Reason+"\nretried: "+cmp.Or(why, "RELEASED"), "\n")
+		return s.save()
 	}
 	s.o.Reason = ""
 	for i := range s.o.Lines {
