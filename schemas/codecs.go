@@ -57,6 +57,11 @@ var (
 	// RouterOrders reads and writes the router store and its changelog.
 	// Only invroute writes it: Append skips the strict pass.
 	RouterOrders = newInternalCodec[RouterOrder](mustSchema("router_order.avsc"))
+	// CustomerChecks, CustomerVerdicts and CustomerHistories are the
+	// customer screen's internal topics and store.
+	CustomerChecks    = newCodec[CustomerCheck](mustSchema("customer_check.avsc"))
+	CustomerVerdicts  = newCodec[CustomerVerdict](mustSchema("customer_verdict.avsc"))
+	CustomerHistories = newInternalCodec[CustomerHistory](mustSchema("customer_history.avsc"))
 	// NodeLoads reads and writes the internal node load topic.
 	NodeLoads = newCodec[NodeLoad](mustSchema("node_load.avsc"))
 )

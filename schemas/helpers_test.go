@@ -76,6 +76,9 @@ func allCodecs() []anyCodec {
 		adapter[OrderStatus]{OrderStatuses, orderStatusSamples},
 		adapter[RouterOrder]{RouterOrders, routerOrderSamples},
 		adapter[NodeLoad]{NodeLoads, nodeLoadSamples},
+		adapter[CustomerCheck]{CustomerChecks, []CustomerCheck{{OrderID: "o-1", CustomerID: "c-1", ChannelID: "web", PlacedAt: t0, MaxOrders: 5, WindowMs: 3_600_000}}},
+		adapter[CustomerVerdict]{CustomerVerdicts, []CustomerVerdict{{OrderID: "o-1", CustomerID: "c-1", Hold: true, OrdersInWindow: 5, Reason: "5 orders in 1h"}}},
+		adapter[CustomerHistory]{CustomerHistories, []CustomerHistory{{CustomerID: "c-1", Orders: []CustomerOrder{{OrderID: "o-1", PlacedAt: t0}}}, {CustomerID: "c-2", Orders: []CustomerOrder{}}}},
 	}
 }
 

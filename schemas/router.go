@@ -24,6 +24,7 @@ type RouterOrder struct {
 	NextShipment int32            `avro:"next_shipment"`
 	FeedbackIDs  []string         `avro:"feedback_ids"`
 	Reason       string           `avro:"reason"`
+	Screening    bool             `avro:"screening"` // waiting for the customer screen
 }
 
 // Hold is stock held for one order line at one node.
@@ -52,4 +53,37 @@ type NodeLoad struct {
 	Partition int32  `avro:"partition"`
 	Day       int64  `avro:"day"` // days since the epoch, UTC
 	Shipments int64  `avro:"shipments"`
+}
+
+// CustomerCheck asks the customer screen (partitioned by customer_id)
+// whether the customer placed more than MaxOrders orders within WindowMs
+// before PlacedAt. Internal topic, key: customer_id.
+type CustomerCheck struct {
+	OrderID    string `avro:"order_id"`
+	CustomerID string `avro:"customer_id"`
+	ChannelID  string `avro:"channel_id"`
+	PlacedAt   int64  `avro:"placed_at"`
+	MaxOrders  int32  `avro:"max_orders"`
+	WindowMs   int64  `avro:"window_ms"`
+}
+
+// CustomerVerdict is the screen's answer. Internal topic, key: order_id.
+type CustomerVerdict struct {
+	OrderID        string `avro:"order_id"`
+	CustomerID     string `avro:"customer_id"`
+	Hold           bool   `avro:"hold"`
+	OrdersInWindow int32  `avro:"orders_in_window"`
+	Reason         string `avro:"reason"`
+}
+
+// CustomerHistory is the screen's state of one customer (store value).
+type CustomerHistory struct {
+	CustomerID string          `avro:"customer_id"`
+	Orders     []CustomerOrder `avro:"orders"` // newest, oldest first
+}
+
+// CustomerOrder is one order in a customer's history.
+type CustomerOrder struct {
+	OrderID  string `avro:"order_id"`
+	PlacedAt int64  `avro:"placed_at"`
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/invroute/invroute/schemas"
 )
@@ -26,6 +27,11 @@ type Config struct {
 	// MaxLines bounds the lines of an order; larger orders are invalid.
 	// Default 500.
 	MaxLines int
+	// CustomerMaxOrders, if positive, holds an order whose customer placed
+	// that many orders or more within CustomerWindow before it (checked by
+	// the customer screen, partitioned by customer id).
+	CustomerMaxOrders int
+	CustomerWindow    time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -34,6 +40,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxLines <= 0 {
 		c.MaxLines = 500
+	}
+	if c.CustomerWindow <= 0 {
+		c.CustomerWindow = 24 * time.Hour
 	}
 	c.Plan = c.Plan.withDefaults()
 	return c
@@ -67,6 +76,7 @@ type Out interface {
 	Decision(d *schemas.RoutingDecision)   // key order_id
 	Request(r *schemas.FulfillmentRequest) // key node_id
 	Status(s *schemas.OrderStatus)         // key order_id
+	Check(c *schemas.CustomerCheck)        // key customer_id
 }
 
 // Stats counts what the router saw.
@@ -222,9 +232,27 @@ func cloneOrder(o *schemas.RouterOrder) *schemas.RouterOrder {
 	return &c
 }
 
-// placed checks a new order and starts routing it, or holds it.
+// placed checks a new order and starts routing it, or holds it. With the
+// customer rule on, the order first waits for the customer screen.
 func (s *step) placed() error {
-	if why := s.holdReasons(); len(why) > 0 {
+	ev := &s.o.Placed
+	if s.r.cfg.CustomerMaxOrders > 0 && ev.CustomerID != "" {
+		s.o.Screening = true
+		s.out.Check(&schemas.CustomerCheck{OrderID: ev.OrderID, CustomerID: ev.CustomerID, ChannelID: ev.ChannelID,
+			PlacedAt: ev.PlacedAt, MaxOrders: int32(s.r.cfg.CustomerMaxOrders), WindowMs: s.r.cfg.CustomerWindow.Milliseconds()})
+		return s.save()
+	}
+	return s.screened("")
+}
+
+// screened continues a new order once the customer screen (if any) has
+// answered: held is its reason to hold, empty if none.
+func (s *step) screened(held string) error {
+	why := s.holdReasons()
+	if held != "" {
+		why = append(why, held)
+	}
+	if len(why) > 0 {
 		s.r.Stats.Holds++
 		s.o.State = schemas.StateOnHold
 		s.o.Reason = strings.Join(why, "; ")
@@ -652,6 +680,31 @@ func (s *step) emitDecision(d *schemas.RoutingDecision) {
 	s.out.Decision(d)
 }
 
+// Verdict applies the customer screen's answer to an order waiting for it.
+func (r *Router) Verdict(st Store, w World, out Out, key []byte, v *schemas.CustomerVerdict, ts int64) error {
+	if string(key) != v.OrderID {
+		return invalid("record key %q disagrees with order_id %q", key, v.OrderID)
+	}
+	cur, err := st.Order(v.OrderID)
+	if err != nil {
+		return err
+	}
+	if cur == nil || !cur.Screening {
+		r.Stats.Stale++
+		return nil
+	}
+	s := &step{r: r, st: st, w: w, out: out, ts: ts, o: cloneOrder(cur), prev: cur}
+	s.o.Screening = false
+	if s.allCancelled() {
+		return s.save() // cancelled while screened
+	}
+	held := ""
+	if v.Hold {
+		held = v.Reason
+	}
+	return s.screened(held)
+}
+
 // Result applies an answer or notice of the inventory processor.
 func (r *Router) Result(st Store, w World, out Out, key []byte, res *schemas.ReservationResult, ts int64) error {
 	if string(key) != res.OrderID {
@@ -863,6 +916,9 @@ func (s *step) cancelRequests(match func(line string) bool) {
 // release resumes an order ON_HOLD (a review tool's verdict), or retries
 // the backordered lines of an order.
 func (s *step) release(why string) error {
+	if s.o.Screening {
+		return nil // the screen's verdict decides first
+	}
 	if s.o.State != schemas.StateOnHold {
 		open := s.allOpenLines()
 		if s.o.Attempt > 0 || len(open) == 0 || s.o.State == schemas.StateRejected || s.o.State == schemas.StateCancelled {
@@ -900,7 +956,7 @@ func (s *step) addressChanged(to *schemas.Address) error {
 		return s.save()
 	}
 	s.o.Placed.ShipTo = to
-	if s.o.State == schemas.StateOnHold || s.allCancelled() {
+	if s.o.State == schemas.StateOnHold || s.o.Screening || s.allCancelled() {
 		s.o.Reason = "address changed"
 		return s.save()
 	}

@@ -6,9 +6,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/datadriven"
 	"github.com/invroute/invroute/processors/inventory"
+	"github.com/invroute/invroute/processors/screen"
 	"github.com/invroute/invroute/schemas"
 )
 
@@ -35,8 +37,9 @@ func (testWorld) OtherLoad(string, int64) int64 { return 0 }
 
 // capture records what the router emits.
 type capture struct {
-	cmds []*schemas.ReservationCommand
-	b    strings.Builder
+	cmds   []*schemas.ReservationCommand
+	checks []*schemas.CustomerCheck
+	b      strings.Builder
 }
 
 func (c *capture) Command(x *schemas.ReservationCommand) {
@@ -46,6 +49,11 @@ func (c *capture) Command(x *schemas.ReservationCommand) {
 		fmt.Fprintf(&c.b, " qty=%d", x.Qty)
 	}
 	fmt.Fprintf(&c.b, " attempt=%d\n", x.Attempt)
+}
+
+func (c *capture) Check(x *schemas.CustomerCheck) {
+	c.checks = append(c.checks, x)
+	fmt.Fprintf(&c.b, "check customer %s for %s (max %d in %dms)\n", x.CustomerID, x.OrderID, x.MaxOrders, x.WindowMs)
 }
 
 func (c *capture) Decision(d *schemas.RoutingDecision) {
@@ -137,6 +145,12 @@ func (f *fakeInventory) answer(c *schemas.ReservationCommand, refuse bool) *sche
 	return res
 }
 
+// screenStore is the customer screen's store in the scripts.
+type screenStore map[string]*schemas.CustomerHistory
+
+func (m screenStore) Get(c string) (*schemas.CustomerHistory, error) { return m[c], nil }
+func (m screenStore) Put(h *schemas.CustomerHistory)                 { m[h.CustomerID] = h }
+
 // TestRouter runs the scripts in testdata/router. Besides the network
 // commands of TestPlan:
 //
@@ -148,6 +162,8 @@ func (f *fakeInventory) answer(c *schemas.ReservationCommand, refuse bool) *sche
 //	feedback id=.. fid=.. line=.. node=.. short=N [type=REJECTED]
 //	holds id=..                           prints the order's holds and shipments
 //	inventory                             prints what the fake inventory holds
+//	config customer-max=N customer-window=MS   a router with the customer rule
+//	screen                                the customer screen answers every queued check
 func TestRouter(t *testing.T) {
 	datadriven.Walk(t, "testdata/router", func(t *testing.T, path string) {
 		net := newTestNet()
@@ -155,6 +171,8 @@ func TestRouter(t *testing.T) {
 		inv := &fakeInventory{net: net, holds: map[[4]string]int64{}}
 		r := New(Config{})
 		var queue []*schemas.ReservationCommand
+		var checks []*schemas.CustomerCheck
+		screens := screenStore{}
 		var ts int64 = 1_800_000_000_000
 		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
 			a := args{t, d}
@@ -226,6 +244,24 @@ func TestRouter(t *testing.T) {
 					NodeID: a.str("node", ""), Type: schemas.FeedbackType(a.str("type", "SHORT_PICKED")),
 					QtyShort: int64(a.num("short", 0)), Reason: a.str("reason", "")}
 				err = r.Feedback(st, testWorld{net}, out, []byte(f.OrderID), f, ts)
+			case "config":
+				r = New(Config{CustomerMaxOrders: int(a.num("customer-max", 0)),
+					CustomerWindow: time.Duration(a.num("customer-window", 0)) * time.Millisecond})
+				return "ok"
+			case "screen":
+				for _, c := range checks {
+					v, err := screen.Check(screens, []byte(c.CustomerID), c)
+					if err != nil {
+						t.Fatal(err)
+					}
+					fmt.Fprintf(&out.b, "> verdict %s hold=%t\n", v.OrderID, v.Hold)
+					if err := r.Verdict(st, testWorld{net}, out, []byte(v.OrderID), v, ts); err != nil {
+						fmt.Fprintf(&out.b, "error: %v\n", err)
+					}
+				}
+				checks = nil
+				queue = append(queue, out.cmds...)
+				out.cmds = nil
 			case "answer", "auto":
 				answerAll(list(a.str("refuse", "")))
 				out.cmds = nil // queued by answerAll already
@@ -256,6 +292,7 @@ func TestRouter(t *testing.T) {
 				fmt.Fprintf(&out.b, "error: %v\n", err)
 			}
 			queue = append(queue, out.cmds...)
+			checks = append(checks, out.checks...)
 			if out.b.Len() == 0 {
 				return "nothing"
 			}

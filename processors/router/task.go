@@ -7,6 +7,7 @@ import (
 
 	"github.com/invroute/invroute/processors/catalog"
 	"github.com/invroute/invroute/processors/inventory"
+	"github.com/invroute/invroute/processors/screen"
 	"github.com/invroute/invroute/schemas"
 	"github.com/invroute/invroute/state"
 	"github.com/invroute/invroute/topology"
@@ -54,7 +55,7 @@ func Topology(o TopologyOptions) *topology.Topology {
 	}
 	return &topology.Topology{
 		Group:  o.Group,
-		Inputs: []topology.Input{{Topic: TopicOrders}, {Topic: inventory.TopicResults}, {Topic: TopicFeedback}},
+		Inputs: []topology.Input{{Topic: TopicOrders}, {Topic: inventory.TopicResults}, {Topic: TopicFeedback}, {Topic: screen.TopicVerdicts}},
 		Stores: []topology.Store{{Name: StoreName, Changelog: TopicChangelog}},
 		Outputs: []topology.Output{
 			{Topic: TopicDecisions, CoPartitioned: true},
@@ -62,6 +63,7 @@ func Topology(o TopologyOptions) *topology.Topology {
 			{Topic: TopicRequests},           // keyed by node_id
 			{Topic: inventory.TopicCommands}, // keyed by sku, for the inventory
 			{Topic: TopicLoad, Compacted: true},
+			{Topic: screen.TopicChecks}, // keyed by customer_id, for the customer screen
 		},
 		Globals: []topology.Global{
 			{Topic: inventory.TopicNodes, Apply: o.Catalog.ApplyNode, Silent: true},
@@ -142,6 +144,9 @@ func (o *out) Request(r *schemas.FulfillmentRequest) {
 func (o *out) Status(s *schemas.OrderStatus) {
 	emit(o, schemas.OrderStatuses, TopicStatus, s.OrderID, s)
 }
+func (o *out) Check(c *schemas.CustomerCheck) {
+	emit(o, schemas.CustomerChecks, screen.TopicChecks, c.CustomerID, c)
+}
 
 // Process decodes and applies one record of an input.
 func (t *Task) Process(r *topology.Record, em topology.Emitter) error {
@@ -161,6 +166,12 @@ func (t *Task) Process(r *topology.Record, em topology.Emitter) error {
 			return topology.BadInput("decode", err)
 		}
 		err = t.r.Result(t.store, w, o, r.Key, &t.res, r.Timestamp)
+	case screen.TopicVerdicts:
+		var v schemas.CustomerVerdict
+		if err := schemas.CustomerVerdicts.Decode(r.Value, &v); err != nil {
+			return topology.BadInput("decode", err)
+		}
+		err = t.r.Verdict(t.store, w, o, r.Key, &v, r.Timestamp)
 	case TopicFeedback:
 		t.fb = schemas.FulfillmentFeedback{}
 		if err := schemas.FulfillmentFeedbacks.DecodeInput(r.Value, &t.fb, t.ids); err != nil {

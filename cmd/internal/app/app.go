@@ -22,6 +22,7 @@ import (
 	"github.com/invroute/invroute/processors/catalog"
 	"github.com/invroute/invroute/processors/inventory"
 	"github.com/invroute/invroute/processors/router"
+	"github.com/invroute/invroute/processors/screen"
 	"github.com/invroute/invroute/schemas"
 	"github.com/invroute/invroute/topology"
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,34 +37,36 @@ import (
 // (INVROUTE_ + upper-case json name) and by flag (the json name with
 // dashes); a flag beats the environment, which beats the file.
 type Options struct {
-	Brokers          string        `json:"brokers"`           // comma-separated seed brokers
-	TopicPrefix      string        `json:"topic_prefix"`      // in front of every topic name
-	Group            string        `json:"group"`             // consumer group of the inventory
-	RouterGroup      string        `json:"router_group"`      // consumer group of the router; default derived from group
-	InstanceID       string        `json:"instance_id"`       // unique, stable per instance; default host name
-	StateDir         string        `json:"state_dir"`         // Pebble stores
-	CommitInterval   time.Duration `json:"commit_interval"`   // longest open transaction
-	MaxTxnRecords    int           `json:"max_txn_records"`   // input records per transaction
-	Workers          int           `json:"workers"`           // partitions processed in parallel; 0 = GOMAXPROCS
-	MaxRecordBytes   int           `json:"max_record_bytes"`  // larger input records go to the dead-letter topic
-	Partitions       int           `json:"partitions"`        // for topics created by invroute
-	Replication      int           `json:"replication"`       // for topics created by invroute; -1 broker default
-	CacheMB          int           `json:"cache_mb"`          // Pebble block cache shared by all stores
-	MemTableMB       int           `json:"memtable_mb"`       // Pebble memtable per store partition
-	StateCache       int           `json:"state_cache"`       // decoded SKU states cached per partition
-	SchemaIDs        string        `json:"schema_ids"`        // accepted Confluent schema ids, comma-separated
-	DedupeWindow     time.Duration `json:"dedupe_window"`     // movement id idempotency window (by occurred_at)
-	DedupeMax        int           `json:"dedupe_max"`        // movement ids remembered per partition
-	ReemitBatch      int           `json:"reemit_batch"`      // SKUs re-emitted per transaction after a channel change
-	SessionTimeout   time.Duration `json:"session_timeout"`   // group session timeout
-	Static           bool          `json:"static_membership"` // join with group.instance.id = instance_id
-	Router           bool          `json:"router"`            // run the order router next to the inventory
-	MaxAttempts      int           `json:"max_attempts"`      // planning attempts per routing round
-	VIPSafetyStock   bool          `json:"vip_safety_stock"`  // VIP orders may use safety stock
-	RejectIncomplete bool          `json:"reject_incomplete"` // SHIP_COMPLETE orders that cannot complete are rejected, not backordered
-	CentsPerKm       float64       `json:"cents_per_km"`      // distance part of a shipment's cost
-	MetricsAddr      string        `json:"metrics_addr"`      // host:port of /metrics; empty = off
-	LogLevel         string        `json:"log_level"`         // debug, info, warn, error
+	Brokers           string        `json:"brokers"`             // comma-separated seed brokers
+	TopicPrefix       string        `json:"topic_prefix"`        // in front of every topic name
+	Group             string        `json:"group"`               // consumer group of the inventory
+	RouterGroup       string        `json:"router_group"`        // consumer group of the router; default derived from group
+	InstanceID        string        `json:"instance_id"`         // unique, stable per instance; default host name
+	StateDir          string        `json:"state_dir"`           // Pebble stores
+	CommitInterval    time.Duration `json:"commit_interval"`     // longest open transaction
+	MaxTxnRecords     int           `json:"max_txn_records"`     // input records per transaction
+	Workers           int           `json:"workers"`             // partitions processed in parallel; 0 = GOMAXPROCS
+	MaxRecordBytes    int           `json:"max_record_bytes"`    // larger input records go to the dead-letter topic
+	Partitions        int           `json:"partitions"`          // for topics created by invroute
+	Replication       int           `json:"replication"`         // for topics created by invroute; -1 broker default
+	CacheMB           int           `json:"cache_mb"`            // Pebble block cache shared by all stores
+	MemTableMB        int           `json:"memtable_mb"`         // Pebble memtable per store partition
+	StateCache        int           `json:"state_cache"`         // decoded SKU states cached per partition
+	SchemaIDs         string        `json:"schema_ids"`          // accepted Confluent schema ids, comma-separated
+	DedupeWindow      time.Duration `json:"dedupe_window"`       // movement id idempotency window (by occurred_at)
+	DedupeMax         int           `json:"dedupe_max"`          // movement ids remembered per partition
+	ReemitBatch       int           `json:"reemit_batch"`        // SKUs re-emitted per transaction after a channel change
+	SessionTimeout    time.Duration `json:"session_timeout"`     // group session timeout
+	Static            bool          `json:"static_membership"`   // join with group.instance.id = instance_id
+	Router            bool          `json:"router"`              // run the order router next to the inventory
+	MaxAttempts       int           `json:"max_attempts"`        // planning attempts per routing round
+	VIPSafetyStock    bool          `json:"vip_safety_stock"`    // VIP orders may use safety stock
+	RejectIncomplete  bool          `json:"reject_incomplete"`   // SHIP_COMPLETE orders that cannot complete are rejected, not backordered
+	CentsPerKm        float64       `json:"cents_per_km"`        // distance part of a shipment's cost
+	CustomerMaxOrders int           `json:"customer_max_orders"` // hold an order whose customer placed this many within customer_window; 0 = off
+	CustomerWindow    time.Duration `json:"customer_window"`     // window of customer_max_orders
+	MetricsAddr       string        `json:"metrics_addr"`        // host:port of /metrics; empty = off
+	LogLevel          string        `json:"log_level"`           // debug, info, warn, error
 }
 
 // maxDedupe bounds dedupe_max: about 30 bytes of memory per remembered id
@@ -78,6 +81,7 @@ func Defaults() Options {
 		MaxAttempts:    3,
 		VIPSafetyStock: true,
 		CentsPerKm:     1,
+		CustomerWindow: 24 * time.Hour,
 		StateDir:       "./invroute-state",
 		CommitInterval: 100 * time.Millisecond,
 		MaxTxnRecords:  5000,
@@ -111,6 +115,8 @@ func Flags(fs *flag.FlagSet) func() (Options, error) {
 	fs.BoolVar(&flagged.VIPSafetyStock, "vip-safety-stock", o.VIPSafetyStock, "VIP orders may use safety stock")
 	fs.BoolVar(&flagged.RejectIncomplete, "reject-incomplete", false, "reject SHIP_COMPLETE orders that cannot be completed instead of backordering them")
 	fs.Float64Var(&flagged.CentsPerKm, "cents-per-km", o.CentsPerKm, "distance part of a shipment's cost, cents per km")
+	fs.IntVar(&flagged.CustomerMaxOrders, "customer-max-orders", 0, "hold an order whose customer placed this many orders within customer-window before it (0: off; runs the customer screen)")
+	fs.DurationVar(&flagged.CustomerWindow, "customer-window", o.CustomerWindow, "window of customer-max-orders (by placed_at)")
 	fs.StringVar(&flagged.InstanceID, "instance-id", "", "unique, stable id of this instance (default host name)")
 	fs.StringVar(&flagged.StateDir, "state-dir", o.StateDir, "directory of the local Pebble stores")
 	fs.DurationVar(&flagged.CommitInterval, "commit-interval", o.CommitInterval, "longest a transaction stays open")
@@ -221,6 +227,8 @@ func fromEnv(o *Options) error {
 	str("ROUTER_GROUP", &o.RouterGroup)
 	boolean("ROUTER", &o.Router)
 	num("MAX_ATTEMPTS", &o.MaxAttempts)
+	num("CUSTOMER_MAX_ORDERS", &o.CustomerMaxOrders)
+	dur("CUSTOMER_WINDOW", &o.CustomerWindow)
 	boolean("VIP_SAFETY_STOCK", &o.VIPSafetyStock)
 	boolean("REJECT_INCOMPLETE", &o.RejectIncomplete)
 	if v, ok := os.LookupEnv("INVROUTE_CENTS_PER_KM"); ok {
@@ -270,6 +278,8 @@ func merge(o, f *Options, set map[string]bool) {
 	pick("vip-safety-stock", func() { o.VIPSafetyStock = f.VIPSafetyStock })
 	pick("reject-incomplete", func() { o.RejectIncomplete = f.RejectIncomplete })
 	pick("cents-per-km", func() { o.CentsPerKm = f.CentsPerKm })
+	pick("customer-max-orders", func() { o.CustomerMaxOrders = f.CustomerMaxOrders })
+	pick("customer-window", func() { o.CustomerWindow = f.CustomerWindow })
 	pick("instance-id", func() { o.InstanceID = f.InstanceID })
 	pick("state-dir", func() { o.StateDir = f.StateDir })
 	pick("commit-interval", func() { o.CommitInterval = f.CommitInterval })
@@ -304,6 +314,18 @@ func (o *Options) RouterGroupName() string {
 	return o.Group + "-router"
 }
 
+// ScreenGroupName is the customer screen's consumer group, derived from
+// the router's (invroute-router -> invroute-screen).
+func (o *Options) ScreenGroupName() string {
+	if r := o.RouterGroupName(); strings.HasSuffix(r, "router") {
+		return strings.TrimSuffix(r, "router") + "screen"
+	}
+	return o.RouterGroupName() + "-screen"
+}
+
+// screen reports whether the customer screen runs.
+func (o *Options) screen() bool { return o.Router && o.CustomerMaxOrders > 0 }
+
 // Validate reports every problem at once.
 func (o *Options) Validate() error {
 	var errs []error
@@ -315,6 +337,9 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxAttempts < 1 || o.MaxAttempts > 100 {
 		errs = append(errs, fmt.Errorf("max_attempts %d must be in [1, 100]", o.MaxAttempts))
+	}
+	if o.CustomerMaxOrders < 0 || o.CustomerWindow <= 0 {
+		errs = append(errs, fmt.Errorf("customer_max_orders %d must not be negative and customer_window %v must be positive", o.CustomerMaxOrders, o.CustomerWindow))
 	}
 	if o.CentsPerKm < 0 {
 		errs = append(errs, fmt.Errorf("cents_per_km %g must not be negative", o.CentsPerKm))
@@ -354,6 +379,7 @@ func (o *Options) Logger() *slog.Logger {
 type Engine struct {
 	Inventory    *topology.Engine
 	Router       *topology.Engine // nil without Options.Router
+	Screen       *topology.Engine // nil unless Options.CustomerMaxOrders
 	Catalog      *catalog.Catalog
 	Availability *router.Availability
 	Registry     *prometheus.Registry
@@ -366,7 +392,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer cancel()
 	errs := make(chan error, 2)
 	n := 0
-	for _, eng := range []*topology.Engine{e.Inventory, e.Router} {
+	for _, eng := range []*topology.Engine{e.Inventory, e.Router, e.Screen} {
 		if eng == nil {
 			continue
 		}
@@ -452,15 +478,24 @@ func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats)
 		}
 		e.Router = rt
 	}
+	if o.screen() {
+		sc, err := topology.NewEngine(cfg("screen"), screen.Topology(o.ScreenGroupName(), inventory.TopicDeadLetter))
+		if err != nil {
+			return nil, err
+		}
+		e.Screen = sc
+	}
 	return e, nil
 }
 
 func routerConfig(o Options) router.Config {
 	return router.Config{
-		Plan:             router.PlanConfig{CentsPerKm: o.CentsPerKm},
-		MaxAttempts:      o.MaxAttempts,
-		NoVIPSafetyStock: !o.VIPSafetyStock,
-		RejectIncomplete: o.RejectIncomplete,
+		Plan:              router.PlanConfig{CentsPerKm: o.CentsPerKm},
+		MaxAttempts:       o.MaxAttempts,
+		NoVIPSafetyStock:  !o.VIPSafetyStock,
+		RejectIncomplete:  o.RejectIncomplete,
+		CustomerMaxOrders: o.CustomerMaxOrders,
+		CustomerWindow:    o.CustomerWindow,
 	}
 }
 
@@ -504,8 +539,11 @@ func CreateTopics(ctx context.Context, o Options, extra ...kgo.Opt) ([]topology.
 	topo := inventory.Topology(inventory.TopologyOptions{Catalog: catalog.New(nil), Group: o.Group})
 	specs := topo.Topics(o.TopicPrefix)
 	if o.Router {
-		rt := router.Topology(router.TopologyOptions{Catalog: catalog.New(nil), Availability: router.NewAvailability(), Loads: router.NewLoads()})
-		for _, s := range rt.Topics(o.TopicPrefix) {
+		more := router.Topology(router.TopologyOptions{Catalog: catalog.New(nil), Availability: router.NewAvailability(), Loads: router.NewLoads()}).Topics(o.TopicPrefix)
+		if o.screen() {
+			more = append(more, screen.Topology(o.ScreenGroupName(), inventory.TopicDeadLetter).Topics(o.TopicPrefix)...)
+		}
+		for _, s := range more {
 			if !slices.ContainsFunc(specs, func(x topology.TopicSpec) bool { return x.Name == s.Name }) {
 				specs = append(specs, s)
 			}

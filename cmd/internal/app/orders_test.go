@@ -325,3 +325,55 @@ func waitStatuses(t *testing.T, brokers, prefix string, check func(map[string]sc
 		time.Sleep(500 * time.Millisecond)
 	}
 }
+
+// TestCustomerScreen: with customer_max_orders on, the third order of a
+// customer within the window is put ON_HOLD by the customer screen (a third
+// topology, partitioned by customer id); RELEASED routes it.
+func TestCustomerScreen(t *testing.T) {
+	brokers, _ := testkit.Brokers(t)
+	prefix := testkit.Prefix(t)
+	o := testOptions(t, brokers, prefix)
+	o.CustomerMaxOrders = 2
+	eng, stop := startFull(t, o)
+	defer stop()
+	if eng.Screen == nil {
+		t.Fatal("customer_max_orders is set but no screen engine runs")
+	}
+	cl := testkit.Client(t, brokers)
+	seedNetwork(t, cl, eng, prefix, testkit.Stock{"A": {"W-PAR": 10}})
+	place := func(id, customer string, at int64) *kgo.Record {
+		ev := schemas.OrderEvent{OrderID: id, Type: schemas.EventPlaced, ChannelID: "web", CustomerID: customer, PlacedAt: at,
+			CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard, DeliveryMethod: schemas.DeliveryShip,
+			ShipTo: &schemas.Address{Country: "FR", Lat: 48.8, Lon: 2.3}, Policy: schemas.ShipComplete, LineIDs: []string{},
+			Lines: []schemas.OrderLine{{LineID: "1", SKU: "A", Qty: 1}}}
+		return &kgo.Record{Topic: prefix + "orders", Key: []byte(id), Value: testkit.Encode(t, schemas.OrderEvents, &ev)}
+	}
+	testkit.Produce(t, cl, place("v1", "c1", 1000), place("v2", "c1", 2000), place("v3", "c1", 3000), place("w1", "c2", 3000))
+	// The router is partitioned by order id: c1's orders reach the screen
+	// in any order, and the one that makes three is held.
+	held := ""
+	waitStatuses(t, brokers, prefix, func(st map[string]schemas.OrderStatus) string {
+		held = ""
+		for _, id := range []string{"v1", "v2", "v3", "w1"} {
+			switch s := st[id]; {
+			case s.State == schemas.StateOnHold && held == "" && id != "w1":
+				held = id
+			case s.State != schemas.StateRouted:
+				return fmt.Sprintf("order %s is %s (%s)", id, s.State, s.Reason)
+			}
+		}
+		if held == "" {
+			return "no order of customer c1 is held"
+		}
+		return ""
+	})
+	rel := schemas.OrderEvent{OrderID: held, Type: schemas.EventReleased, CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard,
+		DeliveryMethod: schemas.DeliveryShip, Policy: schemas.ShipComplete, Lines: []schemas.OrderLine{}, LineIDs: []string{}}
+	testkit.Produce(t, cl, &kgo.Record{Topic: prefix + "orders", Key: []byte(held), Value: testkit.Encode(t, schemas.OrderEvents, &rel)})
+	waitStatuses(t, brokers, prefix, func(st map[string]schemas.OrderStatus) string {
+		if s := st[held]; s.State != schemas.StateRouted {
+			return fmt.Sprintf("released order %s is %s (%s)", held, s.State, s.Reason)
+		}
+		return ""
+	})
+}
