@@ -63,8 +63,8 @@ func (t *Task) Process(r *topology.Record, out topology.Emitter) error {
 }
 
 func (t *Task) GlobalChanged(topology.Topic, []byte, int64, topology.Emitter) error { return nil }
-func (t *Task) Flush(topology.Emitter) error                                      { return nil }
-func (t *Task) Aborted()                                                          {}
+func (t *Task) Flush(topology.Emitter) error                                        { return nil }
+func (t *Task) Aborted()                                                            {}
 
 const historyFormat byte = 1
 
