@@ -481,7 +481,13 @@ func (e *Engine) transaction(ctx context.Context) error {
 	}
 	tFlush := time.Now()
 	commit := kgo.TryCommit
-	if procErr != nil || e.produceErr.Load() != nil {
+	// An idle transaction (no input, no task touched, so nothing produced)
+	// is ended as an abort: there is nothing to commit, and franz-go holds
+	// its session lock for 500 ms after a committed transaction that sent
+	// no offsets (it cannot tell whether the broker has KIP-447), which
+	// would delay the next transaction's commit by that much.
+	idle := n == 0 && procErr == nil && !e.anyTouched()
+	if procErr != nil || e.produceErr.Load() != nil || idle {
 		commit = kgo.TryAbort
 	}
 	endCtx, endCancel := context.WithTimeout(context.Background(), e.cfg.TxnTimeout)
@@ -492,6 +498,9 @@ func (e *Engine) transaction(ctx context.Context) error {
 	if err != nil {
 		e.abortAll()
 		return fmt.Errorf("%w: %v", ErrUnknownCommit, err)
+	}
+	if idle && !committed {
+		return nil
 	}
 	if committed {
 		if err := e.applyAll(); err != nil {
@@ -559,6 +568,16 @@ func (e *Engine) parallel(tss []*taskState, fn func(*taskState) error) error {
 		}
 	}
 	return nil
+}
+
+// anyTouched reports whether a task has work in the open transaction.
+func (e *Engine) anyTouched() bool {
+	for _, ts := range e.tasks {
+		if ts.touched {
+			return true
+		}
+	}
+	return false
 }
 
 // sortedTasks returns the owned tasks in partition order.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/invroute/invroute/state"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -305,5 +306,50 @@ func TestSilentGlobal(t *testing.T) {
 	entries, all := g.changes(Positions{}, Positions{"p.nodes": {0: 1}, "p.ats": {0: 1}})
 	if len(entries) != 1 || string(entries[0].key) != "n1" || len(all) != 0 {
 		t.Errorf("changes: %v %v, want n1 only", entries, all)
+	}
+}
+
+// TestIdleCommitsNothing: with no input the engine ends its transactions
+// as aborts without counting them: nothing to commit, and a committed
+// empty transaction would make franz-go hold its session lock for 500 ms
+// (the next commit would wait). The counters stay put while idle.
+func TestIdleCommitsNothing(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	topo := &Topology{Group: "g", Inputs: []Input{{Topic: "in"}}, Stores: []Store{{Name: "st", Changelog: "st-changelog"}},
+		Outputs: []Output{{Topic: "out", CoPartitioned: true}}, DeadLetter: "dlq",
+		NewTask: func(tc TaskContext) (Task, error) { return &echoTask{st: tc.Stores["st"]}, nil }}
+	eng, err := NewEngine(Config{Brokers: c.ListenAddrs(), InstanceID: "a", StateDir: t.TempDir(), Partitions: 1,
+		CommitInterval: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("out"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte("k"), Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, cl, "k")                // one committed transaction with input,
+	time.Sleep(200 * time.Millisecond) // counted once its apply is done
+	before := testutil.ToFloat64(eng.m.committed) + testutil.ToFloat64(eng.m.aborted)
+	time.Sleep(500 * time.Millisecond) // about 25 commit intervals, idle
+	if after := testutil.ToFloat64(eng.m.committed) + testutil.ToFloat64(eng.m.aborted); after != before {
+		t.Errorf("%v transactions counted while idle, want none", after-before)
 	}
 }
