@@ -1,8 +1,14 @@
 // Package bench is `invroute bench`: the figures of the README's
 // performance section, measured side by side in one run.
 //
-// For each broker (the real one named by -brokers, then an in-process kfake
-// broker) it runs, on topics and consumer groups of its own:
+// First, with -routing, the routing quality of the generated EU scenario
+// (scenario.go, quality.go; pure computation, no broker): split-shipment
+// rate and distance of invroute's planner against two line-by-line
+// baselines on the same orders and stock, and its plans against the
+// exhaustive optimum on small orders.
+//
+// Then for each broker (the real one named by -brokers, then an in-process
+// kfake broker) it runs, on topics and consumer groups of its own:
 //
 //	1 throughput  -rounds rounds, each on fresh topics, groups and engine
 //	              state: -records pre-loaded movements through a bare franz-go
@@ -22,6 +28,13 @@
 //	4 scale       (real broker only) SKUs x nodes receipts into an
 //	              `invroute run` subprocess: RSS, warm restart after kill -9,
 //	              cold restore from the changelog
+//	5 routing     (-routing) pre-loaded orders of the EU scenario through
+//	              `invroute run` with the router on: orders/s; then order ->
+//	              decision latency at -routing-rate (routing.go)
+//
+// Sections 1 to 4 measure the inventory on stock movements and run the
+// engine with -router=false: an idle router would still read the whole ats
+// topic as a replicated table and take CPU from the inventory.
 //
 // The passthrough and the engine both run as subprocesses of the invroute
 // binary, so that their CPU is measured alone (kfake runs in the bench
@@ -69,6 +82,9 @@ type config struct {
 	keepTopics     bool
 	keepDir        bool
 	seed           int64
+	routing        bool
+	routingOrders  int
+	routingRate    int
 }
 
 // Main runs the benchmark; the report goes to stdout, progress to stderr.
@@ -97,7 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.skus, "skus", 100000, "catalogue size of the throughput and latency phases (Zipf-skewed popularity)")
 	fs.IntVar(&c.scaleSKUs, "scale-skus", 1000000, "SKUs of the state-at-scale section (0 skips it)")
 	fs.IntVar(&c.scaleNodes, "scale-nodes", 5, "nodes of the state-at-scale section: one RECEIPT per (sku, node)")
-	fs.BoolVar(&c.quick, "quick", false, "small sizes for a smoke run (records 20000, scale-skus 50000, latency 5s, rounds 1) unless set explicitly")
+	fs.BoolVar(&c.quick, "quick", false, "small sizes for a smoke run (records 20000, scale-skus 50000, latency 5s, rounds 1, routing-orders 5000) unless set explicitly")
 	fs.DurationVar(&c.latencyFor, "latency-duration", 15*time.Second, "length of the latency phase")
 	fs.IntVar(&c.probeRate, "probe-rate", 100, "latency probes per second (each a distinct SKU), part of the load")
 	fs.DurationVar(&c.phaseTimeout, "phase-timeout", 20*time.Minute, "longest wait for one catch-up")
@@ -108,7 +124,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.scaleOnKfake, "scale-on-kfake", false, "also run the state-at-scale section on kfake")
 	fs.BoolVar(&c.keepTopics, "keep-topics", false, "do not delete the run's topics and groups at the end")
 	fs.BoolVar(&c.keepDir, "keep-dir", false, "keep the temporary directory (subprocess logs, state) and print its path")
-	fs.Int64Var(&c.seed, "seed", 1, "random seed of the movement generator")
+	fs.Int64Var(&c.seed, "seed", 1, "random seed of the movement generator and of the routing scenario")
+	fs.BoolVar(&c.routing, "routing", true, "run the routing sections: quality on the generated EU scenario (no broker), then orders/s and order -> decision latency on each broker")
+	fs.IntVar(&c.routingOrders, "routing-orders", 20000, "orders of the EU scenario: planned by invroute and the baselines, and pre-loaded for the routing throughput")
+	fs.IntVar(&c.routingRate, "routing-rate", 500, "orders per second of the routing latency phase")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -133,10 +152,16 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		if !set["rounds"] {
 			c.rounds = 1
 		}
+		if !set["routing-orders"] {
+			c.routingOrders = 5000
+		}
 	}
 	var errs []error
 	if c.records < 1 || c.rounds < 1 || c.partitions < 1 || c.skus < 2 || c.scaleSKUs < 0 || c.scaleNodes < 1 || c.probeRate < 1 {
 		errs = append(errs, errors.New("bench: -records, -rounds, -partitions, -scale-nodes, -probe-rate must be positive, -skus >= 2, -scale-skus >= 0"))
+	}
+	if c.routingOrders < 1 || c.routingRate < 1 {
+		errs = append(errs, errors.New("bench: -routing-orders and -routing-rate must be positive"))
 	}
 	if c.commitInterval < time.Millisecond {
 		errs = append(errs, errors.New("bench: -commit-interval must be at least 1ms"))
@@ -164,6 +189,13 @@ func run(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "movements: %d pre-generated, mean encoded size %d bytes (key %d bytes)\n\n",
 		len(r.recs), meanSize(r.recs, false), meanSize(r.recs, true))
 
+	var quality *qualityResult
+	if cfg.routing {
+		r.progress("routing quality: %d orders of the EU scenario, invroute and two baselines", cfg.routingOrders)
+		quality = routingQuality(cfg.seed, cfg.routingOrders)
+		quality.print(stdout)
+	}
+
 	var results []*brokerResult
 	if cfg.brokers != "" {
 		res := r.runBroker(ctx, brokerEnv{name: "kafka", brokers: cfg.brokers, real: true})
@@ -181,7 +213,7 @@ func run(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		res.print(stdout, cfg)
 		results = append(results, res)
 	}
-	printSummary(stdout, cfg, results)
+	printSummary(stdout, cfg, quality, results)
 	fmt.Fprintf(stdout, "total time: %s\n", time.Since(began).Round(time.Second))
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("bench: interrupted: %w", err)
@@ -202,8 +234,9 @@ func printHeader(w io.Writer, cfg *config) {
 	fmt.Fprintf(w, "command: %s   (binary %s)\n", cmd, os.Args[0])
 	fmt.Fprintf(w, "machine: %d CPUs (%s), %s RAM, %s %s/%s, GOMAXPROCS=%d\n",
 		runtime.NumCPU(), cpuModel(), memTotal(), runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0))
-	fmt.Fprintf(w, "settings: records=%d rounds=%d partitions=%d commit_interval=%s max_txn_records=%d skus=%d scale_skus=%d scale_nodes=%d latency=%s quick=%t\n",
-		cfg.records, cfg.rounds, cfg.partitions, cfg.commitInterval, cfg.maxTxnRecords, cfg.skus, cfg.scaleSKUs, cfg.scaleNodes, cfg.latencyFor, cfg.quick)
+	fmt.Fprintf(w, "settings: records=%d rounds=%d partitions=%d commit_interval=%s max_txn_records=%d skus=%d scale_skus=%d scale_nodes=%d latency=%s routing=%t routing_orders=%d routing_rate=%d seed=%d quick=%t\n",
+		cfg.records, cfg.rounds, cfg.partitions, cfg.commitInterval, cfg.maxTxnRecords, cfg.skus, cfg.scaleSKUs, cfg.scaleNodes, cfg.latencyFor,
+		cfg.routing, cfg.routingOrders, cfg.routingRate, cfg.seed, cfg.quick)
 	fmt.Fprintln(w, "note: the machine is shared and noisy; compare figures measured side by side in one run, as ratios.")
 }
 

@@ -24,7 +24,7 @@ func TestQuickKfake(t *testing.T) {
 	defer cancel()
 	var out, errb bytes.Buffer
 	err := Main(ctx, []string{"-brokers=", "-kfake", "-quick", "-records=2000", "-skus=500",
-		"-scale-skus=0", "-latency-duration=2s", "-probe-rate=50", "-rounds=2"}, &out, &errb)
+		"-scale-skus=0", "-latency-duration=2s", "-probe-rate=50", "-rounds=2", "-routing-orders=1000", "-routing-rate=200"}, &out, &errb)
 	t.Logf("stdout:\n%s", out.String())
 	if err != nil {
 		t.Fatalf("bench: %v\nstderr:\n%s", err, errb.String())
@@ -33,7 +33,8 @@ func TestQuickKfake(t *testing.T) {
 		"== kfake:",
 		"rounds=2 ",
 		"passthrough (bare franz-go GroupTransactSession), median of 2",
-		"engine (invroute run), median of 2",
+		"engine (invroute run -router=false), median of 2",
+		"sections 1-4 run `invroute run -router=false`",
 		"ratio engine/passthrough (median of 2 rounds)",
 		"CPU per movement (engine process only, sum of 2 rounds)",
 		"broker=kfake passthrough_rps=",
@@ -46,6 +47,25 @@ func TestQuickKfake(t *testing.T) {
 		"broker=kfake engine_cpu_us_per_movement=",
 		"skipped (-scale-skus 0)",
 		"total time:",
+		// routing quality (no broker)
+		"== routing quality: generated EU scenario",
+		"1000 orders of 1-6 lines",
+		"R1  split-shipment rate (orders with >1 shipment / orders shipped)",
+		"mean distance per routed order",
+		"units backordered",
+		"verdict: invroute splits",
+		"R2  2000 random instances",
+		"the scenario's orders of <= 5 lines",
+		"500 random instances with one SKU on two lines",
+		"routing orders=1000 split_rate=",
+		" first_split_rate=", " nearest_split_rate=", " split_ratio_vs_first=", " mean_km=", " first_mean_km=", " nearest_mean_km=",
+		"routing optimal_share=", " scenario_optimal_share=", " repeated_sku_optimal_share=",
+		// routing on the broker
+		"routing: 1000 EU-scenario orders pre-loaded, invroute run (router on)",
+		"of which order -> first reservation result",
+		"warm-up: first 1.00s of the load after idle, not counted",
+		"broker=kfake orders_rps=",
+		" decided_rps=", " routing_orders=1000 routed=1000 ", " decision_p50_ms=", " decision_p99_ms=", " goal_p99_ms=400 met=",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
@@ -55,6 +75,12 @@ func TestQuickKfake(t *testing.T) {
 		`throughput round 1/2 +passthrough \d+ records/s \(.*\) +engine \d+ movements/s \(.*\) +ratio \d+\.\d\d`,
 		`throughput round 2/2 +passthrough \d+ records/s \(.*\) +engine \d+ movements/s \(.*\) +ratio \d+\.\d\d`,
 		`ratio engine/passthrough \(median of 2 rounds\) +\d+\.\d\d \(rounds: \d+\.\d\d to \d+\.\d\d\) +>= 0\.50 (MET|MISSED)`,
+		`split-shipment rate .* +\d+\.\d% \(\d+/\d+\) +\d+\.\d% \(\d+/\d+\) +\d+\.\d% \(\d+/\d+\) +<= 0\.70 x first: \d\.\d\d (MET|MISSED)`,
+		`R2  2000 random instances.* +\d+/2000 = \d+\.\d\d% +100% (MET|MISSED)`,
+		`orders/s: router group's committed offsets reach the end +\d+ orders/s`,
+		`orders/s: every decision visible \(read_committed\) +\d+ orders/s \(.*\); ROUTED 1000, split \d+, re-planned \d+, decided twice 0`,
+		`order -> decision latency at \d+ orders/s for 2\.\d\ds +p50 \d+ms  p99 \d+ms  max \d+ms  \((\d+)/(\d+) decided\) +p99 <= 3 x 100ms \+ 100ms = 400ms (MET|MISSED)`,
+		`decisions of the latency phase \(warm-up included\) +ROUTED \d+, .*decided twice 0`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out.String()) {
 			t.Errorf("output lacks a line matching %s", re)
@@ -68,7 +94,8 @@ func TestQuickKfake(t *testing.T) {
 	}
 	// Each round on topics, a group and an engine of its own; the last
 	// round's engine is the one of the latency phase.
-	for _, want := range []string{"round 1/2: engine: ", "round 2/2: engine: ", "round 1/2: deleted its ", "kfake-pt2.in", "kfake-eng2."} {
+	for _, want := range []string{"round 1/2: engine: ", "round 2/2: engine: ", "round 1/2: deleted its ", "kfake-pt2.in", "kfake-eng2.",
+		"routing: loading ", "router off", "routing: 1000 orders decided"} {
 		if !strings.Contains(errb.String(), want) {
 			t.Errorf("stderr lacks %q", want)
 		}
@@ -84,13 +111,19 @@ func TestParseFlagsQuick(t *testing.T) {
 	if c.records != 10 || c.scaleSKUs != 50000 || c.latencyFor != 5*time.Second || c.brokers != "" {
 		t.Fatalf("quick did not keep explicit flags or set its sizes: %+v", c)
 	}
-	if c.rounds != 1 {
-		t.Fatalf("quick: rounds = %d, want 1", c.rounds)
+	if c.rounds != 1 || c.routingOrders != 5000 || !c.routing || c.routingRate != 500 {
+		t.Fatalf("quick: rounds = %d, routing orders %d, routing %t at %d/s; want 1, 5000, true, 500", c.rounds, c.routingOrders, c.routing, c.routingRate)
+	}
+	if c, err := parseFlags([]string{"-brokers=", "-quick", "-routing-orders=77", "-routing=false"}, &errb); err != nil || c.routingOrders != 77 || c.routing {
+		t.Fatalf("quick with -routing-orders=77 -routing=false: %v %+v", err, c)
+	}
+	if _, err := parseFlags([]string{"-brokers=", "-routing-orders=0"}, &errb); err == nil {
+		t.Fatal("-routing-orders=0: want an error")
 	}
 	if c, err := parseFlags([]string{"-brokers=", "-quick", "-rounds=4"}, &errb); err != nil || c.rounds != 4 {
 		t.Fatalf("quick with -rounds=4: %v %+v", err, c)
 	}
-	if c, err := parseFlags([]string{"-brokers="}, &errb); err != nil || c.rounds != 3 {
+	if c, err := parseFlags([]string{"-brokers="}, &errb); err != nil || c.rounds != 3 || c.routingOrders != 20000 {
 		t.Fatalf("default rounds: %v %+v", err, c)
 	}
 	if _, err := parseFlags([]string{"-brokers=", "-rounds=0"}, &errb); err == nil {

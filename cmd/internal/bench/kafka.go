@@ -73,6 +73,7 @@ func (b *brokerEnv) options(cfg *config, prefix, stateDir string) app.Options {
 	o.MaxTxnRecords = cfg.maxTxnRecords
 	o.Partitions = cfg.partitions
 	o.Replication = 1
+	o.Router = false // the routing section turns it on
 	b.prefixes = append(b.prefixes, prefix)
 	b.groups = append(b.groups, o.Group)
 	return o
@@ -85,7 +86,7 @@ func runArgs(o app.Options) []string {
 		"-instance-id", o.InstanceID, "-state-dir", o.StateDir,
 		"-commit-interval", o.CommitInterval.String(), "-max-txn-records", fmt.Sprint(o.MaxTxnRecords),
 		"-partitions", fmt.Sprint(o.Partitions), "-replication", fmt.Sprint(o.Replication),
-		"-log-level", "info",
+		"-router=" + fmt.Sprint(o.Router), "-log-level", "info",
 	}
 }
 

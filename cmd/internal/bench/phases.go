@@ -29,6 +29,8 @@ type brokerResult struct {
 	ptLatErr   error
 	scale      *scaleResult
 	scaleErr   error
+	route      *routeResult
+	routeErr   error
 	errs       []error
 }
 
@@ -176,6 +178,14 @@ func (r *runner) runBroker(ctx context.Context, b brokerEnv) *brokerResult {
 		res.scaleErr = ctx.Err()
 	default:
 		res.scaleErr = res.fail("scale", r.scale(ctx, &b, res))
+	}
+	switch {
+	case !r.cfg.routing:
+		res.routeErr = fmt.Errorf("%w (-routing=false)", errSkipped)
+	case ctx.Err() != nil:
+		res.routeErr = ctx.Err()
+	default:
+		res.routeErr = res.fail("routing", r.routing(ctx, &b, res))
 	}
 	return res
 }

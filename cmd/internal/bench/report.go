@@ -97,6 +97,10 @@ func (res *brokerResult) print(w io.Writer, cfg *config) {
 	if res.scaleErr != nil {
 		row("4", "state at scale", errText(res.scaleErr), "")
 	}
+	if len(res.rounds) > 0 || res.scale != nil {
+		row("", "note", "sections 1-4 run `invroute run -router=false`: they measure the inventory on stock movements (an idle router would also read the whole ats topic as a replicated table)", "")
+	}
+	res.printRouting(row, cfg)
 	tw.Flush()
 	for _, err := range res.errs {
 		if strings.Contains(err.Error(), "\n") {
@@ -125,7 +129,7 @@ func (res *brokerResult) printThroughput(row func(...string)) {
 			fmt.Sprintf("%.0f records/s (%d records per round)", pt, res.perRound(ptSide)), "")
 	}
 	if eng, n := res.engRPS(); n > 0 {
-		row("", fmt.Sprintf("engine (invroute run), median of %d", n),
+		row("", fmt.Sprintf("engine (invroute run -router=false), median of %d", n),
 			fmt.Sprintf("%.0f movements/s (%d movements per round)", eng, res.perRound(engSide)), "")
 	}
 	if ratio, n := res.ratio(); n > 0 {
@@ -212,8 +216,11 @@ func (res *brokerResult) printCPU(row func(...string)) {
 }
 
 // printSummary writes the lines to copy into the README.
-func printSummary(w io.Writer, cfg *config, results []*brokerResult) {
+func printSummary(w io.Writer, cfg *config, q *qualityResult, results []*brokerResult) {
 	fmt.Fprintln(w, "== summary (copy into README) ==")
+	if q != nil {
+		q.printSummary(w)
+	}
 	for _, res := range results {
 		b := "broker=" + res.name
 		if ratio, n := res.ratio(); n > 0 {
@@ -250,6 +257,7 @@ func printSummary(w io.Writer, cfg *config, results []*brokerResult) {
 					b, s.coldRPS(), s.coldRestored, s.coldRestoreTook.Seconds(), s.coldFirst.Seconds(), goalRestoreRPS, s.coldRPS() >= goalRestoreRPS)
 			}
 		}
+		res.printRoutingSummary(w, cfg)
 		for _, err := range res.errs {
 			fmt.Fprintf(w, "%s error=%q\n", b, firstLine(err.Error()))
 		}
