@@ -149,7 +149,14 @@ func PlanOrder(cfg PlanConfig, lines []schemas.OrderLine, cands []Candidate, rus
 		}
 	}
 	var chosen []int // candidate indexes
-	if len(whole) > 0 {
+	var picks []pick  // the exact search's lines per node, when SKUs repeat
+	if repeatsSKU(lines, whole) && len(whole) <= exactRepeatLines && len(cands) <= cfg.ExactMaxCandidates {
+		picks = exactCoverShared(lines, whole, cands, w)
+		for _, pk := range picks {
+			chosen = append(chosen, pk.ci)
+		}
+	}
+	if picks == nil && len(whole) > 0 {
 		masks := make([]uint64, len(cands))
 		for ci, c := range cands {
 			for bi, li := range whole {
@@ -158,9 +165,16 @@ func PlanOrder(cfg PlanConfig, lines []schemas.OrderLine, cands []Candidate, rus
 				}
 			}
 		}
-		if len(whole) <= cfg.ExactMaxLines && len(cands) <= cfg.ExactMaxCandidates {
+		switch {
+		case repeatsSKU(lines, whole):
+			// Two lines of one SKU may not both fit a node that has either:
+			// the node choice below does not know, the assignment copes.
+			chosen = greedyCover(len(whole), masks, cands, w)
+			p.Exact = false
+			p.Reasons = append(p.Reasons, fmt.Sprintf("%d lines repeat a SKU: greedy node choice", len(whole)))
+		case len(whole) <= cfg.ExactMaxLines && len(cands) <= cfg.ExactMaxCandidates:
 			chosen = exactCover(len(whole), masks, cands, w)
-		} else {
+		default:
 			chosen = greedyCover(len(whole), masks, cands, w)
 			p.Exact = false
 			p.Reasons = append(p.Reasons, fmt.Sprintf("large order (%d lines, %d candidate nodes): greedy node choice", len(lines), len(cands)))
@@ -189,7 +203,19 @@ func PlanOrder(cfg PlanConfig, lines []schemas.OrderLine, cands []Candidate, rus
 	}
 	slices.SortFunc(byPref, pref)
 	assigned := map[int][]schemas.OrderLine{}
+	for _, pk := range picks {
+		for bi, li := range whole {
+			if pk.mask&(1<<bi) != 0 {
+				l := lines[li]
+				left[pk.ci][l.SKU] -= l.Qty
+				assigned[pk.ci] = append(assigned[pk.ci], l)
+			}
+		}
+	}
 	for _, li := range whole {
+		if picks != nil {
+			break // placed by the picks
+		}
 		l := lines[li]
 		placed := false
 		for _, ci := range byPref {
@@ -296,6 +322,97 @@ func exactCover(n int, masks []uint64, cands []Candidate, w func(*Candidate) wei
 	var out []int
 	for m := full; m != 0; m = best[m].prev {
 		out = append(out, best[m].node)
+	}
+	return out
+}
+
+// exactRepeatLines bounds the exact search when SKUs repeat: it enumerates
+// subsets of lines per node, 3^lines x candidates steps.
+const exactRepeatLines = 8
+
+// pick is one node of a cover with the lines (bits over whole) it ships.
+type pick struct {
+	ci   int
+	mask uint64
+}
+
+// repeatsSKU reports whether two of the lines whole names share a SKU.
+func repeatsSKU(lines []schemas.OrderLine, whole []int) bool {
+	seen := map[string]bool{}
+	for _, li := range whole {
+		if seen[lines[li].SKU] {
+			return true
+		}
+		seen[lines[li].SKU] = true
+	}
+	return false
+}
+
+// exactCoverShared is the exact node choice when lines share SKUs: a node
+// takes a set of lines only if it has the sum of their quantities per
+// SKU. best[m] is the lightest way to ship exactly the lines in m; each
+// step gives the lowest line not yet shipped, with any other open lines,
+// to one node. A node chosen twice (its two sets together may exceed its
+// stock) is not a valid plan: then it returns nil and the caller falls back
+// to the greedy choice.
+func exactCoverShared(lines []schemas.OrderLine, whole []int, cands []Candidate, w func(*Candidate) weight) []pick {
+	n := len(whole)
+	full := uint64(1)<<n - 1
+	fits := func(ci int, m uint64) bool {
+		need := map[string]int64{}
+		for bi, li := range whole {
+			if m&(1<<bi) != 0 {
+				need[lines[li].SKU] += lines[li].Qty
+			}
+		}
+		for sku, q := range need {
+			if cands[ci].Available[sku] < q {
+				return false
+			}
+		}
+		return true
+	}
+	type cell struct {
+		ok   bool
+		w    weight
+		prev uint64
+		pick pick
+	}
+	best := make([]cell, full+1)
+	best[0] = cell{ok: true}
+	for m := uint64(0); m < full; m++ {
+		if !best[m].ok {
+			continue
+		}
+		rem := full &^ m
+		low := rem & -rem
+		for s := rem; s > 0; s = (s - 1) & rem {
+			if s&low == 0 {
+				continue
+			}
+			for ci := range cands {
+				if !fits(ci, s) {
+					continue
+				}
+				nw := best[m].w.add(w(&cands[ci]))
+				if next := m | s; !best[next].ok || nw.less(best[next].w) {
+					best[next] = cell{ok: true, w: nw, prev: m, pick: pick{ci, s}}
+				}
+			}
+		}
+	}
+	if !best[full].ok {
+		return nil
+	}
+	var out []pick
+	used := map[int]bool{}
+	for m := full; m != 0; m = best[m].prev {
+		pk := best[m].pick
+		if used[pk.ci] {
+			return nil
+		}
+		used[pk.ci] = true
+		out = append(out, pk)
 	}
 	return out
 }

@@ -303,3 +303,93 @@ func TestPlanOptimal(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanSharedSKU: two lines of one SKU must both fit the node that
+// ships them. A has 1 S at 100 c, B has 2 at 500 c: B alone (one shipment)
+// beats A plus B.
+func TestPlanSharedSKU(t *testing.T) {
+	lines := []schemas.OrderLine{{LineID: "1", SKU: "S", Qty: 1}, {LineID: "2", SKU: "S", Qty: 1}}
+	cands := []Candidate{
+		{NodeID: "A", Available: map[string]int64{"S": 1}, CostCents: 100},
+		{NodeID: "B", Available: map[string]int64{"S": 2}, CostCents: 500},
+	}
+	p := PlanOrder(PlanConfig{}, lines, cands, false)
+	if len(p.Shipments) != 1 || p.Shipments[0].NodeID != "B" || len(p.Shipments[0].Lines) != 2 || !p.Exact {
+		t.Fatalf("plan %+v, want both lines from B (exact)", p)
+	}
+}
+
+// TestPlanOptimalShared: random orders whose lines repeat SKUs. Brute force
+// gives every line to one node with the lines' summed quantity per SKU;
+// whenever the planner says its plan is exact, it must be optimal, and it
+// must say so for most orders.
+func TestPlanOptimalShared(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	exact := 0
+	const iters = 1000
+	for iter := range iters {
+		nLines, nNodes := 2+rng.IntN(4), 1+rng.IntN(6)
+		var lines []schemas.OrderLine
+		for i := range nLines {
+			lines = append(lines, schemas.OrderLine{LineID: fmt.Sprint(i), SKU: fmt.Sprint("S", rng.IntN(2)), Qty: 1 + int64(rng.IntN(2))})
+		}
+		var cands []Candidate
+		for n := range nNodes {
+			c := Candidate{NodeID: fmt.Sprint("N", n), Available: map[string]int64{}, CostCents: int64(100 + rng.IntN(900))}
+			for _, sku := range []string{"S0", "S1"} {
+				if rng.IntN(3) > 0 {
+					c.Available[sku] = int64(1 + rng.IntN(5))
+				}
+			}
+			cands = append(cands, c)
+		}
+		var best *weight
+		used := make([]map[string]int64, len(cands))
+		for i := range used {
+			used[i] = map[string]int64{}
+		}
+		var rec func(i int)
+		rec = func(i int) {
+			if i == len(lines) {
+				var cur weight
+				for ci := range cands {
+					if len(used[ci]) > 0 {
+						cur = cur.add(weight{1, 0, cands[ci].CostCents})
+					}
+				}
+				if best == nil || cur.less(*best) {
+					best = &cur
+				}
+				return
+			}
+			l := lines[i]
+			for ci, c := range cands {
+				if c.Available[l.SKU] < used[ci][l.SKU]+l.Qty {
+					continue
+				}
+				used[ci][l.SKU] += l.Qty
+				rec(i + 1)
+				if used[ci][l.SKU] -= l.Qty; used[ci][l.SKU] == 0 {
+					delete(used[ci], l.SKU)
+				}
+			}
+		}
+		rec(0)
+		p := PlanOrder(PlanConfig{}, lines, cands, false)
+		if best == nil || len(p.Unplanned) > 0 || !p.Exact {
+			continue // no whole-line plan exists, or the planner says it did not search exactly
+		}
+		exact++
+		got := weight{ships: len(p.Shipments)}
+		for _, s := range p.Shipments {
+			got.cost += s.CostCents
+		}
+		if got != *best {
+			t.Fatalf("iteration %d: exact plan %+v weighs %+v, optimum %+v", iter, p, got, *best)
+		}
+	}
+	if exact < iters/3 {
+		t.Errorf("only %d of %d orders planned exactly", exact, iters)
+	}
+	t.Logf("%d of %d orders planned exactly and optimal", exact, iters)
+}
