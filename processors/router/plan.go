@@ -149,7 +149,7 @@ func PlanOrder(cfg PlanConfig, lines []schemas.OrderLine, cands []Candidate, rus
 		}
 	}
 	var chosen []int // candidate indexes
-	var picks []pick  // the exact search's lines per node, when SKUs repeat
+	var picks []pick // the exact search's lines per node, when SKUs repeat
 	if repeatsSKU(lines, whole) && len(whole) <= exactRepeatLines && len(cands) <= cfg.ExactMaxCandidates {
 		picks = exactCoverShared(lines, whole, cands, w)
 		for _, pk := range picks {
