@@ -31,6 +31,7 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"maps"
 	"math/bits"
 	"slices"
 	"strings"
@@ -409,12 +410,74 @@ func exactCoverShared(lines []schemas.OrderLine, whole []int, cands []Candidate,
 	for m := full; m != 0; m = best[m].prev {
 		pk := best[m].pick
 		if used[pk.ci] {
-			return nil
+			// The lightest plan ships twice from one node: search the
+			// plans that use each node once, depth first.
+			return searchShared(lines, whole, cands, w)
 		}
 		used[pk.ci] = true
 		out = append(out, pk)
 	}
 	return out
+}
+
+// searchBudget bounds searchShared's steps; past it the caller falls back
+// to the greedy choice.
+const searchBudget = 200_000
+
+// searchShared gives each line (of whole) to a node that still has its
+// quantity, every node at most once in the plan, and keeps the lightest
+// plan; a branch heavier than the best so far is cut. It returns nil when
+// no plan exists or the budget runs out.
+func searchShared(lines []schemas.OrderLine, whole []int, cands []Candidate, w func(*Candidate) weight) []pick {
+	left := make([]map[string]int64, len(cands))
+	for ci := range cands {
+		left[ci] = maps.Clone(cands[ci].Available)
+	}
+	masks := make([]uint64, len(cands))
+	var best []pick
+	var bestW weight
+	steps := 0
+	var rec func(i int, cur weight) bool
+	rec = func(i int, cur weight) bool {
+		if steps++; steps > searchBudget {
+			return false
+		}
+		if best != nil && !cur.less(bestW) {
+			return true
+		}
+		if i == len(whole) {
+			best, bestW = best[:0], cur
+			for ci, m := range masks {
+				if m != 0 {
+					best = append(best, pick{ci, m})
+				}
+			}
+			return true
+		}
+		l := lines[whole[i]]
+		for ci := range cands {
+			if left[ci][l.SKU] < l.Qty {
+				continue
+			}
+			next := cur
+			if masks[ci] == 0 {
+				next = cur.add(w(&cands[ci]))
+			}
+			left[ci][l.SKU] -= l.Qty
+			masks[ci] |= 1 << i
+			ok := rec(i+1, next)
+			masks[ci] &^= 1 << i
+			left[ci][l.SKU] += l.Qty
+			if !ok {
+				return false
+			}
+		}
+		return true
+	}
+	if !rec(0, weight{}) || best == nil {
+		return nil
+	}
+	return best
 }
 
 // greedyCover picks, until every line is covered, the node covering most
