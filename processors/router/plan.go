@@ -30,8 +30,8 @@ package router
 import (
 	"cmp"
 	"fmt"
-	"math"
 	"maps"
+	"math"
 	"math/bits"
 	"slices"
 	"strings"
