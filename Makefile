@@ -3,7 +3,7 @@ GO        ?= go
 PKGS      := ./...
 TEST_TIMEOUT ?= 45m
 
-.PHONY: demo test check unit bench build kafka-up kafka-down fmt
+.PHONY: demo test check unit fuzz bench build kafka-up kafka-down fmt
 
 ## demo: run the engine on its embedded broker for 20 s (see `invroute demo -h`)
 demo:
@@ -20,9 +20,21 @@ check:
 
 ## test: the whole suite with -race; integration tests on a real Kafka broker
 ## (started from Maven Central jars by deploy/kafka unless KAFKA_BROKERS is set)
-test: check
+test: check fuzz
 	INVROUTE_REQUIRE_KAFKA=1 deploy/kafka/with-kafka.sh \
 		$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+## fuzz: every fuzz target (decoders, each processor's input path) for FUZZTIME
+## each, beyond its committed seeds (go test alone runs the seeds only)
+FUZZTIME ?= 3s
+fuzz:
+	@for pkg in $$($(GO) list $(PKGS)); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || \
+	      { $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; exit 1; }; \
+	  done; \
+	done
 
 ## unit: fast tests only (kfake in-process, no real broker)
 unit:

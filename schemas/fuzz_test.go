@@ -125,3 +125,15 @@ func FuzzDecodeFulfillmentRequest(f *testing.F) {
 	fuzzDecode(f, FulfillmentRequests, fulfillmentRequestSamples)
 }
 func FuzzDecodeOrderStatus(f *testing.F) { fuzzDecode(f, OrderStatuses, orderStatusSamples) }
+
+func FuzzDecodeRouterOrder(f *testing.F) { fuzzDecode(f, RouterOrders, routerOrderSamples) }
+func FuzzDecodeNodeLoad(f *testing.F)    { fuzzDecode(f, NodeLoads, nodeLoadSamples) }
+func FuzzDecodeCustomerCheck(f *testing.F) {
+	fuzzDecode(f, CustomerChecks, []CustomerCheck{{OrderID: "o-1", CustomerID: "c-1", ChannelID: "web", PlacedAt: t0, MaxOrders: 5, WindowMs: 3_600_000}})
+}
+func FuzzDecodeCustomerVerdict(f *testing.F) {
+	fuzzDecode(f, CustomerVerdicts, []CustomerVerdict{{OrderID: "o-1", CustomerID: "c-1", Hold: true, OrdersInWindow: 5, Reason: "x"}})
+}
+func FuzzDecodeCustomerHistory(f *testing.F) {
+	fuzzDecode(f, CustomerHistories, []CustomerHistory{{CustomerID: "c-1", Orders: []CustomerOrder{{OrderID: "o-1", PlacedAt: t0}}}})
+}

@@ -33,6 +33,9 @@ func IsInvalid(err error) bool {
 	return errors.As(err, &ie)
 }
 
+// MaxOrdersLimit bounds max_orders, and with it a customer's history.
+const MaxOrdersLimit = 10_000
+
 // Check records the order in its customer's history and says whether the
 // customer has MaxOrders or more other orders placed within the window of
 // it, before or after: the router is partitioned by order id, so one
@@ -47,8 +50,8 @@ func Check(st Store, key []byte, c *schemas.CustomerCheck) (*schemas.CustomerVer
 		return nil, &InvalidError{fmt.Sprintf("record key %q disagrees with customer_id %q", key, c.CustomerID)}
 	case c.OrderID == "":
 		return nil, &InvalidError{"empty order_id"}
-	case c.MaxOrders < 1 || c.WindowMs < 1:
-		return nil, &InvalidError{fmt.Sprintf("max_orders %d and window_ms %d must be positive", c.MaxOrders, c.WindowMs)}
+	case c.MaxOrders < 1 || c.MaxOrders > MaxOrdersLimit || c.WindowMs < 1:
+		return nil, &InvalidError{fmt.Sprintf("max_orders %d must be in [1, %d] and window_ms %d positive", c.MaxOrders, MaxOrdersLimit, c.WindowMs)}
 	}
 	cur, err := st.Get(c.CustomerID)
 	if err != nil {

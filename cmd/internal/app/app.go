@@ -338,8 +338,8 @@ func (o *Options) Validate() error {
 	if o.MaxAttempts < 1 || o.MaxAttempts > 100 {
 		errs = append(errs, fmt.Errorf("max_attempts %d must be in [1, 100]", o.MaxAttempts))
 	}
-	if o.CustomerMaxOrders < 0 || o.CustomerWindow <= 0 {
-		errs = append(errs, fmt.Errorf("customer_max_orders %d must not be negative and customer_window %v must be positive", o.CustomerMaxOrders, o.CustomerWindow))
+	if o.CustomerMaxOrders < 0 || o.CustomerMaxOrders > screen.MaxOrdersLimit || o.CustomerWindow <= 0 {
+		errs = append(errs, fmt.Errorf("customer_max_orders %d must be in [0, %d] and customer_window %v positive", o.CustomerMaxOrders, screen.MaxOrdersLimit, o.CustomerWindow))
 	}
 	if o.CentsPerKm < 0 {
 		errs = append(errs, fmt.Errorf("cents_per_km %g must not be negative", o.CentsPerKm))
