@@ -54,9 +54,9 @@ var (
 	// OrderStatuses reads and writes the order-status topic (output,
 	// compacted).
 	OrderStatuses = newCodec[OrderStatus](mustSchema("order_status.avsc"))
-	// RouterOrders reads and writes the router store and its changelog.
-	// Only invroute writes it: Append skips the strict pass.
-	RouterOrders = newInternalCodec[RouterOrder](mustSchema("router_order.avsc"))
+	// RouterOrders reads and writes the router store and its changelog
+	// (with the canonicalising pass: it holds a map).
+	RouterOrders = newCodec[RouterOrder](mustSchema("router_order.avsc"))
 	// CustomerChecks, CustomerVerdicts and CustomerHistories are the
 	// customer screen's internal topics and store.
 	CustomerChecks    = newCodec[CustomerCheck](mustSchema("customer_check.avsc"))

@@ -25,6 +25,9 @@ type RouterOrder struct {
 	FeedbackIDs  []string         `avro:"feedback_ids"`
 	Reason       string           `avro:"reason"`
 	Screening    bool             `avro:"screening"` // waiting for the customer screen
+	// ShipmentDays is the UTC day each shipment took its node's capacity:
+	// a cancellation gives it back only on that day.
+	ShipmentDays map[string]int64 `avro:"shipment_days"`
 }
 
 // Hold is stock held for one order line at one node.

@@ -136,10 +136,11 @@ var routerOrderSamples = []RouterOrder{
 		Caps:  []Cap{},
 		Shipments: []RoutedShipment{{ShipmentID: "o-1/1", NodeID: "WH-1", Method: DeliveryShip,
 			Lines: []OrderLine{{LineID: "1", SKU: "SKU-1", Qty: 2}}, DistanceKm: 3.5, CostCents: 504}},
-		NextShipment: 2, FeedbackIDs: []string{}, Reason: "one node covers all lines: WH-1"},
+		NextShipment: 2, FeedbackIDs: []string{}, Reason: "one node covers all lines: WH-1", ShipmentDays: map[string]int64{"o-1/1": 20_833}},
 	{OrderID: "o-2", Placed: orderEventSamples[1], State: StatePlaced, Attempt: 2, RoundLines: []string{"1", "2"}, Refused: true,
 		Lines: []LineStatus{}, Holds: []Hold{{LineID: "2", SKU: "S", NodeID: "N", Qty: 1, Tentative: true, Pending: true}},
-		Caps: []Cap{{SKU: "S", NodeID: "M", Available: 0}}, Shipments: []RoutedShipment{}, FeedbackIDs: []string{"f-1"}},
+		Caps: []Cap{{SKU: "S", NodeID: "M", Available: 0}}, Shipments: []RoutedShipment{}, FeedbackIDs: []string{"f-1"},
+		ShipmentDays: map[string]int64{}},
 }
 
 var nodeLoadSamples = []NodeLoad{{NodeID: "WH-1", Partition: 3, Day: 20_833, Shipments: 1200}}

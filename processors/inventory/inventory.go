@@ -204,6 +204,12 @@ func Validate(key []byte, m *schemas.StockMovement) error {
 	return nil
 }
 
+// maxSkew is how far after its record's timestamp a movement's occurred_at
+// may lie: beyond it the time is taken for garbage (a WMS writing
+// microseconds), which would otherwise move the idempotency window's clock
+// and age every remembered id out.
+const maxSkew = 24 * time.Hour
+
 // Movement applies one stock movement. ts is the input record's time in
 // milliseconds; it becomes the AtsUpdate's updated_at. An *InvalidError means
 // the record must go to the dead-letter topic; state is then unchanged. A
@@ -212,6 +218,9 @@ func Validate(key []byte, m *schemas.StockMovement) error {
 func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts int64) (*schemas.ReservationResult, error) {
 	if err := Validate(key, m); err != nil {
 		return nil, err
+	}
+	if ts > 0 && m.OccurredAt > ts+maxSkew.Milliseconds() {
+		return nil, invalid("occurred_at %d lies more than %v after the record's timestamp %d", m.OccurredAt, maxSkew, ts)
 	}
 	if err := p.win.load(st); err != nil {
 		return nil, err

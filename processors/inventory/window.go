@@ -125,6 +125,12 @@ func (w *window) flush(st SeenStore, cfg Config) {
 		w.blocks[0] = seenBlock{}
 		w.blocks = w.blocks[1:]
 	}
+	// The clock is the newest occurred_at still remembered: an outlier
+	// that left takes its time with it.
+	w.newest = 0
+	for _, b := range w.blocks {
+		w.newest = max(w.newest, b.maxAt)
+	}
 }
 
 // reset forgets the in-memory window; the next use reloads it from the

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -155,7 +156,7 @@ func (r *Router) OrderEvent(st Store, w World, out Out, key []byte, ev *schemas.
 			r.Stats.Duplicates++
 			return nil
 		}
-		if err := r.validatePlaced(ev); err != nil {
+		if err := r.validatePlaced(ev, ts); err != nil {
 			return err
 		}
 		r.Stats.Orders++
@@ -179,8 +180,22 @@ func (r *Router) OrderEvent(st Store, w World, out Out, key []byte, ev *schemas.
 	return invalid("unknown order event type %q", ev.Type)
 }
 
-func (r *Router) validatePlaced(ev *schemas.OrderEvent) error {
+// Bounds of order lines: the order value (qty x price summed over at most
+// MaxLines lines) then fits an int64.
+const (
+	maxQty   = 1e9
+	maxPrice = 1e9
+)
+
+// maxSkew is how far after its record's timestamp an order's placed_at may
+// lie: beyond it the time is taken for garbage (a producer writing
+// microseconds), which would otherwise move the customer screen's clock.
+const maxSkew = 24 * time.Hour
+
+func (r *Router) validatePlaced(ev *schemas.OrderEvent, ts int64) error {
 	switch {
+	case ts > 0 && ev.PlacedAt > ts+maxSkew.Milliseconds():
+		return invalid("order %s: placed_at %d lies more than %v after the record's timestamp %d", ev.OrderID, ev.PlacedAt, maxSkew, ts)
 	case len(ev.Lines) == 0:
 		return invalid("order %s has no lines", ev.OrderID)
 	case len(ev.Lines) > r.cfg.MaxLines:
@@ -195,8 +210,10 @@ func (r *Router) validatePlaced(ev *schemas.OrderEvent) error {
 		switch {
 		case l.LineID == "" || l.SKU == "":
 			return invalid("order %s: line with empty line_id or sku", ev.OrderID)
-		case l.Qty <= 0:
-			return invalid("order %s line %s: qty must be positive, got %d", ev.OrderID, l.LineID, l.Qty)
+		case l.Qty <= 0 || l.Qty > maxQty:
+			return invalid("order %s line %s: qty must be in [1, %d], got %d", ev.OrderID, l.LineID, int64(maxQty), l.Qty)
+		case l.UnitPriceCents < 0 || l.UnitPriceCents > maxPrice:
+			return invalid("order %s line %s: unit_price_cents must be in [0, %d], got %d", ev.OrderID, l.LineID, int64(maxPrice), l.UnitPriceCents)
 		case ids[l.LineID]:
 			return invalid("order %s: line_id %s appears twice", ev.OrderID, l.LineID)
 		}
@@ -208,7 +225,7 @@ func (r *Router) validatePlaced(ev *schemas.OrderEvent) error {
 func newOrder(ev *schemas.OrderEvent, ts int64) *schemas.RouterOrder {
 	o := &schemas.RouterOrder{OrderID: ev.OrderID, Placed: *ev, State: schemas.StatePlaced,
 		RoundLines: []string{}, Holds: []schemas.Hold{}, Caps: []schemas.Cap{}, Shipments: []schemas.RoutedShipment{},
-		FeedbackIDs: []string{}, NextShipment: 1}
+		FeedbackIDs: []string{}, NextShipment: 1, ShipmentDays: map[string]int64{}}
 	o.Placed.LineIDs = []string{}
 	for _, l := range ev.Lines {
 		o.Lines = append(o.Lines, schemas.LineStatus{LineID: l.LineID, SKU: l.SKU, Qty: l.Qty,
@@ -224,6 +241,10 @@ func cloneOrder(o *schemas.RouterOrder) *schemas.RouterOrder {
 	c.Holds = slices.Clone(o.Holds)
 	c.Caps = slices.Clone(o.Caps)
 	c.FeedbackIDs = slices.Clone(o.FeedbackIDs)
+	c.ShipmentDays = maps.Clone(o.ShipmentDays)
+	if c.ShipmentDays == nil {
+		c.ShipmentDays = map[string]int64{}
+	}
 	c.Shipments = make([]schemas.RoutedShipment, len(o.Shipments))
 	for i, s := range o.Shipments {
 		s.Lines = slices.Clone(s.Lines)
@@ -381,7 +402,11 @@ func (s *step) plan() {
 		for _, c := range s.o.Caps {
 			at = append(at, c.SKU+"@"+c.NodeID)
 		}
-		p.Reasons = append(p.Reasons, fmt.Sprintf("attempt %d: re-planned after reservations were refused (%s)", s.o.Attempt, strings.Join(at, ", ")))
+		if len(at) == 0 {
+			p.Reasons = append(p.Reasons, fmt.Sprintf("attempt %d: re-planned", s.o.Attempt))
+		} else {
+			p.Reasons = append(p.Reasons, fmt.Sprintf("attempt %d: re-planned after reservations were refused (%s)", s.o.Attempt, strings.Join(at, ", ")))
+		}
 	}
 	s.o.Reason = strings.Join(p.Reasons, "\n")
 	if reject != "" {
@@ -406,7 +431,7 @@ func (s *step) plan() {
 		if h.Tentative {
 			if _, ok := want[[2]string{h.LineID, h.NodeID}]; !ok {
 				if h.Qty > 0 || h.Pending {
-					s.command(schemas.Release, h.LineID, h.SKU, h.NodeID, 0, false)
+					s.setHeld(h.LineID, h.SKU, h.NodeID, s.committedAt(h.LineID, h.NodeID))
 				}
 				continue
 			}
@@ -434,7 +459,7 @@ func (s *step) plan() {
 				j = len(s.o.Holds) - 1
 			}
 			s.o.Holds[j].Pending = true
-			s.command(schemas.Reserve, l.LineID, l.SKU, sh.NodeID, q, useSafety)
+			s.command(schemas.Reserve, l.LineID, l.SKU, sh.NodeID, s.committedAt(l.LineID, sh.NodeID)+q, useSafety)
 		}
 	}
 	if !s.pending() {
@@ -463,6 +488,32 @@ func (s *step) adjust(sku, node string, v int64) int64 {
 func (s *step) command(op schemas.ReservationOp, line, sku, node string, qty int64, safety bool) {
 	s.out.Command(&schemas.ReservationCommand{OrderID: s.o.OrderID, LineID: line, Type: op, SKU: sku, NodeID: node,
 		Qty: qty, Attempt: s.o.Attempt, AllowSafetyStock: safety, IssuedAt: s.ts})
+}
+
+// committedAt is what line holds at node in its shipments. The inventory
+// keeps one quantity per (order line, node): what the router holds there,
+// committed plus tentative, so every command about a (line, node) sets
+// that sum.
+func (s *step) committedAt(line, node string) int64 {
+	var n int64
+	for _, h := range s.o.Holds {
+		if !h.Tentative && h.LineID == line && h.NodeID == node {
+			n += h.Qty
+		}
+	}
+	return n
+}
+
+// setHeld tells the inventory to hold qty for line at node: a RELEASE for
+// nothing, else a RESERVE at attempt 0, which no open round takes for its
+// answer; setting a hold lower is always granted.
+func (s *step) setHeld(line, sku, node string, qty int64) {
+	if qty == 0 {
+		s.command(schemas.Release, line, sku, node, 0, false)
+		return
+	}
+	s.out.Command(&schemas.ReservationCommand{OrderID: s.o.OrderID, LineID: line, Type: schemas.Reserve, SKU: sku,
+		NodeID: node, Qty: qty, Attempt: 0, AllowSafetyStock: true, IssuedAt: s.ts})
 }
 
 func (s *step) pending() bool {
@@ -499,7 +550,7 @@ func (s *step) finishRound() {
 		for _, h := range s.o.Holds {
 			if h.Tentative {
 				if h.Qty > 0 {
-					s.command(schemas.Release, h.LineID, h.SKU, h.NodeID, 0, false)
+					s.setHeld(h.LineID, h.SKU, h.NodeID, s.committedAt(h.LineID, h.NodeID))
 				}
 				continue
 			}
@@ -526,7 +577,6 @@ func (s *step) finishRound() {
 					s.setLine(i, schemas.StateRejected)
 				}
 			}
-			s.o.State = schemas.StateRejected
 		default:
 			d.Status = schemas.DecisionBackordered
 			s.r.Stats.Backordered++
@@ -547,6 +597,7 @@ func (s *step) finishRound() {
 
 	// Ship what the round holds, one shipment per node.
 	method := ev.DeliveryMethod
+	defer s.mergeHolds()
 	byNode := map[string][]schemas.OrderLine{}
 	var nodes []string
 	for i := range s.o.Holds {
@@ -585,6 +636,7 @@ func (s *step) finishRound() {
 			req.Type, req.ShipTo = schemas.ActionHoldForPickup, nil
 		} else {
 			s.addLoad(nid, today, 1)
+			s.o.ShipmentDays[sh.ShipmentID] = today
 		}
 		s.out.Request(req)
 		for _, l := range sh.Lines {
@@ -634,6 +686,21 @@ func (s *step) finishRound() {
 	}
 	s.closeRound()
 	s.emitDecision(d)
+}
+
+// mergeHolds keeps one committed hold per (line, node), like the inventory.
+func (s *step) mergeHolds() {
+	var out []schemas.Hold
+	for _, h := range s.o.Holds {
+		if j := slices.IndexFunc(out, func(o schemas.Hold) bool {
+			return !o.Tentative && !h.Tentative && o.LineID == h.LineID && o.NodeID == h.NodeID
+		}); j >= 0 {
+			out[j].Qty += h.Qty
+			continue
+		}
+		out = append(out, h)
+	}
+	s.o.Holds = out
 }
 
 func roundKm(km float64) float64 { return float64(int64(km*10+0.5)) / 10 }
@@ -741,7 +808,7 @@ func (s *step) reserved(res *schemas.ReservationResult) error {
 	h := &s.o.Holds[j]
 	h.Pending = false
 	if res.OK {
-		h.Qty = res.Qty
+		h.Qty = max(0, res.Qty-s.committedAt(res.LineID, res.NodeID)) // the inventory holds the sum
 	} else {
 		s.o.Refused = true
 		s.o.Caps = append(s.o.Caps, schemas.Cap{SKU: res.SKU, NodeID: res.NodeID, Available: res.Available})
@@ -781,6 +848,10 @@ func (s *step) shipped(res *schemas.ReservationResult) error {
 	l := &s.o.Lines[i]
 	l.QtyShipped = min(l.Qty-l.QtyCancelled, l.QtyShipped+res.Qty)
 	if l.QtyShipped == l.Qty-l.QtyCancelled {
+		// Complete, wherever it shipped from: what the line still holds
+		// anywhere (another node, a routed part the WMS shipped elsewhere)
+		// goes back.
+		s.releaseLine(l.LineID)
 		l.ShippedAt = s.ts
 		if s.o.Placed.DeliveryMethod == schemas.DeliveryPickup {
 			s.setLine(i, schemas.StatePickedUp)
@@ -899,9 +970,10 @@ func (s *step) cancelRequests(match func(line string) bool) {
 				Type: schemas.ActionCancel, Priority: s.o.Placed.Priority, Lines: gone, RequestedAt: s.ts}
 			if len(stay) == 0 {
 				req.Lines = []schemas.OrderLine{} // the whole shipment
-				if sh.Method == schemas.DeliveryShip {
-					s.addLoad(sh.NodeID, today, -1)
+				if d, ok := s.o.ShipmentDays[sh.ShipmentID]; ok && d == today {
+					s.addLoad(sh.NodeID, today, -1) // capacity back, the same day only
 				}
+				delete(s.o.ShipmentDays, sh.ShipmentID)
 			}
 			s.out.Request(req)
 		}
@@ -917,7 +989,17 @@ func (s *step) cancelRequests(match func(line string) bool) {
 // the backordered lines of an order.
 func (s *step) release(why string) error {
 	if s.o.Screening {
-		return nil // the screen's verdict decides first
+		// A review tool's release stands for the screen's verdict (the
+		// screen may have been turned off since the order was placed).
+		s.o.Screening = false
+		if err := s.screened(""); err != nil {
+			return err
+		}
+		if why != "" && s.o.State != schemas.StateOnHold {
+			s.o.Reason = strings.TrimPrefix(s.o.Reason+"\nreleased: "+why, "\n")
+			return s.save()
+		}
+		return nil
 	}
 	if s.o.State != schemas.StateOnHold {
 		open := s.allOpenLines()
@@ -967,8 +1049,12 @@ func (s *step) addressChanged(to *schemas.Address) error {
 		s.o.Holds[i].Tentative = true
 	}
 	if s.o.Attempt > 0 {
+		// The open round re-plans for the new address when its answers
+		// are in (as after a refusal, within the round's attempts).
 		s.o.RoundLines = s.allOpenLines()
-		return s.save() // the open round re-plans when its answers are in
+		s.o.Refused = true
+		s.o.Reason = "address changed; re-planning"
+		return s.save()
 	}
 	s.startRound(s.allOpenLines())
 	if s.o.Attempt == 0 {
@@ -1040,19 +1126,24 @@ func (r *Router) Feedback(st Store, w World, out Out, key []byte, f *schemas.Ful
 	h := &s.o.Holds[j]
 	short := min(f.QtyShort, h.Qty)
 	h.Qty -= short
+	sku, node := h.SKU, h.NodeID
 	if h.Qty == 0 {
-		s.command(schemas.Release, h.LineID, h.SKU, h.NodeID, 0, false)
 		s.o.Holds = slices.Delete(s.o.Holds, j, j+1)
-	} else {
-		s.command(schemas.Reserve, h.LineID, h.SKU, h.NodeID, h.Qty, true) // set the hold lower: always granted
 	}
+	var tentative int64
+	for _, t := range s.o.Holds {
+		if t.Tentative && t.LineID == f.LineID && t.NodeID == node {
+			tentative += t.Qty
+		}
+	}
+	s.setHeld(f.LineID, sku, node, s.committedAt(f.LineID, node)+tentative)
 	s.dropFromShipments(f.LineID, f.NodeID, short)
 	why := fmt.Sprintf("node %s %s %d unit(s) of line %s", f.NodeID, strings.ToLower(strings.ReplaceAll(string(f.Type), "_", "-")), short, f.LineID)
 	if f.Reason != "" {
 		why += " (" + f.Reason + ")"
 	}
 	// Route the missing units, never again from that node in this round.
-	sku := s.o.Lines[i].SKU
+	sku = s.o.Lines[i].SKU
 	if s.o.Attempt == 0 {
 		s.o.Attempt = 1
 		s.o.Caps = s.o.Caps[:0]
@@ -1106,7 +1197,7 @@ func (s *step) save() error {
 // shipment in progress shows.
 func (s *step) deriveState() schemas.OrderState {
 	switch s.o.State {
-	case schemas.StateOnHold, schemas.StateRejected:
+	case schemas.StateOnHold:
 		if !s.allCancelled() {
 			return s.o.State
 		}

@@ -265,13 +265,20 @@ func (s *pebbleStore) Load(node string, day int64) (int64, error) {
 }
 
 func (s *pebbleStore) AddLoad(node string, day int64, delta int64) error {
+	v, ok, err := s.st.Txn().Get([]byte(prefixLoad + node))
+	if err != nil {
+		return err
+	}
+	if ok && len(v) == 16 && int64(binary.BigEndian.Uint64(v)) > day {
+		return nil // a record stamped with an earlier day: today's count stays
+	}
 	cur, err := s.Load(node, day)
 	if err != nil {
 		return err
 	}
-	v := binary.BigEndian.AppendUint64(nil, uint64(day))
-	v = binary.BigEndian.AppendUint64(v, uint64(max(0, cur+delta)))
-	if err := s.st.Txn().Set([]byte(prefixLoad+node), v); err != nil {
+	next := binary.BigEndian.AppendUint64(nil, uint64(day))
+	next = binary.BigEndian.AppendUint64(next, uint64(max(0, cur+delta)))
+	if err := s.st.Txn().Set([]byte(prefixLoad+node), next); err != nil {
 		return err
 	}
 	s.dirty[node] = day
