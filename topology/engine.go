@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -352,7 +353,7 @@ func (e *Engine) openTask(ctx context.Context, p int32) (*taskState, error) {
 	stores := map[string]*state.Store{}
 	for _, s := range e.topo.Stores {
 		dir := filepath.Join(e.cfg.StateDir, e.topo.Group, s.Name+"-"+strconv.Itoa(int(p)))
-		st, err := state.Open(dir, &state.Options{Cache: e.cache, MemTableSize: e.cfg.MemTableBytes})
+		st, err := e.openStore(dir)
 		if err != nil {
 			e.closeTask(ts)
 			return nil, fmt.Errorf("topology: opening store %s partition %d: %w", s.Name, p, err)
@@ -380,6 +381,27 @@ func (e *Engine) openTask(ctx context.Context, p int32) (*taskState, error) {
 		return nil, err
 	}
 	return ts, nil
+}
+
+// openStore opens a partition's store. A store that cannot be opened
+// (corrupt files, a missing manifest, a checkpoint that does not decode) is
+// not trusted: it is moved aside to dir.corrupt-<time>, for an operator to
+// inspect, and an empty store takes its place, restored from the
+// changelog. A store locked by another process is an error: two instances
+// must not share a state directory.
+func (e *Engine) openStore(dir string) (*state.Store, error) {
+	opts := &state.Options{Cache: e.cache, MemTableSize: e.cfg.MemTableBytes}
+	st, err := state.Open(dir, opts)
+	if err == nil || errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, syscall.EACCES) {
+		return st, err
+	}
+	aside := fmt.Sprintf("%s.corrupt-%d", dir, time.Now().UnixNano())
+	if rerr := os.Rename(dir, aside); rerr != nil {
+		return nil, errors.Join(err, fmt.Errorf("moving the store aside: %w", rerr))
+	}
+	e.log.Error("local store not trusted: moved aside, rebuilding from the changelog", "dir", dir, "moved_to", aside, "err", err)
+	e.m.storesRebuilt.Inc()
+	return state.Open(dir, opts)
 }
 
 func (e *Engine) closeTask(ts *taskState) {

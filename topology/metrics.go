@@ -18,6 +18,7 @@ type metrics struct {
 	reinits       prometheus.Counter
 	restored      prometheus.Counter
 	globalErrors  prometheus.Counter
+	storesRebuilt prometheus.Counter
 	partitions    prometheus.Gauge
 	commitSeconds prometheus.Histogram
 	phaseSeconds  *prometheus.HistogramVec
@@ -28,14 +29,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: "invroute_" + name, Help: help})
 	}
 	m := &metrics{
-		records:      c("records_processed_total", "Input records processed in committed transactions."),
-		deadLetters:  c("dead_letters_total", "Records sent to the dead-letter topic (including aborted attempts)."),
-		committed:    c("transactions_committed_total", "Kafka transactions committed."),
-		aborted:      c("transactions_aborted_total", "Kafka transactions aborted (rebalance, produce failure)."),
-		reinits:      c("session_reinits_total", "Sessions re-initialised after a commit with unknown outcome or a failed session."),
-		restored:     c("changelog_records_restored_total", "Changelog records replayed into local stores."),
-		globalErrors: c("global_table_errors_total", "Undecodable global table records skipped."),
-		partitions:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "invroute_partitions_owned", Help: "Partitions this instance owns."}),
+		records:       c("records_processed_total", "Input records processed in committed transactions."),
+		deadLetters:   c("dead_letters_total", "Records sent to the dead-letter topic (including aborted attempts)."),
+		committed:     c("transactions_committed_total", "Kafka transactions committed."),
+		aborted:       c("transactions_aborted_total", "Kafka transactions aborted (rebalance, produce failure)."),
+		reinits:       c("session_reinits_total", "Sessions re-initialised after a commit with unknown outcome or a failed session."),
+		restored:      c("changelog_records_restored_total", "Changelog records replayed into local stores."),
+		globalErrors:  c("global_table_errors_total", "Undecodable global table records skipped."),
+		storesRebuilt: c("stores_rebuilt_total", "Local stores that could not be opened, moved aside and rebuilt from the changelog."),
+		partitions:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "invroute_partitions_owned", Help: "Partitions this instance owns."}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "invroute_transaction_seconds", Help: "Duration of committed transactions, begin to applied.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
@@ -47,7 +49,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.records, m.deadLetters, m.committed, m.aborted, m.reinits, m.restored,
-			m.globalErrors, m.partitions, m.commitSeconds, m.phaseSeconds)
+			m.globalErrors, m.storesRebuilt, m.partitions, m.commitSeconds, m.phaseSeconds)
 	}
 	return m
 }
