@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -383,16 +382,17 @@ func (e *Engine) openTask(ctx context.Context, p int32) (*taskState, error) {
 	return ts, nil
 }
 
-// openStore opens a partition's store. A store that cannot be opened
-// (corrupt files, a missing manifest, a checkpoint that does not decode) is
+// openStore opens a partition's store. A store that Pebble finds corrupt
+// (damaged WAL, manifest or tables) or whose checkpoint does not decode is
 // not trusted: it is moved aside to dir.corrupt-<time>, for an operator to
 // inspect, and an empty store takes its place, restored from the
-// changelog. A store locked by another process is an error: two instances
-// must not share a state directory.
+// changelog. Any other error (the store is locked, the disk is full, too
+// many open files) may pass and is returned: the store is left as it is.
 func (e *Engine) openStore(dir string) (*state.Store, error) {
 	opts := &state.Options{Cache: e.cache, MemTableSize: e.cfg.MemTableBytes}
 	st, err := state.Open(dir, opts)
-	if err == nil || errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || errors.Is(err, syscall.EACCES) {
+	var cp *state.CorruptCheckpointError
+	if err == nil || !(pebble.IsCorruptionError(err) || errors.As(err, &cp)) {
 		return st, err
 	}
 	aside := fmt.Sprintf("%s.corrupt-%d", dir, time.Now().UnixNano())

@@ -423,3 +423,22 @@ func TestCorruptStoreRebuilt(t *testing.T) {
 		}
 	}
 }
+
+// TestBusyStoreNotMovedAside: a store another holder has open is an error,
+// not corruption: it stays where it is.
+func TestBusyStoreNotMovedAside(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "st-0")
+	held, err := state.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	e := &Engine{cfg: Config{MemTableBytes: 4 << 20}, log: slog.New(slog.NewTextHandler(io.Discard, nil)), m: newMetrics(nil)}
+	if st, err := e.openStore(dir); err == nil {
+		st.Close()
+		t.Fatal("a locked store opened")
+	}
+	if moved, _ := filepath.Glob(dir + ".corrupt-*"); len(moved) != 0 {
+		t.Fatalf("a busy store was moved aside: %v", moved)
+	}
+}
