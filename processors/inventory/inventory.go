@@ -207,8 +207,9 @@ func Validate(key []byte, m *schemas.StockMovement) error {
 // maxSkew is how far after its record's timestamp a movement's occurred_at
 // may lie: beyond it the time is taken for garbage (a WMS writing
 // microseconds), which would otherwise move the idempotency window's clock
-// and age every remembered id out.
-const maxSkew = 24 * time.Hour
+// and age every remembered id out. Within it, the window is at least
+// dedupe_window minus maxSkew long.
+const maxSkew = time.Hour
 
 // Movement applies one stock movement. ts is the input record's time in
 // milliseconds; it becomes the AtsUpdate's updated_at. An *InvalidError means

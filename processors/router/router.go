@@ -190,7 +190,7 @@ const (
 // maxSkew is how far after its record's timestamp an order's placed_at may
 // lie: beyond it the time is taken for garbage (a producer writing
 // microseconds), which would otherwise move the customer screen's clock.
-const maxSkew = 24 * time.Hour
+const maxSkew = time.Hour
 
 func (r *Router) validatePlaced(ev *schemas.OrderEvent, ts int64) error {
 	switch {
@@ -688,14 +688,17 @@ func (s *step) finishRound() {
 	s.emitDecision(d)
 }
 
-// mergeHolds keeps one committed hold per (line, node), like the inventory.
+// mergeHolds keeps at most one committed and one tentative hold per
+// (line, node), like the inventory's one quantity; merged tentative holds
+// are pending if either was (the answer then sets their sum).
 func (s *step) mergeHolds() {
 	var out []schemas.Hold
 	for _, h := range s.o.Holds {
 		if j := slices.IndexFunc(out, func(o schemas.Hold) bool {
-			return !o.Tentative && !h.Tentative && o.LineID == h.LineID && o.NodeID == h.NodeID
+			return o.Tentative == h.Tentative && o.LineID == h.LineID && o.NodeID == h.NodeID
 		}); j >= 0 {
 			out[j].Qty += h.Qty
+			out[j].Pending = out[j].Pending || h.Pending
 			continue
 		}
 		out = append(out, h)
@@ -837,14 +840,20 @@ func (s *step) shipped(res *schemas.ReservationResult) error {
 		s.r.Stats.Stale++
 		return nil
 	}
-	if j := slices.IndexFunc(s.o.Holds, func(h schemas.Hold) bool {
-		return !h.Tentative && h.LineID == res.LineID && h.NodeID == res.NodeID
-	}); j >= 0 {
-		s.o.Holds[j].Qty -= min(res.Qty, s.o.Holds[j].Qty)
-		if s.o.Holds[j].Qty == 0 {
-			s.o.Holds = slices.Delete(s.o.Holds, j, j+1)
+	// The inventory consumed from its one quantity at (line, node):
+	// committed first, then a round's settled tentative part.
+	left := res.Qty
+	for _, tentative := range []bool{false, true} {
+		for j := range s.o.Holds {
+			h := &s.o.Holds[j]
+			if h.Tentative == tentative && !h.Pending && h.LineID == res.LineID && h.NodeID == res.NodeID {
+				c := min(left, h.Qty)
+				h.Qty -= c
+				left -= c
+			}
 		}
 	}
+	s.o.Holds = slices.DeleteFunc(s.o.Holds, func(h schemas.Hold) bool { return h.Qty == 0 && !h.Pending })
 	l := &s.o.Lines[i]
 	l.QtyShipped = min(l.Qty-l.QtyCancelled, l.QtyShipped+res.Qty)
 	if l.QtyShipped == l.Qty-l.QtyCancelled {
@@ -852,6 +861,7 @@ func (s *step) shipped(res *schemas.ReservationResult) error {
 		// anywhere (another node, a routed part the WMS shipped elsewhere)
 		// goes back.
 		s.releaseLine(l.LineID)
+		s.lineLeftRound(l.LineID)
 		l.ShippedAt = s.ts
 		if s.o.Placed.DeliveryMethod == schemas.DeliveryPickup {
 			s.setLine(i, schemas.StatePickedUp)
@@ -914,6 +924,9 @@ func (s *step) cancel(ids []string, why string) error {
 		s.o.RoundLines = slices.DeleteFunc(s.o.RoundLines, func(id string) bool { return id == l.LineID })
 	}
 	s.cancelRequests(func(line string) bool { return slices.Contains(cancelled, line) })
+	for _, id := range cancelled {
+		s.lineLeftRound(id)
+	}
 	switch {
 	case len(refused) > 0:
 		s.o.Reason = fmt.Sprintf("cancellation refused for line(s) %s: already shipped or unknown", strings.Join(refused, ", "))
@@ -935,6 +948,22 @@ func (s *step) cancel(ids []string, why string) error {
 
 func (s *step) allCancelled() bool {
 	return !slices.ContainsFunc(s.o.Lines, func(l schemas.LineStatus) bool { return l.QtyCancelled < l.Qty })
+}
+
+// lineLeftRound takes a line that needs nothing more (shipped in full,
+// cancelled) out of the open round, and closes or finishes the round if it
+// was waiting only for that line.
+func (s *step) lineLeftRound(id string) {
+	if s.o.Attempt == 0 || !slices.Contains(s.o.RoundLines, id) {
+		return
+	}
+	s.o.RoundLines = slices.DeleteFunc(s.o.RoundLines, func(l string) bool { return l == id })
+	switch {
+	case len(s.o.RoundLines) == 0:
+		s.closeRound()
+	case !s.pending():
+		s.finishRound()
+	}
 }
 
 // releaseLine releases every hold of a line.
@@ -988,6 +1017,9 @@ func (s *step) cancelRequests(match func(line string) bool) {
 // release resumes an order ON_HOLD (a review tool's verdict), or retries
 // the backordered lines of an order.
 func (s *step) release(why string) error {
+	if s.allCancelled() {
+		return nil
+	}
 	if s.o.Screening {
 		// A review tool's release stands for the screen's verdict (the
 		// screen may have been turned off since the order was placed).
@@ -1048,6 +1080,7 @@ func (s *step) addressChanged(to *schemas.Address) error {
 	for i := range s.o.Holds {
 		s.o.Holds[i].Tentative = true
 	}
+	s.mergeHolds() // a committed and a tentative hold at one (line, node) are one quantity
 	if s.o.Attempt > 0 {
 		// The open round re-plans for the new address when its answers
 		// are in (as after a refusal, within the round's attempts).
@@ -1130,13 +1163,21 @@ func (r *Router) Feedback(st Store, w World, out Out, key []byte, f *schemas.Ful
 	if h.Qty == 0 {
 		s.o.Holds = slices.Delete(s.o.Holds, j, j+1)
 	}
-	var tentative int64
-	for _, t := range s.o.Holds {
+	// The node is short: what the open round asked of it for this line goes
+	// too (an answer still in flight is then stale), and the inventory
+	// holds only the committed rest there.
+	dropped := false
+	s.o.Holds = slices.DeleteFunc(s.o.Holds, func(t schemas.Hold) bool {
 		if t.Tentative && t.LineID == f.LineID && t.NodeID == node {
-			tentative += t.Qty
+			dropped = true
+			return true
 		}
+		return false
+	})
+	if dropped && s.o.Attempt > 0 {
+		s.o.Refused = true // re-plan the round when its other answers are in
 	}
-	s.setHeld(f.LineID, sku, node, s.committedAt(f.LineID, node)+tentative)
+	s.setHeld(f.LineID, sku, node, s.committedAt(f.LineID, node))
 	s.dropFromShipments(f.LineID, f.NodeID, short)
 	why := fmt.Sprintf("node %s %s %d unit(s) of line %s", f.NodeID, strings.ToLower(strings.ReplaceAll(string(f.Type), "_", "-")), short, f.LineID)
 	if f.Reason != "" {

@@ -162,6 +162,7 @@ func (m screenStore) Put(h *schemas.CustomerHistory)                 { m[h.Custo
 //	feedback id=.. fid=.. line=.. node=.. short=N [type=REJECTED]
 //	holds id=..                           prints the order's holds and shipments
 //	inventory                             prints what the fake inventory holds
+//	check                                 compares the router's holds with the fake inventory's
 //	config customer-max=N customer-window=MS   a router with the customer rule
 //	screen                                the customer screen answers every queued check
 func TestRouter(t *testing.T) {
@@ -278,6 +279,33 @@ func TestRouter(t *testing.T) {
 				}
 				fmt.Fprintf(&out.b, "attempt=%d round=%v", o.Attempt, o.RoundLines)
 				return out.b.String()
+			case "check": // the router's holds against what the fake inventory holds
+				var rows []string
+				held := map[[4]string]int64{}
+				for _, o := range st.orders {
+					for _, h := range o.Holds {
+						held[[4]string{h.SKU, o.OrderID, h.LineID, h.NodeID}] += h.Qty
+					}
+				}
+				keys := map[[4]string]bool{}
+				for k := range held {
+					keys[k] = true
+				}
+				for k, v := range inv.holds {
+					if v != 0 {
+						keys[k] = true
+					}
+				}
+				for k := range keys {
+					if held[k] != inv.holds[k] {
+						rows = append(rows, fmt.Sprintf("MISMATCH %s/%s %s@%s router=%d inventory=%d", k[1], k[2], k[0], k[3], held[k], inv.holds[k]))
+					}
+				}
+				slices.Sort(rows)
+				if len(rows) == 0 {
+					return "consistent"
+				}
+				return strings.Join(rows, "\n")
 			case "inventory":
 				var rows []string
 				for k, v := range net.stock {
