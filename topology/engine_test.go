@@ -54,35 +54,13 @@ func TestGlobalChangeSurvivesAbort(t *testing.T) {
 	}
 	defer c.Close()
 	brokers := c.ListenAddrs()
-	topo := &Topology{
-		Group:      "g",
-		Inputs:     []Input{{Topic: "in"}},
-		Stores:     []Store{{Name: "st", Changelog: "st-changelog"}},
-		Outputs:    []Output{{Topic: "out", CoPartitioned: true}},
-		Globals:    []Global{{Topic: "glob", Apply: func(k, v []byte) error { return nil }}},
-		DeadLetter: "dlq",
-		NewTask:    func(tc TaskContext) (Task, error) { return &echoTask{st: tc.Stores["st"]}, nil },
-	}
-	eng, err := NewEngine(Config{Brokers: brokers, InstanceID: "a", StateDir: t.TempDir(), Partitions: 1,
-		CommitInterval: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, topo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx) }()
+	eng, stop := runEngine(t, brokers, t.TempDir(), echoTopology(Global{Topic: "glob", Apply: func(k, v []byte) error { return nil }}))
 	defer func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Error(err)
 		}
 	}()
-
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("out"),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := outClient(t, brokers)
 	defer cl.Close()
 	// Wait until the engine owns its partition (the output topic exists and
 	// the group is stable), then arm: the next commit is refused as abortable.
@@ -132,6 +110,39 @@ func waitFor(t *testing.T, cl *kgo.Client, key string) {
 			return
 		}
 	}
+}
+
+// echoTopology is one input, one store, one output, echoTask, and globals.
+func echoTopology(globals ...Global) *Topology {
+	return &Topology{Group: "g", Inputs: []Input{{Topic: "in"}}, Stores: []Store{{Name: "st", Changelog: "st-changelog"}},
+		Outputs: []Output{{Topic: "out", CoPartitioned: true}}, Globals: globals, DeadLetter: "dlq",
+		NewTask: func(tc TaskContext) (Task, error) { return &echoTask{st: tc.Stores["st"]}, nil }}
+}
+
+// runEngine runs topo as instance "a" on one partition until stop, which
+// returns Run's error.
+func runEngine(t *testing.T, brokers []string, stateDir string, topo *Topology) (eng *Engine, stop func() error) {
+	t.Helper()
+	eng, err := NewEngine(Config{Brokers: brokers, InstanceID: "a", StateDir: stateDir, Partitions: 1,
+		CommitInterval: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	return eng, func() error { cancel(); return <-done }
+}
+
+// outClient reads "out" read_committed from the start.
+func outClient(t *testing.T, brokers []string) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("out"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
 }
 
 // TestParallel: every task runs, at most Workers at once, and the error
@@ -321,28 +332,13 @@ func TestIdleCommitsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	topo := &Topology{Group: "g", Inputs: []Input{{Topic: "in"}}, Stores: []Store{{Name: "st", Changelog: "st-changelog"}},
-		Outputs: []Output{{Topic: "out", CoPartitioned: true}}, DeadLetter: "dlq",
-		NewTask: func(tc TaskContext) (Task, error) { return &echoTask{st: tc.Stores["st"]}, nil }}
-	eng, err := NewEngine(Config{Brokers: c.ListenAddrs(), InstanceID: "a", StateDir: t.TempDir(), Partitions: 1,
-		CommitInterval: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, topo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx) }()
+	eng, stop := runEngine(t, c.ListenAddrs(), t.TempDir(), echoTopology())
 	defer func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Error(err)
 		}
 	}()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("out"),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := outClient(t, c.ListenAddrs())
 	defer cl.Close()
 	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte("k"), Value: []byte("v")}).FirstErr(); err != nil {
 		t.Fatal(err)
@@ -366,24 +362,10 @@ func TestCorruptStoreRebuilt(t *testing.T) {
 	}
 	defer c.Close()
 	stateDir := t.TempDir()
-	topo := &Topology{Group: "g", Inputs: []Input{{Topic: "in"}}, Stores: []Store{{Name: "st", Changelog: "st-changelog"}},
-		Outputs: []Output{{Topic: "out", CoPartitioned: true}}, DeadLetter: "dlq",
-		NewTask: func(tc TaskContext) (Task, error) { return &echoTask{st: tc.Stores["st"]}, nil }}
 	run := func(keys ...string) {
 		t.Helper()
-		eng, err := NewEngine(Config{Brokers: c.ListenAddrs(), InstanceID: "a", StateDir: stateDir, Partitions: 1,
-			CommitInterval: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, topo)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- eng.Run(ctx) }()
-		cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("out"),
-			kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, stop := runEngine(t, c.ListenAddrs(), stateDir, echoTopology())
+		cl := outClient(t, c.ListenAddrs())
 		for _, k := range keys {
 			if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte(k), Value: []byte("v")}).FirstErr(); err != nil {
 				t.Fatal(err)
@@ -391,8 +373,7 @@ func TestCorruptStoreRebuilt(t *testing.T) {
 		}
 		waitFor(t, cl, keys[len(keys)-1])
 		cl.Close()
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -348,14 +348,10 @@ func (p *Processor) Command(st Store, t Tables, key []byte, c *schemas.Reservati
 	}
 	n := t.Node(c.NodeID)
 	room := func() int64 { // what the node can still give this command
-		if ns == nil || n == nil || !n.Active {
+		if ns == nil {
 			return 0
 		}
-		v := ns.OnHand - ns.Reserved
-		if !c.AllowSafetyStock {
-			v -= SafetyStock(n, c.SKU)
-		}
-		return max(0, v)
+		return Available(n, c.SKU, ns.OnHand, ns.Reserved, c.AllowSafetyStock)
 	}
 	want := c.Qty
 	if c.Type == schemas.Release {
@@ -558,6 +554,21 @@ func SafetyStock(n *schemas.Node, sku string) int64 {
 	return int64(n.SafetyStock)
 }
 
+// Available is what node n can give of sku: max(0, on_hand - reserved -
+// safety stock), or without the safety stock when useSafety (VIP orders);
+// 0 at a node that is unknown or not active. ATS, reservations and the
+// router's plans all count with it.
+func Available(n *schemas.Node, sku string, onHand, reserved int64, useSafety bool) int64 {
+	if n == nil || !n.Active {
+		return 0
+	}
+	v := onHand - reserved
+	if !useSafety {
+		v -= SafetyStock(n, sku)
+	}
+	return max(0, v)
+}
+
 // Feeds reports whether node n feeds channel c.
 func Feeds(c *schemas.Channel, n *schemas.Node) bool {
 	if len(c.Nodes) == 0 && len(c.NodeTypes) == 0 {
@@ -579,7 +590,7 @@ func ComputeATS(st *schemas.SKUState, t Tables, updatedAt int64) *schemas.AtsUpd
 			if n.Active {
 				nodes[i] = n
 				na.Active = true
-				na.Available = max(0, ns.OnHand-ns.Reserved-na.SafetyStock)
+				na.Available = Available(n, st.SKU, ns.OnHand, ns.Reserved, false)
 			}
 		}
 		u.ATS += na.Available

@@ -44,10 +44,7 @@ func Eligible(cfg PlanConfig, o *schemas.OrderEvent, lines []schemas.OrderLine, 
 			}
 			var v int64
 			if st, ok := net.Stock(l.SKU, n.NodeID); ok {
-				v = max(0, st.OnHand-st.Reserved-inventory.SafetyStock(n, l.SKU))
-				if useSafety {
-					v = max(0, st.OnHand-st.Reserved)
-				}
+				v = inventory.Available(n, l.SKU, st.OnHand, st.Reserved, useSafety)
 			}
 			if adjust != nil {
 				v = adjust(l.SKU, n.NodeID, v)

@@ -29,6 +29,14 @@ func waitReemitted(t *testing.T, brokers, prefix string, s *testkit.Stream) {
 // for a graceful shutdown and fails the test on a Run error.
 func startEngine(t *testing.T, o Options) (stop func()) {
 	t.Helper()
+	_, stop = start(t, o, t.Fatalf)
+	return stop
+}
+
+// start runs the engines of o until stop; stop reports a Run error or a
+// shutdown slower than 60 s with fail.
+func start(t *testing.T, o Options, fail func(format string, args ...any)) (*Engine, func()) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -40,15 +48,15 @@ func startEngine(t *testing.T, o Options) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- eng.Run(ctx) }()
-	return func() {
+	return eng, func() {
 		cancel()
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Fatalf("engine: %v", err)
+				fail("engine: %v", err)
 			}
 		case <-time.After(60 * time.Second):
-			t.Fatal("engine did not stop within 60s")
+			fail("engine did not stop within 60s")
 		}
 	}
 }

@@ -3,10 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -19,28 +16,7 @@ import (
 // startFull runs inventory and router until stop.
 func startFull(t *testing.T, o Options) (*Engine, func()) {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
-	eng, err := NewEngine(o, log, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx) }()
-	return eng, func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("engine: %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			t.Error("engine did not stop within 60s")
-		}
-	}
+	return start(t, o, t.Errorf)
 }
 
 // seedNetwork seeds the order network and waits until the router's ats

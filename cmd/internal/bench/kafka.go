@@ -91,7 +91,7 @@ func runArgs(o app.Options) []string {
 }
 
 // seedCatalog writes the nodes and channels of a phase.
-func (b *brokerEnv) seedCatalog(ctx context.Context, prefix string, nodes []schemas.Node) error {
+func (b *brokerEnv) seedCatalog(ctx context.Context, prefix string, nodes []schemas.Node, channels []schemas.Channel) error {
 	var rs []*kgo.Record
 	for i := range nodes {
 		v, err := schemas.Nodes.Encode(&nodes[i])
@@ -100,12 +100,12 @@ func (b *brokerEnv) seedCatalog(ctx context.Context, prefix string, nodes []sche
 		}
 		rs = append(rs, &kgo.Record{Topic: prefix + string(inventory.TopicNodes), Key: []byte(nodes[i].NodeID), Value: v})
 	}
-	for i := range benchChannels {
-		v, err := schemas.Channels.Encode(&benchChannels[i])
+	for i := range channels {
+		v, err := schemas.Channels.Encode(&channels[i])
 		if err != nil {
 			return err
 		}
-		rs = append(rs, &kgo.Record{Topic: prefix + string(inventory.TopicChannels), Key: []byte(benchChannels[i].ChannelID), Value: v})
+		rs = append(rs, &kgo.Record{Topic: prefix + string(inventory.TopicChannels), Key: []byte(channels[i].ChannelID), Value: v})
 	}
 	return b.cl.ProduceSync(ctx, rs...).FirstErr()
 }

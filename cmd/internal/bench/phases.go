@@ -332,7 +332,7 @@ func (r *runner) setupRound(ctx context.Context, b *brokerEnv, rd *round, o app.
 	if _, err := app.CreateTopics(ctx, o); err != nil {
 		return err
 	}
-	if err := b.seedCatalog(ctx, o.TopicPrefix, benchNodes); err != nil {
+	if err := b.seedCatalog(ctx, o.TopicPrefix, benchNodes, benchChannels); err != nil {
 		return err
 	}
 	for _, t := range []string{in, movements} {
@@ -601,7 +601,7 @@ func (r *runner) scale(ctx context.Context, b *brokerEnv, res *brokerResult) err
 		return err
 	}
 	nodes := scaleNodes(cfg.scaleNodes)
-	if err := b.seedCatalog(ctx, prefix, nodes); err != nil {
+	if err := b.seedCatalog(ctx, prefix, nodes, benchChannels); err != nil {
 		return err
 	}
 	// Node by node, every SKU: each warehouse reporting its full stock.

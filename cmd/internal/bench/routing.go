@@ -118,7 +118,7 @@ func (r *runner) routing(ctx context.Context, b *brokerEnv, res *brokerResult) e
 		return err
 	}
 	sc := newScenario(cfg.seed, cfg.routingOrders)
-	if err := b.seedRouteCatalog(ctx, prefix, sc.nodes); err != nil {
+	if err := b.seedCatalog(ctx, prefix, sc.nodes, []schemas.Channel{{ChannelID: routeChannel}}); err != nil {
 		return err
 	}
 	if err := r.loadRouteStock(ctx, b, rr, sc, o, movements); err != nil {
@@ -176,25 +176,6 @@ func (r *runner) routing(ctx context.Context, b *brokerEnv, res *brokerResult) e
 		res.fail("routing engine shutdown", err)
 	}
 	return nil
-}
-
-// seedRouteCatalog writes the scenario's nodes and its one channel.
-func (b *brokerEnv) seedRouteCatalog(ctx context.Context, prefix string, nodes []schemas.Node) error {
-	var rs []*kgo.Record
-	for i := range nodes {
-		v, err := schemas.Nodes.Encode(&nodes[i])
-		if err != nil {
-			return err
-		}
-		rs = append(rs, &kgo.Record{Topic: prefix + string(inventory.TopicNodes), Key: []byte(nodes[i].NodeID), Value: v})
-	}
-	ch := schemas.Channel{ChannelID: routeChannel}
-	v, err := schemas.Channels.Encode(&ch)
-	if err != nil {
-		return err
-	}
-	rs = append(rs, &kgo.Record{Topic: prefix + string(inventory.TopicChannels), Key: []byte(ch.ChannelID), Value: v})
-	return b.cl.ProduceSync(ctx, rs...).FirstErr()
 }
 
 // loadRouteStock receipts routeStockUnits of every (node, SKU) the
