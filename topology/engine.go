@@ -54,6 +54,7 @@ type Engine struct {
 	counts     map[string]int32 // topic -> partitions
 	inputs     []string         // prefixed
 	dlq        string
+	dlqLimit   int               // the dead-letter topic's batch limit (deadletter.go)
 	changelogs map[string]string // store -> prefixed changelog topic
 	outputs    map[Topic]Output
 
@@ -157,6 +158,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	e.dlqLimit = deadLetterTopicLimit(ctx, e.adm, e.dlq, e.log)
 	if err := os.MkdirAll(e.cfg.StateDir, 0o755); err != nil {
 		return fmt.Errorf("topology: state dir: %w", err)
 	}
@@ -243,6 +245,7 @@ func (e *Engine) newSession() error {
 		kgo.OnPartitionsAssigned(e.onAssigned),
 		kgo.OnPartitionsRevoked(e.onRevoked),
 		kgo.OnPartitionsLost(e.onRevoked),
+		kgo.ProducerBatchMaxBytesFn(e.batchMaxBytes),
 	)...)
 	if len(e.inputs) > 1 {
 		// Partition p of every input must go to one member, the one that
@@ -650,6 +653,7 @@ func (e *Engine) deadLetter(ts *taskState, r *kgo.Record, bad *BadInputError) {
 			kgo.RecordHeader{Key: "invroute.source.offset", Value: []byte(strconv.FormatInt(r.Offset, 10))},
 		),
 	}
+	fitDeadLetter(dl, e.dlqLimit)
 	e.produce(dl, nil)
 }
 

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -159,6 +160,9 @@ type TopicSpec struct {
 	Compacted     bool
 	// Single: created with one partition (a small global table).
 	Single bool
+	// MaxMessageBytes, if positive, is the topic's max.message.bytes at
+	// creation (the dead-letter topic: DeadLetterTopicMaxBytes).
+	MaxMessageBytes int
 }
 
 // Topics lists every topic of the topology with the prefix applied.
@@ -179,7 +183,7 @@ func (t *Topology) Topics(prefix string) []TopicSpec {
 			out = append(out, TopicSpec{Name: prefix + string(g.Topic), Compacted: true, Single: !g.Partitioned})
 		}
 	}
-	out = append(out, TopicSpec{Name: prefix + string(t.DeadLetter)})
+	out = append(out, TopicSpec{Name: prefix + string(t.DeadLetter), MaxMessageBytes: DeadLetterTopicMaxBytes})
 	return out
 }
 
@@ -235,6 +239,9 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec, part
 		cfg := map[string]*string{}
 		if s.Compacted {
 			cfg["cleanup.policy"] = kadm.StringPtr("compact")
+		}
+		if s.MaxMessageBytes > 0 {
+			cfg["max.message.bytes"] = kadm.StringPtr(strconv.Itoa(s.MaxMessageBytes))
 		}
 		resp, err := adm.CreateTopic(ctx, n, replication, cfg, s.Name)
 		if err == nil {
