@@ -67,6 +67,18 @@ type Options struct {
 	CustomerWindow    time.Duration `json:"customer_window"`     // window of customer_max_orders
 	MetricsAddr       string        `json:"metrics_addr"`        // host:port of /metrics; empty = off
 	LogLevel          string        `json:"log_level"`           // debug, info, warn, error
+
+	// Security (security.go, docs/security.md).
+	SecurityProtocol      string `json:"security_protocol"`        // PLAINTEXT (default), SSL, SASL_PLAINTEXT, SASL_SSL
+	SASLMechanism         string `json:"sasl_mechanism"`           // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+	SASLUsername          string `json:"sasl_username"`            // SASL user name
+	SASLPassword          Secret `json:"sasl_password"`            // never printed; prefer sasl_password_file
+	SASLPasswordFile      string `json:"sasl_password_file"`       // file holding the password (trailing newlines dropped)
+	TLSCAFile             string `json:"tls_ca_file"`              // PEM CA certificates that sign the brokers' (default: system roots)
+	TLSCertFile           string `json:"tls_cert_file"`            // PEM client certificate (mutual TLS), with tls_key_file
+	TLSKeyFile            string `json:"tls_key_file"`             // PEM private key of tls_cert_file
+	TLSServerName         string `json:"tls_server_name"`          // name to verify in the broker's certificate (default: its host)
+	TLSInsecureSkipVerify bool   `json:"tls_insecure_skip_verify"` // do not verify the broker's certificate (discouraged)
 }
 
 // maxDedupe bounds dedupe_max: about 30 bytes of memory per remembered id
@@ -136,6 +148,16 @@ func Flags(fs *flag.FlagSet) func() (Options, error) {
 	fs.BoolVar(&flagged.Static, "static-membership", false, "join the group with group.instance.id = instance id (fast restarts, no rebalance)")
 	fs.StringVar(&flagged.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics on host:port")
 	fs.StringVar(&flagged.LogLevel, "log-level", o.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&flagged.SecurityProtocol, "security-protocol", "", "PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL")
+	fs.StringVar(&flagged.SASLMechanism, "sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	fs.StringVar(&flagged.SASLUsername, "sasl-username", "", "SASL user name")
+	fs.Var(&flagged.SASLPassword, "sasl-password", "SASL password (visible in the process list: prefer -sasl-password-file or INVROUTE_SASL_PASSWORD)")
+	fs.StringVar(&flagged.SASLPasswordFile, "sasl-password-file", "", "file holding the SASL password")
+	fs.StringVar(&flagged.TLSCAFile, "tls-ca-file", "", "PEM file of the CA certificates that sign the brokers' certificates (default: system roots)")
+	fs.StringVar(&flagged.TLSCertFile, "tls-cert-file", "", "PEM client certificate for mutual TLS (with -tls-key-file)")
+	fs.StringVar(&flagged.TLSKeyFile, "tls-key-file", "", "PEM private key of -tls-cert-file")
+	fs.StringVar(&flagged.TLSServerName, "tls-server-name", "", "name to verify in the brokers' certificates (default: the broker's host)")
+	fs.BoolVar(&flagged.TLSInsecureSkipVerify, "tls-insecure-skip-verify", false, "do not verify the brokers' certificates (discouraged)")
 	return func() (Options, error) {
 		if cfgFile != "" {
 			b, err := os.ReadFile(cfgFile)
@@ -257,6 +279,18 @@ func fromEnv(o *Options) error {
 	boolean("STATIC_MEMBERSHIP", &o.Static)
 	str("METRICS_ADDR", &o.MetricsAddr)
 	str("LOG_LEVEL", &o.LogLevel)
+	str("SECURITY_PROTOCOL", &o.SecurityProtocol)
+	str("SASL_MECHANISM", &o.SASLMechanism)
+	str("SASL_USERNAME", &o.SASLUsername)
+	if v, ok := os.LookupEnv("INVROUTE_SASL_PASSWORD"); ok {
+		o.SASLPassword = Secret(v)
+	}
+	str("SASL_PASSWORD_FILE", &o.SASLPasswordFile)
+	str("TLS_CA_FILE", &o.TLSCAFile)
+	str("TLS_CERT_FILE", &o.TLSCertFile)
+	str("TLS_KEY_FILE", &o.TLSKeyFile)
+	str("TLS_SERVER_NAME", &o.TLSServerName)
+	boolean("TLS_INSECURE_SKIP_VERIFY", &o.TLSInsecureSkipVerify)
 	if v, ok := os.LookupEnv("KAFKA_BROKERS"); ok && o.Brokers == "" {
 		o.Brokers = v
 	}
@@ -299,6 +333,16 @@ func merge(o, f *Options, set map[string]bool) {
 	pick("static-membership", func() { o.Static = f.Static })
 	pick("metrics-addr", func() { o.MetricsAddr = f.MetricsAddr })
 	pick("log-level", func() { o.LogLevel = f.LogLevel })
+	pick("security-protocol", func() { o.SecurityProtocol = f.SecurityProtocol })
+	pick("sasl-mechanism", func() { o.SASLMechanism = f.SASLMechanism })
+	pick("sasl-username", func() { o.SASLUsername = f.SASLUsername })
+	pick("sasl-password", func() { o.SASLPassword = f.SASLPassword })
+	pick("sasl-password-file", func() { o.SASLPasswordFile = f.SASLPasswordFile })
+	pick("tls-ca-file", func() { o.TLSCAFile = f.TLSCAFile })
+	pick("tls-cert-file", func() { o.TLSCertFile = f.TLSCertFile })
+	pick("tls-key-file", func() { o.TLSKeyFile = f.TLSKeyFile })
+	pick("tls-server-name", func() { o.TLSServerName = f.TLSServerName })
+	pick("tls-insecure-skip-verify", func() { o.TLSInsecureSkipVerify = f.TLSInsecureSkipVerify })
 }
 
 // RouterGroupName is the router's consumer group: RouterGroup, or derived
@@ -363,6 +407,7 @@ func (o *Options) Validate() error {
 	if err := lv.UnmarshalText([]byte(o.LogLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("log_level: %w", err))
 	}
+	errs = append(errs, o.validateSecurity()...)
 	return errors.Join(errs...)
 }
 
@@ -383,6 +428,7 @@ type Engine struct {
 	Catalog      *catalog.Catalog
 	Availability *router.Availability
 	Registry     *prometheus.Registry
+	explain      func(error) error // adds what a Kafka error means for the security settings
 }
 
 // Run runs the engines until ctx is done or one fails; a failure stops
@@ -409,6 +455,9 @@ func (e *Engine) Run(ctx context.Context) error {
 			first = err
 		}
 	}
+	if e.explain != nil {
+		return e.explain(first)
+	}
 	return first
 }
 
@@ -419,6 +468,11 @@ func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats)
 	if err != nil {
 		return nil, err
 	}
+	sec, err := o.SecurityOpts()
+	if err != nil {
+		return nil, err
+	}
+	extra = append(sec, extra...)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	invMetrics := inventory.NewMetrics(reg)
@@ -461,7 +515,7 @@ func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats)
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{Inventory: inv, Catalog: cat, Registry: reg, Availability: router.NewAvailability()}
+	e := &Engine{Inventory: inv, Catalog: cat, Registry: reg, Availability: router.NewAvailability(), explain: func(err error) error { return o.explainKafkaError(err, extra...) }}
 	if o.Router {
 		rm := router.NewMetrics(reg)
 		rt, err := topology.NewEngine(cfg("router"), router.Topology(router.TopologyOptions{
@@ -531,7 +585,11 @@ func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry) (s
 // CreateTopics creates the inventory topology's topics (used by `invroute
 // topics create`) and prints what exists.
 func CreateTopics(ctx context.Context, o Options, extra ...kgo.Opt) ([]topology.TopicSpec, error) {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(SplitBrokers(o.Brokers)...)}, extra...)...)
+	sec, err := o.SecurityOpts()
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(SplitBrokers(o.Brokers)...)}, sec...), extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -550,5 +608,5 @@ func CreateTopics(ctx context.Context, o Options, extra ...kgo.Opt) ([]topology.
 		}
 	}
 	_, _, err = topology.EnsureTopics(ctx, kadm.NewClient(cl), specs, int32(o.Partitions), int16(o.Replication))
-	return specs, err
+	return specs, o.explainKafkaError(err, extra...)
 }
