@@ -103,6 +103,7 @@ func startSecureBroker(t *testing.T) *secureBroker {
 		"KAFKA_SUPER_USERS=User:admin",
 		"KAFKA_HEAP_OPTS=-Xms128m -Xmx512m",
 		"KAFKA_EXTRA_PROPS=",
+		"KAFKA_STOP_TIMEOUT=5", // wiped afterwards: no need for a graceful shutdown
 	)
 	kafka := func(ctx context.Context, args ...string) (string, error) {
 		cmd := exec.CommandContext(ctx, "bash", append([]string{script}, args...)...)
@@ -111,6 +112,8 @@ func startSecureBroker(t *testing.T) *secureBroker {
 		return string(out), err
 	}
 	t.Cleanup(func() {
+		t0 := time.Now()
+		defer func() { t.Logf("secured broker stopped and wiped in %v", time.Since(t0).Round(time.Millisecond)) }()
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		if out, err := kafka(ctx, "down", "--wipe"); err != nil {
