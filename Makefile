@@ -3,7 +3,7 @@ GO        ?= go
 PKGS      := ./...
 TEST_TIMEOUT ?= 45m
 
-.PHONY: demo test check unit fuzz bench build kafka-up kafka-down fmt
+.PHONY: demo test check unit fuzz bench chaos build kafka-up kafka-down fmt
 
 ## demo: run the engine on its embedded broker for 20 s (see `invroute demo -h`)
 demo:
@@ -43,6 +43,13 @@ unit:
 ## bench: figures on the real broker and on kfake (see README, Performance)
 bench:
 	deploy/kafka/with-kafka.sh $(GO) run ./cmd/invroute bench
+
+## chaos: the long fault suite (issue 4): 3 engine processes under mixed load,
+## 10 SIGKILLs, clean and rolling restarts, a broker restart, a paused
+## instance, scale 1 -> 3 -> 1; it starts its own broker on ports 29092/29093.
+## The short variant (TestChaos without INVROUTE_CHAOS) runs in `make test`.
+chaos:
+	INVROUTE_CHAOS=long $(GO) test -count=1 -run '^TestChaos$$' -v -timeout 40m ./cmd/invroute
 
 kafka-up:
 	deploy/kafka/kafka.sh up
