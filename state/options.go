@@ -49,9 +49,16 @@ type Options struct {
 	Sync bool
 
 	// Logger receives Pebble's log lines. Default: quiet, meaning Pebble's
-	// informational lines are dropped and its errors and fatal errors go to
-	// pebble.DefaultLogger.
+	// informational lines are dropped, its errors go to pebble.DefaultLogger
+	// and its fatal errors panic with a *PebbleFatalError, which fails the
+	// store when it happens in a call of the store (see FailedError).
 	Logger pebble.Logger
+
+	// OnFailure, if set, is called once, on any goroutine, with the
+	// *FailedError that makes the store unusable (see FailedError), as soon
+	// as it happens: a fault in a background write is known here before any
+	// method of the store returns it. It must not call the store.
+	OnFailure func(error)
 
 	// RestoreBatchSize is the number of bytes of changelog writes Restore
 	// buffers before applying them, with their checkpoint, as one batch.
@@ -108,13 +115,19 @@ func (o *Options) Validate() error {
 // for small values read and rewritten at random: bloom filters on every level
 // (point reads of absent keys skip sstables), the latest stable format, and
 // Pebble's defaults for the WAL (enabled), L0 thresholds and compactions.
-func (o *Options) pebbleOptions(cache *pebble.Cache) *pebble.Options {
+//
+// Pebble writes through a watchFS and reports background errors to h, so
+// that any write fault fails the store (see FailedError).
+func (o *Options) pebbleOptions(cache *pebble.Cache, h *health) *pebble.Options {
 	po := &pebble.Options{
-		FS:                 o.FS,
+		FS:                 &watchFS{FS: o.FS, h: h},
 		Cache:              cache,
 		MemTableSize:       o.MemTableSize,
 		Logger:             o.Logger,
 		FormatMajorVersion: pebble.FormatNewest,
+		EventListener: &pebble.EventListener{
+			BackgroundError: func(err error) { h.fail(fmt.Errorf("background: %w", err)) },
+		},
 	}
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
@@ -124,7 +137,9 @@ func (o *Options) pebbleOptions(cache *pebble.Cache) *pebble.Options {
 }
 
 // quietLogger drops Pebble's informational lines (one per flush, compaction
-// and WAL recovery, for every partition) and passes errors on.
+// and WAL recovery, for every partition) and passes errors on. Its Fatalf
+// panics with a *PebbleFatalError instead of exiting the process: in a call
+// of the store the panic is recovered and fails the store (see FailedError).
 type quietLogger struct{}
 
 func (quietLogger) Infof(string, ...any) {}
@@ -134,5 +149,5 @@ func (quietLogger) Errorf(format string, args ...any) {
 }
 
 func (quietLogger) Fatalf(format string, args ...any) {
-	pebble.DefaultLogger.Fatalf(format, args...)
+	panic(&PebbleFatalError{Msg: fmt.Sprintf(format, args...)})
 }

@@ -21,8 +21,8 @@ import (
 // ErrTxnOpen if the transaction or a table holds writes. Tables must not be
 // read until FinishRestore.
 func (s *Store) Restore(key, val []byte, offset int64) error {
-	if s.closed {
-		return ErrClosed
+	if err := s.check(); err != nil {
+		return err
 	}
 	if isReserved(key) {
 		return ErrReservedKey
@@ -47,7 +47,7 @@ func (s *Store) Restore(key, val []byte, offset int64) error {
 		err = s.restoreBatch.Set(key, val, nil)
 	}
 	if err != nil {
-		return fmt.Errorf("state: restore: %w", err)
+		return fmt.Errorf("state: restore: %w", s.h.fail(err))
 	}
 	s.restoring = true
 	s.restoreLast = offset
@@ -61,8 +61,8 @@ func (s *Store) Restore(key, val []byte, offset int64) error {
 // FinishRestore applies the records Restore buffered and drops every table's
 // cache, so tables re-read the restored values.
 func (s *Store) FinishRestore() error {
-	if s.closed {
-		return ErrClosed
+	if err := s.check(); err != nil {
+		return err
 	}
 	s.dropCaches()
 	if !s.restoring {
@@ -91,10 +91,16 @@ func (s *Store) applyRestore() error {
 	cp := Checkpoint{ChangelogOffset: s.restoreLast + 1, InputOffsets: s.cp.InputOffsets}
 	s.cpBuf = appendCheckpoint(s.cpBuf[:0], cp)
 	err := s.restoreBatch.Set(checkpointKey, s.cpBuf, nil)
-	if err == nil {
-		err = s.db.Apply(s.restoreBatch, s.wo)
+	if err != nil {
+		err = s.h.fail(fmt.Errorf("write: %w", err))
+	} else {
+		err = s.apply(s.restoreBatch, s.wo)
 	}
-	s.restoreBatch.Reset()
+	if s.h.wedged.Load() {
+		s.restoreBatch = nil // it may still sit in Pebble's commit queue
+	} else {
+		s.restoreBatch.Reset()
+	}
 	s.restoring = false
 	s.dropCaches()
 	if err != nil {
@@ -109,9 +115,9 @@ func (s *Store) applyRestore() error {
 // table values, buffered restore records and table caches. The deletion is
 // one synced batch. The space is reclaimed by a compaction before Wipe
 // returns; a compaction failure is only logged.
-func (s *Store) Wipe() error {
-	if s.closed {
-		return ErrClosed
+func (s *Store) Wipe() (err error) {
+	if err := s.check(); err != nil {
+		return err
 	}
 	s.Abort()
 	if s.restoreBatch != nil {
@@ -120,16 +126,17 @@ func (s *Store) Wipe() error {
 	s.restoring = false
 	s.dropCaches()
 
+	defer s.h.guard(&err)
 	it, err := s.db.NewIter(nil)
 	if err != nil {
-		return fmt.Errorf("state: wipe: %w", err)
+		return fmt.Errorf("state: wipe: %w", s.h.fail(err))
 	}
 	var end []byte
 	if it.Last() {
 		end = append(slices.Clone(it.Key()), 0) // just past the last key
 	}
 	if err := it.Close(); err != nil {
-		return fmt.Errorf("state: wipe: %w", err)
+		return fmt.Errorf("state: wipe: %w", s.h.fail(err))
 	}
 	if end == nil {
 		s.cp = Checkpoint{}
@@ -138,13 +145,16 @@ func (s *Store) Wipe() error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	if err := b.DeleteRange([]byte{}, end, nil); err != nil {
-		return fmt.Errorf("state: wipe: %w", err)
+		return fmt.Errorf("state: wipe: %w", s.h.fail(err))
 	}
-	if err := s.db.Apply(b, pebble.Sync); err != nil {
+	if err := s.apply(b, pebble.Sync); err != nil {
 		return fmt.Errorf("state: wipe: %w", err)
 	}
 	s.cp = Checkpoint{}
-	if err := s.db.Compact(context.Background(), []byte{}, end, false); err != nil {
+	if err := s.await(func() error { return s.db.Compact(context.Background(), []byte{}, end, false) }); err != nil {
+		if ferr := s.h.err(); ferr != nil {
+			return fmt.Errorf("state: wipe: %w", ferr)
+		}
 		s.opts.Logger.Errorf("state: wipe %s: compaction: %v", s.dir, err)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -48,6 +49,7 @@ type Store struct {
 	opts Options
 	db   *pebble.DB
 	wo   *pebble.WriteOptions
+	h    *health
 
 	cp     Checkpoint // InputOffsets is never mutated in place; Checkpoint() clones
 	txn    Txn
@@ -71,9 +73,10 @@ type Store struct {
 }
 
 // Open opens or creates the store in dir and reads its checkpoint. A nil o
-// means all defaults. It fails if o is invalid, if Pebble cannot open dir, or
-// with a *CorruptCheckpointError if the checkpoint cannot be decoded.
-func Open(dir string, o *Options) (*Store, error) {
+// means all defaults. It fails if o is invalid, if Pebble cannot open dir
+// (a *FailedError if the filesystem refused a write), or with a
+// *CorruptCheckpointError if the checkpoint cannot be decoded.
+func Open(dir string, o *Options) (s *Store, err error) {
 	var opts Options
 	if o != nil {
 		opts = *o
@@ -89,37 +92,151 @@ func Open(dir string, o *Options) (*Store, error) {
 		// Pebble takes its own reference; ours goes when Open returns.
 		defer cache.Unref()
 	}
-	db, err := pebble.Open(dir, opts.pebbleOptions(cache))
+	h := &health{dir: dir, onFailure: opts.OnFailure, logger: opts.Logger, failed: make(chan struct{})}
+	db, err := openPebble(dir, opts.pebbleOptions(cache, h))
 	if err != nil {
+		if ferr := h.err(); ferr != nil {
+			return nil, fmt.Errorf("state: open %s: %w", dir, ferr)
+		}
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
-	s := &Store{dir: dir, opts: opts, db: db, wo: pebble.NoSync}
+	s = &Store{dir: dir, opts: opts, db: db, wo: pebble.NoSync, h: h}
 	if opts.Sync {
 		s.wo = pebble.Sync
 	}
 	s.txn.s = s
 	s.txn.written = make(map[string]struct{})
 
-	val, closer, err := db.Get(checkpointKey)
+	val, closer, err := s.get(checkpointKey)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 	case err != nil:
-		_ = db.Close()
+		_ = s.closeDB()
 		return nil, fmt.Errorf("state: open %s: read checkpoint: %w", dir, err)
 	default:
 		s.cp, err = decodeCheckpoint(val)
 		_ = closer.Close()
 		if err != nil {
-			_ = db.Close()
+			_ = s.closeDB()
 			return nil, &CorruptCheckpointError{Dir: dir, Err: err}
 		}
 	}
 	return s, nil
 }
 
+// openPebble is pebble.Open with its panics turned into errors (an I/O
+// error while it writes can panic). A DB that panicked while opening is
+// left as it is: it may hold locks.
+func openPebble(dir string, po *pebble.Options) (db *pebble.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, recovered(r)
+		}
+	}()
+	return pebble.Open(dir, po)
+}
+
+// get is db.Get; an error other than ErrNotFound, or a panic, fails the
+// store.
+func (s *Store) get(key []byte) (v []byte, closer io.Closer, err error) {
+	defer s.h.guard(&err)
+	v, closer, err = s.db.Get(key)
+	if err != nil && !errors.Is(err, pebble.ErrNotFound) {
+		err = s.h.fail(fmt.Errorf("read: %w", err))
+	}
+	return v, closer, err
+}
+
+// apply is db.Apply; an error, or a panic, fails the store (see await).
+func (s *Store) apply(b *pebble.Batch, wo *pebble.WriteOptions) error {
+	return s.await(func() error {
+		if err := s.db.Apply(b, wo); err != nil {
+			return s.h.fail(fmt.Errorf("write: %w", err))
+		}
+		return nil
+	})
+}
+
+// await runs fn, a write into Pebble, and returns its error, or the
+// store's failure as soon as the store fails, even while fn is blocked: a
+// write stalls for as long as memtables cannot be flushed, which is forever
+// on a full disk. A write left running marks the store wedged (Pebble holds
+// its locks; the write may still complete, with its checkpoint, which the
+// contents on disk then agree with). A failure reported while fn ran wins
+// over fn's success: the store is unusable either way.
+func (s *Store) await(fn func() error) error {
+	if err := s.h.err(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		defer func() { done <- err }()
+		defer s.h.guard(&err)
+		err = fn()
+	}()
+	select {
+	case err := <-done:
+		if ferr := s.h.err(); ferr != nil {
+			return ferr
+		}
+		return err
+	case <-s.h.failed:
+		select {
+		case <-done:
+		default:
+			s.h.wedged.Store(true)
+		}
+		return s.h.err()
+	}
+}
+
+// check returns ErrClosed after Close and the store's failure once it
+// failed.
+func (s *Store) check() error {
+	if s.closed {
+		return ErrClosed
+	}
+	return s.h.err()
+}
+
+// Err returns the store's failure (a *FailedError), or nil while it is
+// usable. It is safe to call from any goroutine, even during or after Close.
+func (s *Store) Err() error { return s.h.err() }
+
+// closeDB closes Pebble unless the store is wedged (a panic inside Pebble
+// may have left its locks held, and Close would wait for them forever); a
+// failed store's Close is bounded by closeTimeout.
+func (s *Store) closeDB() error {
+	if s.h.wedged.Load() {
+		return s.h.err()
+	}
+	if s.h.err() == nil {
+		return s.db.Close()
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- recovered(r)
+			}
+		}()
+		done <- s.db.Close()
+	}()
+	select {
+	case err := <-done:
+		return errors.Join(s.h.err(), err)
+	case <-time.After(closeTimeout):
+		return errors.Join(s.h.err(), fmt.Errorf("pebble did not close within %v", closeTimeout))
+	}
+}
+
 // Close discards the open transaction and any restore writes not yet applied
 // by FinishRestore, then closes Pebble. Applied batches are in the WAL (synced
-// or not, per Options.Sync). A second Close returns ErrClosed.
+// or not, per Options.Sync). A second Close returns ErrClosed. Closing a
+// failed store returns its failure; if Pebble panicked (see FailedError),
+// Pebble is not closed at all and keeps its resources, including the lock
+// of dir, until the process exits.
 func (s *Store) Close() error {
 	if s.closed {
 		return ErrClosed
@@ -129,18 +246,19 @@ func (s *Store) Close() error {
 		t.dropCache()
 	}
 	var errs []error
-	if s.txn.b != nil {
-		errs = append(errs, s.txn.b.Close())
-		s.txn.b = nil
+	if !s.h.wedged.Load() { // a wedged batch may still sit in Pebble's commit queue
+		if s.txn.b != nil {
+			errs = append(errs, s.txn.b.Close())
+		}
+		if s.restoreBatch != nil {
+			errs = append(errs, s.restoreBatch.Close())
+		}
 	}
-	if s.restoreBatch != nil {
-		errs = append(errs, s.restoreBatch.Close())
-		s.restoreBatch = nil
-	}
+	s.txn.b, s.restoreBatch = nil, nil
 	s.mu.Lock()
 	s.closed = true
-	errs = append(errs, s.db.Close())
 	s.mu.Unlock()
+	errs = append(errs, s.closeDB())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("state: close %s: %w", s.dir, err)
 	}
@@ -157,8 +275,8 @@ func (s *Store) Checkpoint() Checkpoint { return s.cp.Clone() }
 // Get returns a copy of the committed value of key, ignoring the open
 // transaction.
 func (s *Store) Get(key []byte) ([]byte, bool, error) {
-	if s.closed {
-		return nil, false, ErrClosed
+	if err := s.check(); err != nil {
+		return nil, false, err
 	}
 	return s.getCommitted(key)
 }
@@ -166,7 +284,7 @@ func (s *Store) Get(key []byte) ([]byte, bool, error) {
 // getCommitted reads key from Pebble and copies the value.
 func (s *Store) getCommitted(key []byte) ([]byte, bool, error) {
 	s.pebbleGets.Add(1)
-	return copyGet(s.db.Get(key))
+	return copyGet(s.get(key))
 }
 
 // copyGet turns the result of a Pebble Get into a copy of the value that
@@ -192,8 +310,8 @@ func (s *Store) Txn() *Txn { return &s.txn }
 // transaction, encoding each once. Call it before Txn.Writes produces the
 // changelog; Commit refuses table writes that were not prepared.
 func (s *Store) Prepare() error {
-	if s.closed {
-		return ErrClosed
+	if err := s.check(); err != nil {
+		return err
 	}
 	if s.restoring {
 		return ErrRestoreInProgress
@@ -211,12 +329,16 @@ func (s *Store) Prepare() error {
 // transaction. An empty transaction still records cp. Call it only once the
 // Kafka transaction that carried the changelog of Txn.Writes has committed.
 //
-// On error nothing is applied, the transaction is discarded as by Abort, and
-// the store still reflects its previous Checkpoint: the caller replays the
-// changelog from there. ErrNotPrepared and ErrRestoreInProgress report misuse.
+// On error the transaction is discarded as by Abort and Checkpoint is
+// unchanged. ErrNotPrepared and ErrRestoreInProgress report misuse, and
+// nothing was applied; any other error is a *FailedError (or ErrClosed):
+// the store is unusable, and whether the batch reached the disk or not,
+// the contents on disk agree with the checkpoint stored with them, from
+// which a reopened store replays the changelog.
 func (s *Store) Commit(cp Checkpoint) error {
-	if s.closed {
-		return ErrClosed
+	if err := s.check(); err != nil {
+		s.Abort()
+		return err
 	}
 	if s.restoring {
 		s.Abort()
@@ -231,8 +353,10 @@ func (s *Store) Commit(cp Checkpoint) error {
 	b := s.txn.batch()
 	s.cpBuf = appendCheckpoint(s.cpBuf[:0], cp)
 	err := b.Set(checkpointKey, s.cpBuf, nil)
-	if err == nil {
-		err = s.db.Apply(b, s.wo)
+	if err != nil {
+		err = s.h.fail(fmt.Errorf("write: %w", err))
+	} else {
+		err = s.apply(b, s.wo)
 	}
 	if err != nil {
 		s.Abort()
@@ -287,7 +411,7 @@ func (s *Store) Metrics() Metrics {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if !s.closed {
+	if !s.closed && !s.h.wedged.Load() {
 		m.Pebble = s.db.Metrics()
 		m.DiskBytes = m.Pebble.DiskSpaceUsage()
 	}
@@ -299,7 +423,7 @@ func (s *Store) Metrics() Metrics {
 func (s *Store) ApproxSize() uint64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
+	if s.closed || s.h.wedged.Load() {
 		return 0
 	}
 	return s.db.Metrics().DiskSpaceUsage()

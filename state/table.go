@@ -113,8 +113,8 @@ func (t *Table[V]) pebbleKey(key string) []byte {
 // value, else the value read from Pebble and decoded (cached if committed).
 // The result must not be modified.
 func (t *Table[V]) Get(key string) (*V, error) {
-	if t.s.closed {
-		return nil, ErrClosed
+	if err := t.s.check(); err != nil {
+		return nil, err
 	}
 	if e, ok := t.staged[key]; ok {
 		return e.v, nil
@@ -137,7 +137,7 @@ func (t *Table[V]) Get(key string) (*V, error) {
 		return t.decode(key, raw)
 	}
 	t.s.pebbleGets.Add(1)
-	raw, closer, err := t.s.db.Get(pk)
+	raw, closer, err := t.s.get(pk)
 	if errors.Is(err, pebble.ErrNotFound) {
 		if t.cache != nil {
 			t.cache.put(key, nil)
@@ -181,8 +181,8 @@ func (t *Table[V]) Delete(key string) { t.Put(key, nil) }
 // Flush encodes the values staged since the last Flush into the transaction.
 // Store.Prepare flushes every table.
 func (t *Table[V]) Flush() error {
-	if t.s.closed {
-		return ErrClosed
+	if err := t.s.check(); err != nil {
+		return err
 	}
 	return t.flush()
 }

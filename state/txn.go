@@ -3,6 +3,7 @@ package state
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -42,7 +43,9 @@ func (t *Txn) batch() *pebble.Batch {
 
 // reset empties the transaction, keeping its memory for the next one.
 func (t *Txn) reset() {
-	if t.b != nil {
+	if t.s.h.wedged.Load() {
+		t.b = nil // it may still sit in Pebble's commit queue: leave it alone
+	} else if t.b != nil {
 		t.b.Reset() // also clears the "applied" state of a committed batch
 	}
 	if len(t.written) > 4096 {
@@ -67,7 +70,7 @@ func (t *Txn) noteWrite(key []byte) {
 // set and del write without the checks of Set and Delete (used by tables).
 func (t *Txn) set(key, val []byte) error {
 	if err := t.batch().Set(key, val, nil); err != nil {
-		return fmt.Errorf("state: set: %w", err)
+		return fmt.Errorf("state: set: %w", t.s.h.fail(err))
 	}
 	t.noteWrite(key)
 	return nil
@@ -75,7 +78,7 @@ func (t *Txn) set(key, val []byte) error {
 
 func (t *Txn) del(key []byte) error {
 	if err := t.batch().Delete(key, nil); err != nil {
-		return fmt.Errorf("state: delete: %w", err)
+		return fmt.Errorf("state: delete: %w", t.s.h.fail(err))
 	}
 	t.noteWrite(key)
 	return nil
@@ -84,8 +87,8 @@ func (t *Txn) del(key []byte) error {
 // Get returns a copy of key's value as the transaction sees it: its own last
 // write to key if any, else the committed value.
 func (t *Txn) Get(key []byte) ([]byte, bool, error) {
-	if t.s.closed {
-		return nil, false, ErrClosed
+	if err := t.s.check(); err != nil {
+		return nil, false, err
 	}
 	if !t.wrote(key) {
 		return t.s.getCommitted(key)
@@ -96,15 +99,20 @@ func (t *Txn) Get(key []byte) ([]byte, bool, error) {
 // getWritten reads a key the transaction wrote: from the batch, or absent if
 // its last write was a delete. The batch's lookup falls through to Pebble
 // only for keys it does not hold, which the caller has excluded.
-func (t *Txn) getWritten(key []byte) ([]byte, bool, error) {
-	return copyGet(t.b.Get(key))
+func (t *Txn) getWritten(key []byte) (v []byte, ok bool, err error) {
+	defer t.s.h.guard(&err)
+	v, closer, err := t.b.Get(key)
+	if err != nil && !errors.Is(err, pebble.ErrNotFound) {
+		err = t.s.h.fail(fmt.Errorf("read: %w", err))
+	}
+	return copyGet(v, closer, err)
 }
 
 // Set writes key = val in the transaction. A nil val is an empty value, not
 // a delete. Both slices may be reused after Set returns.
 func (t *Txn) Set(key, val []byte) error {
-	if t.s.closed {
-		return ErrClosed
+	if err := t.s.check(); err != nil {
+		return err
 	}
 	if isReserved(key) {
 		return ErrReservedKey
@@ -115,8 +123,8 @@ func (t *Txn) Set(key, val []byte) error {
 
 // Delete deletes key in the transaction.
 func (t *Txn) Delete(key []byte) error {
-	if t.s.closed {
-		return ErrClosed
+	if err := t.s.check(); err != nil {
+		return err
 	}
 	if isReserved(key) {
 		return ErrReservedKey
@@ -156,10 +164,20 @@ func (t *Txn) Iterate(prefix []byte, fn func(key, val []byte) error) error {
 
 // IterateFrom is Iterate starting at the first key >= from (from below the
 // prefix means the whole prefix).
-func (t *Txn) IterateFrom(prefix, from []byte, fn func(key, val []byte) error) error {
-	if t.s.closed {
-		return ErrClosed
+//
+// An error of Pebble (or a panic inside Pebble) fails the store; fn's errors
+// and panics are fn's own.
+func (t *Txn) IterateFrom(prefix, from []byte, fn func(key, val []byte) error) (err error) {
+	if err := t.s.check(); err != nil {
+		return err
 	}
+	inFn := false
+	defer func() {
+		if inFn {
+			return // fn panicked: not Pebble's doing
+		}
+		t.s.h.guard(&err)
+	}()
 	if isReserved(prefix) {
 		return ErrReservedKey
 	}
@@ -171,14 +189,13 @@ func (t *Txn) IterateFrom(prefix, from []byte, fn func(key, val []byte) error) e
 		opts.LowerBound = from
 	}
 	var it *pebble.Iterator
-	var err error
 	if len(t.written) > 0 {
 		it, err = t.b.NewIter(opts)
 	} else {
 		it, err = t.s.db.NewIter(opts)
 	}
 	if err != nil {
-		return fmt.Errorf("state: iterate: %w", err)
+		return fmt.Errorf("state: iterate: %w", t.s.h.fail(err))
 	}
 	for valid := it.First(); valid; {
 		k := it.Key()
@@ -193,14 +210,17 @@ func (t *Txn) IterateFrom(prefix, from []byte, fn func(key, val []byte) error) e
 		if v == nil {
 			v = emptyValue
 		}
-		if err := fn(k, v); err != nil {
+		inFn = true
+		err = fn(k, v)
+		inFn = false
+		if err != nil {
 			_ = it.Close()
 			return err
 		}
 		valid = it.Next()
 	}
 	if err := it.Close(); err != nil {
-		return fmt.Errorf("state: iterate: %w", err)
+		return fmt.Errorf("state: iterate: %w", t.s.h.fail(err))
 	}
 	return nil
 }
@@ -211,8 +231,8 @@ func (t *Txn) IterateFrom(prefix, from []byte, fn func(key, val []byte) error) e
 // transaction. Call Store.Prepare first so that table writes are included.
 // The slices are valid only during the call and must not be modified.
 func (t *Txn) Writes(fn func(key, val []byte) error) error {
-	if t.s.closed {
-		return ErrClosed
+	if err := t.s.check(); err != nil {
+		return err
 	}
 	if len(t.written) == 0 {
 		return nil
@@ -228,7 +248,7 @@ func (t *Txn) Writes(fn func(key, val []byte) error) error {
 	// key order: a subset of t.sorted. Walk both together.
 	it, err := t.b.NewBatchOnlyIter(context.Background(), nil)
 	if err != nil {
-		return fmt.Errorf("state: writes: %w", err)
+		return fmt.Errorf("state: writes: %w", t.s.h.fail(err))
 	}
 	valid := it.First()
 	for _, k := range t.sorted {
@@ -251,7 +271,7 @@ func (t *Txn) Writes(fn func(key, val []byte) error) error {
 		}
 	}
 	if err := it.Close(); err != nil {
-		return fmt.Errorf("state: writes: %w", err)
+		return fmt.Errorf("state: writes: %w", t.s.h.fail(err))
 	}
 	return nil
 }
