@@ -1,0 +1,137 @@
+package kafkaenv
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+// TestChoose covers the decision table with an injected Docker check.
+func TestChoose(t *testing.T) {
+	ctx := context.Background()
+	noDocker := func(context.Context) error { return errors.New("Cannot connect to the Docker daemon") }
+	docker := func(context.Context) error { return nil }
+	mustNotCall := func(context.Context) error { t.Error("Docker checked although KAFKA_BROKERS is set"); return nil }
+
+	for _, tc := range []struct {
+		name        string
+		getenv      map[string]string
+		docker      func(context.Context) error
+		want        Source
+		wantBrokers string
+		reason      string
+	}{
+		{"env wins over Docker", map[string]string{"KAFKA_BROKERS": "k1:9092,k2:9092"}, mustNotCall, FromEnv, "k1:9092,k2:9092", "KAFKA_BROKERS is set"},
+		{"blank env is unset", map[string]string{"KAFKA_BROKERS": "  "}, docker, FromContainer, "", "a Docker engine answered: apache/kafka:4.1.1"},
+		{"Docker answers", nil, docker, FromContainer, "", "a Docker engine answered"},
+		{"no Docker", nil, noDocker, FromLocalBroker, "", "no Docker engine answered (Cannot connect to the Docker daemon): deploy/kafka/kafka.sh"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Choose(ctx, Config{Getenv: env(tc.getenv), Docker: tc.docker})
+			if got.Source != tc.want || got.Brokers != tc.wantBrokers || !strings.Contains(got.Reason, tc.reason) {
+				t.Fatalf("Choose = %+v, want source %s, brokers %q, reason containing %q", got, tc.want, tc.wantBrokers, tc.reason)
+			}
+		})
+	}
+}
+
+// TestChooseDockerTimeout: a Docker check that hangs counts as no Docker.
+func TestChooseDockerTimeout(t *testing.T) {
+	hang := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+	start := time.Now()
+	got := Choose(context.Background(), Config{Getenv: env(nil), Docker: hang, DockerTimeout: 50 * time.Millisecond})
+	if got.Source != FromLocalBroker || !strings.Contains(got.Reason, "deadline exceeded") {
+		t.Fatalf("Choose = %+v, want the local broker after the deadline", got)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Choose took %v", d)
+	}
+}
+
+// TestChooseOnThisMachine runs the real Docker check (testcontainers-go's
+// provider health). Without a Docker socket or DOCKER_HOST, as on the
+// project's machines, it must pick the local broker and say why.
+func TestChooseOnThisMachine(t *testing.T) {
+	got := Choose(context.Background(), Config{Getenv: env(nil)})
+	t.Logf("choice without KAFKA_BROKERS: %s (%s)", got.Source, got.Reason)
+	_, sockErr := os.Stat("/var/run/docker.sock")
+	if os.Getenv("DOCKER_HOST") == "" && errors.Is(sockErr, os.ErrNotExist) {
+		if got.Source != FromLocalBroker || !strings.Contains(got.Reason, "no Docker engine answered") {
+			t.Fatalf("no Docker engine here, yet Choose = %+v", got)
+		}
+	}
+	// KAFKA_BROKERS set: used as it is, whatever Docker says
+	got = Choose(context.Background(), Config{Getenv: env(map[string]string{"KAFKA_BROKERS": "127.0.0.1:1"})})
+	if got.Source != FromEnv || got.Brokers != "127.0.0.1:1" {
+		t.Fatalf("with KAFKA_BROKERS: %+v", got)
+	}
+}
+
+func TestParseBrokersLine(t *testing.T) {
+	b, err := ParseBrokersLine("noise\nKAFKA_BROKERS=127.0.0.1:19092\n")
+	if err != nil || b != "127.0.0.1:19092" {
+		t.Fatalf("got %q, %v", b, err)
+	}
+	if _, err := ParseBrokersLine("started\n"); err == nil {
+		t.Fatal("no error without a KAFKA_BROKERS line")
+	}
+}
+
+func TestStartScript(t *testing.T) {
+	s := startScriptFor("localhost:32768", "abc123")
+	for _, want := range []string{"KAFKA_ADVERTISED_LISTENERS=PLAINTEXT://localhost:32768,BROKER://abc123:9093", "exec /etc/kafka/docker/run"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("start script lacks %q:\n%s", want, s)
+		}
+	}
+}
+
+// TestStartLocalBroker takes the local-broker branch for real (the Docker
+// check is forced to fail, KAFKA_BROKERS hidden) and produces to the broker
+// it returns. When the local broker already runs (make test starts it), it
+// is reused and left running; else, in -short mode, the test is skipped,
+// since a first start downloads the broker's jars.
+func TestStartLocalBroker(t *testing.T) {
+	script, err := FindScript()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if !localRunning(ctx, script) && testing.Short() {
+		t.Skip("-short and the local broker is not running")
+	}
+	e, err := Start(ctx, Config{Getenv: env(nil), Docker: func(context.Context) error { return errors.New("forced: no Docker") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := e.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
+	if e.Source != FromLocalBroker || e.Brokers == "" {
+		t.Fatalf("Start = %+v", e.Choice)
+	}
+	t.Logf("brokers %s (%s)", e.Brokers, e.Reason)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(e.Brokers, ",")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.Ping(ctx); err != nil {
+		t.Fatalf("ping %s: %v", e.Brokers, err)
+	}
+}
+
+func localRunning(ctx context.Context, script string) bool {
+	return exec.CommandContext(ctx, "bash", script, "status").Run() == nil
+}
