@@ -85,6 +85,7 @@ type config struct {
 	routing        bool
 	routingOrders  int
 	routingRate    int
+	hostile        hostileConfig
 }
 
 // Main runs the benchmark; the report goes to stdout, progress to stderr.
@@ -113,7 +114,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.skus, "skus", 100000, "catalogue size of the throughput and latency phases (Zipf-skewed popularity)")
 	fs.IntVar(&c.scaleSKUs, "scale-skus", 1000000, "SKUs of the state-at-scale section (0 skips it)")
 	fs.IntVar(&c.scaleNodes, "scale-nodes", 5, "nodes of the state-at-scale section: one RECEIPT per (sku, node)")
-	fs.BoolVar(&c.quick, "quick", false, "small sizes for a smoke run (records 20000, scale-skus 50000, latency 5s, rounds 1, routing-orders 5000) unless set explicitly")
+	fs.BoolVar(&c.quick, "quick", false, "small sizes for a smoke run (records 20000, scale-skus 50000, latency 5s, rounds 1, routing-orders 5000, hostile-rounds 1) unless set explicitly")
 	fs.DurationVar(&c.latencyFor, "latency-duration", 15*time.Second, "length of the latency phase")
 	fs.IntVar(&c.probeRate, "probe-rate", 100, "latency probes per second (each a distinct SKU), part of the load")
 	fs.DurationVar(&c.phaseTimeout, "phase-timeout", 20*time.Minute, "longest wait for one catch-up")
@@ -128,8 +129,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.routing, "routing", true, "run the routing sections: quality on the generated EU scenario (no broker), then orders/s and order -> decision latency on each broker")
 	fs.IntVar(&c.routingOrders, "routing-orders", 20000, "orders of the EU scenario: planned by invroute and the baselines, and pre-loaded for the routing throughput")
 	fs.IntVar(&c.routingRate, "routing-rate", 500, "orders per second of the routing latency phase")
+	c.hostile.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if c.hostile.only {
+		c.routing = false
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("bench: unexpected arguments %q", fs.Args())
@@ -155,6 +160,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		if !set["routing-orders"] {
 			c.routingOrders = 5000
 		}
+		if !set["hostile-rounds"] {
+			c.hostile.rounds = 1
+		}
 	}
 	var errs []error
 	if c.records < 1 || c.rounds < 1 || c.partitions < 1 || c.skus < 2 || c.scaleSKUs < 0 || c.scaleNodes < 1 || c.probeRate < 1 {
@@ -162,6 +170,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if c.routingOrders < 1 || c.routingRate < 1 {
 		errs = append(errs, errors.New("bench: -routing-orders and -routing-rate must be positive"))
+	}
+	if c.hostile.on || c.hostile.only {
+		errs = append(errs, c.hostile.validate())
 	}
 	if c.commitInterval < time.Millisecond {
 		errs = append(errs, errors.New("bench: -commit-interval must be at least 1ms"))

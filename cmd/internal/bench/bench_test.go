@@ -66,6 +66,10 @@ func TestQuickKfake(t *testing.T) {
 		"warm-up: first 1.00s of the load after idle, not counted",
 		"broker=kfake orders_rps=",
 		" decided_rps=", " routing_orders=1000 routed=1000 ", " decision_p50_ms=", " decision_p99_ms=", " goal_p99_ms=400 met=",
+		// hostile input (one round in -quick)
+		"6  hostile input: 2000 movements, and the same with ",
+		"round 1 (clean first)",
+		"broker=kfake hostile_clean_rps=", " hostile_ratio=", " rounds=1 movements=2000 ", " huge=2x3MiB dead_letters_exact=true goal_ratio=0.90 met=",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)

@@ -31,6 +31,8 @@ type brokerResult struct {
 	scaleErr   error
 	route      *routeResult
 	routeErr   error
+	hostile    *hostileResult // hostile.go
+	hostileErr error
 	errs       []error
 }
 
@@ -140,6 +142,10 @@ func (r *runner) runBroker(ctx context.Context, b brokerEnv) *brokerResult {
 	defer r.cleanup(&b)
 	res.desc = b.describe(ctx)
 	r.progress("=== %s", res.desc)
+	if r.cfg.hostile.only {
+		res.hostileErr = res.fail("hostile", r.hostile(ctx, &b, res))
+		return res
+	}
 	eng, err := r.throughput(ctx, &b, res)
 	// Half the engine's maximum rate: the median, as for the ratio.
 	engRPS, _ := res.engRPS()
@@ -186,6 +192,14 @@ func (r *runner) runBroker(ctx context.Context, b brokerEnv) *brokerResult {
 		res.routeErr = ctx.Err()
 	default:
 		res.routeErr = res.fail("routing", r.routing(ctx, &b, res))
+	}
+	switch {
+	case !r.cfg.hostile.on:
+		res.hostileErr = fmt.Errorf("%w (-hostile=false)", errSkipped)
+	case ctx.Err() != nil:
+		res.hostileErr = ctx.Err()
+	default:
+		res.hostileErr = res.fail("hostile", r.hostile(ctx, &b, res))
 	}
 	return res
 }

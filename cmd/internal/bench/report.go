@@ -101,6 +101,7 @@ func (res *brokerResult) print(w io.Writer, cfg *config) {
 		row("", "note", "sections 1-4 run `invroute run -router=false`: they measure the inventory on stock movements (an idle router would also read the whole ats topic as a replicated table)", "")
 	}
 	res.printRouting(row, cfg)
+	res.printHostile(row)
 	tw.Flush()
 	for _, err := range res.errs {
 		if strings.Contains(err.Error(), "\n") {
@@ -258,6 +259,7 @@ func printSummary(w io.Writer, cfg *config, q *qualityResult, results []*brokerR
 			}
 		}
 		res.printRoutingSummary(w, cfg)
+		res.printHostileSummary(w)
 		for _, err := range res.errs {
 			fmt.Fprintf(w, "%s error=%q\n", b, firstLine(err.Error()))
 		}
