@@ -6,7 +6,6 @@ import (
 	"os"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -17,11 +16,17 @@ import (
 // write, reported an error from a background job (flush, compaction), called
 // its fatal logger or panicked, or the filesystem refused a write or a sync
 // (disk full, I/O error), even one Pebble does in the background (the
-// write-ahead log is written asynchronously). A failed store is never used
-// again: what it holds in memory may be ahead of what reached the disk, and
-// what Kafka committed may be ahead of both. The caller stops, and a restart
-// reopens the store, whose checkpoint is where its durable contents stop,
-// and replays the changelog from there.
+// write-ahead log is written asynchronously).
+//
+// A failed store is never used again, and Pebble is not even closed: what
+// it holds in memory may be ahead of what reached the disk (and what Kafka
+// committed ahead of both), and Pebble's own handling of write errors is to
+// panic, in places where the panic cannot be recovered (it unlocks a mutex
+// it does not hold). So the goroutine whose write the filesystem refuses
+// never returns to Pebble: it blocks for good, and the call of the store
+// waiting for it returns the failure instead. The process is expected to
+// exit; its restart reopens the store, whose checkpoint is where its durable
+// contents stop, and replays the changelog from there.
 type FailedError struct {
 	Dir string
 	Err error
@@ -43,9 +48,8 @@ func (e *FailedError) Unwrap() error { return e.Err }
 type health struct {
 	dir       string
 	fault     atomic.Pointer[FailedError]
-	wedged    atomic.Bool   // Pebble panicked or blocked mid-call: its locks may be held
-	failed    chan struct{} // closed by the first fail
-	onFailure func(error)
+	failed    chan struct{}               // closed by the first fail
+	onFailure atomic.Pointer[func(error)] // set once Open succeeds
 	logger    pebble.Logger
 }
 
@@ -58,8 +62,8 @@ func (h *health) fail(err error) *FailedError {
 	}
 	close(h.failed)
 	h.logger.Errorf("%v", fe)
-	if h.onFailure != nil {
-		h.onFailure(fe)
+	if fn := h.onFailure.Load(); fn != nil {
+		(*fn)(fe)
 	}
 	return fe
 }
@@ -93,25 +97,19 @@ func recovered(r any) error {
 }
 
 // guard is deferred by every Store method that calls into Pebble: a panic
-// fails the store and marks it wedged (Pebble may hold its locks: the store
-// never calls Pebble again, not even to close it), and the method returns
-// the failure.
+// fails the store, and the method returns the failure.
 func (h *health) guard(err *error) {
 	if r := recover(); r != nil {
-		h.wedged.Store(true)
 		*err = h.fail(recovered(r))
 	}
 }
-
-// closeTimeout bounds Close of a failed, not wedged, store: Pebble's Close
-// waits for background jobs, which a sick disk may hold up.
-const closeTimeout = 10 * time.Second
 
 // watchFS passes every operation to the filesystem underneath and fails the
 // store on the first error of an operation that writes (create, write, sync,
 // rename, link, mkdir): Pebble writes its write-ahead log in the background,
 // and without a sync a failed WAL write surfaces in no call the store makes
-// until much later.
+// until much later. The goroutine that got the error then blocks for good
+// instead of returning it to Pebble (see FailedError).
 type watchFS struct {
 	vfs.FS
 	h *health
@@ -128,7 +126,7 @@ func (fs *watchFS) check(op, name string, err error) error {
 	} else {
 		fs.h.fail(fmt.Errorf("%s %s: %w", op, name, err))
 	}
-	return err
+	select {} // never back into Pebble with a write error
 }
 
 func (fs *watchFS) file(f vfs.File, name string, err error) (vfs.File, error) {

@@ -96,7 +96,7 @@ func (s *Store) applyRestore() error {
 	} else {
 		err = s.apply(s.restoreBatch, s.wo)
 	}
-	if s.h.wedged.Load() {
+	if s.h.err() != nil {
 		s.restoreBatch = nil // it may still sit in Pebble's commit queue
 	} else {
 		s.restoreBatch.Reset()

@@ -6,7 +6,6 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -74,8 +73,9 @@ type Store struct {
 
 // Open opens or creates the store in dir and reads its checkpoint. A nil o
 // means all defaults. It fails if o is invalid, if Pebble cannot open dir
-// (a *FailedError if the filesystem refused a write), or with a
-// *CorruptCheckpointError if the checkpoint cannot be decoded.
+// (with a *FailedError if the filesystem refused a write or a read failed),
+// or with a *CorruptCheckpointError if the checkpoint cannot be decoded.
+// Options.OnFailure is only called for failures after Open returned.
 func Open(dir string, o *Options) (s *Store, err error) {
 	var opts Options
 	if o != nil {
@@ -92,15 +92,12 @@ func Open(dir string, o *Options) (s *Store, err error) {
 		// Pebble takes its own reference; ours goes when Open returns.
 		defer cache.Unref()
 	}
-	h := &health{dir: dir, onFailure: opts.OnFailure, logger: opts.Logger, failed: make(chan struct{})}
-	db, err := openPebble(dir, opts.pebbleOptions(cache, h))
-	if err != nil {
-		if ferr := h.err(); ferr != nil {
-			return nil, fmt.Errorf("state: open %s: %w", dir, ferr)
-		}
+	h := &health{dir: dir, logger: opts.Logger, failed: make(chan struct{})}
+	s = &Store{dir: dir, opts: opts, wo: pebble.NoSync, h: h}
+	po := opts.pebbleOptions(cache, h)
+	if err := s.await(func() (err error) { s.db, err = pebble.Open(dir, po); return err }); err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
-	s = &Store{dir: dir, opts: opts, db: db, wo: pebble.NoSync, h: h}
 	if opts.Sync {
 		s.wo = pebble.Sync
 	}
@@ -121,19 +118,13 @@ func Open(dir string, o *Options) (s *Store, err error) {
 			return nil, &CorruptCheckpointError{Dir: dir, Err: err}
 		}
 	}
+	if opts.OnFailure != nil {
+		h.onFailure.Store(&opts.OnFailure)
+	}
+	if err := h.err(); err != nil { // failed in the background meanwhile
+		return nil, fmt.Errorf("state: open %s: %w", dir, err)
+	}
 	return s, nil
-}
-
-// openPebble is pebble.Open with its panics turned into errors (an I/O
-// error while it writes can panic). A DB that panicked while opening is
-// left as it is: it may hold locks.
-func openPebble(dir string, po *pebble.Options) (db *pebble.DB, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			db, err = nil, recovered(r)
-		}
-	}()
-	return pebble.Open(dir, po)
 }
 
 // get is db.Get; an error other than ErrNotFound, or a panic, fails the
@@ -157,12 +148,13 @@ func (s *Store) apply(b *pebble.Batch, wo *pebble.WriteOptions) error {
 	})
 }
 
-// await runs fn, a write into Pebble, and returns its error, or the
-// store's failure as soon as the store fails, even while fn is blocked: a
-// write stalls for as long as memtables cannot be flushed, which is forever
-// on a full disk. A write left running marks the store wedged (Pebble holds
-// its locks; the write may still complete, with its checkpoint, which the
-// contents on disk then agree with). A failure reported while fn ran wins
+// await runs fn, a call into Pebble that may write, and returns its error
+// (or its panic, as a failure), or the store's failure as soon as the store
+// fails, even while fn is blocked: a write stalls for as long as memtables
+// cannot be flushed, which is forever on a full disk, and the goroutine
+// whose write the filesystem refused blocks for good (see FailedError). A
+// write left running may still complete, with its checkpoint, which the
+// contents on disk then agree with. A failure reported while fn ran wins
 // over fn's success: the store is unusable either way.
 func (s *Store) await(fn func() error) error {
 	if err := s.h.err(); err != nil {
@@ -182,11 +174,6 @@ func (s *Store) await(fn func() error) error {
 		}
 		return err
 	case <-s.h.failed:
-		select {
-		case <-done:
-		default:
-			s.h.wedged.Store(true)
-		}
 		return s.h.err()
 	}
 }
@@ -204,39 +191,21 @@ func (s *Store) check() error {
 // usable. It is safe to call from any goroutine, even during or after Close.
 func (s *Store) Err() error { return s.h.err() }
 
-// closeDB closes Pebble unless the store is wedged (a panic inside Pebble
-// may have left its locks held, and Close would wait for them forever); a
-// failed store's Close is bounded by closeTimeout.
+// closeDB closes Pebble, unless the store failed: then Pebble is left as it
+// is (see FailedError), and the failure returned.
 func (s *Store) closeDB() error {
-	if s.h.wedged.Load() {
-		return s.h.err()
+	if err := s.h.err(); err != nil {
+		return err
 	}
-	if s.h.err() == nil {
-		return s.db.Close()
-	}
-	done := make(chan error, 1)
-	go func() {
-		defer func() {
-			if r := recover(); r != nil {
-				done <- recovered(r)
-			}
-		}()
-		done <- s.db.Close()
-	}()
-	select {
-	case err := <-done:
-		return errors.Join(s.h.err(), err)
-	case <-time.After(closeTimeout):
-		return errors.Join(s.h.err(), fmt.Errorf("pebble did not close within %v", closeTimeout))
-	}
+	return s.db.Close()
 }
 
 // Close discards the open transaction and any restore writes not yet applied
 // by FinishRestore, then closes Pebble. Applied batches are in the WAL (synced
 // or not, per Options.Sync). A second Close returns ErrClosed. Closing a
-// failed store returns its failure; if Pebble panicked (see FailedError),
-// Pebble is not closed at all and keeps its resources, including the lock
-// of dir, until the process exits.
+// failed store returns its failure and does not close Pebble (see
+// FailedError), which keeps its resources, including the lock of dir, until
+// the process exits.
 func (s *Store) Close() error {
 	if s.closed {
 		return ErrClosed
@@ -246,7 +215,7 @@ func (s *Store) Close() error {
 		t.dropCache()
 	}
 	var errs []error
-	if !s.h.wedged.Load() { // a wedged batch may still sit in Pebble's commit queue
+	if s.h.err() == nil { // a failed store's batch may still sit in Pebble's commit queue
 		if s.txn.b != nil {
 			errs = append(errs, s.txn.b.Close())
 		}
@@ -411,7 +380,7 @@ func (s *Store) Metrics() Metrics {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if !s.closed && !s.h.wedged.Load() {
+	if !s.closed && s.h.err() == nil { // a failed Pebble may hold its mutex for good
 		m.Pebble = s.db.Metrics()
 		m.DiskBytes = m.Pebble.DiskSpaceUsage()
 	}
@@ -423,7 +392,7 @@ func (s *Store) Metrics() Metrics {
 func (s *Store) ApproxSize() uint64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed || s.h.wedged.Load() {
+	if s.closed || s.h.err() != nil {
 		return 0
 	}
 	return s.db.Metrics().DiskSpaceUsage()

@@ -43,7 +43,7 @@ func (t *Txn) batch() *pebble.Batch {
 
 // reset empties the transaction, keeping its memory for the next one.
 func (t *Txn) reset() {
-	if t.s.h.wedged.Load() {
+	if t.s.h.err() != nil {
 		t.b = nil // it may still sit in Pebble's commit queue: leave it alone
 	} else if t.b != nil {
 		t.b.Reset() // also clears the "applied" state of a committed batch
