@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -65,6 +66,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// ClientOpts are appended to every Kafka client's options (tests, TLS, SASL).
 	ClientOpts []kgo.Opt
+	// FS is the filesystem of StateDir. Default: the operating system's
+	// (vfs.Default). For tests, which inject storage faults through it.
+	FS vfs.FS
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -110,6 +114,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.FS == nil {
+		c.FS = vfs.Default
 	}
 }
 

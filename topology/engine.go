@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -71,6 +70,77 @@ type Engine struct {
 
 	produceErr atomic.Pointer[error]
 	inflight   sync.WaitGroup
+
+	fatal   atomic.Pointer[StorageError] // the first storage fault: Run stops with it
+	running atomic.Bool                  // Run's processing loop is alive
+
+	queries queries // interactive queries, run by the loop (query.go)
+}
+
+// StorageError is a storage fault of a partition's store (disk full, I/O
+// error, Pebble failing): the engine commits nothing more, reports
+// unhealthy and Run returns it. What Kafka committed may be ahead of the
+// store, never the reverse: a restart reopens the store and replays its
+// changelog from the store's checkpoint.
+type StorageError struct {
+	Store     string
+	Partition int32
+	Phase     string // what the engine was doing when it learnt of the fault
+	Err       error
+}
+
+func (e *StorageError) Error() string {
+	return fmt.Sprintf("topology: storage fault in store %s partition %d (%s): %v; stopped without committing anything further: restart to restore the store from its changelog",
+		e.Store, e.Partition, e.Phase, e.Err)
+}
+
+func (e *StorageError) Unwrap() error { return e.Err }
+
+// ErrNotRunning is what Healthy reports before Run's processing loop starts
+// and after Run returns.
+var ErrNotRunning = errors.New("topology: engine not running")
+
+// Healthy returns nil while Run's processing loop is alive and no storage
+// fault has happened; otherwise the *StorageError or ErrNotRunning. It is
+// safe to call from any goroutine. A storage fault is reported as soon as
+// it is known, even one found by a write Pebble does in the background,
+// before Run returns.
+func (e *Engine) Healthy() error {
+	if f := e.fatal.Load(); f != nil {
+		return f
+	}
+	if !e.running.Load() {
+		return ErrNotRunning
+	}
+	return nil
+}
+
+// storageFault records a storage fault and returns the first one recorded,
+// which is what Run returns. Any goroutine may call it.
+func (e *Engine) storageFault(f *StorageError) error {
+	if e.fatal.CompareAndSwap(nil, f) {
+		e.m.healthy.Set(0)
+		e.log.Error("storage fault: committing nothing more; the engine stops", "store", f.Store, "partition", f.Partition, "phase", f.Phase, "err", f.Err)
+	}
+	return e.fatal.Load()
+}
+
+// fatalErr returns the recorded storage fault, or nil.
+func (e *Engine) fatalErr() error {
+	if f := e.fatal.Load(); f != nil {
+		return f
+	}
+	return nil
+}
+
+// storeErr turns an error of store i of ts into a storage fault if it is
+// one (the store failed), else returns it as it is.
+func (e *Engine) storeErr(ts *taskState, i int, phase string, err error) error {
+	var fe *state.FailedError
+	if errors.As(err, &fe) {
+		return e.storageFault(&StorageError{Store: ts.names[i], Partition: ts.p, Phase: phase, Err: err})
+	}
+	return err
 }
 
 type assignEvent struct {
@@ -159,7 +229,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		return err
 	}
 	e.dlqLimit = deadLetterTopicLimit(ctx, e.adm, e.dlq, e.log)
-	if err := os.MkdirAll(e.cfg.StateDir, 0o755); err != nil {
+	if err := e.cfg.FS.MkdirAll(e.cfg.StateDir, 0o755); err != nil {
 		return fmt.Errorf("topology: state dir: %w", err)
 	}
 	e.cache = pebble.NewCache(e.cfg.CacheBytes)
@@ -173,11 +243,24 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.log.Info("engine starting", "group", e.topo.Group, "instance", e.cfg.InstanceID,
 		"partitions", e.partitions, "state_dir", e.cfg.StateDir)
 
+	e.running.Store(true)
+	if e.fatal.Load() == nil {
+		e.m.healthy.Set(1)
+	}
+	defer func() {
+		e.running.Store(false)
+		e.m.healthy.Set(0)
+	}()
 	for attempt := 0; ; attempt++ {
 		err := e.runSession(ctx)
 		e.closeTasks()
 		e.closeSession()
 		switch {
+		case e.fatal.Load() != nil:
+			// A storage fault stops the engine for good, whatever else
+			// happened: re-initialising would commit on top of a store
+			// that is behind what Kafka committed.
+			return e.fatalErr()
 		case ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)):
 			e.log.Info("engine stopped")
 			return nil
@@ -355,18 +438,36 @@ func (e *Engine) openTask(ctx context.Context, p int32) (*taskState, error) {
 	stores := map[string]*state.Store{}
 	for _, s := range e.topo.Stores {
 		dir := filepath.Join(e.cfg.StateDir, e.topo.Group, s.Name+"-"+strconv.Itoa(int(p)))
-		st, err := e.openStore(dir)
+		st, err := e.openStore(s.Name, p, dir)
 		if err != nil {
 			e.closeTask(ts)
 			return nil, fmt.Errorf("topology: opening store %s partition %d: %w", s.Name, p, err)
 		}
 		ts.stores = append(ts.stores, st)
 		ts.names = append(ts.names, s.Name)
-		stores[s.Name] = st
-		if err := e.restore(ctx, st, e.changelogs[s.Name], p); err != nil {
+		err = e.restore(ctx, st, e.changelogs[s.Name], p)
+		var ut *untrustedError
+		if errors.As(err, &ut) {
+			// The checkpoint names changelog records that do not exist:
+			// the directory is not this changelog's store.
+			ts.stores = ts.stores[:len(ts.stores)-1]
+			if cerr := st.Close(); cerr != nil {
+				e.log.Warn("closing store", "partition", p, "err", cerr)
+			}
+			if st, err = e.moveAside(s.Name, p, dir, ut); err == nil {
+				ts.stores = append(ts.stores, st)
+				err = e.restore(ctx, st, e.changelogs[s.Name], p)
+			}
+		}
+		if err != nil {
 			e.closeTask(ts)
+			var fe *state.FailedError
+			if errors.As(err, &fe) {
+				return nil, e.storageFault(&StorageError{Store: s.Name, Partition: p, Phase: "restoring", Err: err})
+			}
 			return nil, err
 		}
+		stores[s.Name] = st
 	}
 	ts.cp = make([]state.Checkpoint, len(ts.stores))
 	for i, st := range ts.stores {
@@ -389,22 +490,51 @@ func (e *Engine) openTask(ctx context.Context, p int32) (*taskState, error) {
 // (damaged WAL, manifest or tables) or whose checkpoint does not decode is
 // not trusted: it is moved aside to dir.corrupt-<time>, for an operator to
 // inspect, and an empty store takes its place, restored from the
-// changelog. Any other error (the store is locked, the disk is full, too
-// many open files) may pass and is returned: the store is left as it is.
-func (e *Engine) openStore(dir string) (*state.Store, error) {
-	opts := &state.Options{Cache: e.cache, MemTableSize: e.cfg.MemTableBytes}
-	st, err := state.Open(dir, opts)
+// changelog. A write the filesystem refuses (disk full, I/O error) is a
+// storage fault: the engine stops. Any other error (the store is locked,
+// too many open files) may pass and is returned: the store is left as it
+// is.
+func (e *Engine) openStore(name string, p int32, dir string) (*state.Store, error) {
+	st, err := state.Open(dir, e.storeOptions(name, p))
 	var cp *state.CorruptCheckpointError
-	if err == nil || !(pebble.IsCorruptionError(err) || errors.As(err, &cp)) {
-		return st, err
+	var fe *state.FailedError
+	switch {
+	case err == nil:
+		return st, nil
+	case pebble.IsCorruptionError(err) || errors.As(err, &cp):
+		return e.moveAside(name, p, dir, err)
+	case errors.As(err, &fe):
+		return nil, e.storageFault(&StorageError{Store: name, Partition: p, Phase: "opening", Err: err})
+	default:
+		return nil, err
 	}
+}
+
+// storeOptions are the options of store name, partition p: a store that
+// fails (see state.FailedError) records a storage fault at once, whatever
+// the goroutine that found it.
+func (e *Engine) storeOptions(name string, p int32) *state.Options {
+	return &state.Options{FS: e.cfg.FS, Cache: e.cache, MemTableSize: e.cfg.MemTableBytes,
+		OnFailure: func(err error) {
+			e.storageFault(&StorageError{Store: name, Partition: p, Phase: "detected", Err: err})
+		}}
+}
+
+// moveAside moves an untrusted store to dir.corrupt-<time>, for an
+// operator to inspect, and opens an empty store in its place.
+func (e *Engine) moveAside(name string, p int32, dir string, why error) (*state.Store, error) {
 	aside := fmt.Sprintf("%s.corrupt-%d", dir, time.Now().UnixNano())
-	if rerr := os.Rename(dir, aside); rerr != nil {
-		return nil, errors.Join(err, fmt.Errorf("moving the store aside: %w", rerr))
+	if rerr := e.cfg.FS.Rename(dir, aside); rerr != nil {
+		return nil, errors.Join(why, fmt.Errorf("moving the store aside: %w", rerr))
 	}
-	e.log.Error("local store not trusted: moved aside, rebuilding from the changelog", "dir", dir, "moved_to", aside, "err", err)
+	e.log.Error("local store not trusted: moved aside, rebuilding from the changelog", "dir", dir, "moved_to", aside, "err", why)
 	e.m.storesRebuilt.Inc()
-	return state.Open(dir, opts)
+	st, err := state.Open(dir, e.storeOptions(name, p))
+	var fe *state.FailedError
+	if errors.As(err, &fe) {
+		return nil, e.storageFault(&StorageError{Store: name, Partition: p, Phase: "opening", Err: err})
+	}
+	return st, err
 }
 
 func (e *Engine) closeTask(ts *taskState) {
@@ -440,6 +570,7 @@ func (e *Engine) runSession(ctx context.Context) error {
 			// that is still in a transaction must not stop the engine.
 			return fmt.Errorf("%w: assigning partitions: %v", errSessionFailed, err)
 		}
+		e.serveQueries() // query.go: between transactions
 		stop := ctx.Err() != nil
 		if err := e.transaction(ctx); err != nil || stop {
 			return err
@@ -454,6 +585,9 @@ func (e *Engine) transaction(ctx context.Context) error {
 	// Rebalances wait while a transaction is open (BlockRebalanceOnPoll);
 	// every way out of here lets them go on.
 	defer e.sess.AllowRebalance()
+	if err := e.fatalErr(); err != nil {
+		return err // found in the background since the last transaction
+	}
 	if err := e.sess.Begin(); err != nil {
 		return fmt.Errorf("%w: begin: %v", errSessionFailed, err)
 	}
@@ -512,7 +646,11 @@ func (e *Engine) transaction(ctx context.Context) error {
 	// no offsets (it cannot tell whether the broker has KIP-447), which
 	// would delay the next transaction's commit by that much.
 	idle := n == 0 && procErr == nil && !e.anyTouched()
-	if procErr != nil || e.produceErr.Load() != nil || idle {
+	// A storage fault, even one found in the background while this
+	// transaction ran, aborts it: nothing is committed that a store may
+	// not be able to apply.
+	fatal := e.fatal.Load() != nil
+	if procErr != nil || e.produceErr.Load() != nil || idle || fatal {
 		commit = kgo.TryAbort
 	}
 	endCtx, endCancel := context.WithTimeout(context.Background(), e.cfg.TxnTimeout)
@@ -521,14 +659,16 @@ func (e *Engine) transaction(ctx context.Context) error {
 	e.inflight.Wait()
 	tEnd := time.Now()
 	if err != nil {
-		e.abortAll()
+		_ = e.abortAll() // every task is dropped and restored anyway
 		return fmt.Errorf("%w: %v", ErrUnknownCommit, err)
 	}
-	if idle && !committed {
+	if idle && !committed && !fatal {
 		return nil
 	}
 	if committed {
 		if err := e.applyAll(); err != nil {
+			// Kafka committed this transaction and a store could not
+			// apply it: never commit again from this state.
 			return err
 		}
 		e.phases.observe(n, tPoll.Sub(start), tFlush.Sub(tPoll), tEnd.Sub(tFlush), time.Since(tEnd))
@@ -536,11 +676,20 @@ func (e *Engine) transaction(ctx context.Context) error {
 		e.m.records.Add(float64(n))
 		e.m.commitSeconds.Observe(time.Since(start).Seconds())
 	} else {
-		e.abortAll()
+		aerr := e.abortAll()
 		e.m.aborted.Inc()
 		if pe := e.produceErr.Load(); pe != nil {
 			e.log.Warn("transaction aborted: produce failed", "err", *pe)
 		}
+		if err := e.fatalErr(); err != nil {
+			return err
+		}
+		if aerr != nil {
+			return aerr
+		}
+	}
+	if err := e.fatalErr(); err != nil {
+		return err // the store failed while processing (a read, say)
 	}
 	if procErr != nil && !errors.Is(procErr, errNotReady) {
 		return procErr
@@ -679,7 +828,7 @@ func (e *Engine) flushTask(ts *taskState, cur Positions) error {
 	}
 	for i, st := range ts.stores {
 		if err := st.Prepare(); err != nil {
-			return err
+			return e.storeErr(ts, i, "preparing a transaction, which is aborted", err)
 		}
 		topic := e.changelogs[ts.names[i]]
 		slot := &ts.clNext[i]
@@ -697,7 +846,7 @@ func (e *Engine) flushTask(ts *taskState, cur Positions) error {
 			return nil
 		})
 		if err != nil {
-			return err
+			return e.storeErr(ts, i, "preparing a transaction, which is aborted", err)
 		}
 	}
 	return nil
@@ -741,7 +890,15 @@ func (e *Engine) applyTask(ts *taskState) error {
 			cp.ChangelogOffset = next
 		}
 		if err := st.Commit(cp); err != nil {
-			return fmt.Errorf("topology: applying store %s partition %d: %w", ts.names[i], ts.p, err)
+			// Whatever the error, the store is now behind what Kafka
+			// committed: a storage fault, which stops the engine.
+			// This is the fault to report, even if the store's failure
+			// was recorded a moment earlier by the write that found it.
+			f := &StorageError{Store: ts.names[i], Partition: ts.p,
+				Phase: "applying a transaction Kafka committed", Err: err}
+			e.storageFault(f)
+			e.fatal.Store(f)
+			return f
 		}
 		ts.cp[i] = cp
 		ts.clNext[i].Store(-1)
@@ -751,7 +908,11 @@ func (e *Engine) applyTask(ts *taskState) error {
 	return nil
 }
 
-func (e *Engine) abortAll() {
+// abortAll discards the open transaction of every task. It fails if a
+// task's committed global positions cannot be read back: the task would
+// otherwise take the current positions and miss changes.
+func (e *Engine) abortAll() error {
+	var errs []error
 	for _, ts := range e.tasks {
 		if !ts.touched {
 			continue
@@ -764,9 +925,10 @@ func (e *Engine) abortAll() {
 		ts.touched = false
 		clear(ts.inNext)
 		if err := e.loadSeen(ts); err != nil {
-			e.log.Error("reloading global positions", "partition", ts.p, "err", err)
+			errs = append(errs, fmt.Errorf("topology: partition %d: reloading global positions: %w", ts.p, e.storeErr(ts, 0, "aborting a transaction", err)))
 		}
 	}
+	return errors.Join(errs...)
 }
 
 // deliverGlobals hands ts the global table changes between its positions

@@ -20,6 +20,7 @@ type metrics struct {
 	globalErrors  prometheus.Counter
 	storesRebuilt prometheus.Counter
 	partitions    prometheus.Gauge
+	healthy       prometheus.Gauge
 	commitSeconds prometheus.Histogram
 	phaseSeconds  *prometheus.HistogramVec
 }
@@ -38,6 +39,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		globalErrors:  c("global_table_errors_total", "Undecodable global table records skipped."),
 		storesRebuilt: c("stores_rebuilt_total", "Local stores that could not be opened, moved aside and rebuilt from the changelog."),
 		partitions:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "invroute_partitions_owned", Help: "Partitions this instance owns."}),
+		healthy: prometheus.NewGauge(prometheus.GaugeOpts{Name: "invroute_engine_healthy",
+			Help: "1 while the processing loop runs and no storage fault happened, else 0 (see Engine.Healthy)."}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "invroute_transaction_seconds", Help: "Duration of committed transactions, begin to applied.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
@@ -49,7 +52,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.records, m.deadLetters, m.committed, m.aborted, m.reinits, m.restored,
-			m.globalErrors, m.storesRebuilt, m.partitions, m.commitSeconds, m.phaseSeconds)
+			m.globalErrors, m.storesRebuilt, m.partitions, m.healthy, m.commitSeconds, m.phaseSeconds)
 	}
 	return m
 }

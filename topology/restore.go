@@ -53,17 +53,43 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
+// untrustedError: a store's checkpoint claims changelog records that do
+// not exist (beyond the changelog's end).
+type untrustedError struct {
+	topic           string
+	p               int32
+	checkpoint, end int64
+}
+
+func (e *untrustedError) Error() string {
+	return fmt.Sprintf("topology: the store's checkpoint (changelog offset %d) is beyond the end (%d) of %s[%d]: it is not this changelog's store (topic recreated, or a directory from another cluster or group)",
+		e.checkpoint, e.end, e.topic, e.p)
+}
+
 // restore brings st up to the changelog's last stable offset, from the local
 // checkpoint (warm restart) or from the beginning (new machine, or a
-// checkpoint the changelog does not cover).
+// checkpoint the changelog no longer covers).
+//
+// A checkpoint beyond the changelog's end is impossible for a store of this
+// changelog (Pebble applies a transaction only after Kafka committed its
+// changelog records, and a crash only takes the checkpoint back): the
+// directory belongs to another changelog (the topic was recreated, the
+// directory was copied from another cluster or group). restore then
+// returns an *untrustedError, and the caller moves the store aside. A
+// checkpoint below the log start is stale but this changelog's: the
+// records it would replay from were deleted, so the store is wiped and
+// restored from the beginning.
 func (e *Engine) restore(ctx context.Context, st *state.Store, topic string, p int32) error {
 	start, end, err := e.stableEnd(ctx, topic, p)
 	if err != nil {
 		return err
 	}
 	from := st.Checkpoint().ChangelogOffset
-	if from > end || from < start {
-		e.log.Warn("local store does not match its changelog; restoring from the beginning",
+	if from > end {
+		return &untrustedError{topic: topic, p: p, checkpoint: from, end: end}
+	}
+	if from < start {
+		e.log.Warn("the changelog no longer holds the records after the local checkpoint; restoring from the beginning",
 			"topic", topic, "partition", p, "checkpoint", from, "log_start", start, "log_end", end)
 		if err := st.Wipe(); err != nil {
 			return err

@@ -1,0 +1,575 @@
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/invroute/invroute/state"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// faultFS is one process's view of a filesystem on which faults can be
+// switched on: writes (or reads) of files whose name ends in suffix fail
+// with an errno. kill freezes every further operation and releases the
+// locks taken, as the death of the process would: a store whose Pebble
+// panicked or blocked is never closed, and would otherwise keep its lock
+// and touch the directory a restarted engine opens.
+type faultFS struct {
+	*errorfs.FS
+	mode   atomic.Int32
+	suffix atomic.Pointer[string]
+	errno  atomic.Int32
+
+	mu    sync.Mutex
+	locks []*onceCloser
+}
+
+const (
+	faultOff = iota
+	faultWrite
+	faultRead
+	faultDead
+)
+
+func newFaultFS() *faultFS {
+	f := &faultFS{}
+	f.FS = errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(f.inject))
+	return f
+}
+
+func (f *faultFS) inject(op errorfs.Op) error {
+	suffix := ""
+	if p := f.suffix.Load(); p != nil {
+		suffix = *p
+	}
+	errno := syscall.Errno(f.errno.Load())
+	switch f.mode.Load() {
+	case faultDead:
+		select {} // this process is gone
+	case faultWrite:
+		if op.Kind.ReadOrWrite() == errorfs.OpIsWrite && op.Kind != errorfs.OpRemove && strings.HasSuffix(op.Path, suffix) {
+			return &os.PathError{Op: "write", Path: op.Path, Err: errno}
+		}
+	case faultRead:
+		if (op.Kind == errorfs.OpFileReadAt || op.Kind == errorfs.OpFileRead) && strings.HasSuffix(op.Path, suffix) {
+			return &os.PathError{Op: "read", Path: op.Path, Err: errno}
+		}
+	}
+	return nil
+}
+
+func (f *faultFS) set(mode int32, suffix string, errno syscall.Errno) {
+	f.suffix.Store(&suffix)
+	f.errno.Store(int32(errno))
+	f.mode.Store(mode)
+}
+
+func (f *faultFS) Lock(name string) (io.Closer, error) {
+	c, err := f.FS.Lock(name)
+	if err != nil {
+		return nil, err
+	}
+	oc := &onceCloser{c: c}
+	f.mu.Lock()
+	f.locks = append(f.locks, oc)
+	f.mu.Unlock()
+	return oc, nil
+}
+
+func (f *faultFS) kill() {
+	f.mode.Store(faultDead)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.locks {
+		_ = c.Close()
+	}
+}
+
+type onceCloser struct {
+	once sync.Once
+	c    io.Closer
+}
+
+func (o *onceCloser) Close() (err error) {
+	o.once.Do(func() { err = o.c.Close() })
+	return err
+}
+
+// engineRun is an engine running in the background.
+type engineRun struct {
+	eng    *Engine
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+// startEngine runs topo as instance "a" on one partition; cfg adjusts the
+// configuration.
+func startEngine(t *testing.T, brokers []string, stateDir string, topo *Topology, cfg func(*Config)) *engineRun {
+	t.Helper()
+	c := Config{Brokers: brokers, InstanceID: "a", StateDir: stateDir, Partitions: 1,
+		CommitInterval: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if cfg != nil {
+		cfg(&c)
+	}
+	eng, err := NewEngine(c, topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &engineRun{eng: eng, cancel: cancel, done: make(chan struct{})}
+	go func() { r.err = eng.Run(ctx); close(r.done) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for eng.owned.Load() != 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if eng.owned.Load() != 1 {
+		cancel()
+		<-r.done
+		t.Fatalf("the engine did not take its partition: %v", r.err)
+	}
+	if err := eng.Healthy(); err != nil {
+		t.Fatalf("a running engine reports %v", err)
+	}
+	if g := testutil.ToFloat64(eng.m.healthy); g != 1 {
+		t.Fatalf("invroute_engine_healthy = %v while running, want 1", g)
+	}
+	return r
+}
+
+func (r *engineRun) stop() error {
+	r.cancel()
+	<-r.done
+	return r.err
+}
+
+// exited waits up to d for Run to return by itself.
+func (r *engineRun) exited(d time.Duration) bool {
+	select {
+	case <-r.done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+func produce(t *testing.T, cl *kgo.Client, key string, value []byte) {
+	t.Helper()
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte(key), Value: value}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// committedOutputs reads "out" read_committed from the start until it has
+// been quiet for a second: key -> how many times it was output.
+func committedOutputs(t *testing.T, brokers []string) map[string]int {
+	t.Helper()
+	cl := outClient(t, brokers)
+	defer cl.Close()
+	got := map[string]int{}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) { got[string(r.Key)]++; n++ })
+		if n == 0 && ctx.Err() != nil {
+			return got
+		}
+	}
+	t.Fatal("out never went quiet")
+	return nil
+}
+
+// committedInput returns the group's committed offset of in[0] (-1: none).
+func committedInput(t *testing.T, brokers []string) int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	offs, err := kadm.NewClient(cl).FetchOffsets(context.Background(), "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, ok := offs.Lookup("in", 0)
+	if !ok {
+		return -1
+	}
+	return o.At
+}
+
+// checkExactlyOnce checks that every key of want was output exactly once.
+func checkExactlyOnce(t *testing.T, got map[string]int, want []string) {
+	t.Helper()
+	for _, k := range want {
+		if got[k] != 1 {
+			t.Errorf("key %s output %d times, want exactly once", k, got[k])
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d distinct keys output, want %d: %v", len(got), len(want), got)
+	}
+}
+
+// checkStore opens the store of partition 0 (the engine stopped) and
+// checks that it holds exactly want.
+func checkStore(t *testing.T, stateDir string, want map[string]int) {
+	t.Helper()
+	st, err := state.Open(filepath.Join(stateDir, "g", "st-0"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	n := 0
+	if err := st.Txn().Iterate(nil, func(k, v []byte) error {
+		if string(k) == string(globalsKey) {
+			return nil
+		}
+		n++
+		if l, ok := want[string(k)]; !ok || l != len(v) {
+			t.Errorf("store holds %s (%d bytes), want %v", k, len(v), l)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(want) {
+		t.Errorf("store holds %d keys, want %d", n, len(want))
+	}
+}
+
+// assertStorageFault checks the error Run returned and the health of the
+// stopped engine.
+func assertStorageFault(t *testing.T, r *engineRun, errno syscall.Errno, phase string) {
+	t.Helper()
+	var se *StorageError
+	if !errors.As(r.err, &se) {
+		t.Fatalf("Run returned %v, want a *StorageError", r.err)
+	}
+	if !errors.Is(r.err, errno) {
+		t.Errorf("Run's error does not wrap %v: %v", errno, r.err)
+	}
+	msg := r.err.Error()
+	for _, want := range []string{"store st partition 0", phase} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("Run's error %q does not say %q", msg, want)
+		}
+	}
+	if errno == syscall.ENOSPC && !strings.Contains(msg, "disk full") {
+		t.Errorf("Run's error %q does not say disk full", msg)
+	}
+	if err := r.eng.Healthy(); !errors.As(err, &se) {
+		t.Errorf("Healthy() = %v after a storage fault", err)
+	}
+	if g := testutil.ToFloat64(r.eng.m.healthy); g != 0 {
+		t.Errorf("invroute_engine_healthy = %v after a storage fault, want 0", g)
+	}
+}
+
+// TestDiskFullAfterCommit: the disk fills up; the next transaction commits
+// in Kafka and its store cannot apply it. The engine stops with a clear
+// error, commits nothing more and reports unhealthy; restarted on a healthy
+// disk it restores the store from the changelog and every input's effect
+// is there exactly once.
+func TestDiskFullAfterCommit(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	stateDir := t.TempDir()
+	fs := newFaultFS()
+	small := func(cfg *Config) { cfg.FS = fs; cfg.MemTableBytes = 256 << 10 }
+	r := startEngine(t, brokers, stateDir, echoTopology(), small)
+	cl := outClient(t, brokers)
+	defer cl.Close()
+	want := map[string]int{}
+	var keys []string
+	send := func(k string, size int) {
+		produce(t, cl, k, make([]byte, size))
+		want[k] = size
+		keys = append(keys, k)
+	}
+	for _, k := range []string{"k1", "k2", "k3"} {
+		send(k, 10)
+	}
+	waitFor(t, cl, "k3")
+
+	fs.set(faultWrite, "", syscall.ENOSPC)
+	// Larger than half a memtable: Pebble rotates its memtable and WAL to
+	// apply it, which needs a new file.
+	send("big", 200<<10)
+	waitFor(t, cl, "big") // Kafka committed it
+	for i := range 5 {
+		send(fmt.Sprintf("after%d", i), 10)
+	}
+	if !r.exited(30 * time.Second) {
+		r.stop()
+		t.Fatal("the engine kept running on a full disk")
+	}
+	assertStorageFault(t, r, syscall.ENOSPC, "applying a transaction Kafka committed")
+
+	// Nothing after the failed transaction committed: the outputs are a
+	// prefix of the inputs ending with it or just after, and the group's
+	// committed offset is exactly that prefix.
+	got := committedOutputs(t, brokers)
+	n := 0
+	for n < len(keys) && got[keys[n]] == 1 {
+		n++
+	}
+	if n < 4 || len(got) != n {
+		t.Fatalf("outputs %v: want exactly the first %d inputs, through big (the failed transaction)", got, n)
+	}
+	if off := committedInput(t, brokers); off != int64(n) {
+		t.Errorf("committed input offset %d, want %d (the outputs)", off, n)
+	}
+	if n == len(keys) {
+		t.Log("every after record went into the failed transaction; none was left to check")
+	}
+	committed := testutil.ToFloat64(r.eng.m.committed)
+	time.Sleep(300 * time.Millisecond)
+	if testutil.ToFloat64(r.eng.m.committed) != committed {
+		t.Error("transactions committed after Run returned")
+	}
+
+	fs.kill() // the failed process is gone
+	r = startEngine(t, brokers, stateDir, echoTopology(), func(cfg *Config) { cfg.MemTableBytes = 256 << 10 })
+	send("k5", 10)
+	waitFor(t, cl, "k5")
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if v := testutil.ToFloat64(r.eng.m.storesRebuilt); v != 0 {
+		t.Errorf("%v stores rebuilt: a store behind Kafka is restored, not moved aside", v)
+	}
+	checkExactlyOnce(t, committedOutputs(t, brokers), keys)
+	checkStore(t, stateDir, want)
+}
+
+// probeTask is echoTask whose Flush reads a key it never wrote and, like a
+// careless task, takes a failed read for "not found": the store's failure
+// must still abort the transaction.
+type probeTask struct {
+	echoTask
+	readErrs *atomic.Int32
+}
+
+func (t *probeTask) Flush(out Emitter) error {
+	if _, _, err := t.st.Txn().Get([]byte("zz-probe")); err != nil {
+		t.readErrs.Add(1)
+	}
+	return t.echoTask.Flush(out)
+}
+
+// TestReadFaultDuringFlushAborts: the disk returns I/O errors while a
+// transaction is flushed (the task reads): the transaction is aborted, even
+// though the task ignores the error, the engine stops with it, and a
+// restart on a healthy disk processes the input exactly once.
+func TestReadFaultDuringFlushAborts(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	stateDir := t.TempDir()
+	var readErrs atomic.Int32
+	topo := func() *Topology {
+		tp := echoTopology()
+		tp.NewTask = func(tc TaskContext) (Task, error) {
+			return &probeTask{echoTask: echoTask{st: tc.Stores["st"]}, readErrs: &readErrs}, nil
+		}
+		return tp
+	}
+	cl := outClient(t, brokers)
+	defer cl.Close()
+	want := map[string]int{}
+	var keys []string
+	send := func(k string, size int) {
+		produce(t, cl, k, make([]byte, size))
+		want[k] = size
+		keys = append(keys, k)
+	}
+	// 640 KiB on 256 KiB memtables: most of the store is in table files.
+	r := startEngine(t, brokers, stateDir, topo(), func(cfg *Config) { cfg.MemTableBytes = 256 << 10 })
+	for i := range 40 {
+		send(fmt.Sprintf("k%02d", i), 16<<10)
+	}
+	waitFor(t, cl, "k39")
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// No block cache to speak of: every read of a table touches its file.
+	fs := newFaultFS()
+	r = startEngine(t, brokers, stateDir, topo(), func(cfg *Config) {
+		cfg.FS, cfg.MemTableBytes, cfg.CacheBytes = fs, 256<<10, 1
+	})
+	send("p1", 10)
+	waitFor(t, cl, "p1")
+	if n := readErrs.Load(); n != 0 {
+		t.Fatalf("%d reads failed on a healthy disk", n)
+	}
+	fs.set(faultRead, ".sst", syscall.EIO)
+	send("p2", 10)
+	if !r.exited(30 * time.Second) {
+		r.stop()
+		t.Fatal("the engine kept running with failing reads")
+	}
+	assertStorageFault(t, r, syscall.EIO, "partition 0")
+	if readErrs.Load() == 0 {
+		t.Log("the store failed before the task's read (a background read found the fault first)")
+	}
+	got := committedOutputs(t, brokers)
+	if got["p2"] != 0 {
+		t.Fatal("the transaction whose flush failed was committed")
+	}
+	if off := committedInput(t, brokers); off != int64(len(keys)-1) {
+		t.Errorf("committed input offset %d, want %d (p2 not committed)", off, len(keys)-1)
+	}
+
+	fs.kill()
+	r = startEngine(t, brokers, stateDir, topo(), func(cfg *Config) { cfg.MemTableBytes = 256 << 10 })
+	waitFor(t, cl, "p2")
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, committedOutputs(t, brokers), keys)
+	checkStore(t, stateDir, want)
+}
+
+// TestMissingStateDirRebuilt: the whole state directory is deleted while
+// the engine is stopped; it is rebuilt from the changelog.
+func TestMissingStateDirRebuilt(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	stateDir := filepath.Join(t.TempDir(), "state")
+	cl := outClient(t, brokers)
+	defer cl.Close()
+	want := map[string]int{}
+	var keys []string
+	r := startEngine(t, brokers, stateDir, echoTopology(), nil)
+	for _, k := range []string{"k1", "k2", "k3"} {
+		produce(t, cl, k, []byte(k+"-value"))
+		want[k], keys = len(k)+6, append(keys, k)
+	}
+	waitFor(t, cl, "k3")
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(stateDir); err != nil {
+		t.Fatal(err)
+	}
+	r = startEngine(t, brokers, stateDir, echoTopology(), nil)
+	produce(t, cl, "k4", []byte("k4-value"))
+	want["k4"], keys = 8, append(keys, "k4")
+	waitFor(t, cl, "k4")
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if v := testutil.ToFloat64(r.eng.m.restored); v < 3 {
+		t.Errorf("%v changelog records restored, want the 3 of the first run", v)
+	}
+	checkExactlyOnce(t, committedOutputs(t, brokers), keys)
+	checkStore(t, stateDir, want)
+}
+
+// TestCheckpointBeyondChangelogMovedAside: the state directory comes from
+// another cluster (or the topics were recreated): its checkpoint names
+// changelog records that do not exist. It is not trusted: moved aside and
+// rebuilt from this changelog, without any of the other cluster's keys.
+func TestCheckpointBeyondChangelogMovedAside(t *testing.T) {
+	stateDir := t.TempDir()
+	run := func(keys ...string) *engineRun {
+		t.Helper()
+		c, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		r := startEngine(t, c.ListenAddrs(), stateDir, echoTopology(), nil)
+		cl := outClient(t, c.ListenAddrs())
+		defer cl.Close()
+		for _, k := range keys {
+			produce(t, cl, k, []byte("v"))
+		}
+		waitFor(t, cl, keys[len(keys)-1])
+		if err := r.stop(); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	run("old1", "old2", "old3", "old4")
+	r := run("new1")
+	dir := filepath.Join(stateDir, "g", "st-0")
+	moved, _ := filepath.Glob(dir + ".corrupt-*")
+	if len(moved) != 1 {
+		t.Fatalf("moved-aside stores: %v, want one", moved)
+	}
+	if v := testutil.ToFloat64(r.eng.m.storesRebuilt); v != 1 {
+		t.Errorf("invroute_stores_rebuilt_total = %v, want 1", v)
+	}
+	checkStore(t, stateDir, map[string]int{"new1": 1})
+}
+
+// TestHealthyLifecycle: Healthy says not running before Run and after it
+// returns, nil in between.
+func TestHealthyLifecycle(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	eng, err := NewEngine(Config{Brokers: c.ListenAddrs(), InstanceID: "a", StateDir: t.TempDir(), Partitions: 1,
+		CommitInterval: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, echoTopology())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Healthy(); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("before Run: %v, want ErrNotRunning", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for eng.Healthy() != nil && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := eng.Healthy(); err != nil {
+		t.Errorf("running: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Healthy(); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("after Run: %v, want ErrNotRunning", err)
+	}
+	if g := testutil.ToFloat64(eng.m.healthy); g != 0 {
+		t.Errorf("invroute_engine_healthy = %v after Run, want 0", g)
+	}
+}
