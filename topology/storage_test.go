@@ -111,6 +111,64 @@ func (o *onceCloser) Close() (err error) {
 	return err
 }
 
+// faultEnv is where a storage fault test runs: an in-process kfake or,
+// with KAFKA_BROKERS set, the real broker, on topics and a group of its own.
+type faultEnv struct {
+	brokers  []string
+	prefix   string // topic prefix
+	group    string
+	stateDir string
+}
+
+func newFaultEnv(t *testing.T) *faultEnv {
+	t.Helper()
+	env := &faultEnv{group: "g", stateDir: t.TempDir()}
+	if b := os.Getenv("KAFKA_BROKERS"); b != "" {
+		env.brokers = strings.Split(b, ",")
+		env.prefix = fmt.Sprintf("t%d-%s.", time.Now().UnixNano()%1e9, t.Name())
+		env.group = env.prefix + "g"
+		return env
+	}
+	if os.Getenv("INVROUTE_REQUIRE_KAFKA") == "1" {
+		t.Fatal("INVROUTE_REQUIRE_KAFKA=1 but KAFKA_BROKERS is not set")
+	}
+	env.brokers = newKfake(t)
+	return env
+}
+
+func newKfake(t *testing.T) []string {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
+}
+
+// topology is echoTopology in the env's group, with tasks from newTask
+// (nil: echoTask).
+func (env *faultEnv) topology(newTask func(TaskContext) (Task, error)) *Topology {
+	tp := echoTopology()
+	tp.Group = env.group
+	if newTask != nil {
+		tp.NewTask = newTask
+	}
+	return tp
+}
+
+// client produces to the env's "in" and reads its "out" read_committed.
+func (env *faultEnv) client(t *testing.T) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(env.brokers...), kgo.ConsumeTopics(env.prefix+"out"),
+		kgo.DefaultProduceTopic(env.prefix+"in"), kgo.ProducerBatchMaxBytes(1<<20),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
 // engineRun is an engine running in the background.
 type engineRun struct {
 	eng    *Engine
@@ -119,11 +177,11 @@ type engineRun struct {
 	err    error
 }
 
-// startEngine runs topo as instance "a" on one partition; cfg adjusts the
+// start runs topo as instance "a" on one partition; cfg adjusts the
 // configuration.
-func startEngine(t *testing.T, brokers []string, stateDir string, topo *Topology, cfg func(*Config)) *engineRun {
+func (env *faultEnv) start(t *testing.T, topo *Topology, cfg func(*Config)) *engineRun {
 	t.Helper()
-	c := Config{Brokers: brokers, InstanceID: "a", StateDir: stateDir, Partitions: 1,
+	c := Config{Brokers: env.brokers, TopicPrefix: env.prefix, InstanceID: "a", StateDir: env.stateDir, Partitions: 1,
 		CommitInterval: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if cfg != nil {
 		cfg(&c)
@@ -171,16 +229,16 @@ func (r *engineRun) exited(d time.Duration) bool {
 
 func produce(t *testing.T, cl *kgo.Client, key string, value []byte) {
 	t.Helper()
-	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte(key), Value: value}).FirstErr(); err != nil {
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Key: []byte(key), Value: value}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // committedOutputs reads "out" read_committed from the start until it has
 // been quiet for a second: key -> how many times it was output.
-func committedOutputs(t *testing.T, brokers []string) map[string]int {
+func (env *faultEnv) committedOutputs(t *testing.T) map[string]int {
 	t.Helper()
-	cl := outClient(t, brokers)
+	cl := env.client(t)
 	defer cl.Close()
 	got := map[string]int{}
 	deadline := time.Now().Add(30 * time.Second)
@@ -199,18 +257,18 @@ func committedOutputs(t *testing.T, brokers []string) map[string]int {
 }
 
 // committedInput returns the group's committed offset of in[0] (-1: none).
-func committedInput(t *testing.T, brokers []string) int64 {
+func (env *faultEnv) committedInput(t *testing.T) int64 {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(env.brokers...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	offs, err := kadm.NewClient(cl).FetchOffsets(context.Background(), "g")
+	offs, err := kadm.NewClient(cl).FetchOffsets(context.Background(), env.group)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, ok := offs.Lookup("in", 0)
+	o, ok := offs.Lookup(env.prefix+"in", 0)
 	if !ok {
 		return -1
 	}
@@ -230,11 +288,14 @@ func checkExactlyOnce(t *testing.T, got map[string]int, want []string) {
 	}
 }
 
+// storeDir is the directory of store st, partition 0.
+func (env *faultEnv) storeDir() string { return filepath.Join(env.stateDir, env.group, "st-0") }
+
 // checkStore opens the store of partition 0 (the engine stopped) and
 // checks that it holds exactly want.
-func checkStore(t *testing.T, stateDir string, want map[string]int) {
+func (env *faultEnv) checkStore(t *testing.T, want map[string]int) {
 	t.Helper()
-	st, err := state.Open(filepath.Join(stateDir, "g", "st-0"), nil)
+	st, err := state.Open(env.storeDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,17 +352,11 @@ func assertStorageFault(t *testing.T, r *engineRun, errno syscall.Errno, phase s
 // disk it restores the store from the changelog and every input's effect
 // is there exactly once.
 func TestDiskFullAfterCommit(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := c.ListenAddrs()
-	stateDir := t.TempDir()
+	env := newFaultEnv(t)
 	fs := newFaultFS()
 	small := func(cfg *Config) { cfg.FS = fs; cfg.MemTableBytes = 256 << 10 }
-	r := startEngine(t, brokers, stateDir, echoTopology(), small)
-	cl := outClient(t, brokers)
+	r := env.start(t, env.topology(nil), small)
+	cl := env.client(t)
 	defer cl.Close()
 	want := map[string]int{}
 	var keys []string
@@ -332,7 +387,7 @@ func TestDiskFullAfterCommit(t *testing.T) {
 	// Nothing after the failed transaction committed: the outputs are a
 	// prefix of the inputs ending with it or just after, and the group's
 	// committed offset is exactly that prefix.
-	got := committedOutputs(t, brokers)
+	got := env.committedOutputs(t)
 	n := 0
 	for n < len(keys) && got[keys[n]] == 1 {
 		n++
@@ -340,7 +395,7 @@ func TestDiskFullAfterCommit(t *testing.T) {
 	if n < 4 || len(got) != n {
 		t.Fatalf("outputs %v: want exactly the first %d inputs, through big (the failed transaction)", got, n)
 	}
-	if off := committedInput(t, brokers); off != int64(n) {
+	if off := env.committedInput(t); off != int64(n) {
 		t.Errorf("committed input offset %d, want %d (the outputs)", off, n)
 	}
 	if n == len(keys) {
@@ -353,7 +408,7 @@ func TestDiskFullAfterCommit(t *testing.T) {
 	}
 
 	fs.kill() // the failed process is gone
-	r = startEngine(t, brokers, stateDir, echoTopology(), func(cfg *Config) { cfg.MemTableBytes = 256 << 10 })
+	r = env.start(t, env.topology(nil), func(cfg *Config) { cfg.MemTableBytes = 256 << 10 })
 	send("k5", 10)
 	waitFor(t, cl, "k5")
 	if err := r.stop(); err != nil {
@@ -362,8 +417,8 @@ func TestDiskFullAfterCommit(t *testing.T) {
 	if v := testutil.ToFloat64(r.eng.m.storesRebuilt); v != 0 {
 		t.Errorf("%v stores rebuilt: a store behind Kafka is restored, not moved aside", v)
 	}
-	checkExactlyOnce(t, committedOutputs(t, brokers), keys)
-	checkStore(t, stateDir, want)
+	checkExactlyOnce(t, env.committedOutputs(t), keys)
+	env.checkStore(t, want)
 }
 
 // probeTask is echoTask whose Flush reads a key it never wrote and, like a
@@ -386,22 +441,14 @@ func (t *probeTask) Flush(out Emitter) error {
 // though the task ignores the error, the engine stops with it, and a
 // restart on a healthy disk processes the input exactly once.
 func TestReadFaultDuringFlushAborts(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := c.ListenAddrs()
-	stateDir := t.TempDir()
+	env := newFaultEnv(t)
 	var readErrs atomic.Int32
 	topo := func() *Topology {
-		tp := echoTopology()
-		tp.NewTask = func(tc TaskContext) (Task, error) {
+		return env.topology(func(tc TaskContext) (Task, error) {
 			return &probeTask{echoTask: echoTask{st: tc.Stores["st"]}, readErrs: &readErrs}, nil
-		}
-		return tp
+		})
 	}
-	cl := outClient(t, brokers)
+	cl := env.client(t)
 	defer cl.Close()
 	want := map[string]int{}
 	var keys []string
@@ -411,7 +458,7 @@ func TestReadFaultDuringFlushAborts(t *testing.T) {
 		keys = append(keys, k)
 	}
 	// 640 KiB on 256 KiB memtables: most of the store is in table files.
-	r := startEngine(t, brokers, stateDir, topo(), func(cfg *Config) { cfg.MemTableBytes = 256 << 10 })
+	r := env.start(t, topo(), func(cfg *Config) { cfg.MemTableBytes = 256 << 10 })
 	for i := range 40 {
 		send(fmt.Sprintf("k%02d", i), 16<<10)
 	}
@@ -422,7 +469,7 @@ func TestReadFaultDuringFlushAborts(t *testing.T) {
 
 	// No block cache to speak of: every read of a table touches its file.
 	fs := newFaultFS()
-	r = startEngine(t, brokers, stateDir, topo(), func(cfg *Config) {
+	r = env.start(t, topo(), func(cfg *Config) {
 		cfg.FS, cfg.MemTableBytes, cfg.CacheBytes = fs, 256<<10, 1
 	})
 	send("p1", 10)
@@ -440,39 +487,34 @@ func TestReadFaultDuringFlushAborts(t *testing.T) {
 	if readErrs.Load() == 0 {
 		t.Log("the store failed before the task's read (a background read found the fault first)")
 	}
-	got := committedOutputs(t, brokers)
+	got := env.committedOutputs(t)
 	if got["p2"] != 0 {
 		t.Fatal("the transaction whose flush failed was committed")
 	}
-	if off := committedInput(t, brokers); off != int64(len(keys)-1) {
+	if off := env.committedInput(t); off != int64(len(keys)-1) {
 		t.Errorf("committed input offset %d, want %d (p2 not committed)", off, len(keys)-1)
 	}
 
 	fs.kill()
-	r = startEngine(t, brokers, stateDir, topo(), func(cfg *Config) { cfg.MemTableBytes = 256 << 10 })
+	r = env.start(t, topo(), func(cfg *Config) { cfg.MemTableBytes = 256 << 10 })
 	waitFor(t, cl, "p2")
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
-	checkExactlyOnce(t, committedOutputs(t, brokers), keys)
-	checkStore(t, stateDir, want)
+	checkExactlyOnce(t, env.committedOutputs(t), keys)
+	env.checkStore(t, want)
 }
 
 // TestMissingStateDirRebuilt: the whole state directory is deleted while
 // the engine is stopped; it is rebuilt from the changelog.
 func TestMissingStateDirRebuilt(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := c.ListenAddrs()
-	stateDir := filepath.Join(t.TempDir(), "state")
-	cl := outClient(t, brokers)
+	env := newFaultEnv(t)
+	env.stateDir = filepath.Join(env.stateDir, "state")
+	cl := env.client(t)
 	defer cl.Close()
 	want := map[string]int{}
 	var keys []string
-	r := startEngine(t, brokers, stateDir, echoTopology(), nil)
+	r := env.start(t, env.topology(nil), nil)
 	for _, k := range []string{"k1", "k2", "k3"} {
 		produce(t, cl, k, []byte(k+"-value"))
 		want[k], keys = len(k)+6, append(keys, k)
@@ -481,10 +523,10 @@ func TestMissingStateDirRebuilt(t *testing.T) {
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.RemoveAll(stateDir); err != nil {
+	if err := os.RemoveAll(env.stateDir); err != nil {
 		t.Fatal(err)
 	}
-	r = startEngine(t, brokers, stateDir, echoTopology(), nil)
+	r = env.start(t, env.topology(nil), nil)
 	produce(t, cl, "k4", []byte("k4-value"))
 	want["k4"], keys = 8, append(keys, "k4")
 	waitFor(t, cl, "k4")
@@ -494,8 +536,8 @@ func TestMissingStateDirRebuilt(t *testing.T) {
 	if v := testutil.ToFloat64(r.eng.m.restored); v < 3 {
 		t.Errorf("%v changelog records restored, want the 3 of the first run", v)
 	}
-	checkExactlyOnce(t, committedOutputs(t, brokers), keys)
-	checkStore(t, stateDir, want)
+	checkExactlyOnce(t, env.committedOutputs(t), keys)
+	env.checkStore(t, want)
 }
 
 // TestCheckpointBeyondChangelogMovedAside: the state directory comes from
@@ -503,16 +545,18 @@ func TestMissingStateDirRebuilt(t *testing.T) {
 // changelog records that do not exist. It is not trusted: moved aside and
 // rebuilt from this changelog, without any of the other cluster's keys.
 func TestCheckpointBeyondChangelogMovedAside(t *testing.T) {
-	stateDir := t.TempDir()
+	env := newFaultEnv(t)
 	run := func(keys ...string) *engineRun {
 		t.Helper()
-		c, err := kfake.NewCluster(kfake.NumBrokers(1))
-		if err != nil {
-			t.Fatal(err)
+		// Another cluster, or (on a real broker) topics of another name:
+		// the same group, the same state directory.
+		if env.prefix == "" {
+			env.brokers = newKfake(t)
+		} else {
+			env.prefix = fmt.Sprintf("t%d-%s.", time.Now().UnixNano()%1e9, t.Name())
 		}
-		defer c.Close()
-		r := startEngine(t, c.ListenAddrs(), stateDir, echoTopology(), nil)
-		cl := outClient(t, c.ListenAddrs())
+		r := env.start(t, env.topology(nil), nil)
+		cl := env.client(t)
 		defer cl.Close()
 		for _, k := range keys {
 			produce(t, cl, k, []byte("v"))
@@ -525,26 +569,20 @@ func TestCheckpointBeyondChangelogMovedAside(t *testing.T) {
 	}
 	run("old1", "old2", "old3", "old4")
 	r := run("new1")
-	dir := filepath.Join(stateDir, "g", "st-0")
-	moved, _ := filepath.Glob(dir + ".corrupt-*")
+	moved, _ := filepath.Glob(env.storeDir() + ".corrupt-*")
 	if len(moved) != 1 {
 		t.Fatalf("moved-aside stores: %v, want one", moved)
 	}
 	if v := testutil.ToFloat64(r.eng.m.storesRebuilt); v != 1 {
 		t.Errorf("invroute_stores_rebuilt_total = %v, want 1", v)
 	}
-	checkStore(t, stateDir, map[string]int{"new1": 1})
+	env.checkStore(t, map[string]int{"new1": 1})
 }
 
 // TestHealthyLifecycle: Healthy says not running before Run and after it
 // returns, nil in between.
 func TestHealthyLifecycle(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	eng, err := NewEngine(Config{Brokers: c.ListenAddrs(), InstanceID: "a", StateDir: t.TempDir(), Partitions: 1,
+	eng, err := NewEngine(Config{Brokers: newKfake(t), InstanceID: "a", StateDir: t.TempDir(), Partitions: 1,
 		CommitInterval: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, echoTopology())
 	if err != nil {
 		t.Fatal(err)
