@@ -368,3 +368,41 @@ func TestQuietLoggerFatalPanics(t *testing.T) {
 	}()
 	quietLogger{}.Fatalf("x %d", 1)
 }
+
+// TestIdentity: an identity survives reopening and Wipe removes it.
+func TestIdentity(t *testing.T) {
+	fs := vfs.NewMem()
+	s, err := Open("db", &Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := s.Identity(); err != nil || id != nil {
+		t.Fatalf("new store: identity %q, %v", id, err)
+	}
+	if err := s.SetIdentity([]byte("topic-1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := commitN(s, 0, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open("db", &Options{FS: fs}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if id, err := s.Identity(); err != nil || string(id) != "topic-1" {
+		t.Fatalf("reopened: identity %q, %v", id, err)
+	}
+	n := 0
+	if err := s.Txn().Iterate(nil, func(_, _ []byte) error { n++; return nil }); err != nil || n != 1 {
+		t.Errorf("Iterate saw %d keys (%v), want the one data key", n, err)
+	}
+	if err := s.Wipe(); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := s.Identity(); err != nil || id != nil {
+		t.Fatalf("wiped: identity %q, %v", id, err)
+	}
+}

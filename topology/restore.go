@@ -1,11 +1,13 @@
 package topology
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
 
 	"github.com/invroute/invroute/state"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -53,40 +55,70 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
-// untrustedError: a store's checkpoint claims changelog records that do
-// not exist (beyond the changelog's end).
+// untrustedError: a store is not this changelog's (see restore).
 type untrustedError struct {
-	topic           string
-	p               int32
-	checkpoint, end int64
+	topic  string
+	p      int32
+	reason string
 }
 
 func (e *untrustedError) Error() string {
-	return fmt.Sprintf("topology: the store's checkpoint (changelog offset %d) is beyond the end (%d) of %s[%d]: it is not this changelog's store (topic recreated, or a directory from another cluster or group)",
-		e.checkpoint, e.end, e.topic, e.p)
+	return fmt.Sprintf("topology: the store is not %s[%d]'s: %s (topic recreated, or a directory from another cluster or group)",
+		e.topic, e.p, e.reason)
+}
+
+// changelogID returns the topic id of topic, or nil if the broker does not
+// tell.
+func (e *Engine) changelogID(ctx context.Context, topic string) ([]byte, error) {
+	ts, err := e.adm.ListTopics(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("topology: describing %s: %w", topic, err)
+	}
+	d, ok := ts[topic]
+	if !ok || d.Err != nil {
+		return nil, fmt.Errorf("topology: describing %s: %v", topic, d.Err)
+	}
+	if d.ID == (kadm.TopicID{}) {
+		return nil, nil
+	}
+	return d.ID[:], nil
 }
 
 // restore brings st up to the changelog's last stable offset, from the local
 // checkpoint (warm restart) or from the beginning (new machine, or a
 // checkpoint the changelog no longer covers).
 //
-// A checkpoint beyond the changelog's end is impossible for a store of this
+// A store is bound to the id of the changelog topic it was restored from
+// (state.Store.SetIdentity); a store bound to another id was built from
+// another topic of this name (recreated, or another cluster's). And a
+// checkpoint beyond the changelog's end is impossible for a store of this
 // changelog (Pebble applies a transaction only after Kafka committed its
-// changelog records, and a crash only takes the checkpoint back): the
-// directory belongs to another changelog (the topic was recreated, the
-// directory was copied from another cluster or group). restore then
-// returns an *untrustedError, and the caller moves the store aside. A
-// checkpoint below the log start is stale but this changelog's: the
-// records it would replay from were deleted, so the store is wiped and
-// restored from the beginning.
+// changelog records, and a crash only takes the checkpoint back), whatever
+// the ids say. In both cases restore returns an *untrustedError, and the
+// caller moves the store aside. A checkpoint below the log start is stale
+// but this changelog's: the records it would replay from were deleted, so
+// the store is wiped and restored from the beginning.
 func (e *Engine) restore(ctx context.Context, st *state.Store, topic string, p int32) error {
+	id, err := e.changelogID(ctx, topic)
+	if err != nil {
+		return err
+	}
+	bound, err := st.Identity()
+	if err != nil {
+		return err
+	}
+	if bound != nil && id != nil && !bytes.Equal(bound, id) {
+		return &untrustedError{topic: topic, p: p,
+			reason: fmt.Sprintf("it was restored from topic id %x, the topic's id is now %x", bound, id)}
+	}
 	start, end, err := e.stableEnd(ctx, topic, p)
 	if err != nil {
 		return err
 	}
 	from := st.Checkpoint().ChangelogOffset
 	if from > end {
-		return &untrustedError{topic: topic, p: p, checkpoint: from, end: end}
+		return &untrustedError{topic: topic, p: p,
+			reason: fmt.Sprintf("its checkpoint (changelog offset %d) is beyond the changelog's end (%d)", from, end)}
 	}
 	if from < start {
 		e.log.Warn("the changelog no longer holds the records after the local checkpoint; restoring from the beginning",
@@ -94,7 +126,12 @@ func (e *Engine) restore(ctx context.Context, st *state.Store, topic string, p i
 		if err := st.Wipe(); err != nil {
 			return err
 		}
-		from = start
+		from, bound = start, nil
+	}
+	if bound == nil && id != nil {
+		if err := st.SetIdentity(id); err != nil {
+			return err
+		}
 	}
 	if from >= end {
 		return nil

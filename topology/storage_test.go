@@ -579,6 +579,51 @@ func TestCheckpointBeyondChangelogMovedAside(t *testing.T) {
 	env.checkStore(t, map[string]int{"new1": 1})
 }
 
+// TestStoreOfRecreatedTopicMovedAside: the state directory comes from a
+// changelog topic of the same name that no longer exists (recreated, or
+// another cluster's), and its checkpoint falls within the new changelog's
+// offsets, so the offsets alone cannot tell. The topic id the store was
+// bound to does: it is moved aside and rebuilt.
+func TestStoreOfRecreatedTopicMovedAside(t *testing.T) {
+	env := newFaultEnv(t)
+	newTopics := func() {
+		if env.prefix == "" {
+			env.brokers = newKfake(t)
+		} else {
+			env.prefix = fmt.Sprintf("t%d-%s.", time.Now().UnixNano()%1e9, t.Name())
+		}
+	}
+	run := func(keys ...string) *engineRun {
+		t.Helper()
+		r := env.start(t, env.topology(nil), nil)
+		cl := env.client(t)
+		defer cl.Close()
+		for _, k := range keys {
+			produce(t, cl, k, []byte("v"))
+		}
+		waitFor(t, cl, keys[len(keys)-1])
+		if err := r.stop(); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	run("old1") // checkpoint: changelog offset 1 or 2
+	newTopics()
+	dir := env.stateDir
+	env.stateDir = t.TempDir() // another instance fills the new changelog
+	run("new1", "new2", "new3", "new4", "new5")
+	env.stateDir = dir
+	r := run("new6")
+	moved, _ := filepath.Glob(env.storeDir() + ".corrupt-*")
+	if len(moved) != 1 {
+		t.Fatalf("moved-aside stores: %v, want one", moved)
+	}
+	if v := testutil.ToFloat64(r.eng.m.storesRebuilt); v != 1 {
+		t.Errorf("invroute_stores_rebuilt_total = %v, want 1", v)
+	}
+	env.checkStore(t, map[string]int{"new1": 1, "new2": 1, "new3": 1, "new4": 1, "new5": 1, "new6": 1})
+}
+
 // TestHealthyLifecycle: Healthy says not running before Run and after it
 // returns, nil in between.
 func TestHealthyLifecycle(t *testing.T) {
