@@ -157,6 +157,11 @@ var alertCases = map[string]struct{ fire, quiet string }{
 		fire:  `up{job="invroute",instance="a"} 1x10 0x30`,
 		quiet: `up{job="invroute",instance="a"} 1x40`,
 	},
+	"InvrouteEngineUnhealthy": {
+		fire: `invroute_engine_healthy{job="invroute",instance="a",topology="inventory"} 1x10 0x30
+		       invroute_engine_healthy{job="invroute",instance="a",topology="router"} 1x40`,
+		quiet: `invroute_engine_healthy{job="invroute",instance="a",topology="inventory"} 1x40`,
+	},
 	"InvrouteTopologyNotProcessing": {
 		fire: `invroute_partitions_owned{job="invroute",instance="a",topology="router"} 0x40
 		       invroute_partitions_owned{job="invroute",instance="b",topology="router"} 0x40
@@ -348,6 +353,18 @@ func TestGrafanaDashboard(t *testing.T) {
 				if !names[n] {
 					t.Errorf("panel %q: metric %s is not registered by the engine's code", p.Title, n)
 				}
+			}
+		}
+	}
+	// no two panels overlap on the grid
+	for i, a := range d.Panels {
+		for _, b := range d.Panels[i+1:] {
+			if a.GridPos == nil || b.GridPos == nil {
+				continue
+			}
+			A, B := a.GridPos, b.GridPos
+			if A.X < B.X+B.W && B.X < A.X+A.W && A.Y < B.Y+B.H && B.Y < A.Y+A.H {
+				t.Errorf("panels %q and %q overlap", a.Title, b.Title)
 			}
 		}
 	}
