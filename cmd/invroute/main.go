@@ -2,6 +2,9 @@
 //
 //	invroute run [flags]             run an instance against Kafka
 //	invroute topics create [flags]   create the topics (and check co-partitioning)
+//	invroute config check FILE       check a config file: OK or every problem (exit 1)
+//	invroute config defaults         a YAML config of every key with its default
+//	invroute ats SKU / order ID      query an instance's HTTP API
 //	invroute demo [flags]            everything in-process on an embedded broker
 //
 // The first SIGINT or SIGTERM shuts down gracefully (the open transaction is
@@ -27,6 +30,10 @@ const usage = `usage: invroute <command> [flags]
 commands:
   run             run an engine instance against Kafka
   topics create   create invroute's topics and check co-partitioning
+  config check FILE   check a config file (with the INVROUTE_ environment): OK or every problem
+  config defaults     print a YAML config file of every key with its default and meaning
+  ats SKU         ask an instance's HTTP API for a SKU's ATS (--addr host:port, --json)
+  order ID        ask an instance's HTTP API where an order is (--addr host:port, --json)
   demo            run the engine on an embedded broker with generated stock movements
   bench           measure throughput, latency, CPU and state at scale (make bench)
 
@@ -46,6 +53,10 @@ func main() {
 		err = run(ctx, args)
 	case cmd == "topics" && len(args) > 0 && args[0] == "create":
 		err = topicsCreate(ctx, args[1:])
+	case cmd == "config":
+		err = app.ConfigMain(args, os.Stdout, os.Stderr)
+	case cmd == "ats" || cmd == "order":
+		err = app.QueryMain(ctx, cmd, args, os.Stdout)
 	case cmd == "demo":
 		err = demo.Main(ctx, args, os.Stdout, os.Stderr)
 	case cmd == "bench":
@@ -92,16 +103,29 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	log := o.Logger()
-	eng, err := app.NewEngine(o, log, nil)
+	// The API is bound first: the engines' group members advertise its
+	// address to the other instances.
+	api, err := app.BindAPI(&o)
 	if err != nil {
 		return err
 	}
-	if o.MetricsAddr != "" {
-		addr, err := app.ServeMetrics(ctx, o.MetricsAddr, eng.Registry)
-		if err != nil {
-			return err
+	eng, err := app.NewEngine(o, log, nil)
+	if err != nil {
+		if api != nil {
+			api.Close()
 		}
-		log.Info("serving metrics", "addr", "http://"+addr+"/metrics")
+		return err
+	}
+	if api != nil {
+		api.Serve(ctx, eng.APIHandler())
+		log.Info("serving the HTTP API", "addr", "http://"+api.Addr, "advertised", api.Adverts)
+	}
+	if o.AdminAddr != "" {
+		addr, err := app.Listen(ctx, app.AdminListenAddr(o.AdminAddr), eng.AdminHandler())
+		if err != nil {
+			return fmt.Errorf("admin_addr %s: %w", o.AdminAddr, err)
+		}
+		log.Info("serving the admin endpoints", "addr", "http://"+addr, "token", o.AdminToken != "")
 	}
 	return eng.Run(ctx)
 }

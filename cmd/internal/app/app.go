@@ -4,18 +4,13 @@
 package app
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -27,58 +22,69 @@ import (
 	"github.com/invroute/invroute/topology"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// Options is the configuration of one invroute instance. Each field can be
-// set in a JSON config file (the json name), in the environment
-// (INVROUTE_ + upper-case json name) and by flag (the json name with
-// dashes); a flag beats the environment, which beats the file.
+// Options is the configuration of one invroute instance. Each field is one
+// key (config.go): set in the YAML config file (the yaml name), in the
+// environment (INVROUTE_ + upper-case name) and by flag (the name with
+// dashes); a flag beats the environment, which beats the file, which beats
+// the default. The doc tag is the key's help text and its README line;
+// default, when set, is how the README shows a default that is derived.
 type Options struct {
-	Brokers           string        `json:"brokers"`             // comma-separated seed brokers
-	TopicPrefix       string        `json:"topic_prefix"`        // in front of every topic name
-	Group             string        `json:"group"`               // consumer group of the inventory
-	RouterGroup       string        `json:"router_group"`        // consumer group of the router; default derived from group
-	InstanceID        string        `json:"instance_id"`         // unique, stable per instance; default host name
-	StateDir          string        `json:"state_dir"`           // Pebble stores
-	CommitInterval    time.Duration `json:"commit_interval"`     // longest open transaction
-	MaxTxnRecords     int           `json:"max_txn_records"`     // input records per transaction
-	Workers           int           `json:"workers"`             // partitions processed in parallel; 0 = GOMAXPROCS
-	MaxRecordBytes    int           `json:"max_record_bytes"`    // larger input records go to the dead-letter topic
-	Partitions        int           `json:"partitions"`          // for topics created by invroute
-	Replication       int           `json:"replication"`         // for topics created by invroute; -1 broker default
-	CacheMB           int           `json:"cache_mb"`            // Pebble block cache shared by all stores
-	MemTableMB        int           `json:"memtable_mb"`         // Pebble memtable per store partition
-	StateCache        int           `json:"state_cache"`         // decoded SKU states cached per partition
-	SchemaIDs         string        `json:"schema_ids"`          // accepted Confluent schema ids, comma-separated
-	DedupeWindow      time.Duration `json:"dedupe_window"`       // movement id idempotency window (by occurred_at)
-	DedupeMax         int           `json:"dedupe_max"`          // movement ids remembered per partition
-	ReemitBatch       int           `json:"reemit_batch"`        // SKUs re-emitted per transaction after a channel change
-	SessionTimeout    time.Duration `json:"session_timeout"`     // group session timeout
-	Static            bool          `json:"static_membership"`   // join with group.instance.id = instance_id
-	Router            bool          `json:"router"`              // run the order router next to the inventory
-	MaxAttempts       int           `json:"max_attempts"`        // planning attempts per routing round
-	VIPSafetyStock    bool          `json:"vip_safety_stock"`    // VIP orders may use safety stock
-	RejectIncomplete  bool          `json:"reject_incomplete"`   // SHIP_COMPLETE orders that cannot complete are rejected, not backordered
-	CentsPerKm        float64       `json:"cents_per_km"`        // distance part of a shipment's cost
-	CustomerMaxOrders int           `json:"customer_max_orders"` // hold an order whose customer placed this many within customer_window; 0 = off
-	CustomerWindow    time.Duration `json:"customer_window"`     // window of customer_max_orders
-	MetricsAddr       string        `json:"metrics_addr"`        // host:port of /metrics; empty = off
-	LogLevel          string        `json:"log_level"`           // debug, info, warn, error
+	Brokers           string        `json:"brokers" yaml:"brokers" default:"(required)" doc:"comma-separated Kafka seed brokers (a YAML list is accepted too); KAFKA_BROKERS is read when unset"`
+	TopicPrefix       string        `json:"topic_prefix" yaml:"topic_prefix" doc:"put in front of every topic name"`
+	Group             string        `json:"group" yaml:"group" doc:"consumer group of the inventory, and prefix of its transactional id"`
+	RouterGroup       string        `json:"router_group" yaml:"router_group" default:"(derived)" doc:"consumer group of the router; default: group with its inventory suffix replaced by router (invroute-router), else group-router"`
+	InstanceID        string        `json:"instance_id" yaml:"instance_id" default:"(host name)" doc:"unique and stable per instance: transactional ids are group-instance_id and router_group-instance_id"`
+	StateDir          string        `json:"state_dir" yaml:"state_dir" doc:"directory of the Pebble stores, one per (store, partition)"`
+	CommitInterval    time.Duration `json:"commit_interval" yaml:"commit_interval" doc:"longest a transaction stays open (latency vs. throughput)"`
+	MaxTxnRecords     int           `json:"max_txn_records" yaml:"max_txn_records" doc:"input records per transaction at most"`
+	Workers           int           `json:"workers" yaml:"workers" doc:"partitions processed, flushed and applied in parallel (0: GOMAXPROCS; 1: one by one)"`
+	MaxRecordBytes    int           `json:"max_record_bytes" yaml:"max_record_bytes" doc:"input records with more key + value bytes go to dead-letter (stage size)"`
+	Partitions        int           `json:"partitions" yaml:"partitions" doc:"partition count of topics invroute creates"`
+	Replication       int           `json:"replication" yaml:"replication" doc:"replication factor of topics invroute creates (-1: broker default)"`
+	CacheMB           int           `json:"cache_mb" yaml:"cache_mb" doc:"Pebble block cache shared by all stores, MiB"`
+	MemTableMB        int           `json:"memtable_mb" yaml:"memtable_mb" doc:"Pebble memtable per store partition, MiB (two may exist at once)"`
+	StateCache        int           `json:"state_cache" yaml:"state_cache" doc:"decoded SKU states cached per partition"`
+	SchemaIDs         string        `json:"schema_ids" yaml:"schema_ids" doc:"Confluent schema ids accepted on inputs, comma-separated (empty: Confluent framing refused)"`
+	DedupeWindow      time.Duration `json:"dedupe_window" yaml:"dedupe_window" doc:"how long (by occurred_at, against the partition's newest movement) a movement id is remembered"`
+	DedupeMax         int           `json:"dedupe_max" yaml:"dedupe_max" doc:"movement ids remembered per partition (at least this many, at most 8,192 more; about 30 bytes each)"`
+	ReemitBatch       int           `json:"reemit_batch" yaml:"reemit_batch" doc:"SKUs re-emitted per transaction after a channel change"`
+	SessionTimeout    time.Duration `json:"session_timeout" yaml:"session_timeout" doc:"consumer group session timeout: how long a crashed instance's partitions wait"`
+	Static            bool          `json:"static_membership" yaml:"static_membership" doc:"join with group.instance.id = instance_id: a restart takes its partitions back without a rebalance"`
+	Router            bool          `json:"router" yaml:"router" doc:"run the order router next to the inventory in this process (false: inventory only)"`
+	MaxAttempts       int           `json:"max_attempts" yaml:"max_attempts" doc:"planning attempts per routing round: after a refused reservation the router re-plans at most max_attempts - 1 times"`
+	VIPSafetyStock    bool          `json:"vip_safety_stock" yaml:"vip_safety_stock" doc:"VIP orders may reserve safety stock"`
+	RejectIncomplete  bool          `json:"reject_incomplete" yaml:"reject_incomplete" doc:"SHIP_COMPLETE orders that cannot be completed are REJECTED instead of BACKORDERED"`
+	CentsPerKm        float64       `json:"cents_per_km" yaml:"cents_per_km" doc:"distance part of a shipment's cost (cost = node's shipment_cost_cents + km x this)"`
+	CustomerMaxOrders int           `json:"customer_max_orders" yaml:"customer_max_orders" doc:"hold an order whose customer has this many other orders placed within customer_window of it (0: off; on, it runs the customer screen)"`
+	CustomerWindow    time.Duration `json:"customer_window" yaml:"customer_window" doc:"window of customer_max_orders, by placed_at"`
+	LogLevel          string        `json:"log_level" yaml:"log_level" doc:"debug, info, warn or error"`
+
+	// HTTP (http.go, README "HTTP API").
+	HTTPAddr      string        `json:"http_addr" yaml:"http_addr" doc:"host:port of the HTTP API: /metrics, /healthz, /readyz, /v1/ats/{sku}, /v1/orders/{id} (empty: off)"`
+	HTTPAdvertise string        `json:"http_advertise" yaml:"http_advertise" default:"(derived)" doc:"host:port at which the other instances reach this one's HTTP API (forwarded queries); default: http_addr's bound address, with the host name for an unspecified host"`
+	MetricsAddr   string        `json:"metrics_addr" yaml:"metrics_addr" doc:"former name of http_addr, still accepted (it serves the whole HTTP API)"`
+	AdminAddr     string        `json:"admin_addr" yaml:"admin_addr" doc:"host:port of the admin listener (/debug/pprof/, /admin/config, /admin/status); a bare :port binds 127.0.0.1; a non-loopback host needs admin_token (empty: off)"`
+	AdminToken    Secret        `json:"admin_token" yaml:"admin_token" doc:"bearer token the admin listener requires (Authorization: Bearer ...); never printed"`
+	ReadyMaxLag   int64         `json:"ready_max_lag" yaml:"ready_max_lag" doc:"/readyz fails while an owned input partition lags more records than this behind its end"`
+	LagInterval   time.Duration `json:"lag_interval" yaml:"lag_interval" doc:"how often consumer lag is measured (metric invroute_consumer_lag and /readyz)"`
+	LiveTimeout   time.Duration `json:"live_timeout" yaml:"live_timeout" doc:"/healthz fails when a processing loop has made no round and no restore progress for this long"`
+	QueryTimeout  time.Duration `json:"query_timeout" yaml:"query_timeout" doc:"time allowed to answer a query, forwarding to the owner included"`
 
 	// Security (security.go, docs/security.md).
-	SecurityProtocol      string `json:"security_protocol"`        // PLAINTEXT (default), SSL, SASL_PLAINTEXT, SASL_SSL
-	SASLMechanism         string `json:"sasl_mechanism"`           // PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
-	SASLUsername          string `json:"sasl_username"`            // SASL user name
-	SASLPassword          Secret `json:"sasl_password"`            // never printed; prefer sasl_password_file
-	SASLPasswordFile      string `json:"sasl_password_file"`       // file holding the password (trailing newlines dropped)
-	TLSCAFile             string `json:"tls_ca_file"`              // PEM CA certificates that sign the brokers' (default: system roots)
-	TLSCertFile           string `json:"tls_cert_file"`            // PEM client certificate (mutual TLS), with tls_key_file
-	TLSKeyFile            string `json:"tls_key_file"`             // PEM private key of tls_cert_file
-	TLSServerName         string `json:"tls_server_name"`          // name to verify in the broker's certificate (default: its host)
-	TLSInsecureSkipVerify bool   `json:"tls_insecure_skip_verify"` // do not verify the broker's certificate (discouraged)
+	SecurityProtocol      string `json:"security_protocol" yaml:"security_protocol" default:"PLAINTEXT" doc:"PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"`
+	SASLMechanism         string `json:"sasl_mechanism" yaml:"sasl_mechanism" doc:"PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"`
+	SASLUsername          string `json:"sasl_username" yaml:"sasl_username" doc:"SASL user name"`
+	SASLPassword          Secret `json:"sasl_password" yaml:"sasl_password" doc:"SASL password, never printed (a flag shows in the process list: prefer sasl_password_file or INVROUTE_SASL_PASSWORD)"`
+	SASLPasswordFile      string `json:"sasl_password_file" yaml:"sasl_password_file" doc:"file holding the SASL password (trailing newlines dropped)"`
+	TLSCAFile             string `json:"tls_ca_file" yaml:"tls_ca_file" default:"(system roots)" doc:"PEM CA certificates that sign the brokers' certificates"`
+	TLSCertFile           string `json:"tls_cert_file" yaml:"tls_cert_file" doc:"PEM client certificate (mutual TLS), with tls_key_file"`
+	TLSKeyFile            string `json:"tls_key_file" yaml:"tls_key_file" doc:"PEM private key of tls_cert_file"`
+	TLSServerName         string `json:"tls_server_name" yaml:"tls_server_name" default:"(the broker's host)" doc:"name to verify in the brokers' certificates"`
+	TLSInsecureSkipVerify bool   `json:"tls_insecure_skip_verify" yaml:"tls_insecure_skip_verify" doc:"do not verify the brokers' certificates (discouraged)"`
 }
 
 // maxDedupe bounds dedupe_max: about 30 bytes of memory per remembered id
@@ -108,241 +114,11 @@ func Defaults() Options {
 		ReemitBatch:    5000,
 		SessionTimeout: 10 * time.Second,
 		LogLevel:       "info",
+		ReadyMaxLag:    10_000,
+		LagInterval:    5 * time.Second,
+		LiveTimeout:    2 * time.Minute,
+		QueryTimeout:   5 * time.Second,
 	}
-}
-
-// Flags registers the options on fs and returns a function that finishes
-// loading: config file (-config), then environment, then the flags set.
-func Flags(fs *flag.FlagSet) func() (Options, error) {
-	o := Defaults()
-	var cfgFile string
-	fs.StringVar(&cfgFile, "config", "", "JSON config file (keys are the flag names with underscores)")
-	var flagged Options
-	fs.StringVar(&flagged.Brokers, "brokers", "", "comma-separated Kafka seed brokers (env INVROUTE_BROKERS)")
-	fs.StringVar(&flagged.TopicPrefix, "topic-prefix", "", "prefix of every topic name")
-	fs.StringVar(&flagged.Group, "group", o.Group, "consumer group of the inventory")
-	fs.StringVar(&flagged.RouterGroup, "router-group", "", "consumer group of the router (default: group with its \"inventory\" suffix replaced by \"router\", else group + \"-router\")")
-	fs.BoolVar(&flagged.Router, "router", o.Router, "run the order router next to the inventory")
-	fs.IntVar(&flagged.MaxAttempts, "max-attempts", o.MaxAttempts, "planning attempts per routing round (re-plans after refused reservations)")
-	fs.BoolVar(&flagged.VIPSafetyStock, "vip-safety-stock", o.VIPSafetyStock, "VIP orders may use safety stock")
-	fs.BoolVar(&flagged.RejectIncomplete, "reject-incomplete", false, "reject SHIP_COMPLETE orders that cannot be completed instead of backordering them")
-	fs.Float64Var(&flagged.CentsPerKm, "cents-per-km", o.CentsPerKm, "distance part of a shipment's cost, cents per km")
-	fs.IntVar(&flagged.CustomerMaxOrders, "customer-max-orders", 0, "hold an order whose customer placed this many orders within customer-window before it (0: off; runs the customer screen)")
-	fs.DurationVar(&flagged.CustomerWindow, "customer-window", o.CustomerWindow, "window of customer-max-orders (by placed_at)")
-	fs.StringVar(&flagged.InstanceID, "instance-id", "", "unique, stable id of this instance (default host name)")
-	fs.StringVar(&flagged.StateDir, "state-dir", o.StateDir, "directory of the local Pebble stores")
-	fs.DurationVar(&flagged.CommitInterval, "commit-interval", o.CommitInterval, "longest a transaction stays open")
-	fs.IntVar(&flagged.MaxTxnRecords, "max-txn-records", o.MaxTxnRecords, "input records per transaction at most")
-	fs.IntVar(&flagged.Workers, "workers", o.Workers, "partitions processed, flushed and applied in parallel (0: GOMAXPROCS)")
-	fs.IntVar(&flagged.MaxRecordBytes, "max-record-bytes", o.MaxRecordBytes, "input records with more key+value bytes go to the dead-letter topic")
-	fs.IntVar(&flagged.Partitions, "partitions", o.Partitions, "partition count of topics invroute creates")
-	fs.IntVar(&flagged.Replication, "replication", o.Replication, "replication factor of topics invroute creates (-1: broker default)")
-	fs.IntVar(&flagged.CacheMB, "cache-mb", o.CacheMB, "Pebble block cache shared by all stores, MiB")
-	fs.IntVar(&flagged.MemTableMB, "memtable-mb", o.MemTableMB, "Pebble memtable per store partition, MiB (two may exist at once)")
-	fs.IntVar(&flagged.StateCache, "state-cache", o.StateCache, "decoded SKU states cached per partition")
-	fs.StringVar(&flagged.SchemaIDs, "schema-ids", "", "accepted Confluent schema ids on inputs, comma-separated")
-	fs.DurationVar(&flagged.DedupeWindow, "dedupe-window", o.DedupeWindow, "movement id idempotency window (by occurred_at)")
-	fs.IntVar(&flagged.DedupeMax, "dedupe-max", o.DedupeMax, "movement ids remembered per partition (at least, and at most this + 8192)")
-	fs.IntVar(&flagged.ReemitBatch, "reemit-batch", o.ReemitBatch, "SKUs re-emitted per transaction after a channel change")
-	fs.DurationVar(&flagged.SessionTimeout, "session-timeout", o.SessionTimeout, "consumer group session timeout")
-	fs.BoolVar(&flagged.Static, "static-membership", false, "join the group with group.instance.id = instance id (fast restarts, no rebalance)")
-	fs.StringVar(&flagged.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics on host:port")
-	fs.StringVar(&flagged.LogLevel, "log-level", o.LogLevel, "debug, info, warn or error")
-	fs.StringVar(&flagged.SecurityProtocol, "security-protocol", "", "PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL")
-	fs.StringVar(&flagged.SASLMechanism, "sasl-mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-	fs.StringVar(&flagged.SASLUsername, "sasl-username", "", "SASL user name")
-	fs.Var(&flagged.SASLPassword, "sasl-password", "SASL password (visible in the process list: prefer -sasl-password-file or INVROUTE_SASL_PASSWORD)")
-	fs.StringVar(&flagged.SASLPasswordFile, "sasl-password-file", "", "file holding the SASL password")
-	fs.StringVar(&flagged.TLSCAFile, "tls-ca-file", "", "PEM file of the CA certificates that sign the brokers' certificates (default: system roots)")
-	fs.StringVar(&flagged.TLSCertFile, "tls-cert-file", "", "PEM client certificate for mutual TLS (with -tls-key-file)")
-	fs.StringVar(&flagged.TLSKeyFile, "tls-key-file", "", "PEM private key of -tls-cert-file")
-	fs.StringVar(&flagged.TLSServerName, "tls-server-name", "", "name to verify in the brokers' certificates (default: the broker's host)")
-	fs.BoolVar(&flagged.TLSInsecureSkipVerify, "tls-insecure-skip-verify", false, "do not verify the brokers' certificates (discouraged)")
-	return func() (Options, error) {
-		if cfgFile != "" {
-			b, err := os.ReadFile(cfgFile)
-			if err != nil {
-				return o, fmt.Errorf("config: %w", err)
-			}
-			if err := json.Unmarshal(b, &fileOptions{&o}); err != nil {
-				return o, fmt.Errorf("config %s: %w", cfgFile, err)
-			}
-		}
-		if err := fromEnv(&o); err != nil {
-			return o, err
-		}
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		merge(&o, &flagged, set)
-		return o, o.Validate()
-	}
-}
-
-// fileOptions decodes durations written as strings ("100ms").
-type fileOptions struct{ *Options }
-
-func (f *fileOptions) UnmarshalJSON(b []byte) error {
-	type plain Options
-	aux := struct {
-		*plain
-		CommitInterval string `json:"commit_interval"`
-		DedupeWindow   string `json:"dedupe_window"`
-		SessionTimeout string `json:"session_timeout"`
-	}{plain: (*plain)(f.Options)}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&aux); err != nil {
-		return err
-	}
-	for _, d := range []struct {
-		s   string
-		dst *time.Duration
-	}{{aux.CommitInterval, &f.CommitInterval}, {aux.DedupeWindow, &f.DedupeWindow}, {aux.SessionTimeout, &f.SessionTimeout}} {
-		if d.s != "" {
-			v, err := time.ParseDuration(d.s)
-			if err != nil {
-				return err
-			}
-			*d.dst = v
-		}
-	}
-	return nil
-}
-
-func fromEnv(o *Options) error {
-	var errs []error
-	str := func(name string, dst *string) {
-		if v, ok := os.LookupEnv("INVROUTE_" + name); ok {
-			*dst = v
-		}
-	}
-	num := func(name string, dst *int) {
-		if v, ok := os.LookupEnv("INVROUTE_" + name); ok {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("INVROUTE_%s: %w", name, err))
-			}
-			*dst = n
-		}
-	}
-	boolean := func(name string, dst *bool) {
-		if v, ok := os.LookupEnv("INVROUTE_" + name); ok {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("INVROUTE_%s: %w", name, err))
-			}
-			*dst = b
-		}
-	}
-	dur := func(name string, dst *time.Duration) {
-		if v, ok := os.LookupEnv("INVROUTE_" + name); ok {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("INVROUTE_%s: %w", name, err))
-			}
-			*dst = d
-		}
-	}
-	str("BROKERS", &o.Brokers)
-	str("TOPIC_PREFIX", &o.TopicPrefix)
-	str("GROUP", &o.Group)
-	str("ROUTER_GROUP", &o.RouterGroup)
-	boolean("ROUTER", &o.Router)
-	num("MAX_ATTEMPTS", &o.MaxAttempts)
-	num("CUSTOMER_MAX_ORDERS", &o.CustomerMaxOrders)
-	dur("CUSTOMER_WINDOW", &o.CustomerWindow)
-	boolean("VIP_SAFETY_STOCK", &o.VIPSafetyStock)
-	boolean("REJECT_INCOMPLETE", &o.RejectIncomplete)
-	if v, ok := os.LookupEnv("INVROUTE_CENTS_PER_KM"); ok {
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("INVROUTE_CENTS_PER_KM: %w", err))
-		}
-		o.CentsPerKm = f
-	}
-	str("INSTANCE_ID", &o.InstanceID)
-	str("STATE_DIR", &o.StateDir)
-	dur("COMMIT_INTERVAL", &o.CommitInterval)
-	num("MAX_TXN_RECORDS", &o.MaxTxnRecords)
-	num("WORKERS", &o.Workers)
-	num("MAX_RECORD_BYTES", &o.MaxRecordBytes)
-	num("PARTITIONS", &o.Partitions)
-	num("REPLICATION", &o.Replication)
-	num("CACHE_MB", &o.CacheMB)
-	num("MEMTABLE_MB", &o.MemTableMB)
-	num("STATE_CACHE", &o.StateCache)
-	str("SCHEMA_IDS", &o.SchemaIDs)
-	dur("DEDUPE_WINDOW", &o.DedupeWindow)
-	num("DEDUPE_MAX", &o.DedupeMax)
-	num("REEMIT_BATCH", &o.ReemitBatch)
-	dur("SESSION_TIMEOUT", &o.SessionTimeout)
-	boolean("STATIC_MEMBERSHIP", &o.Static)
-	str("METRICS_ADDR", &o.MetricsAddr)
-	str("LOG_LEVEL", &o.LogLevel)
-	str("SECURITY_PROTOCOL", &o.SecurityProtocol)
-	str("SASL_MECHANISM", &o.SASLMechanism)
-	str("SASL_USERNAME", &o.SASLUsername)
-	if v, ok := os.LookupEnv("INVROUTE_SASL_PASSWORD"); ok {
-		o.SASLPassword = Secret(v)
-	}
-	str("SASL_PASSWORD_FILE", &o.SASLPasswordFile)
-	str("TLS_CA_FILE", &o.TLSCAFile)
-	str("TLS_CERT_FILE", &o.TLSCertFile)
-	str("TLS_KEY_FILE", &o.TLSKeyFile)
-	str("TLS_SERVER_NAME", &o.TLSServerName)
-	boolean("TLS_INSECURE_SKIP_VERIFY", &o.TLSInsecureSkipVerify)
-	if v, ok := os.LookupEnv("KAFKA_BROKERS"); ok && o.Brokers == "" {
-		o.Brokers = v
-	}
-	return errors.Join(errs...)
-}
-
-func merge(o, f *Options, set map[string]bool) {
-	pick := func(name string, apply func()) {
-		if set[name] {
-			apply()
-		}
-	}
-	pick("brokers", func() { o.Brokers = f.Brokers })
-	pick("topic-prefix", func() { o.TopicPrefix = f.TopicPrefix })
-	pick("group", func() { o.Group = f.Group })
-	pick("router-group", func() { o.RouterGroup = f.RouterGroup })
-	pick("router", func() { o.Router = f.Router })
-	pick("max-attempts", func() { o.MaxAttempts = f.MaxAttempts })
-	pick("vip-safety-stock", func() { o.VIPSafetyStock = f.VIPSafetyStock })
-	pick("reject-incomplete", func() { o.RejectIncomplete = f.RejectIncomplete })
-	pick("cents-per-km", func() { o.CentsPerKm = f.CentsPerKm })
-	pick("customer-max-orders", func() { o.CustomerMaxOrders = f.CustomerMaxOrders })
-	pick("customer-window", func() { o.CustomerWindow = f.CustomerWindow })
-	pick("instance-id", func() { o.InstanceID = f.InstanceID })
-	pick("state-dir", func() { o.StateDir = f.StateDir })
-	pick("commit-interval", func() { o.CommitInterval = f.CommitInterval })
-	pick("max-txn-records", func() { o.MaxTxnRecords = f.MaxTxnRecords })
-	pick("workers", func() { o.Workers = f.Workers })
-	pick("max-record-bytes", func() { o.MaxRecordBytes = f.MaxRecordBytes })
-	pick("partitions", func() { o.Partitions = f.Partitions })
-	pick("replication", func() { o.Replication = f.Replication })
-	pick("cache-mb", func() { o.CacheMB = f.CacheMB })
-	pick("memtable-mb", func() { o.MemTableMB = f.MemTableMB })
-	pick("state-cache", func() { o.StateCache = f.StateCache })
-	pick("schema-ids", func() { o.SchemaIDs = f.SchemaIDs })
-	pick("dedupe-window", func() { o.DedupeWindow = f.DedupeWindow })
-	pick("dedupe-max", func() { o.DedupeMax = f.DedupeMax })
-	pick("reemit-batch", func() { o.ReemitBatch = f.ReemitBatch })
-	pick("session-timeout", func() { o.SessionTimeout = f.SessionTimeout })
-	pick("static-membership", func() { o.Static = f.Static })
-	pick("metrics-addr", func() { o.MetricsAddr = f.MetricsAddr })
-	pick("log-level", func() { o.LogLevel = f.LogLevel })
-	pick("security-protocol", func() { o.SecurityProtocol = f.SecurityProtocol })
-	pick("sasl-mechanism", func() { o.SASLMechanism = f.SASLMechanism })
-	pick("sasl-username", func() { o.SASLUsername = f.SASLUsername })
-	pick("sasl-password", func() { o.SASLPassword = f.SASLPassword })
-	pick("sasl-password-file", func() { o.SASLPasswordFile = f.SASLPasswordFile })
-	pick("tls-ca-file", func() { o.TLSCAFile = f.TLSCAFile })
-	pick("tls-cert-file", func() { o.TLSCertFile = f.TLSCertFile })
-	pick("tls-key-file", func() { o.TLSKeyFile = f.TLSKeyFile })
-	pick("tls-server-name", func() { o.TLSServerName = f.TLSServerName })
-	pick("tls-insecure-skip-verify", func() { o.TLSInsecureSkipVerify = f.TLSInsecureSkipVerify })
 }
 
 // RouterGroupName is the router's consumer group: RouterGroup, or derived
@@ -374,10 +150,10 @@ func (o *Options) screen() bool { return o.Router && o.CustomerMaxOrders > 0 }
 func (o *Options) Validate() error {
 	var errs []error
 	if strings.TrimSpace(o.Brokers) == "" {
-		errs = append(errs, errors.New("no brokers: set -brokers, INVROUTE_BROKERS or \"brokers\" in the config file"))
+		errs = append(errs, errors.New("brokers: no brokers set (set brokers in the config file, INVROUTE_BROKERS, KAFKA_BROKERS or --brokers)"))
 	}
 	if _, err := schemas.ParseSchemaIDs(o.SchemaIDs); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, fmt.Errorf("schema_ids: %w", err))
 	}
 	if o.MaxAttempts < 1 || o.MaxAttempts > 100 {
 		errs = append(errs, fmt.Errorf("max_attempts %d must be in [1, 100]", o.MaxAttempts))
@@ -405,8 +181,36 @@ func (o *Options) Validate() error {
 	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(o.LogLevel)); err != nil {
-		errs = append(errs, fmt.Errorf("log_level: %w", err))
+		errs = append(errs, fmt.Errorf("log_level %q: expected debug, info, warn or error", o.LogLevel))
 	}
+	positive := func(name string, v int) {
+		if v < 1 {
+			errs = append(errs, fmt.Errorf("%s %d must be positive", name, v))
+		}
+	}
+	positive("max_txn_records", o.MaxTxnRecords)
+	positive("max_record_bytes", o.MaxRecordBytes)
+	positive("partitions", o.Partitions)
+	positive("reemit_batch", o.ReemitBatch)
+	if o.StateCache < 0 {
+		errs = append(errs, fmt.Errorf("state_cache %d must not be negative", o.StateCache))
+	}
+	if o.Replication != -1 && (o.Replication < 1 || o.Replication > 32767) {
+		errs = append(errs, fmt.Errorf("replication %d must be -1 (broker default) or in [1, 32767]", o.Replication))
+	}
+	if o.CommitInterval < time.Millisecond || o.CommitInterval > 15*time.Second {
+		errs = append(errs, fmt.Errorf("commit_interval %v must be in [1ms, 15s] (half the transaction timeout)", o.CommitInterval))
+	}
+	if o.DedupeWindow <= 0 {
+		errs = append(errs, fmt.Errorf("dedupe_window %v must be positive", o.DedupeWindow))
+	}
+	if o.SessionTimeout < time.Second || o.SessionTimeout > 30*time.Minute {
+		errs = append(errs, fmt.Errorf("session_timeout %v must be in [1s, 30m]", o.SessionTimeout))
+	}
+	if strings.TrimSpace(o.StateDir) == "" {
+		errs = append(errs, errors.New("state_dir must not be empty"))
+	}
+	errs = append(errs, o.validateHTTP()...)
 	errs = append(errs, o.validateSecurity()...)
 	return errors.Join(errs...)
 }
@@ -429,6 +233,12 @@ type Engine struct {
 	Availability *router.Availability
 	Registry     *prometheus.Registry
 	explain      func(error) error // adds what a Kafka error means for the security settings
+
+	opts     Options
+	extra    []kgo.Opt // security and caller options of every Kafka client
+	health   health
+	lagGauge *prometheus.GaugeVec
+	queryState
 }
 
 // Run runs the engines until ctx is done or one fails; a failure stops
@@ -436,6 +246,11 @@ type Engine struct {
 func (e *Engine) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer e.adm.Close()
+	e.health.mu.Lock()
+	e.health.started = time.Now()
+	e.health.mu.Unlock()
+	go e.pollGroups(ctx, e.adm)
 	errs := make(chan error, 2)
 	n := 0
 	for _, eng := range []*topology.Engine{e.Inventory, e.Router, e.Screen} {
@@ -468,13 +283,22 @@ func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats)
 	if err != nil {
 		return nil, err
 	}
+	if o.InstanceID == "" {
+		if o.InstanceID, err = os.Hostname(); err != nil || o.InstanceID == "" {
+			return nil, fmt.Errorf("instance_id: not set and the host name is unknown (%v)", err)
+		}
+	}
 	sec, err := o.SecurityOpts()
 	if err != nil {
 		return nil, err
 	}
-	extra = append(sec, extra...)
+	extra = append(append(sec, kgo.ClientID(clientID(o))), extra...)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	lag := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "invroute_consumer_lag",
+		Help: "Records between the group's committed offset and the end of each input partition this instance owns (measured every lag_interval)."},
+		[]string{"topology", "topic", "partition"})
+	reg.MustRegister(lag)
 	invMetrics := inventory.NewMetrics(reg)
 	cat := catalog.New(ids)
 	topo := inventory.Topology(inventory.TopologyOptions{
@@ -508,14 +332,22 @@ func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats)
 			StaticMembership:  o.Static,
 			Logger:            log.With("topology", name),
 			Registerer:        prometheus.WrapRegistererWith(prometheus.Labels{"topology": name}, reg),
-			ClientOpts:        extra,
+			ClientOpts:        append(slices.Clip(extra), kgo.WithHooks(newKafkaMetrics(reg, name))),
 		}
 	}
 	inv, err := topology.NewEngine(cfg("inventory"), topo)
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{Inventory: inv, Catalog: cat, Registry: reg, Availability: router.NewAvailability(), explain: func(err error) error { return o.explainKafkaError(err, extra...) }}
+	admCl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(SplitBrokers(o.Brokers)...)}, extra...)...)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{Inventory: inv, Catalog: cat, Registry: reg, Availability: router.NewAvailability(), explain: func(err error) error { return o.explainKafkaError(err, extra...) },
+		opts: o, extra: extra, lagGauge: lag,
+		health:     health{restored: map[string]float64{}, progress: map[string]time.Time{}, groups: map[string]groupSnapshot{}},
+		queryState: queryState{adm: kadm.NewClient(admCl), counts: map[string]int32{}, httpClient: &http.Client{Timeout: o.QueryTimeout}},
+	}
 	if o.Router {
 		rm := router.NewMetrics(reg)
 		rt, err := topology.NewEngine(cfg("router"), router.Topology(router.TopologyOptions{
@@ -562,24 +394,6 @@ func SplitBrokers(s string) []string {
 		}
 	}
 	return out
-}
-
-// ServeMetrics serves reg on addr until ctx is done. It returns the bound
-// address (useful with port 0).
-func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry) (string, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", fmt.Errorf("metrics: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	return ln.Addr().String(), nil
 }
 
 // CreateTopics creates the inventory topology's topics (used by `invroute

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestConfigCheckExit: `invroute config check FILE` exits 0 and prints OK
+// for a good file, exits 1 listing every problem for a bad one, and 2 for
+// a usage error; `config defaults` prints a file that checks OK.
+func TestConfigCheckExit(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "INVROUTE_") && !strings.HasPrefix(kv, "KAFKA_BROKERS=") {
+			env = append(env, kv)
+		}
+	}
+	run := func(args ...string) (string, int) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return string(out), ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), 0
+	}
+	if out, code := run("config", "check", write("good.yaml", "brokers: [k1:9092, k2:9092]\nhttp_addr: \":8080\"\n")); code != 0 || out != "OK\n" {
+		t.Errorf("good file: exit %d\n%s", code, out)
+	}
+	out, code := run("config", "check", write("bad.yaml", "brokers: k:9092\ncommit_interval: 100\nnope: 1\nadmin_addr: 0.0.0.0:6060\n"))
+	if code != 1 {
+		t.Errorf("bad file: exit %d, want 1\n%s", code, out)
+	}
+	for _, w := range []string{"3 problem(s)", "line 2: commit_interval", `line 3: unknown key "nope"`, "admin_addr"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("bad file: output lacks %q:\n%s", w, out)
+		}
+	}
+	if out, code := run("config", "check"); code != 2 || !strings.Contains(out, "usage") {
+		t.Errorf("no file: exit %d\n%s", code, out)
+	}
+	defaults, code := run("config", "defaults")
+	if code != 0 {
+		t.Fatalf("config defaults: exit %d\n%s", code, defaults)
+	}
+	// the defaults need only brokers
+	f := write("defaults.yaml", strings.Replace(defaults, "\nbrokers: \"\"\n", "\nbrokers: \"k:9092\"\n", 1))
+	if out, code := run("config", "check", f); code != 0 {
+		t.Errorf("defaults file: exit %d\n%s", code, out)
+	}
+}
