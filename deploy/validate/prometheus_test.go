@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
-	"github.com/prometheus/prometheus/promql/promqltest"
 	"sigs.k8s.io/yaml"
 )
 
@@ -209,7 +208,7 @@ var alertCases = map[string]struct{ fire, quiet string }{
 // not. Every alert needs a case here.
 func TestAlertRulesFire(t *testing.T) {
 	groups := loadRules(t)
-	engine := promqltest.NewTestEngine(t, false, 5*time.Minute, 1_000_000)
+	engine := newEngine()
 	seen := map[string]bool{}
 	for _, g := range groups.Groups {
 		for _, r := range g.Rules {
@@ -227,7 +226,7 @@ func TestAlertRulesFire(t *testing.T) {
 				if want {
 					series = c.fire
 				}
-				got := evalAt(t, engine, series, r.Expr, 30*time.Minute)
+				got := evalAt(t, engine, loadSeries(t, series), r.Expr, 30*time.Minute)
 				if (len(got) > 0) != want {
 					t.Errorf("%s: fired=%v, want %v on\n%s\nresult: %v", r.Alert, len(got) > 0, want, series, got)
 				}
@@ -241,15 +240,8 @@ func TestAlertRulesFire(t *testing.T) {
 	}
 }
 
-func evalAt(t *testing.T, engine *promql.Engine, series, expr string, at time.Duration) promql.Vector {
+func evalAt(t *testing.T, engine *promql.Engine, st *memStore, expr string, at time.Duration) promql.Vector {
 	t.Helper()
-	var load strings.Builder
-	load.WriteString("load 1m\n")
-	for _, l := range strings.Split(series, "\n") {
-		load.WriteString("  " + strings.TrimSpace(l) + "\n")
-	}
-	st := promqltest.LoadedStorage(t, load.String())
-	defer st.Close()
 	q, err := engine.NewInstantQuery(context.Background(), st, nil, expr, time.Unix(0, 0).Add(at))
 	if err != nil {
 		t.Fatalf("%q: %v", expr, err)

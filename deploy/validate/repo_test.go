@@ -36,14 +36,14 @@ func readFile(t *testing.T, path string) []byte {
 type metricKind string
 
 const (
-	counter   metricKind = "counter"
-	gauge     metricKind = "gauge"
-	histogram metricKind = "histogram"
-	summary   metricKind = "summary"
+	kindCounter   metricKind = "counter"
+	kindGauge     metricKind = "gauge"
+	kindHistogram metricKind = "histogram"
+	kindSummary   metricKind = "summary"
 )
 
 var optsKinds = map[string]metricKind{
-	"CounterOpts": counter, "GaugeOpts": gauge, "HistogramOpts": histogram, "SummaryOpts": summary,
+	"CounterOpts": kindCounter, "GaugeOpts": kindGauge, "HistogramOpts": kindHistogram, "SummaryOpts": kindSummary,
 }
 
 // codeMetrics reads the repository's Go sources (not tests, not deploy/) and
@@ -186,8 +186,8 @@ func seriesNames(t *testing.T) map[string]bool {
 	names := map[string]bool{"up": true}
 	for n, k := range codeMetrics(t) {
 		switch k {
-		case histogram, summary:
-			names[n+"_bucket"], names[n+"_sum"], names[n+"_count"] = k == histogram, true, true
+		case kindHistogram, kindSummary:
+			names[n+"_bucket"], names[n+"_sum"], names[n+"_count"] = k == kindHistogram, true, true
 		default:
 			names[n] = true
 		}
@@ -216,13 +216,13 @@ func processCollector(t *testing.T) bool {
 func TestCodeMetrics(t *testing.T) {
 	m := codeMetrics(t)
 	for name, kind := range map[string]metricKind{
-		"invroute_records_processed_total":              counter,
-		"invroute_partitions_owned":                     gauge,
-		"invroute_transaction_seconds":                  histogram,
-		"invroute_transaction_phase_seconds":            histogram,
-		"invroute_inventory_ats_updates_total":          counter,
-		"invroute_inventory_reservation_commands_total": counter,
-		"invroute_router_decisions_total":               counter,
+		"invroute_records_processed_total":              kindCounter,
+		"invroute_partitions_owned":                     kindGauge,
+		"invroute_transaction_seconds":                  kindHistogram,
+		"invroute_transaction_phase_seconds":            kindHistogram,
+		"invroute_inventory_ats_updates_total":          kindCounter,
+		"invroute_inventory_reservation_commands_total": kindCounter,
+		"invroute_router_decisions_total":               kindCounter,
 	} {
 		if m[name] != kind {
 			t.Errorf("%s: found %q, want %s", name, m[name], kind)
