@@ -238,6 +238,10 @@ type Engine struct {
 	extra    []kgo.Opt // security and caller options of every Kafka client
 	health   health
 	lagGauge *prometheus.GaugeVec
+	// assignedGauge and stateGauge: partitions the group assigned to this
+	// instance (restore progress: invroute_partitions_owned of them are
+	// restored) and bytes of its stores on disk, per topology.
+	assignedGauge, stateGauge *prometheus.GaugeVec
 	queryState
 }
 
@@ -298,7 +302,13 @@ func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats)
 	lag := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "invroute_consumer_lag",
 		Help: "Records between the group's committed offset and the end of each input partition this instance owns (measured every lag_interval)."},
 		[]string{"topology", "topic", "partition"})
-	reg.MustRegister(lag)
+	assigned := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "invroute_partitions_assigned",
+		Help: "Partitions the consumer group assigned to this instance (restore progress: invroute_partitions_owned of them are restored; measured every lag_interval)."},
+		[]string{"topology"})
+	stateBytes := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "invroute_state_bytes",
+		Help: "Bytes of this instance's local stores on disk under state_dir (measured every lag_interval)."},
+		[]string{"topology"})
+	reg.MustRegister(lag, assigned, stateBytes)
 	invMetrics := inventory.NewMetrics(reg)
 	cat := catalog.New(ids)
 	topo := inventory.Topology(inventory.TopologyOptions{
@@ -344,7 +354,7 @@ func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats)
 		return nil, err
 	}
 	e := &Engine{Inventory: inv, Catalog: cat, Registry: reg, Availability: router.NewAvailability(), explain: func(err error) error { return o.explainKafkaError(err, extra...) },
-		opts: o, extra: extra, lagGauge: lag,
+		opts: o, extra: extra, lagGauge: lag, assignedGauge: assigned, stateGauge: stateBytes,
 		health:     health{restored: map[string]float64{}, progress: map[string]time.Time{}, groups: map[string]groupSnapshot{}},
 		queryState: queryState{adm: kadm.NewClient(admCl), counts: map[string]int32{}, httpClient: &http.Client{Timeout: o.QueryTimeout}},
 	}

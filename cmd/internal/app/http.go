@@ -12,9 +12,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
@@ -406,10 +408,31 @@ func (e *Engine) pollOnce(ctx context.Context, adm *kadm.Client) {
 				}
 			}
 		}
+		if g.err == nil && g.member {
+			e.assignedGauge.WithLabelValues(ne.name).Set(float64(g.assigned))
+		}
+		e.stateGauge.WithLabelValues(ne.name).Set(float64(dirSize(filepath.Join(e.opts.StateDir, ne.eng.Group()))))
 		e.health.mu.Lock()
 		e.health.groups[ne.name] = g
 		e.health.mu.Unlock()
 	}
+}
+
+// dirSize is the bytes of the files under dir (0 if it does not exist).
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // a file Pebble just removed
+		}
+		if d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // AdminHandler serves pprof, /admin/config and /admin/status, behind the

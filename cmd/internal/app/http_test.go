@@ -266,6 +266,8 @@ func TestHTTPQueries(t *testing.T) {
 		`invroute_kafka_produce_records_total{topic="` + prefix + `routing-decisions",topology="router"}`,
 		`invroute_kafka_connects_total{node_id="`,
 		`invroute_transaction_seconds_bucket`,
+		`invroute_partitions_assigned{topology="inventory"} 2`,
+		`invroute_state_bytes{topology="router"}`,
 	} {
 		if !strings.Contains(m.raw, w) {
 			t.Errorf("/metrics lacks %s:\n%s", w, kafkaMetricNames(m.raw))
