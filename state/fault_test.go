@@ -406,3 +406,31 @@ func TestIdentity(t *testing.T) {
 		t.Fatalf("wiped: identity %q, %v", id, err)
 	}
 }
+
+// TestCloseOnFullDisk: closing writes the end of the log; on a full disk
+// Close returns the failure (it used to block for good).
+func TestCloseOnFullDisk(t *testing.T) {
+	mem := vfs.NewMem()
+	fs := newFaultFS(mem)
+	s, err := Open("db", &Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := commitN(s, i, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs.set(faultWrite, "", syscall.ENOSPC)
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, syscall.ENOSPC) {
+			t.Errorf("Close on a full disk: %v, want ENOSPC", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close on a full disk blocks")
+	}
+	fs.kill()
+}

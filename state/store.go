@@ -192,12 +192,13 @@ func (s *Store) check() error {
 func (s *Store) Err() error { return s.h.err() }
 
 // closeDB closes Pebble, unless the store failed: then Pebble is left as it
-// is (see FailedError), and the failure returned.
+// is (see FailedError), and the failure returned. Closing writes (the end
+// of the log), so it may be what finds the fault.
 func (s *Store) closeDB() error {
 	if err := s.h.err(); err != nil {
 		return err
 	}
-	return s.db.Close()
+	return s.await(s.db.Close)
 }
 
 // Close discards the open transaction and any restore writes not yet applied
