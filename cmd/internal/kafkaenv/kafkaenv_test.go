@@ -97,8 +97,9 @@ func TestStartScript(t *testing.T) {
 // TestStartLocalBroker takes the local-broker branch for real (the Docker
 // check is forced to fail, KAFKA_BROKERS hidden) and produces to the broker
 // it returns. When the local broker already runs (make test starts it), it
-// is reused and left running; else, in -short mode, the test is skipped,
-// since a first start downloads the broker's jars.
+// is reused and left running; else it is started and stopped, unless -short
+// (a first start downloads the broker's jars) or KAFKA_BROKERS names another
+// broker.
 func TestStartLocalBroker(t *testing.T) {
 	script, err := FindScript()
 	if err != nil {
@@ -106,8 +107,13 @@ func TestStartLocalBroker(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if !localRunning(ctx, script) && testing.Short() {
-		t.Skip("-short and the local broker is not running")
+	if !localRunning(ctx, script) {
+		if testing.Short() {
+			t.Skip("-short and the local broker is not running")
+		}
+		if os.Getenv("KAFKA_BROKERS") != "" {
+			t.Skip("KAFKA_BROKERS names another broker and the local one is not running: not starting a second")
+		}
 	}
 	e, err := Start(ctx, Config{Getenv: env(nil), Docker: func(context.Context) error { return errors.New("forced: no Docker") }})
 	if err != nil {
