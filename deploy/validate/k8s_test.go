@@ -217,6 +217,25 @@ func TestStatefulSet(t *testing.T) {
 		}
 	}
 
+	// the advertised HTTP address: the pod's DNS name under the headless
+	// Service; $(INVROUTE_INSTANCE_ID) expands only if defined before it
+	wantAdv := "$(INVROUTE_INSTANCE_ID)." + m.svc.Name + ":" + portStr
+	idAt, advAt := -1, -1
+	for i, e := range c.Env {
+		switch e.Name {
+		case "INVROUTE_INSTANCE_ID":
+			idAt = i
+		case "INVROUTE_HTTP_ADVERTISE":
+			advAt = i
+			if e.Value != wantAdv {
+				t.Errorf("INVROUTE_HTTP_ADVERTISE %q, want %q", e.Value, wantAdv)
+			}
+		}
+	}
+	if advAt < 0 || idAt < 0 || idAt > advAt {
+		t.Error("INVROUTE_HTTP_ADVERTISE must be set after INVROUTE_INSTANCE_ID")
+	}
+
 	// graceful shutdown, non-root
 	if g := sts.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g < 30 {
 		t.Errorf("terminationGracePeriodSeconds %v: want >= 30 for a graceful stop", g)

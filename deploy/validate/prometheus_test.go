@@ -10,11 +10,9 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
-	"sigs.k8s.io/yaml"
 )
 
 const rulesFile = "../prometheus/invroute-rules.yaml"
@@ -77,7 +75,7 @@ func TestAlertRules(t *testing.T) {
 				}
 			}
 			for _, n := range selectorNames(t, r.Expr) {
-				if !names[n] && !kedaMetric(t, r.Alert, r.Expr, n) {
+				if !names[n] {
 					t.Errorf("%s: metric %s is not registered by the engine's code", r.Alert, n)
 				}
 			}
@@ -86,54 +84,6 @@ func TestAlertRules(t *testing.T) {
 	if alerts == 0 {
 		t.Fatal("no alerts")
 	}
-}
-
-// kedaMetric accepts KEDA's own metric keda_scaler_metrics_value (KEDA
-// v2.21, pkg/metricscollector/prommetrics.go: the value of each trigger that
-// the HPA uses, for the kafka scaler the group's lag; labels namespace,
-// metric, scaledObject, scaler = the trigger's name, triggerIndex, type) when
-// each of its selectors names the ScaledObject of deploy/k8s/keda.yaml and one
-// of its triggers: invroute has no lag metric of its own.
-func kedaMetric(t *testing.T, alert, expr, name string) bool {
-	if name != "keda_scaler_metrics_value" {
-		return false
-	}
-	var so struct {
-		Metadata struct{ Name string } `json:"metadata"`
-		Spec     struct {
-			Triggers []struct{ Name string } `json:"triggers"`
-		} `json:"spec"`
-	}
-	if err := yaml.Unmarshal(readFile(t, "../k8s/keda.yaml"), &so); err != nil {
-		t.Fatal(err)
-	}
-	triggers := map[string]bool{}
-	for _, tr := range so.Spec.Triggers {
-		triggers[tr.Name] = true
-	}
-	node, err := promParser.ParseExpr(expr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ok := true
-	parser.Inspect(node, func(n parser.Node, _ []parser.Node) error {
-		vs, isVS := n.(*parser.VectorSelector)
-		if !isVS || vs.Name != name {
-			return nil
-		}
-		m := map[string]string{}
-		for _, lm := range vs.LabelMatchers {
-			if lm.Type == labels.MatchEqual {
-				m[lm.Name] = lm.Value
-			}
-		}
-		if m["scaledObject"] != so.Metadata.Name || !triggers[m["scaler"]] {
-			t.Errorf("%s: %s selects scaledObject %q scaler %q; keda.yaml has %q with triggers %v", alert, name, m["scaledObject"], m["scaler"], so.Metadata.Name, triggers)
-			ok = false
-		}
-		return nil
-	})
-	return ok
 }
 
 // TestAlertRulesBadInput: the parser used above does reject bad rules.
@@ -169,11 +119,12 @@ var alertCases = map[string]struct{ fire, quiet string }{
 		        invroute_partitions_owned{job="invroute",instance="b",topology="router"} 6x40`,
 	},
 	"InvrouteConsumerLagHigh": {
-		fire: `keda_scaler_metrics_value{namespace="shop",scaledObject="invroute",scaler="inventory-lag",metric="s0-kafka-stock-movements"} 1000+10000x40
-		       keda_scaler_metrics_value{namespace="shop",scaledObject="invroute",scaler="router-lag",metric="s1-kafka-orders"} 100x40`,
-		quiet: `keda_scaler_metrics_value{namespace="shop",scaledObject="invroute",scaler="inventory-lag",metric="s0-kafka-stock-movements"} 100000x40
-		        keda_scaler_metrics_value{namespace="shop",scaledObject="invroute",scaler="router-lag",metric="s1-kafka-orders"} 10000x40
-		        keda_scaler_metrics_value{namespace="shop",scaledObject="other",scaler="router-lag",metric="s1-kafka-orders"} 90000x40`,
+		fire: `invroute_consumer_lag{job="invroute",instance="a",topology="router",topic="orders",partition="0"} 9000x40
+		       invroute_consumer_lag{job="invroute",instance="b",topology="router",topic="orders",partition="1"} 9000x40
+		       invroute_consumer_lag{job="invroute",instance="a",topology="inventory",topic="stock-movements",partition="0"} 100x40`,
+		quiet: `invroute_consumer_lag{job="invroute",instance="a",topology="router",topic="orders",partition="0"} 9000x40
+		        invroute_consumer_lag{job="invroute",instance="a",topology="inventory",topic="stock-movements",partition="0"} 90000x40
+		        invroute_consumer_lag{job="invroute",instance="b",topology="inventory",topic="stock-movements",partition="1"} 50000x40`,
 	},
 	"InvrouteTransactionsAborting": {
 		fire: `invroute_transactions_aborted_total{job="invroute",instance="a",topology="inventory"} 0+5x40
@@ -363,7 +314,8 @@ func TestGrafanaDashboard(t *testing.T) {
 	// the panels the deployment spec asks for
 	for _, n := range []string{"invroute_records_processed_total", "invroute_inventory_ats_updates_total",
 		"invroute_router_decisions_total", "invroute_dead_letters_total", "invroute_transaction_seconds_bucket",
-		"invroute_transactions_aborted_total", "invroute_partitions_owned", "invroute_changelog_records_restored_total"} {
+		"invroute_transactions_aborted_total", "invroute_partitions_owned", "invroute_changelog_records_restored_total",
+		"invroute_consumer_lag"} {
 		if !used[n] {
 			t.Errorf("no panel shows %s", n)
 		}
