@@ -653,9 +653,7 @@ func (e *Engine) transaction(ctx context.Context) error {
 	if procErr != nil || e.produceErr.Load() != nil || idle || fatal {
 		commit = kgo.TryAbort
 	}
-	endCtx, endCancel := context.WithTimeout(context.Background(), e.cfg.TxnTimeout)
-	defer endCancel()
-	committed, err := e.sess.End(endCtx, commit)
+	committed, err := e.end(commit)
 	e.inflight.Wait()
 	tEnd := time.Now()
 	if err != nil {
@@ -695,6 +693,31 @@ func (e *Engine) transaction(ctx context.Context) error {
 		return procErr
 	}
 	return nil
+}
+
+// end ends the open transaction. The records produced are flushed first,
+// within the transaction timeout; End itself (offset commit, a forced
+// heartbeat, EndTxn) then gets the session timeout. End waits for that
+// heartbeat, and when this member has lost its session (the process was
+// paused, or starved of CPU, past the session timeout) franz-go's heartbeat
+// loop first waits for the rebalance that End itself holds back, so only
+// End's context ends the wait: the session timeout bounds that stall, after
+// which the commit's outcome is unknown and the engine re-initialises, as
+// it must anyway once fenced out of the group (TestChaos pauses an instance
+// with SIGSTOP; with the transaction timeout here it stalled the group for
+// 30 s).
+func (e *Engine) end(commit kgo.TransactionEndTry) (bool, error) {
+	if commit == kgo.TryCommit {
+		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.TxnTimeout)
+		err := e.sess.Client().Flush(ctx)
+		cancel()
+		if err != nil {
+			return false, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), max(e.cfg.SessionTimeout, 5*time.Second))
+	defer cancel()
+	return e.sess.End(ctx, commit)
 }
 
 var errNotReady = errors.New("topology: record for a partition that is not restored yet")

@@ -139,7 +139,7 @@ type chaos struct {
 	recoveries []time.Duration
 	counts     map[string]int // kills, restarts, ...
 
-	stream     *testkit.Stream // movements; used by the movement producer only until it stops
+	stream     *testkit.HostileStream // movements, 1% hostile; used by the movement producer only until it stops
 	badOrders  map[string]bool
 	movements  atomic.Int64
 	orderRecs  atomic.Int64
@@ -179,7 +179,7 @@ func newChaos(t *testing.T, plan chaosPlan, brokers, bin string) *chaos {
 	cl := testkit.Client(t, brokers)
 	c := &chaos{t: t, plan: plan, brokers: brokers, bin: bin, prefix: prefix, cl: cl, adm: kadm.NewClient(cl),
 		rng: rand.New(rand.NewPCG(42, 4)), counts: map[string]int{}, badOrders: map[string]bool{},
-		stream: testkit.NewStream(42, 2000, prefix)}
+		stream: testkit.NewHostileStream(42, 2000, prefix, 0.01)}
 	c.args = []string{"run", "-brokers", brokers, "-topic-prefix", prefix, "-group", o.Group,
 		"-session-timeout", chaosSession.String(), "-commit-interval", "100ms",
 		"-max-record-bytes", strconv.Itoa(testkit.MaxRecordBytes), "-max-txn-records", "1000", "-log-level", "info"}
@@ -904,7 +904,7 @@ func (c *chaos) checkMovements() {
 		for _, sku := range c.orders.skus {
 			delete(out.Last, sku) // checked by checkOrders
 		}
-		diffs = out.Check(c.stream)
+		diffs = append(out.Check(c.stream.Stream), testkit.CheckHostileDeadLetters(out, c.stream)...)
 		for v, h := range out.Headers {
 			for _, k := range []string{"invroute.error", "invroute.stage", "invroute.source.topic", "invroute.source.partition", "invroute.source.offset"} {
 				if h[k] == "" {
@@ -988,6 +988,7 @@ func (c *chaos) report() {
 		c.movements.Load()+c.orderRecs.Load()+c.followUps.Load(), c.movements.Load(), c.orderRecs.Load(), c.followUps.Load())
 	fmt.Fprintf(&b, "  %-32s %d ats updates, %d orders decided\n", "records out", c.counts["ats updates"], len(c.orders.decided))
 	fmt.Fprintf(&b, "  %-32s %d\n", "dead letters", c.counts["dead letters"])
+	fmt.Fprintf(&b, "  %-32s %v\n", "hostile movements sent", c.stream.Sent)
 	fmt.Fprintf(&b, "  %-32s %d\n", "violations", len(c.violations))
 	fmt.Fprintf(&b, "  %-32s p50 %s  p99 %s  (n=%d; every partition committing again)\n", "recovery after kill", pct(0.5), pct(0.99), len(rec))
 	for _, w := range c.gaps.report() {
