@@ -23,6 +23,7 @@ check:
 test: check fuzz
 	INVROUTE_REQUIRE_KAFKA=1 deploy/kafka/with-kafka.sh \
 		$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 ## fuzz: every fuzz target (decoders, each processor's input path) for FUZZTIME
 ## each, beyond its committed seeds (go test alone runs the seeds only)
