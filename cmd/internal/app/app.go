@@ -65,7 +65,7 @@ type Options struct {
 
 	// HTTP (http.go, README "HTTP API").
 	HTTPAddr      string        `json:"http_addr" yaml:"http_addr" doc:"host:port of the HTTP API: /metrics, /healthz, /readyz, /v1/ats/{sku}, /v1/orders/{id} (empty: off)"`
-	HTTPAdvertise string        `json:"http_advertise" yaml:"http_advertise" default:"(derived)" doc:"host:port at which the other instances reach this one's HTTP API (forwarded queries); default: http_addr's bound address, with the host name for an unspecified host"`
+	HTTPAdvertise string        `json:"http_advertise" yaml:"http_advertise" default:"(derived)" doc:"host:port at which the other instances reach this one's HTTP API (forwarded queries); default: http_addr's bound address, and for an unspecified host (:8080) the address the Kafka broker sees this instance connect from"`
 	MetricsAddr   string        `json:"metrics_addr" yaml:"metrics_addr" doc:"former name of http_addr, still accepted (it serves the whole HTTP API)"`
 	AdminAddr     string        `json:"admin_addr" yaml:"admin_addr" doc:"host:port of the admin listener (/debug/pprof/, /admin/config, /admin/status); a bare :port binds 127.0.0.1; a non-loopback host needs admin_token (empty: off)"`
 	AdminToken    Secret        `json:"admin_token" yaml:"admin_token" doc:"bearer token the admin listener requires (Authorization: Bearer ...); never printed"`

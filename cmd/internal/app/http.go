@@ -15,7 +15,6 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -133,8 +132,10 @@ func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry) (s
 }
 
 // advertised is the address other instances use for an API bound at
-// bound: http_advertise, else bound with the host name for an unspecified
-// host.
+// bound: http_advertise, else bound; an unspecified host (":8080",
+// "0.0.0.0:8080") is advertised as ":port", and the others take the host
+// the Kafka broker saw this instance connect from (the group member's
+// client host): the pod's or container's IP, without configuration.
 func advertised(o Options, bound string) string {
 	if o.HTTPAdvertise != "" {
 		return o.HTTPAdvertise
@@ -144,9 +145,7 @@ func advertised(o Options, bound string) string {
 		return bound
 	}
 	if ip := net.ParseIP(h); h == "" || ip != nil && ip.IsUnspecified() {
-		if name, err := os.Hostname(); err == nil {
-			h = name
-		}
+		h = ""
 	}
 	return net.JoinHostPort(h, port)
 }
@@ -341,13 +340,25 @@ func (e *Engine) Ready() error {
 func clientID(o Options) string { return o.InstanceID + "@" + o.HTTPAdvertise }
 
 // memberAddr is the HTTP address a group member advertises, and its
-// instance id.
+// instance id. An address without a host (":8080") gets the host the
+// broker saw the member connect from.
 func memberAddr(m *kadm.DescribedGroupMember) (instance, addr string) {
 	i := strings.LastIndexByte(m.ClientID, '@')
 	if i < 0 {
 		return m.ClientID, ""
 	}
-	return m.ClientID[:i], m.ClientID[i+1:]
+	instance, addr = m.ClientID[:i], m.ClientID[i+1:]
+	if strings.HasPrefix(addr, ":") {
+		host := strings.TrimPrefix(m.ClientHost, "/") // Kafka: "/10.0.0.5"
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h // kfake: "127.0.0.1:54321"
+		}
+		if host == "" {
+			return instance, ""
+		}
+		addr = net.JoinHostPort(host, addr[1:])
+	}
+	return instance, addr
 }
 
 // pollGroups measures every engine's group every lag_interval until ctx is

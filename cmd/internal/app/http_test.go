@@ -20,6 +20,7 @@ import (
 	"github.com/invroute/invroute/cmd/internal/testkit"
 	"github.com/invroute/invroute/schemas"
 	"github.com/invroute/invroute/state"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -35,7 +36,9 @@ type apiInstance struct {
 // `invroute run` does: the API is bound first and advertised.
 func startAPI(t *testing.T, o Options) *apiInstance {
 	t.Helper()
-	o.HTTPAddr = "127.0.0.1:0"
+	if o.HTTPAddr == "" {
+		o.HTTPAddr = "127.0.0.1:0"
+	}
 	api, err := BindAPI(&o)
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +116,11 @@ func TestHTTPQueries(t *testing.T) {
 	prefix := testkit.Prefix(t)
 	a := startAPI(t, apiOptions(t, brokers, prefix, "a"))
 	defer a.stop()
-	b := startAPI(t, apiOptions(t, brokers, prefix, "b"))
+	// b binds every interface: it advertises ":port", and a takes b's host
+	// from what the broker saw (the group member's client host)
+	ob := apiOptions(t, brokers, prefix, "b")
+	ob.HTTPAddr = ":0"
+	b := startAPI(t, ob)
 	defer b.stop()
 	cl := testkit.Client(t, brokers)
 	stock := testkit.Stock{}
@@ -279,7 +286,7 @@ func TestHTTPQueries(t *testing.T) {
 	b.stopHTTP()
 	time.Sleep(100 * time.Millisecond)
 	ans := get(t, "http://"+a.addr+"/v1/ats/"+bSKU)
-	if ans.code != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(ans.body["error"]), "instance b at") ||
+	if ans.code != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(ans.body["error"]), "instance b at 127.0.0.1:") ||
 		!strings.Contains(fmt.Sprint(ans.body["error"]), "unreachable") || ans.body["owner"] != "b" {
 		t.Errorf("owner down: %d %s", ans.code, ans.raw)
 	}
@@ -536,5 +543,34 @@ func TestOpenAPI(t *testing.T) {
 		if want := fields(v); !slices.Equal(got, want) {
 			t.Errorf("schema %s has fields %v, the answer %v", name, got, want)
 		}
+	}
+}
+
+// TestMemberAddr: the address a member advertises, with the broker's view
+// of its host filled in when it advertises only a port.
+func TestMemberAddr(t *testing.T) {
+	for _, c := range []struct{ client, host, id, addr string }{
+		{"inv-0@10.0.0.5:8080", "/10.0.0.9", "inv-0", "10.0.0.5:8080"},
+		{"inv-0@:8080", "/10.0.0.9", "inv-0", "10.0.0.9:8080"},       // Kafka
+		{"inv-0@:8080", "127.0.0.1:5555", "inv-0", "127.0.0.1:8080"}, // kfake
+		{"inv-0@:8080", "/0:0:0:0:0:0:0:1", "inv-0", "[0:0:0:0:0:0:0:1]:8080"},
+		{"inv-0@", "/10.0.0.9", "inv-0", ""}, // no API
+		{"inv-0@:8080", "", "inv-0", ""},
+		{"kgo", "/10.0.0.9", "kgo", ""}, // not an invroute member
+	} {
+		id, addr := memberAddr(&kadm.DescribedGroupMember{ClientID: c.client, ClientHost: c.host})
+		if id != c.id || addr != c.addr {
+			t.Errorf("%q from %q: %q %q, want %q %q", c.client, c.host, id, addr, c.id, c.addr)
+		}
+	}
+	o := Defaults()
+	for bound, want := range map[string]string{"127.0.0.1:80": "127.0.0.1:80", "[::]:80": ":80", "0.0.0.0:80": ":80", ":80": ":80"} {
+		if got := advertised(o, bound); got != want {
+			t.Errorf("advertised(%s) = %s, want %s", bound, got, want)
+		}
+	}
+	o.HTTPAdvertise = "inv-0.invroute:8080"
+	if got := advertised(o, "[::]:8080"); got != o.HTTPAdvertise {
+		t.Errorf("advertised with http_advertise: %s", got)
 	}
 }
