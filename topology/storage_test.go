@@ -421,6 +421,56 @@ func TestDiskFullAfterCommit(t *testing.T) {
 	env.checkStore(t, want)
 }
 
+// TestBackgroundFlushFaultStopsEngine: the disk has no room for the table
+// files Pebble flushes memtables to, in the background; every apply
+// succeeds (memtable and log). The engine learns of the fault from the
+// flush, stops on its own, with nothing committed after its last applied
+// transaction; a restart on a healthy disk processes every input once.
+func TestBackgroundFlushFaultStopsEngine(t *testing.T) {
+	env := newFaultEnv(t)
+	fs := newFaultFS()
+	r := env.start(t, env.topology(nil), func(cfg *Config) { cfg.FS, cfg.MemTableBytes = fs, 256<<10 })
+	cl := env.client(t)
+	defer cl.Close()
+	want := map[string]int{}
+	var keys []string
+	fs.set(faultWrite, ".sst", syscall.ENOSPC)
+	for i := 0; i < 100 && !r.exited(50*time.Millisecond); i++ {
+		k := fmt.Sprintf("k%03d", i)
+		produce(t, cl, k, make([]byte, 16<<10))
+		want[k], keys = 16<<10, append(keys, k)
+	}
+	if !r.exited(30 * time.Second) {
+		r.stop()
+		t.Fatalf("%d records of 16 KiB on 256 KiB memtables, no room for tables: the engine kept running", len(keys))
+	}
+	assertStorageFault(t, r, syscall.ENOSPC, "detected")
+	if !strings.Contains(r.err.Error(), ".sst") {
+		t.Errorf("the fault does not name the table file: %v", r.err)
+	}
+	got := env.committedOutputs(t)
+	n := 0
+	for n < len(keys) && got[keys[n]] == 1 {
+		n++
+	}
+	if len(got) != n {
+		t.Fatalf("outputs %v are not a prefix of the inputs", got)
+	}
+	if off := env.committedInput(t); off != int64(n) {
+		t.Errorf("committed input offset %d, want %d (the outputs)", off, n)
+	}
+	fs.kill()
+	r = env.start(t, env.topology(nil), func(cfg *Config) { cfg.MemTableBytes = 256 << 10 })
+	produce(t, cl, "last", []byte("v"))
+	want["last"], keys = 1, append(keys, "last")
+	waitFor(t, cl, "last")
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, env.committedOutputs(t), keys)
+	env.checkStore(t, want)
+}
+
 // probeTask is echoTask whose Flush reads a key it never wrote and, like a
 // careless task, takes a failed read for "not found": the store's failure
 // must still abort the transaction.
