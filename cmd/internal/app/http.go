@@ -262,9 +262,10 @@ type health struct {
 type groupSnapshot struct {
 	at       time.Time
 	err      error
-	member   bool  // this instance is a member
-	assigned int   // partitions of the first input assigned to it
-	maxLag   int64 // largest lag of its partitions (records)
+	state    string // of the group: Stable, PreparingRebalance, ...
+	member   bool   // this instance is a member
+	assigned int    // partitions of the first input assigned to it
+	maxLag   int64  // largest lag of its partitions (records)
 	lagTopic string
 	lagPart  int32
 }
@@ -325,6 +326,8 @@ func (e *Engine) Ready() error {
 			errs = append(errs, fmt.Errorf("%s: group %s last described %v ago", ne.name, st.Group, time.Since(g.at).Round(time.Millisecond)))
 		case !g.member:
 			errs = append(errs, fmt.Errorf("%s: not a member of group %s yet", ne.name, st.Group))
+		case g.state != "Stable":
+			errs = append(errs, fmt.Errorf("%s: group %s is %s (rebalancing)", ne.name, st.Group, g.state))
 		case st.Assigning || int(st.Owned) != g.assigned:
 			errs = append(errs, fmt.Errorf("%s: restoring: %d of %d assigned partitions ready", ne.name, st.Owned, g.assigned))
 		case g.maxLag > e.opts.ReadyMaxLag:
@@ -391,6 +394,7 @@ func (e *Engine) pollOnce(ctx context.Context, adm *kadm.Client) {
 			case l.Error() != nil:
 				g.err = l.Error()
 			default:
+				g.state = l.State
 				inputs := ne.eng.Inputs()
 				for _, m := range l.Members {
 					if m.ClientID != me {

@@ -309,6 +309,7 @@ func TestHTTPHealth(t *testing.T) {
 	o.ReadyMaxLag = 20
 	o.MaxTxnRecords = 20
 	o.LiveTimeout = time.Second
+	o.QueryTimeout = time.Second
 	if _, err := CreateTopics(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
@@ -360,12 +361,13 @@ func TestHTTPHealth(t *testing.T) {
 		t.Errorf("healthz while running: %d %s", a.code, a.raw)
 	}
 
-	// a stalled processing loop (a query that blocks it for 2.5 s) fails
-	// liveness after live_timeout, and liveness comes back with the loop
+	// a stalled processing loop (a query that blocks it for 4 s) fails
+	// liveness after live_timeout and queries after query_timeout, and
+	// liveness comes back with the loop
 	stalled := make(chan error, 1)
 	go func() {
 		stalled <- eng.Inventory.Query(context.Background(), 0, func(map[string]*state.Store) error {
-			time.Sleep(2500 * time.Millisecond)
+			time.Sleep(4 * time.Second)
 			return nil
 		})
 	}()
@@ -375,6 +377,10 @@ func TestHTTPHealth(t *testing.T) {
 	}
 	if a := get(t, srv.URL+"/readyz"); a.code != http.StatusServiceUnavailable {
 		t.Errorf("readyz with the loop stalled: %d %s", a.code, a.raw)
+	}
+	// a query the stalled loop cannot answer within query_timeout
+	if a := get(t, srv.URL+"/v1/ats/"+s.Model.SKUs()[0]); a.code != http.StatusServiceUnavailable || !strings.Contains(a.raw, "did not answer the query in time") {
+		t.Errorf("query with the loop stalled: %d %s", a.code, a.raw)
 	}
 	if err := <-stalled; err != nil {
 		t.Errorf("stalling query: %v", err)
@@ -389,6 +395,42 @@ func TestHTTPHealth(t *testing.T) {
 	done <- nil
 	if a := get(t, srv.URL+"/healthz"); a.code != http.StatusServiceUnavailable || !strings.Contains(a.raw, "not running") {
 		t.Errorf("healthz after Run: %d %s", a.code, a.raw)
+	}
+}
+
+// TestHTTPOwnerWithoutAPI: a key owned by an instance that serves no HTTP
+// API is a 503 that says so; the others' keys are answered.
+func TestHTTPOwnerWithoutAPI(t *testing.T) {
+	brokers, _ := testkit.Brokers(t)
+	prefix := testkit.Prefix(t)
+	oa := apiOptions(t, brokers, prefix, "a")
+	oa.Router = false
+	a := startAPI(t, oa)
+	defer a.stop()
+	oc := apiOptions(t, brokers, prefix, "c")
+	oc.Router = false
+	_, stopC := start(t, oc, t.Errorf) // no http_addr
+	defer stopC()
+	cl := testkit.Client(t, brokers)
+	testkit.SeedCatalog(t, cl, prefix)
+	s := testkit.NewStream(4, 40, prefix)
+	s.Produce(t, cl, 400)
+	testkit.WaitCaughtUp(t, cl, oa.Group, prefix, 60*time.Second)
+	waitFor(t, "http://"+a.addr+"/readyz", http.StatusOK, 60*time.Second)
+	var ok, noAPI int
+	for _, sku := range s.Model.SKUs() {
+		ans := get(t, "http://"+a.addr+"/v1/ats/"+sku)
+		switch {
+		case ans.code == http.StatusOK && ans.hdr.Get(HeaderServedBy) == "a":
+			ok++
+		case ans.code == http.StatusServiceUnavailable && strings.Contains(fmt.Sprint(ans.body["error"]), "instance c, which serves no HTTP API") && ans.body["owner"] == "c":
+			noAPI++
+		default:
+			t.Errorf("%s: %d %s", sku, ans.code, ans.raw)
+		}
+	}
+	if ok == 0 || noAPI == 0 {
+		t.Errorf("%d answered by a, %d owned by c: both should own some of the SKUs", ok, noAPI)
 	}
 }
 
