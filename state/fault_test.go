@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -433,4 +434,46 @@ func TestCloseOnFullDisk(t *testing.T) {
 		t.Fatal("Close on a full disk blocks")
 	}
 	fs.kill()
+}
+
+// TestPanicInPebbleIterateFailsStore: Pebble panics while an iteration of
+// the store reads a table file (injected on this goroutine only): the
+// store fails and Iterate returns the failure.
+func TestPanicInPebbleIterateFailsStore(t *testing.T) {
+	mem := vfs.NewMem()
+	s, err := Open("db", &Options{FS: mem, MemTableSize: 256 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 { // 800 KiB: most of it in table files
+		if err := commitN(s, i, 8<<10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var armed atomic.Bool
+	inj := errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if armed.Load() && op.Kind == errorfs.OpFileReadAt && strings.HasSuffix(op.Path, ".sst") {
+			buf := make([]byte, 64<<10)
+			if strings.Contains(string(buf[:runtime.Stack(buf, false)]), "state.(*Txn).IterateFrom") {
+				panic("injected: pebble broke")
+			}
+		}
+		return nil
+	})
+	s, err = Open("db", &Options{FS: errorfs.Wrap(mem, inj), CacheSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	armed.Store(true)
+	err = s.Txn().Iterate(nil, func(_, _ []byte) error { return nil })
+	var fe *FailedError
+	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "injected") {
+		t.Fatalf("Iterate with Pebble panicking: %v, want the store's failure", err)
+	}
+	if s.Err() == nil {
+		t.Error("the store has not failed")
+	}
 }

@@ -174,9 +174,11 @@ func (t *Txn) IterateFrom(prefix, from []byte, fn func(key, val []byte) error) (
 	inFn := false
 	defer func() {
 		if inFn {
-			return // fn panicked: not Pebble's doing
+			return // fn panicked: not Pebble's doing, let it go on
 		}
-		t.s.h.guard(&err)
+		if r := recover(); r != nil {
+			err = t.s.h.fail(recovered(r))
+		}
 	}()
 	if isReserved(prefix) {
 		return ErrReservedKey
