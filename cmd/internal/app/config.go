@@ -401,6 +401,19 @@ func WriteDefaults(w io.Writer) error {
 	return err
 }
 
+// WriteEffective writes o as a YAML config file, one key a line; a secret
+// that is set shows as [redacted].
+func WriteEffective(w io.Writer, o Options) error {
+	var b strings.Builder
+	b.WriteString("# invroute: the effective configuration (defaults, file, environment, flags)\n")
+	v := reflect.ValueOf(o)
+	for _, k := range Keys() {
+		fmt.Fprintf(&b, "%s: %s\n", k.Name, yamlScalar(k, formatValue(v.Field(k.field))))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
 func yamlScalar(k Key, v string) string {
 	if k.kind == "string" || k.kind == "secret" {
 		return strconv.Quote(v)

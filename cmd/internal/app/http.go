@@ -2,7 +2,7 @@ package app
 
 // The HTTP API (http_addr): /metrics, /healthz, /readyz and the
 // interactive queries (query.go); and the admin listener (admin_addr):
-// pprof, the effective configuration and the engines' status, loopback
+// pprof, the effective configuration (YAML) and the engines' status, loopback
 // unless a bearer token guards it. Nothing is registered on Go's default
 // mux.
 
@@ -459,7 +459,8 @@ func (e *Engine) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /debug/pprof/trace", pprofTrace)
 	mux.HandleFunc("GET /debug/pprof/{name}", pprofNamed)
 	mux.HandleFunc("GET /admin/config", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, e.opts) // Secret fields are redacted
+		w.Header().Set("Content-Type", "application/yaml")
+		_ = WriteEffective(w, e.opts) // secrets redacted
 	})
 	mux.HandleFunc("GET /admin/status", func(w http.ResponseWriter, r *http.Request) {
 		type engineStatus struct {
