@@ -5,6 +5,7 @@
 //	invroute config check FILE       check a config file: OK or every problem (exit 1)
 //	invroute config defaults         a YAML config of every key with its default
 //	invroute ats SKU / order ID      query an instance's HTTP API
+//	invroute produce [FILE]          produce events written in JSON
 //	invroute demo [flags]            everything in-process on an embedded broker
 //
 // The first SIGINT or SIGTERM shuts down gracefully (the open transaction is
@@ -23,6 +24,7 @@ import (
 	"github.com/invroute/invroute/cmd/internal/app"
 	"github.com/invroute/invroute/cmd/internal/bench"
 	"github.com/invroute/invroute/cmd/internal/demo"
+	"github.com/invroute/invroute/cmd/internal/produce"
 )
 
 const usage = `usage: invroute <command> [flags]
@@ -34,6 +36,7 @@ commands:
   config defaults     print a YAML config file of every key with its default and meaning
   ats SKU         ask an instance's HTTP API for a SKU's ATS (--addr host:port, --json)
   order ID        ask an instance's HTTP API where an order is (--addr host:port, --json)
+  produce [FILE]  produce events written in JSON (stdin without FILE): movements, nodes, channels, orders, feedback
   demo            run the engine on an embedded broker with generated stock movements
   bench           measure throughput, latency, CPU and state at scale (make bench)
 
@@ -57,6 +60,8 @@ func main() {
 		err = app.ConfigMain(args, os.Stdout, os.Stderr)
 	case cmd == "ats" || cmd == "order":
 		err = app.QueryMain(ctx, cmd, args, os.Stdout)
+	case cmd == "produce":
+		err = produce.Main(ctx, args, os.Stdin, os.Stdout)
 	case cmd == "demo":
 		err = demo.Main(ctx, args, os.Stdout, os.Stderr)
 	case cmd == "bench":
