@@ -64,6 +64,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the engine's metrics. Default: none.
 	Registerer prometheus.Registerer
+	// Standbys is how many other instances keep a warm copy of each
+	// partition's stores by tailing its changelogs, so that a partition
+	// that moves to one of them restores only the last moments (like Kafka
+	// Streams' num.standby.replicas). Default 0.
+	Standbys int
 	// ClientOpts are appended to every Kafka client's options (tests, TLS, SASL).
 	ClientOpts []kgo.Opt
 	// FS is the filesystem of StateDir. Default: the operating system's
@@ -137,6 +142,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxTxnRecords < 1 {
 		errs = append(errs, fmt.Errorf("topology: MaxTxnRecords %d must be positive", c.MaxTxnRecords))
+	}
+	if c.Standbys < 0 {
+		errs = append(errs, fmt.Errorf("topology: Standbys %d must not be negative", c.Standbys))
 	}
 	if c.MaxRecordBytes < 1 {
 		errs = append(errs, fmt.Errorf("topology: MaxRecordBytes %d must be positive", c.MaxRecordBytes))

@@ -64,6 +64,7 @@ type Engine struct {
 
 	sess  *kgo.GroupTransactSession
 	tasks map[int32]*taskState
+	sb    *standbys
 	owned atomic.Int32 // len(tasks), readable from any goroutine
 
 	phases phaseStats
@@ -193,6 +194,7 @@ func NewEngine(cfg Config, topo *Topology) (*Engine, error) {
 		tasks:      map[int32]*taskState{},
 		dlq:        cfg.TopicPrefix + string(topo.DeadLetter),
 	}
+	e.sb = newStandbys(e)
 	e.phases = phaseStats{log: cfg.Logger, hist: e.m.phaseSeconds}
 	for _, in := range topo.Inputs {
 		e.inputs = append(e.inputs, cfg.TopicPrefix+string(in.Topic))
@@ -241,7 +243,11 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	defer e.globals.close()
 	e.log.Info("engine starting", "group", e.topo.Group, "instance", e.cfg.InstanceID,
-		"partitions", e.partitions, "state_dir", e.cfg.StateDir)
+		"partitions", e.partitions, "state_dir", e.cfg.StateDir, "standbys", e.cfg.Standbys)
+	sbCtx, sbStop := context.WithCancel(ctx)
+	sbDone := make(chan struct{})
+	go func() { defer close(sbDone); e.sb.run(sbCtx) }()
+	defer func() { sbStop(); <-sbDone }()
 
 	e.running.Store(true)
 	if e.fatal.Load() == nil {
@@ -362,6 +368,7 @@ func (e *Engine) newSession() error {
 // until the loop has restored their stores.
 func (e *Engine) onAssigned(_ context.Context, cl *kgo.Client, m map[string][]int32) {
 	cl.PauseFetchPartitions(m)
+	e.sb.member(cl)
 	e.queue(true, m)
 }
 
@@ -412,6 +419,7 @@ func (e *Engine) applyEvents(ctx context.Context) error {
 				continue
 			}
 			start := time.Now()
+			e.sb.take(p) // a standby of p closes its stores first
 			ts, err := e.openTask(ctx, p)
 			if err != nil {
 				return err
@@ -437,36 +445,13 @@ func (e *Engine) openTask(ctx context.Context, p int32) (*taskState, error) {
 	ts.emitter = emitter{e: e, ts: ts}
 	stores := map[string]*state.Store{}
 	for _, s := range e.topo.Stores {
-		dir := filepath.Join(e.cfg.StateDir, e.topo.Group, s.Name+"-"+strconv.Itoa(int(p)))
-		st, err := e.openStore(s.Name, p, dir)
+		st, err := e.openRestored(ctx, s.Name, p)
 		if err != nil {
 			e.closeTask(ts)
-			return nil, fmt.Errorf("topology: opening store %s partition %d: %w", s.Name, p, err)
+			return nil, err
 		}
 		ts.stores = append(ts.stores, st)
 		ts.names = append(ts.names, s.Name)
-		err = e.restore(ctx, st, e.changelogs[s.Name], p)
-		var ut *untrustedError
-		if errors.As(err, &ut) {
-			// The checkpoint names changelog records that do not exist:
-			// the directory is not this changelog's store.
-			ts.stores = ts.stores[:len(ts.stores)-1]
-			if cerr := st.Close(); cerr != nil {
-				e.log.Warn("closing store", "partition", p, "err", cerr)
-			}
-			if st, err = e.moveAside(s.Name, p, dir, ut); err == nil {
-				ts.stores = append(ts.stores, st)
-				err = e.restore(ctx, st, e.changelogs[s.Name], p)
-			}
-		}
-		if err != nil {
-			e.closeTask(ts)
-			var fe *state.FailedError
-			if errors.As(err, &fe) {
-				return nil, e.storageFault(&StorageError{Store: s.Name, Partition: p, Phase: "restoring", Err: err})
-			}
-			return nil, err
-		}
 		stores[s.Name] = st
 	}
 	ts.cp = make([]state.Checkpoint, len(ts.stores))
@@ -484,6 +469,42 @@ func (e *Engine) openTask(ctx context.Context, p int32) (*taskState, error) {
 		return nil, err
 	}
 	return ts, nil
+}
+
+// openRestored opens store name of partition p and restores it to the end
+// of its changelog. A store whose checkpoint names changelog records that
+// do not exist is not this changelog's store: it is moved aside and
+// rebuilt. Owned tasks and standbys open their stores this way.
+func (e *Engine) openRestored(ctx context.Context, name string, p int32) (*state.Store, error) {
+	dir := filepath.Join(e.cfg.StateDir, e.topo.Group, name+"-"+strconv.Itoa(int(p)))
+	st, err := e.openStore(name, p, dir)
+	if err != nil {
+		return nil, fmt.Errorf("topology: opening store %s partition %d: %w", name, p, err)
+	}
+	err = e.restore(ctx, st, e.changelogs[name], p)
+	var ut *untrustedError
+	if errors.As(err, &ut) {
+		if cerr := st.Close(); cerr != nil {
+			e.log.Warn("closing store", "partition", p, "err", cerr)
+		}
+		if st, err = e.moveAside(name, p, dir, ut); err == nil {
+			err = e.restore(ctx, st, e.changelogs[name], p)
+		}
+	}
+	if err != nil {
+		if st != nil {
+			st.Abort()
+			if cerr := st.Close(); cerr != nil {
+				e.log.Warn("closing store", "partition", p, "err", cerr)
+			}
+		}
+		var fe *state.FailedError
+		if errors.As(err, &fe) {
+			return nil, e.storageFault(&StorageError{Store: name, Partition: p, Phase: "restoring", Err: err})
+		}
+		return nil, err
+	}
+	return st, nil
 }
 
 // openStore opens a partition's store. A store that Pebble finds corrupt
@@ -538,13 +559,34 @@ func (e *Engine) moveAside(name string, p int32, dir string, why error) (*state.
 }
 
 func (e *Engine) closeTask(ts *taskState) {
-	for _, st := range ts.stores {
+	for i, st := range ts.stores {
 		st.Abort()
 		if err := st.Close(); err != nil {
 			e.log.Warn("closing store", "partition", ts.p, "err", err)
 		}
+		e.untrustCorrupt(ts.names[i], ts.p, st)
 	}
 	delete(e.tasks, ts.p)
+	e.sb.give(ts.p)
+}
+
+// untrustCorrupt moves aside a closed store that failed because Pebble
+// found its data corrupt while running (a checksum that does not match):
+// opened again it would fail at the same read, and it is not trusted; the
+// next start rebuilds it from the changelog.
+func (e *Engine) untrustCorrupt(name string, p int32, st *state.Store) {
+	err := st.Err()
+	if err == nil || !pebble.IsCorruptionError(err) {
+		return
+	}
+	aside := fmt.Sprintf("%s.corrupt-%d", st.Dir(), time.Now().UnixNano())
+	if rerr := e.cfg.FS.Rename(st.Dir(), aside); rerr != nil {
+		e.log.Error("moving a corrupt store aside", "dir", st.Dir(), "err", rerr)
+		return
+	}
+	e.log.Error("local store corrupt: moved aside, the next start rebuilds it from the changelog",
+		"store", name, "partition", p, "moved_to", aside, "err", err)
+	e.m.storesRebuilt.Inc()
 }
 
 // closeTasks closes every task; closeSession, which always follows, drops

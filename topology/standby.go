@@ -1,0 +1,316 @@
+package topology
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/invroute/invroute/state"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// standbys keeps warm copies of the stores of partitions this instance does
+// not own (Config.Standbys, like Kafka Streams' num.standby.replicas): for
+// each partition, that many other members of the group tail its changelogs
+// into their local stores, so that when the partition moves to one of them
+// (its owner died, or the group scaled) the restore replays only the last
+// moments instead of the whole changelog.
+//
+// Placement needs no coordination: the group's members, sorted by client id
+// (the instance, stable across restarts), form a ring, and the
+// standbys of partition p are the Standbys members after p's owner. Every
+// instance works out its own share from the group's description every
+// standbyRefresh.
+//
+// A standby store is the very directory an owned task uses. When the engine
+// takes a partition over it first stops the standby (take), then opens the
+// store as usual: restore starts from the standby's checkpoint. When the
+// engine gives a partition up (give), the standby may start on it.
+type standbys struct {
+	e       *Engine
+	count   int
+	refresh time.Duration
+
+	me atomic.Pointer[string] // this member's id in the group, set on assignment
+
+	mu    sync.Mutex
+	tasks map[int32]*standbyTask
+	local map[int32]bool // owned by the engine: never a standby
+
+	partitions prometheus.Gauge
+	records    prometheus.Counter
+}
+
+// standbyTask tails the changelogs of one partition into its stores.
+type standbyTask struct {
+	p      int32
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+const standbyRefresh = 2 * time.Second
+
+func newStandbys(e *Engine) *standbys {
+	s := &standbys{e: e, count: e.cfg.Standbys, refresh: standbyRefresh,
+		tasks: map[int32]*standbyTask{}, local: map[int32]bool{},
+		partitions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "invroute_standby_partitions",
+			Help: "Partitions whose stores this instance keeps warm as a standby."}),
+		records: prometheus.NewCounter(prometheus.CounterOpts{Name: "invroute_standby_records_total",
+			Help: "Changelog records applied to standby stores."}),
+	}
+	if reg := e.cfg.Registerer; reg != nil {
+		reg.MustRegister(s.partitions, s.records)
+	}
+	return s
+}
+
+// member records this instance's member id (from the group callbacks).
+func (s *standbys) member(cl *kgo.Client) {
+	if id, _ := cl.GroupMetadata(); id != "" {
+		s.me.Store(&id)
+	}
+}
+
+// run places standbys until ctx is done, then stops them all.
+func (s *standbys) run(ctx context.Context) {
+	defer s.stopAll()
+	if s.count <= 0 {
+		return
+	}
+	t := time.NewTicker(s.refresh)
+	defer t.Stop()
+	for {
+		want, err := s.desired(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.e.log.Debug("standby placement", "err", err)
+		}
+		if err == nil {
+			s.place(ctx, want)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// desired returns the partitions this instance should keep warm, from the
+// group's description.
+func (s *standbys) desired(ctx context.Context) (map[int32]bool, error) {
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	gs, err := s.e.adm.DescribeGroups(dctx, s.e.topo.Group)
+	if err != nil {
+		return nil, err
+	}
+	g, ok := gs[s.e.topo.Group]
+	if !ok || g.Err != nil {
+		return nil, fmt.Errorf("describing group %s: %v", s.e.topo.Group, g.Err)
+	}
+	if g.State != "Stable" {
+		return nil, fmt.Errorf("group %s is %s", s.e.topo.Group, g.State)
+	}
+	me := s.me.Load()
+	if me == nil {
+		return nil, fmt.Errorf("not a member of group %s yet", s.e.topo.Group)
+	}
+	// Members are named by client id (the instance, stable across
+	// restarts) where they have one, else by member id.
+	name := func(m kadm.DescribedGroupMember) string { return cmp.Or(m.ClientID, m.MemberID) + "\x00" + m.MemberID }
+	owner := map[int32]string{} // partition of the first input -> member name
+	var ring []string
+	var self string
+	for _, m := range g.Members {
+		ring = append(ring, name(m))
+		if m.MemberID == *me {
+			self = name(m)
+		}
+		a, ok := m.Assigned.AsConsumer()
+		if !ok {
+			continue
+		}
+		for _, t := range a.Topics {
+			if t.Topic == s.e.inputs[0] {
+				for _, p := range t.Partitions {
+					owner[p] = name(m)
+				}
+			}
+		}
+	}
+	if self == "" {
+		return nil, fmt.Errorf("member %s not in group %s", *me, s.e.topo.Group)
+	}
+	return standbyShare(ring, owner, self, s.count), nil
+}
+
+// standbyShare returns the partitions me keeps warm: members sorted by id
+// form a ring, and each partition's standbys are the count members after
+// its owner.
+func standbyShare(ring []string, owner map[int32]string, me string, count int) map[int32]bool {
+	ring = slices.Clone(ring)
+	slices.Sort(ring)
+	want := map[int32]bool{}
+	for p, o := range owner {
+		i := slices.Index(ring, o)
+		if i < 0 {
+			continue
+		}
+		for k := 1; k <= count && k < len(ring); k++ {
+			if ring[(i+k)%len(ring)] == me {
+				want[p] = true
+			}
+		}
+	}
+	return want
+}
+
+// place starts and stops standby tasks to match want.
+func (s *standbys) place(ctx context.Context, want map[int32]bool) {
+	s.mu.Lock()
+	var stop []*standbyTask
+	for p, t := range s.tasks {
+		if !want[p] || s.local[p] {
+			stop = append(stop, t)
+			delete(s.tasks, p)
+		}
+	}
+	for p := range want {
+		if s.tasks[p] == nil && !s.local[p] {
+			s.tasks[p] = s.start(ctx, p)
+		}
+	}
+	s.partitions.Set(float64(len(s.tasks)))
+	s.mu.Unlock()
+	for _, t := range stop {
+		t.stop()
+	}
+}
+
+// take stops the standby of p, if any, before the engine opens its stores;
+// p is not a standby again until give.
+func (s *standbys) take(p int32) {
+	s.mu.Lock()
+	s.local[p] = true
+	t := s.tasks[p]
+	delete(s.tasks, p)
+	s.partitions.Set(float64(len(s.tasks)))
+	s.mu.Unlock()
+	if t != nil {
+		t.stop()
+	}
+}
+
+// give tells the standbys that the engine closed p's stores.
+func (s *standbys) give(p int32) {
+	s.mu.Lock()
+	delete(s.local, p)
+	s.mu.Unlock()
+}
+
+func (s *standbys) stopAll() {
+	s.mu.Lock()
+	tasks := s.tasks
+	s.tasks = map[int32]*standbyTask{}
+	s.partitions.Set(0)
+	s.mu.Unlock()
+	for _, t := range tasks {
+		t.stop()
+	}
+}
+
+func (t *standbyTask) stop() {
+	t.cancel()
+	<-t.done
+}
+
+// start opens p's stores and tails its changelogs until stopped; errors
+// end the task (the next placement may start it again).
+func (s *standbys) start(ctx context.Context, p int32) *standbyTask {
+	ctx, cancel := context.WithCancel(ctx)
+	t := &standbyTask{p: p, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(t.done)
+		if err := s.tail(ctx, p); err != nil && ctx.Err() == nil {
+			s.e.log.Warn("standby stopped", "partition", p, "err", err)
+			s.mu.Lock()
+			if s.tasks[p] == t {
+				delete(s.tasks, p)
+			}
+			s.mu.Unlock()
+		}
+	}()
+	return t
+}
+
+// tail keeps p's stores at the end of their changelogs (read_committed).
+func (s *standbys) tail(ctx context.Context, p int32) error {
+	e := s.e
+	var stores []*state.Store
+	defer func() {
+		for _, st := range stores {
+			if err := st.Close(); err != nil {
+				e.log.Warn("closing standby store", "partition", p, "err", err)
+			}
+		}
+	}()
+	offsets := map[string]map[int32]kgo.Offset{}
+	byTopic := map[string]*state.Store{}
+	for _, def := range e.topo.Stores {
+		// Restored to the changelog's end (or rebuilt if not trusted) the
+		// way an owned task's store is; then tailed from there.
+		st, err := e.openRestored(ctx, def.Name, p)
+		if err != nil {
+			return err
+		}
+		stores = append(stores, st)
+		topic := e.changelogs[def.Name]
+		offsets[topic] = map[int32]kgo.Offset{p: kgo.NewOffset().At(st.Checkpoint().ChangelogOffset)}
+		byTopic[topic] = st
+	}
+	cl, err := kgo.NewClient(e.clientOpts(kgo.ConsumePartitions(offsets),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(time.Second))...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	e.log.Info("standby started", "partition", p)
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			e.log.Info("standby stopped", "partition", p)
+			return nil
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			return ferr
+		}
+		touched := map[*state.Store]bool{}
+		n := 0
+		for it := fs.RecordIter(); !it.Done(); {
+			r := it.Next()
+			st := byTopic[r.Topic]
+			if st == nil || r.Partition != p {
+				continue
+			}
+			if err := st.Restore(r.Key, r.Value, r.Offset); err != nil {
+				return err
+			}
+			touched[st] = true
+			n++
+		}
+		for st := range touched {
+			if err := st.FinishRestore(); err != nil {
+				return err
+			}
+		}
+		s.records.Add(float64(n))
+	}
+}
