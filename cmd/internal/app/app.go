@@ -53,6 +53,7 @@ type Options struct {
 	DedupeMax         int           `json:"dedupe_max" yaml:"dedupe_max" doc:"movement ids remembered per partition (at least this many, at most 8,192 more; about 30 bytes each)"`
 	ReemitBatch       int           `json:"reemit_batch" yaml:"reemit_batch" doc:"SKUs re-emitted per transaction after a channel change"`
 	SessionTimeout    time.Duration `json:"session_timeout" yaml:"session_timeout" doc:"consumer group session timeout: how long a crashed instance's partitions wait"`
+	Standbys          int           `json:"standbys" yaml:"standbys" doc:"other instances that keep a warm copy of each partition's state (tail its changelogs) for fast failover; 0: none"`
 	Static            bool          `json:"static_membership" yaml:"static_membership" doc:"join with group.instance.id = instance_id: a restart takes its partitions back without a rebalance"`
 	Router            bool          `json:"router" yaml:"router" doc:"run the order router next to the inventory in this process (false: inventory only)"`
 	MaxAttempts       int           `json:"max_attempts" yaml:"max_attempts" doc:"planning attempts per routing round: after a refused reservation the router re-plans at most max_attempts - 1 times"`
@@ -166,6 +167,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Router && o.RouterGroupName() == o.Group {
 		errs = append(errs, fmt.Errorf("router_group %q must differ from group", o.RouterGroupName()))
+	}
+	if o.Standbys < 0 {
+		errs = append(errs, fmt.Errorf("standbys %d must not be negative", o.Standbys))
 	}
 	if o.Workers < 0 {
 		errs = append(errs, fmt.Errorf("workers %d must not be negative (0: GOMAXPROCS)", o.Workers))
@@ -339,6 +343,7 @@ func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats)
 			MemTableBytes:     uint64(o.MemTableMB) << 20,
 			StateCacheEntries: o.StateCache,
 			SessionTimeout:    o.SessionTimeout,
+			Standbys:          o.Standbys,
 			StaticMembership:  o.Static,
 			Logger:            log.With("topology", name),
 			Registerer:        prometheus.WrapRegistererWith(prometheus.Labels{"topology": name}, reg),
