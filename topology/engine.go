@@ -853,7 +853,7 @@ func (e *Engine) process(ts *taskState, r *kgo.Record) error {
 }
 
 func (e *Engine) deadLetter(ts *taskState, r *kgo.Record, bad *BadInputError) {
-	e.m.deadLetters.Inc()
+	e.m.deadLetters.WithLabelValues(bad.Stage).Inc()
 	dl := &kgo.Record{
 		Topic:     e.dlq,
 		Partition: e.partitionFor(e.dlq, r.Partition),

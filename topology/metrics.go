@@ -12,7 +12,7 @@ import (
 // metrics are the engine's Prometheus metrics, all prefixed invroute_.
 type metrics struct {
 	records       prometheus.Counter
-	deadLetters   prometheus.Counter
+	deadLetters   *prometheus.CounterVec // by stage
 	committed     prometheus.Counter
 	aborted       prometheus.Counter
 	reinits       prometheus.Counter
@@ -30,8 +30,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: "invroute_" + name, Help: help})
 	}
 	m := &metrics{
-		records:       c("records_processed_total", "Input records processed in committed transactions."),
-		deadLetters:   c("dead_letters_total", "Records sent to the dead-letter topic (including aborted attempts)."),
+		records: c("records_processed_total", "Input records processed in committed transactions."),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "invroute_dead_letters_total",
+			Help: "Records sent to the dead-letter topic (including aborted attempts), by the stage that refused them: size, decode or validate."},
+			[]string{"stage"}),
 		committed:     c("transactions_committed_total", "Kafka transactions committed."),
 		aborted:       c("transactions_aborted_total", "Kafka transactions aborted (rebalance, produce failure)."),
 		reinits:       c("session_reinits_total", "Sessions re-initialised after a commit with unknown outcome or a failed session."),
