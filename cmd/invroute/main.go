@@ -6,6 +6,7 @@
 //	invroute config defaults         a YAML config of every key with its default
 //	invroute ats SKU / order ID      query an instance's HTTP API
 //	invroute produce [FILE]          produce events written in JSON
+//	invroute replay --rules FILE     re-route the recorded orders under other rules: what would change
 //	invroute demo [flags]            everything in-process on an embedded broker
 //
 // The first SIGINT or SIGTERM shuts down gracefully (the open transaction is
@@ -25,6 +26,7 @@ import (
 	"github.com/invroute/invroute/cmd/internal/bench"
 	"github.com/invroute/invroute/cmd/internal/demo"
 	"github.com/invroute/invroute/cmd/internal/produce"
+	"github.com/invroute/invroute/cmd/internal/replay"
 )
 
 const usage = `usage: invroute <command> [flags]
@@ -37,6 +39,7 @@ commands:
   ats SKU         ask an instance's HTTP API for a SKU's ATS (--addr host:port, --json)
   order ID        ask an instance's HTTP API where an order is (--addr host:port, --json)
   produce [FILE]  produce events written in JSON (stdin without FILE): movements, nodes, channels, orders, feedback
+  replay --rules FILE  re-route the recorded orders under other rules (nodes, capacities, costs): what would change
   demo            run the engine on an embedded broker with generated stock movements
   bench           measure throughput, latency, CPU and state at scale (make bench)
 
@@ -62,6 +65,8 @@ func main() {
 		err = app.QueryMain(ctx, cmd, args, os.Stdout)
 	case cmd == "produce":
 		err = produce.Main(ctx, args, os.Stdin, os.Stdout)
+	case cmd == "replay":
+		err = replay.Main(ctx, args, os.Stdout)
 	case cmd == "demo":
 		err = demo.Main(ctx, args, os.Stdout, os.Stderr)
 	case cmd == "bench":
