@@ -35,7 +35,17 @@ type Options struct {
 	LogLevel   string
 	Partitions int
 	Verbose    bool // print every SKU that disagrees with the model
+	// HTTPAddr is where the engine's HTTP API and the live dashboard listen
+	// ("": off); its URL is printed. DefaultAddr: on a busy port, take a
+	// free one instead of failing.
+	HTTPAddr    string
+	DefaultAddr bool
+	Open        bool          // open the dashboard in a browser (never with CI set)
+	Hold        time.Duration // after the summary, keep the engine and the dashboard up this long (<0: until interrupted)
 }
+
+// DefaultHTTPAddr is where the demo serves its dashboard by default.
+const DefaultHTTPAddr = "127.0.0.1:8080"
 
 // Main parses args and runs the demo; the summary goes to stdout.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -52,9 +62,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.Brokers, "brokers", "", "use these Kafka brokers instead of the embedded kfake broker")
 	fs.StringVar(&o.LogLevel, "log-level", "warn", "engine log level")
 	fs.IntVar(&o.Partitions, "partitions", 6, "partitions of the demo topics")
+	fs.StringVar(&o.HTTPAddr, "http-addr", DefaultHTTPAddr, "host:port of the HTTP API and the live dashboard (off: none; a busy default port falls back to a free one)")
+	fs.BoolVar(&o.Open, "open", true, "open the dashboard in a browser (xdg-open or open; never when CI is set)")
+	fs.DurationVar(&o.Hold, "hold", 0, "after the summary, keep the engine and the dashboard up this long (-1s: until interrupted)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if o.HTTPAddr == "off" {
+		o.HTTPAddr = ""
+	}
+	o.DefaultAddr = o.HTTPAddr == DefaultHTTPAddr
 	if o.Rate < 1 || o.SKUs < 1 || o.OrderRate < 0 {
 		return errors.New("demo: -rate and -skus must be positive, -order-rate not negative")
 	}
@@ -87,6 +104,7 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	opts.Group = "invroute-demo"
 	opts.Partitions = o.Partitions
 	opts.LogLevel = o.LogLevel
+	opts.LagInterval = time.Second // the dashboard shows it
 	if _, err := app.CreateTopics(ctx, opts); err != nil {
 		return err
 	}
@@ -100,14 +118,32 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	}
 
 	log := opts.Logger()
+	api, err := bindHTTP(&opts, o)
+	if err != nil {
+		return err
+	}
 	eng, err := app.NewEngine(opts, log, nil)
 	if err != nil {
+		if api != nil {
+			api.Close()
+		}
 		return err
 	}
 	engCtx, stopEngine := context.WithCancel(context.Background())
 	defer stopEngine()
 	engErr := make(chan error, 1)
 	go func() { engErr <- eng.Run(engCtx) }()
+	var dashURL string
+	if api != nil {
+		httpCtx, stopHTTP := context.WithCancel(context.Background())
+		defer stopHTTP()
+		api.Serve(httpCtx, eng.APIHandlerWithDashboard(httpCtx))
+		dashURL = URL(api.Addr)
+		fmt.Fprintf(out, "dashboard: %s\n", dashURL)
+		if o.Open {
+			openBrowser(dashURL)
+		}
+	}
 
 	gen := newGenerator(o)
 	ords := newOrders(gen)
@@ -154,10 +190,6 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		opts.Group:             {string(inventory.TopicMovements), string(inventory.TopicCommands)},
 		opts.RouterGroupName(): {string(router.TopicOrders), string(inventory.TopicResults)},
 	})
-	stopEngine()
-	if err := <-engErr; err != nil {
-		return fmt.Errorf("demo: engine: %w", err)
-	}
 	ok, total := gen.check(w)
 	fmt.Fprintf(out, "check: ATS of %d/%d SKUs equals the generator's model (caught up: %t)\n", ok, total, caught)
 	fmt.Fprintf(out, "orders: placed=%d cancelled=%d shipped_lines=%d returned=%d\n",
@@ -165,6 +197,25 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	fmt.Fprintf(out, "summary: movements=%d ats_updates=%d dead_letters=%d orders=%d decisions=%d splits=%d backordered=%d\n",
 		gen.movements.Load(), w.atsUpdates.Load(), w.deadLetters.Load(), ords.placed.Load(), w.decisions.Load(),
 		w.splits.Load(), w.backordered.Load())
+	if o.Hold != 0 && dashURL != "" {
+		var until <-chan time.Time
+		if o.Hold > 0 {
+			fmt.Fprintf(out, "dashboard: %s stays up for %v\n", dashURL, o.Hold)
+			until = time.After(o.Hold)
+		} else {
+			fmt.Fprintf(out, "dashboard: %s stays up until interrupted\n", dashURL)
+		}
+		select {
+		case <-ctx.Done():
+		case <-until:
+		case err := <-engErr:
+			engErr <- err
+		}
+	}
+	stopEngine()
+	if err := <-engErr; err != nil {
+		return fmt.Errorf("demo: engine: %w", err)
+	}
 	if ok != total {
 		return fmt.Errorf("demo: %d SKUs disagree with the model", total-ok)
 	}
