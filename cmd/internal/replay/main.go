@@ -28,6 +28,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	rulesFile := fs.String("rules", "", "YAML (or JSON) file of the alternative rules (required; see the README's CLI section)")
 	top := fs.Int("top", 10, "list at most this many changed decisions (and disagreements with the recorded ones)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "time allowed to read the whole history")
+	lag := fs.Duration("lag", 0, "a stock movement counts this long after its timestamp (the engine's router sees it through the ats topic about a commit interval later)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,7 +51,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		kgo.RequestRetries(3)}, sec...)
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	rep, err := Run(ctx, o, rules, *top, opts...)
+	rep, err := Run(ctx, o, rules, *top, *lag, opts...)
 	if err != nil {
 		return err
 	}
@@ -63,9 +64,10 @@ func SettingsOf(o app.Options) Settings {
 }
 
 // Run replays the history of o's topics; opts are the Kafka client's
-// options (seed brokers, security).
-func Run(ctx context.Context, o app.Options, rules *Rules, top int, opts ...kgo.Opt) (*Report, error) {
+// options (seed brokers, security); lag delays stock movements.
+func Run(ctx context.Context, o app.Options, rules *Rules, top int, lag time.Duration, opts ...kgo.Opt) (*Report, error) {
 	r := New(SettingsOf(o), rules, top)
+	r.SetLag(lag)
 	err := Read(ctx, o.TopicPrefix, Topics, opts, func(topic string, rec *kgo.Record) {
 		r.Record(topic, rec.Key, rec.Value, rec.Timestamp.UnixMilli())
 	})

@@ -48,7 +48,9 @@ package replay
 import (
 	"fmt"
 	"hash/maphash"
+	"math"
 	"slices"
+	"time"
 
 	"github.com/invroute/invroute/processors/inventory"
 	"github.com/invroute/invroute/schemas"
@@ -117,6 +119,33 @@ type Replay struct {
 	movRing    []uint64
 	movSet     map[uint64]struct{}
 	movNext    int
+	// lag delays movements (ms): the engine's router sees a movement's
+	// effect on the ats topic a commit interval or more after it.
+	lag     int64
+	delayed []delayedMovement
+}
+
+type delayedMovement struct {
+	ts int64
+	m  schemas.StockMovement
+}
+
+// SetLag makes a movement count from lag after its timestamp.
+func (r *Replay) SetLag(lag time.Duration) { r.lag = lag.Milliseconds() }
+
+// flush applies the delayed movements due at ts.
+func (r *Replay) flush(ts int64) {
+	n := 0
+	for _, d := range r.delayed {
+		if d.ts+r.lag > ts {
+			break
+		}
+		r.movement(&d.m)
+		n++
+	}
+	if n > 0 {
+		r.delayed = append(r.delayed[:0], r.delayed[n:]...)
+	}
 }
 
 const movWindow = 1 << 20
@@ -143,6 +172,9 @@ var Topics = []string{"nodes", "channels", "stock-movements", "orders", "routing
 // Record applies one record of topic (without the prefix), in timestamp
 // order.
 func (r *Replay) Record(topic string, key, value []byte, ts int64) {
+	if topic != "stock-movements" {
+		r.flush(ts)
+	}
 	switch topic {
 	case "nodes":
 		r.rep.CatalogRecords++
@@ -192,6 +224,11 @@ func (r *Replay) Record(topic string, key, value []byte, ts int64) {
 		}
 		r.movSet[h] = struct{}{}
 		r.rep.Movements++
+		if r.lag > 0 {
+			r.flush(ts)
+			r.delayed = append(r.delayed, delayedMovement{ts, m})
+			return
+		}
 		r.movement(&m)
 	case "orders":
 		var ev schemas.OrderEvent
@@ -338,6 +375,7 @@ func (r *Replay) compare(id, cur, recSig, recStr string) {
 
 // Finish returns the report.
 func (r *Replay) Finish() *Report {
+	r.flush(math.MaxInt64 - r.lag)
 	rep := r.rep
 	rep.Current, rep.Alternative = r.cur.Stats, r.alt.Stats
 	rep.CurrentSettings, rep.AlternativeSettings = r.cur.set, r.alt.set

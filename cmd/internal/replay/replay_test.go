@@ -115,7 +115,7 @@ func TestReplayWhatIf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := Run(context.Background(), o, rules, 10, kgo.SeedBrokers(brokers))
+	rep, err := Run(context.Background(), o, rules, 10, 0, kgo.SeedBrokers(brokers))
 	if err != nil {
 		t.Fatal(err)
 	}
