@@ -3,6 +3,7 @@ package replay
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/invroute/invroute/schemas"
 )
@@ -197,5 +198,30 @@ func TestExampleRules(t *testing.T) {
 	}
 	if r.CentsPerKm == nil || *r.CentsPerKm != 2 || r.Nodes["WH-FR-PAR"].Active == nil || *r.Nodes["WH-FR-PAR"].Active {
 		t.Errorf("rules %+v", r)
+	}
+}
+
+// TestLag: with a lag, a movement counts only that long after its
+// timestamp.
+func TestLag(t *testing.T) {
+	for _, c := range []struct {
+		lag  time.Duration
+		want schemas.DecisionStatus
+	}{{0, schemas.DecisionRouted}, {100 * time.Millisecond, schemas.DecisionBackordered}} {
+		r := New(Settings{CentsPerKm: 1}, &Rules{}, 10)
+		r.SetLag(c.lag)
+		f := &feeder{t: t, r: r, ts: 1000}
+		n := schemas.Node{NodeID: "N1", Type: schemas.Warehouse, Lat: paris.Lat, Lon: paris.Lon, Active: true, ShipEnabled: true}
+		f.rec("nodes", "N1", enc(t, schemas.Nodes, &n))
+		f.movement("r1", "A", "N1", schemas.Receipt, 5, "", "")
+		f.ts += 50
+		f.order("q1", 1, 0, schemas.ShipAvailable)
+		rep := r.Finish()
+		if rep.Current.Decided != 1 || rep.Current.Status[c.want] != 1 {
+			t.Errorf("lag %v: %v, want q1 %s", c.lag, rep.Current.Status, c.want)
+		}
+		if st, _ := r.cur.Stock("A", "N1"); st.OnHand != 5 {
+			t.Errorf("lag %v: on hand %d after Finish, want 5", c.lag, st.OnHand)
+		}
 	}
 }

@@ -18,7 +18,8 @@
 //     every node record).
 //   - On-hand stock is what the recorded stock movements (valid ones, each
 //     movement id once) left at each order's timestamp. The engine sees a
-//     movement about one commit interval later; the replay at once.
+//     movement about one commit interval later; the replay at once, or
+//     --lag after its timestamp.
 //   - Reservations are the replay's own: each decision holds what it
 //     routes. A SHIPMENT movement naming an order line takes the units from
 //     where the replay holds that line (if the replay routed it elsewhere
