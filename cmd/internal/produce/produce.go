@@ -31,14 +31,17 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer)
 	file := fs.String("f", "-", "file of JSON events (- is stdin); a FILE argument works too")
 	quiet := fs.Bool("q", false, "print only a summary, not one line per record")
 	timeout := fs.Duration("timeout", 15*time.Second, "time allowed to reach the brokers and produce every record")
+	// FILE may come before, between or after the flags.
 	var pos []string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		pos, args = append(pos, args[0]), args[1:]
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
 	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	pos = append(pos, fs.Args()...)
 	if len(pos) > 1 {
 		return fmt.Errorf("usage: invroute produce [FILE|-] [flags]: one file at most, got %s: %w", strings.Join(pos, " "), flag.ErrHelp)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -282,5 +283,24 @@ func TestProduceErrors(t *testing.T) {
 	if err := Main(context.Background(), []string{"/nonexistent/events.json", "--brokers", brokers}, nil, &out); err == nil ||
 		!strings.Contains(err.Error(), "no such file") {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+// TestFileArgument: the file may come before, between or after the flags;
+// two files are a usage error.
+func TestFileArgument(t *testing.T) {
+	f := t.TempDir() + "/events.jsonl"
+	if err := os.WriteFile(f, []byte(`{"kind":"node","node_id":"N","type":"STORE"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{f, "--brokers", "127.0.0.1:1", "--timeout", "1s"}, {"-q", f, "--brokers", "127.0.0.1:1", "--timeout", "1s"},
+		{"--brokers", "127.0.0.1:1", "--timeout", "1s", f}} {
+		// The file was read and parsed: the failure is the broker's.
+		if err := Main(context.Background(), args, strings.NewReader("not read"), io.Discard); err == nil || !strings.Contains(err.Error(), "no broker of 127.0.0.1:1") {
+			t.Errorf("%q: %v", args, err)
+		}
+	}
+	if err := Main(context.Background(), []string{f, "--brokers", "127.0.0.1:1", f}, nil, io.Discard); err == nil || !strings.Contains(err.Error(), "one file at most") {
+		t.Errorf("two files: %v", err)
 	}
 }
