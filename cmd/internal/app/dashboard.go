@@ -370,6 +370,8 @@ func (d *dashboard) run(ctx context.Context) {
 		d.mu.Lock()
 		if len(errs) > 0 {
 			d.tailErr = strings.Join(errs, "; ")
+		} else if !fetches.Empty() {
+			d.tailErr = "" // reading again
 		}
 		fetches.EachRecord(d.addLocked)
 		idle := !d.pinned && time.Since(d.asked) > d.idle

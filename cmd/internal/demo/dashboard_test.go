@@ -296,6 +296,7 @@ func chromiumPath(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("installing chromium (%s): %v\n%s", script, err, stderr.String())
 	}
+	t.Logf("CI: installed %s with %s", strings.TrimSpace(string(p)), script)
 	return strings.TrimSpace(string(p))
 }
 
