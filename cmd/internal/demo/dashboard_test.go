@@ -67,7 +67,7 @@ func TestDashboardInChromium(t *testing.T) {
 	t.Logf("dashboard at %s", base)
 
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.WindowSize(1500, 1180), chromedp.UserDataDir(t.TempDir()),
+		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.WindowSize(1500, 1180),
 		chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-quic", true))...)
 	defer cancelAlloc()
 	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
@@ -104,7 +104,7 @@ func TestDashboardInChromium(t *testing.T) {
 	sum := out.waitFor(t, regexp.MustCompile(`(?m)^summary: movements=(\d+) ats_updates=(\d+) dead_letters=(\d+) orders=(\d+) decisions=(\d+) splits=(\d+) backordered=(\d+)$`), 120*time.Second, done)
 	dead, decisions, splits := sum[3], sum[5], sum[6]
 	lagWant := func() int64 { return metricSum(t, base+"metrics", "invroute_consumer_lag") }
-	st = waitPage(t, bctx, 30*time.Second, "the summary's dead letters "+dead+", decisions "+decisions+", splits "+splits+", rates at 0, Madrid inactive, the lag of /metrics", func(p *pageState) bool {
+	st = waitPage(t, bctx, 60*time.Second, "the summary's dead letters "+dead+", decisions "+decisions+", splits "+splits+", rates at 0, Madrid inactive, the lag of /metrics", func(p *pageState) bool {
 		return strconv.FormatInt(p.num("dead-total"), 10) == dead &&
 			p.Text["total-decisions"] == decisions+" decisions" &&
 			strings.HasPrefix(p.Text["split-sub"], splits+" of ") &&
