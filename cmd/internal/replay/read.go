@@ -12,9 +12,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// maxQueued is how many records of one partition wait in memory at most;
-// beyond it the partition is paused until the merge has taken them.
-const maxQueued = 5000
+// maxQueued is how many records of one partition wait in memory at most
+// (about: a fetch already under way still lands); beyond it the partition
+// is paused until the merge has taken half of them. A variable for tests.
+var maxQueued = 5000
 
 type part struct {
 	topic string // without prefix

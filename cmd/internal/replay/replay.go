@@ -42,8 +42,9 @@
 // Memory: the on-hand table (per SKU and node, like the router's ats
 // table), the holds of orders not yet shipped or cancelled, 8-byte hashes
 // of the order ids seen (duplicates, first decisions) and of the last
-// 2^20 movement ids, per-node aggregates and the first N changed
-// decisions; decisions themselves are not kept.
+// 2^20 movement ids, per-node aggregates, the first N changed decisions,
+// and the decisions of orders whose recorded (or replayed) counterpart has
+// not come yet (at most 2^20); decisions themselves are not kept.
 package replay
 
 import (
@@ -151,6 +152,11 @@ func (r *Replay) flush(ts int64) {
 
 const movWindow = 1 << 20
 
+// maxPending bounds the decisions waiting for their counterpart (a
+// history without recorded decisions would otherwise keep every order's);
+// beyond it they are not compared.
+var maxPending = 1 << 20
+
 // New returns a replay of current settings against rules; top bounds the
 // changes and disagreements listed.
 func New(current Settings, rules *Rules, top int) *Replay {
@@ -254,8 +260,10 @@ func (r *Replay) Record(topic string, key, value []byte, ts int64) {
 		if sig, ok := r.pendingCur[d.OrderID]; ok {
 			delete(r.pendingCur, d.OrderID)
 			r.compare(d.OrderID, sig, rd.Signature(), rd.String())
-		} else {
+		} else if len(r.pendingRec) < maxPending {
 			r.pendingRec[d.OrderID] = rd.Signature() + "\x00" + rd.String()
+		} else {
+			r.rep.OnlyRecorded++
 		}
 	}
 }
@@ -323,8 +331,10 @@ func (r *Replay) order(ev *schemas.OrderEvent, ts int64) {
 			delete(r.pendingRec, ev.OrderID)
 			recSig, recStr, _ := cut(rec)
 			r.compare(ev.OrderID, sig+"\x00"+cd.String(), recSig, recStr)
-		} else {
+		} else if len(r.pendingCur) < maxPending {
 			r.pendingCur[ev.OrderID] = sig + "\x00" + cd.String()
+		} else {
+			r.rep.OnlyReplayed++
 		}
 	}
 	if cd != nil || ad != nil {
@@ -381,7 +391,8 @@ func (r *Replay) Finish() *Report {
 	rep.Current, rep.Alternative = r.cur.Stats, r.alt.Stats
 	rep.CurrentSettings, rep.AlternativeSettings = r.cur.set, r.alt.set
 	rep.HeldCurrent, rep.HeldAlternative = int64(len(r.cur.held)), int64(len(r.alt.held))
-	rep.OnlyReplayed, rep.OnlyRecorded = int64(len(r.pendingCur)), int64(len(r.pendingRec))
+	rep.OnlyReplayed += int64(len(r.pendingCur))
+	rep.OnlyRecorded += int64(len(r.pendingRec))
 	if r.alt.rules != nil {
 		for id, nr := range r.alt.rules.Nodes {
 			if !r.alt.matched[id] && (nr.Remove || nr.Type == nil || nr.Lat == nil || nr.Lon == nil) {
