@@ -280,9 +280,13 @@ func (d *dashboard) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", page)
 	mux.HandleFunc("GET /dashboard", page)
 	assets := http.StripPrefix("/dashboard/", http.FileServerFS(web))
+	// The page loads its files and data by relative URLs (behind a proxy
+	// under a prefix too): it is served at / and /dashboard only.
+	toPage := func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "../", http.StatusFound) }
+	mux.HandleFunc("GET /dashboard/{$}", toPage)
 	mux.HandleFunc("GET /dashboard/{file}", func(w http.ResponseWriter, r *http.Request) {
-		if r.PathValue("file") == "index.html" { // FileServer would redirect it to ./
-			page(w, r)
+		if r.PathValue("file") == "index.html" {
+			toPage(w, r)
 			return
 		}
 		securityHeaders(w)

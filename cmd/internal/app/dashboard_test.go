@@ -236,7 +236,7 @@ func TestDashboardHTTP(t *testing.T) {
 	defer srv.Close()
 
 	for _, c := range []struct{ path, ctype, contains string }{
-		{"/", "text/html", `src="/dashboard/dashboard.js"`},
+		{"/", "text/html", `src="dashboard/dashboard.js"`},
 		{"/dashboard", "text/html", `id="map"`},
 		{"/dashboard/dashboard.js", "javascript", "/v1/dashboard"},
 		{"/dashboard/europe.js", "javascript", "EUROPE_OUTLINE"},
@@ -259,6 +259,11 @@ func TestDashboardHTTP(t *testing.T) {
 	}
 	if a := get(t, srv.URL+"/dashboard/nope.js"); a.code != 404 {
 		t.Errorf("GET /dashboard/nope.js: %d", a.code)
+	}
+	for _, p := range []string{"/dashboard/", "/dashboard/index.html"} {
+		if a := get(t, srv.URL+p); a.code != 200 || !strings.Contains(a.raw, `id="map"`) { // redirected to /
+			t.Errorf("GET %s: %d", p, a.code)
+		}
 	}
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(o.Brokers), kgo.TransactionalID("dash-test"))

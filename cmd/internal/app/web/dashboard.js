@@ -209,7 +209,7 @@
   let failures = 0;
   async function tick() {
     try {
-      const res = await fetch("/v1/dashboard", { cache: "no-store" });
+      const res = await fetch("v1/dashboard", { cache: "no-store" });
       if (!res.ok) throw new Error("HTTP " + res.status);
       const d = await res.json();
       drawTiles(d);
