@@ -53,7 +53,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	defer cancel()
 	rep, err := Run(ctx, o, rules, *top, *lag, opts...)
 	if err != nil {
-		return err
+		return fmt.Errorf("replaying the history of %s: %w", o.Brokers, err)
 	}
 	return Print(stdout, rep, *rulesFile)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -16,6 +17,9 @@ import (
 // (about: a fetch already under way still lands); beyond it the partition
 // is paused until the merge has taken half of them. A variable for tests.
 var maxQueued = 5000
+
+// PingTimeout bounds the wait for a first broker to answer.
+var PingTimeout = 15 * time.Second
 
 type part struct {
 	topic string // without prefix
@@ -38,6 +42,12 @@ func Read(ctx context.Context, prefix string, topics []string, opts []kgo.Opt, f
 		return err
 	}
 	defer adm.Close()
+	pctx, cancel := context.WithTimeout(ctx, PingTimeout)
+	err = adm.Ping(pctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("no broker answered within %v: %w", PingTimeout, err)
+	}
 	ka := kadm.NewClient(adm)
 	full := make([]string, len(topics))
 	for i, t := range topics {

@@ -3,6 +3,8 @@ package replay
 import (
 	"context"
 	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,7 +93,25 @@ func TestReadMerge(t *testing.T) {
 			t.Fatalf("record %d (%s %s at %v) after %s %s at %v", i, topics[i], r.Value, c, topics[i-1], got[i-1].Value, p)
 		}
 	}
-	if err := Read(ctx, prefix, []string{"a", "nosuch"}, []kgo.Opt{kgo.SeedBrokers(brokers)}, func(string, *kgo.Record) {}); err == nil {
-		t.Error("a missing topic: no error")
+	if err := Read(ctx, prefix, []string{"a", "nosuch"}, []kgo.Opt{kgo.SeedBrokers(brokers)}, func(string, *kgo.Record) {}); err == nil ||
+		!strings.Contains(err.Error(), "topic "+prefix+"nosuch does not exist") {
+		t.Errorf("a missing topic: %v", err)
+	}
+	// No broker: a port nothing listens on; the wait is bounded.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+	defer func(d time.Duration) { PingTimeout = d }(PingTimeout)
+	PingTimeout = time.Second
+	t0 := time.Now()
+	if err := Read(ctx, prefix, []string{"a"}, []kgo.Opt{kgo.SeedBrokers(dead)}, func(string, *kgo.Record) {}); err == nil ||
+		!strings.Contains(err.Error(), "no broker answered within 1s") {
+		t.Errorf("broker down: %v", err)
+	}
+	if d := time.Since(t0); d > 10*time.Second {
+		t.Errorf("broker down: gave up after %v", d)
 	}
 }
