@@ -44,6 +44,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt_get() { "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=300 "$@"; }
 echo "chromium: installing Debian's chromium (apt-get)" >&2
 apt_get update -qq >&2
-# fonts-liberation: the page's font (chromium only recommends it).
-apt_get install -y -qq --no-install-recommends chromium fonts-liberation >&2
+# With its recommended packages, as the machines' probe installed and ran it;
+# fonts-liberation (the page's font) named in case recommends are turned off.
+apt_get install -y -qq chromium fonts-liberation >&2
 find_chromium
