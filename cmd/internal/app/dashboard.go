@@ -24,6 +24,7 @@ import (
 	"context"
 	"embed"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"slices"
@@ -360,7 +361,9 @@ func (d *dashboard) run(ctx context.Context) {
 			// Every partition of the topics, at the offset where the tailer
 			// stopped or at the start: also picks up topics created later.
 			lastList = time.Now()
-			d.addPartitions(ctx, cl, adm, consumed)
+			if !d.addPartitions(ctx, cl, adm, consumed) {
+				lastList = lastList.Add(-28 * time.Second) // again in 2 s
+			}
 		}
 		pctx, pcancel := context.WithTimeout(ctx, time.Second)
 		fetches := cl.PollFetches(pctx)
@@ -387,17 +390,21 @@ func (d *dashboard) run(ctx context.Context) {
 }
 
 // addPartitions starts consuming every partition not consumed yet.
-// consumed holds the partitions this client consumes.
-func (d *dashboard) addPartitions(ctx context.Context, cl *kgo.Client, adm *kadm.Client, consumed map[string]map[int32]bool) {
+// consumed holds the partitions this client consumes. It reports whether
+// the partitions could be listed.
+func (d *dashboard) addPartitions(ctx context.Context, cl *kgo.Client, adm *kadm.Client, consumed map[string]map[int32]bool) bool {
 	qctx, cancel := context.WithTimeout(ctx, d.e.opts.QueryTimeout)
 	ends, err := adm.ListEndOffsets(qctx, d.topics()...)
 	cancel()
 	if err != nil {
-		d.setErr(err)
-		return
+		d.setErr(fmt.Errorf("listing the topics' partitions: %w", err))
+		return false
 	}
 	add := map[string]map[int32]kgo.Offset{}
 	d.mu.Lock()
+	if strings.HasPrefix(d.tailErr, "listing the topics") {
+		d.tailErr = ""
+	}
 	ends.Each(func(o kadm.ListedOffset) {
 		if o.Err != nil || consumed[o.Topic][o.Partition] {
 			return
@@ -419,6 +426,7 @@ func (d *dashboard) addPartitions(ctx context.Context, cl *kgo.Client, adm *kadm
 	if len(add) > 0 {
 		cl.AddConsumePartitions(add)
 	}
+	return true
 }
 
 func (d *dashboard) setErr(err error) {
