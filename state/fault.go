@@ -3,7 +3,9 @@ package state
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -51,6 +53,9 @@ type health struct {
 	failed    chan struct{}               // closed by the first fail
 	onFailure atomic.Pointer[func(error)] // set once Open succeeds
 	logger    pebble.Logger
+
+	lockMu sync.Mutex
+	lock   io.Closer // Pebble's lock of the directory
 }
 
 // fail records err as the store's failure (the first one wins) and returns
@@ -110,9 +115,23 @@ func (h *health) guard(err *error) {
 // and without a sync a failed WAL write surfaces in no call the store makes
 // until much later. The goroutine that got the error then blocks for good
 // instead of returning it to Pebble (see FailedError).
+//
+// Once the store failed, every operation that would change the directory
+// (those above, and removals) blocks for good too: the abandoned Pebble's
+// background jobs must not touch the directory, which may be moved aside
+// and rebuilt, or reopened by a new store, in this process (its lock is
+// released when the store is closed). Reads go on: a read in progress in
+// a call of the store must return.
 type watchFS struct {
 	vfs.FS
 	h *health
+}
+
+// frozen blocks for good once the store failed.
+func (fs *watchFS) frozen() {
+	if fs.h.err() != nil {
+		select {}
+	}
 }
 
 func (fs *watchFS) check(op, name string, err error) error {
@@ -137,11 +156,13 @@ func (fs *watchFS) file(f vfs.File, name string, err error) (vfs.File, error) {
 }
 
 func (fs *watchFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	fs.frozen()
 	f, err := fs.FS.Create(name, c)
 	return fs.file(f, name, fs.check("create", name, err))
 }
 
 func (fs *watchFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	fs.frozen()
 	f, err := fs.FS.OpenReadWrite(name, c, opts...)
 	return fs.file(f, name, fs.check("open for writing", name, err))
 }
@@ -152,23 +173,61 @@ func (fs *watchFS) OpenDir(name string) (vfs.File, error) {
 }
 
 func (fs *watchFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	fs.frozen()
 	f, err := fs.FS.ReuseForWrite(oldname, newname, c)
 	return fs.file(f, newname, fs.check("reuse for write", newname, err))
 }
 
 func (fs *watchFS) Link(oldname, newname string) error {
+	fs.frozen()
 	return fs.check("link", newname, fs.FS.Link(oldname, newname))
 }
 
 func (fs *watchFS) Rename(oldname, newname string) error {
+	fs.frozen()
 	return fs.check("rename", newname, fs.FS.Rename(oldname, newname))
 }
 
 func (fs *watchFS) MkdirAll(dir string, perm os.FileMode) error {
+	fs.frozen()
 	return fs.check("mkdir", dir, fs.FS.MkdirAll(dir, perm))
 }
 
+// Remove and RemoveAll errors are Pebble's to handle (it only logs a file
+// it could not delete).
+func (fs *watchFS) Remove(name string) error {
+	fs.frozen()
+	return fs.FS.Remove(name)
+}
+
+func (fs *watchFS) RemoveAll(name string) error {
+	fs.frozen()
+	return fs.FS.RemoveAll(name)
+}
+
+// Lock keeps the lock of the directory, so that Close can release it even
+// when Pebble is not closed (see FailedError).
+func (fs *watchFS) Lock(name string) (io.Closer, error) {
+	c, err := fs.FS.Lock(name)
+	if err == nil {
+		fs.h.lockMu.Lock()
+		fs.h.lock = c
+		fs.h.lockMu.Unlock()
+	}
+	return c, err
+}
+
 func (fs *watchFS) Unwrap() vfs.FS { return fs.FS }
+
+// releaseLock releases the directory lock of an abandoned Pebble.
+func (h *health) releaseLock() {
+	h.lockMu.Lock()
+	defer h.lockMu.Unlock()
+	if h.lock != nil {
+		_ = h.lock.Close()
+		h.lock = nil
+	}
+}
 
 // watchFile fails the store on a write or sync error.
 type watchFile struct {
@@ -178,20 +237,34 @@ type watchFile struct {
 }
 
 func (f *watchFile) Write(p []byte) (int, error) {
+	f.fs.frozen()
 	n, err := f.File.Write(p)
 	return n, f.fs.check("write", f.name, err)
 }
 
 func (f *watchFile) WriteAt(p []byte, off int64) (int, error) {
+	f.fs.frozen()
 	n, err := f.File.WriteAt(p, off)
 	return n, f.fs.check("write", f.name, err)
 }
 
-func (f *watchFile) Sync() error { return f.fs.check("sync", f.name, f.File.Sync()) }
+func (f *watchFile) Preallocate(off, length int64) error {
+	f.fs.frozen()
+	return f.File.Preallocate(off, length)
+}
 
-func (f *watchFile) SyncData() error { return f.fs.check("sync", f.name, f.File.SyncData()) }
+func (f *watchFile) Sync() error {
+	f.fs.frozen()
+	return f.fs.check("sync", f.name, f.File.Sync())
+}
+
+func (f *watchFile) SyncData() error {
+	f.fs.frozen()
+	return f.fs.check("sync", f.name, f.File.SyncData())
+}
 
 func (f *watchFile) SyncTo(length int64) (bool, error) {
+	f.fs.frozen()
 	full, err := f.File.SyncTo(length)
 	return full, f.fs.check("sync", f.name, err)
 }

@@ -127,6 +127,11 @@ func (o *Options) pebbleOptions(cache *pebble.Cache, h *health) *pebble.Options 
 		FormatMajorVersion: pebble.FormatNewest,
 		EventListener: &pebble.EventListener{
 			BackgroundError: func(err error) { h.fail(fmt.Errorf("background: %w", err)) },
+			// Pebble's default calls Logger.Fatalf, on whatever goroutine
+			// found the damage (a compaction's, often): the process died.
+			DataCorruption: func(info pebble.DataCorruptionInfo) {
+				h.fail(fmt.Errorf("data corruption in %s: %w", info.Path, info.Details))
+			},
 		},
 	}
 	for i := range po.Levels {

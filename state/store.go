@@ -96,6 +96,9 @@ func Open(dir string, o *Options) (s *Store, err error) {
 	s = &Store{dir: dir, opts: opts, wo: pebble.NoSync, h: h}
 	po := opts.pebbleOptions(cache, h)
 	if err := s.await(func() (err error) { s.db, err = pebble.Open(dir, po); return err }); err != nil {
+		if s.h.err() != nil {
+			s.h.releaseLock()
+		}
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
 	if opts.Sync {
@@ -122,6 +125,7 @@ func Open(dir string, o *Options) (s *Store, err error) {
 		h.onFailure.Store(&opts.OnFailure)
 	}
 	if err := h.err(); err != nil { // failed in the background meanwhile
+		_ = s.closeDB()
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
 	return s, nil
@@ -192,21 +196,26 @@ func (s *Store) check() error {
 func (s *Store) Err() error { return s.h.err() }
 
 // closeDB closes Pebble, unless the store failed: then Pebble is left as it
-// is (see FailedError), and the failure returned. Closing writes (the end
-// of the log), so it may be what finds the fault.
+// is (see FailedError), only its lock of the directory is released (it can
+// no longer change the directory), and the failure returned. Closing writes
+// (the end of the log), so it may be what finds the fault.
 func (s *Store) closeDB() error {
-	if err := s.h.err(); err != nil {
-		return err
+	if err := s.h.err(); err == nil {
+		if err := s.await(s.db.Close); err == nil || s.h.err() == nil {
+			return err
+		}
 	}
-	return s.await(s.db.Close)
+	s.h.releaseLock()
+	return s.h.err()
 }
 
 // Close discards the open transaction and any restore writes not yet applied
 // by FinishRestore, then closes Pebble. Applied batches are in the WAL (synced
 // or not, per Options.Sync). A second Close returns ErrClosed. Closing a
 // failed store returns its failure and does not close Pebble (see
-// FailedError), which keeps its resources, including the lock of dir, until
-// the process exits.
+// FailedError), which keeps its memory and open files until the process
+// exits; it releases the lock of dir, as the abandoned Pebble can no longer
+// change the directory.
 func (s *Store) Close() error {
 	if s.closed {
 		return ErrClosed
