@@ -3,6 +3,8 @@ package topology
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -58,3 +60,29 @@ func TestDeadLettersByStage(t *testing.T) {
 		t.Errorf("dead letters at stage decode: %v, want 0", got)
 	}
 }
+
+// TestStopWhileStarting: a stop (ctx cancelled) while the engine is still
+// creating topics or loading tables is a graceful stop: Run returns nil, so
+// `invroute run` exits 0 (TestChaos saw exit 1 on a SIGTERM soon after a
+// restart).
+func TestStopWhileStarting(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, after := range []time.Duration{0, time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond} {
+		eng, err := NewEngine(Config{Brokers: c.ListenAddrs(), InstanceID: "a", StateDir: t.TempDir(), Partitions: 1,
+			Logger: discardLogger()}, echoTopology(Global{Topic: "glob", Apply: func(k, v []byte) error { return nil }}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(after, cancel)
+		if err := eng.Run(ctx); err != nil {
+			t.Errorf("stopped %v after the start: Run returned %v, want nil", after, err)
+		}
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -218,8 +218,15 @@ func (e *Engine) clientOpts(extra ...kgo.Opt) []kgo.Opt {
 // done; then it finishes the open transaction, applies it and closes. A
 // commit whose outcome is unknown re-initialises the session and rebuilds
 // state from Kafka; other errors stop Run.
-func (e *Engine) Run(ctx context.Context) error {
-	var err error
+func (e *Engine) Run(ctx context.Context) (err error) {
+	defer func() {
+		// Stopped while starting (topics, global tables, a restore): a
+		// graceful stop, not a failure.
+		if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			e.log.Info("engine stopped while starting", "err", err)
+			err = nil
+		}
+	}()
 	e.admCl, err = kgo.NewClient(e.clientOpts()...)
 	if err != nil {
 		return fmt.Errorf("topology: admin client: %w", err)
