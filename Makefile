@@ -18,10 +18,11 @@ check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## test: the whole suite with -race; integration tests on a real Kafka broker
-## (started from Maven Central jars by deploy/kafka unless KAFKA_BROKERS is set)
+## test: the whole suite with -race; integration tests on a real Kafka broker:
+## KAFKA_BROKERS if set, else a testcontainers-go container where a Docker
+## engine answers, else the local broker of deploy/kafka (Maven Central jars)
 test: check fuzz
-	INVROUTE_REQUIRE_KAFKA=1 deploy/kafka/with-kafka.sh \
+	INVROUTE_REQUIRE_KAFKA=1 $(GO) run ./cmd/internal/kafkaenv/withkafka \
 		$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
 
