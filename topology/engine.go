@@ -761,6 +761,11 @@ func (e *Engine) end(commit kgo.TransactionEndTry) (bool, error) {
 		err := e.sess.Client().Flush(ctx)
 		cancel()
 		if err != nil {
+			// Records that could not be written in time would be retried
+			// for ever, their callbacks never run and the loop would wait
+			// on them (inflight) for good; the session is re-initialised
+			// after this error, so they are dropped here.
+			e.sess.Client().UnsafeAbortBufferedRecords()
 			return false, err
 		}
 	}
