@@ -452,7 +452,7 @@ func (e *Engine) openTask(ctx context.Context, p int32) (*taskState, error) {
 	ts.emitter = emitter{e: e, ts: ts}
 	stores := map[string]*state.Store{}
 	for _, s := range e.topo.Stores {
-		st, err := e.openRestored(ctx, s.Name, p)
+		st, err := e.openRestored(ctx, s.Name, p, false)
 		if err != nil {
 			e.closeTask(ts)
 			return nil, err
@@ -482,9 +482,9 @@ func (e *Engine) openTask(ctx context.Context, p int32) (*taskState, error) {
 // of its changelog. A store whose checkpoint names changelog records that
 // do not exist is not this changelog's store: it is moved aside and
 // rebuilt. Owned tasks and standbys open their stores this way.
-func (e *Engine) openRestored(ctx context.Context, name string, p int32) (*state.Store, error) {
+func (e *Engine) openRestored(ctx context.Context, name string, p int32, standby bool) (*state.Store, error) {
 	dir := filepath.Join(e.cfg.StateDir, e.topo.Group, name+"-"+strconv.Itoa(int(p)))
-	st, err := e.openStore(name, p, dir)
+	st, err := e.openStore(name, p, dir, standby)
 	if err != nil {
 		return nil, fmt.Errorf("topology: opening store %s partition %d: %w", name, p, err)
 	}
@@ -494,7 +494,7 @@ func (e *Engine) openRestored(ctx context.Context, name string, p int32) (*state
 		if cerr := st.Close(); cerr != nil {
 			e.log.Warn("closing store", "partition", p, "err", cerr)
 		}
-		if st, err = e.moveAside(name, p, dir, ut); err == nil {
+		if st, err = e.moveAside(name, p, dir, ut, standby); err == nil {
 			err = e.restore(ctx, st, e.changelogs[name], p)
 		}
 	}
@@ -507,7 +507,7 @@ func (e *Engine) openRestored(ctx context.Context, name string, p int32) (*state
 		}
 		var fe *state.FailedError
 		if errors.As(err, &fe) {
-			return nil, e.storageFault(&StorageError{Store: name, Partition: p, Phase: "restoring", Err: err})
+			return nil, e.openFault(standby, &StorageError{Store: name, Partition: p, Phase: "restoring", Err: err})
 		}
 		return nil, err
 	}
@@ -522,17 +522,17 @@ func (e *Engine) openRestored(ctx context.Context, name string, p int32) (*state
 // storage fault: the engine stops. Any other error (the store is locked,
 // too many open files) may pass and is returned: the store is left as it
 // is.
-func (e *Engine) openStore(name string, p int32, dir string) (*state.Store, error) {
-	st, err := state.Open(dir, e.storeOptions(name, p))
+func (e *Engine) openStore(name string, p int32, dir string, standby bool) (*state.Store, error) {
+	st, err := state.Open(dir, e.storeOptions(name, p, standby))
 	var cp *state.CorruptCheckpointError
 	var fe *state.FailedError
 	switch {
 	case err == nil:
 		return st, nil
 	case pebble.IsCorruptionError(err) || errors.As(err, &cp):
-		return e.moveAside(name, p, dir, err)
+		return e.moveAside(name, p, dir, err, standby)
 	case errors.As(err, &fe):
-		return nil, e.storageFault(&StorageError{Store: name, Partition: p, Phase: "opening", Err: err})
+		return nil, e.openFault(standby, &StorageError{Store: name, Partition: p, Phase: "opening", Err: err})
 	default:
 		return nil, err
 	}
@@ -540,27 +540,41 @@ func (e *Engine) openStore(name string, p int32, dir string) (*state.Store, erro
 
 // storeOptions are the options of store name, partition p: a store that
 // fails (see state.FailedError) records a storage fault at once, whatever
-// the goroutine that found it.
-func (e *Engine) storeOptions(name string, p int32) *state.Options {
+// the goroutine that found it. A standby's store that fails ends that
+// standby only (the engine stops when a store it owns fails).
+func (e *Engine) storeOptions(name string, p int32, standby bool) *state.Options {
 	return &state.Options{FS: e.cfg.FS, Cache: e.cache, MemTableSize: e.cfg.MemTableBytes,
 		OnFailure: func(err error) {
+			if standby {
+				e.log.Warn("standby store failed; the standby stops", "store", name, "partition", p, "err", err)
+				return
+			}
 			e.storageFault(&StorageError{Store: name, Partition: p, Phase: "detected", Err: err})
 		}}
 }
 
+// openFault is a storage fault found opening or restoring a store: the
+// engine's, unless the store is a standby's.
+func (e *Engine) openFault(standby bool, f *StorageError) error {
+	if standby {
+		return f
+	}
+	return e.storageFault(f)
+}
+
 // moveAside moves an untrusted store to dir.corrupt-<time>, for an
 // operator to inspect, and opens an empty store in its place.
-func (e *Engine) moveAside(name string, p int32, dir string, why error) (*state.Store, error) {
+func (e *Engine) moveAside(name string, p int32, dir string, why error, standby bool) (*state.Store, error) {
 	aside := fmt.Sprintf("%s.corrupt-%d", dir, time.Now().UnixNano())
 	if rerr := e.cfg.FS.Rename(dir, aside); rerr != nil {
 		return nil, errors.Join(why, fmt.Errorf("moving the store aside: %w", rerr))
 	}
 	e.log.Error("local store not trusted: moved aside, rebuilding from the changelog", "dir", dir, "moved_to", aside, "err", why)
 	e.m.storesRebuilt.Inc()
-	st, err := state.Open(dir, e.storeOptions(name, p))
+	st, err := state.Open(dir, e.storeOptions(name, p, standby))
 	var fe *state.FailedError
 	if errors.As(err, &fe) {
-		return nil, e.storageFault(&StorageError{Store: name, Partition: p, Phase: "opening", Err: err})
+		return nil, e.openFault(standby, &StorageError{Store: name, Partition: p, Phase: "opening", Err: err})
 	}
 	return st, err
 }

@@ -415,7 +415,7 @@ func TestBusyStoreNotMovedAside(t *testing.T) {
 	}
 	defer held.Close()
 	e := &Engine{cfg: Config{MemTableBytes: 4 << 20}, log: slog.New(slog.NewTextHandler(io.Discard, nil)), m: newMetrics(nil)}
-	if st, err := e.openStore("st", 0, dir); err == nil {
+	if st, err := e.openStore("st", 0, dir, false); err == nil {
 		st.Close()
 		t.Fatal("a locked store opened")
 	}

@@ -39,9 +39,10 @@ type standbys struct {
 
 	me atomic.Pointer[string] // this member's id in the group, set on assignment
 
-	mu    sync.Mutex
-	tasks map[int32]*standbyTask
-	local map[int32]bool // owned by the engine: never a standby
+	mu     sync.Mutex
+	tasks  map[int32]*standbyTask
+	local  map[int32]bool      // owned by the engine: never a standby
+	failed map[int32]time.Time // a standby that ended on an error: not retried before standbyRetry
 
 	partitions prometheus.Gauge
 	records    prometheus.Counter
@@ -54,11 +55,14 @@ type standbyTask struct {
 	done   chan struct{}
 }
 
-const standbyRefresh = 2 * time.Second
+const (
+	standbyRefresh = 2 * time.Second
+	standbyRetry   = 30 * time.Second
+)
 
 func newStandbys(e *Engine) *standbys {
 	s := &standbys{e: e, count: e.cfg.Standbys, refresh: standbyRefresh,
-		tasks: map[int32]*standbyTask{}, local: map[int32]bool{},
+		tasks: map[int32]*standbyTask{}, local: map[int32]bool{}, failed: map[int32]time.Time{},
 		partitions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "invroute_standby_partitions",
 			Help: "Partitions whose stores this instance keeps warm as a standby."}),
 		records: prometheus.NewCounter(prometheus.CounterOpts{Name: "invroute_standby_records_total",
@@ -85,12 +89,19 @@ func (s *standbys) run(ctx context.Context) {
 	}
 	t := time.NewTicker(s.refresh)
 	defer t.Stop()
-	for {
+	for fails := 0; ; {
 		want, err := s.desired(ctx)
 		if err != nil && ctx.Err() == nil {
-			s.e.log.Debug("standby placement", "err", err)
+			// Transient while the group rebalances; worth a warning when
+			// it lasts (a minute of refreshes).
+			if fails++; fails%30 == 0 {
+				s.e.log.Warn("standby placement keeps failing", "err", err, "attempts", fails)
+			} else {
+				s.e.log.Debug("standby placement", "err", err)
+			}
 		}
 		if err == nil {
+			fails = 0
 			s.place(ctx, want)
 		}
 		select {
@@ -182,7 +193,7 @@ func (s *standbys) place(ctx context.Context, want map[int32]bool) {
 		}
 	}
 	for p := range want {
-		if s.tasks[p] == nil && !s.local[p] {
+		if s.tasks[p] == nil && !s.local[p] && time.Since(s.failed[p]) > standbyRetry {
 			s.tasks[p] = s.start(ctx, p)
 		}
 	}
@@ -242,6 +253,8 @@ func (s *standbys) start(ctx context.Context, p int32) *standbyTask {
 			s.mu.Lock()
 			if s.tasks[p] == t {
 				delete(s.tasks, p)
+				s.failed[p] = time.Now()
+				s.partitions.Set(float64(len(s.tasks)))
 			}
 			s.mu.Unlock()
 		}
@@ -253,11 +266,13 @@ func (s *standbys) start(ctx context.Context, p int32) *standbyTask {
 func (s *standbys) tail(ctx context.Context, p int32) error {
 	e := s.e
 	var stores []*state.Store
+	var names []string
 	defer func() {
-		for _, st := range stores {
+		for i, st := range stores {
 			if err := st.Close(); err != nil {
 				e.log.Warn("closing standby store", "partition", p, "err", err)
 			}
+			e.untrustCorrupt(names[i], p, st) // found corrupt: rebuilt when next opened
 		}
 	}()
 	offsets := map[string]map[int32]kgo.Offset{}
@@ -265,11 +280,12 @@ func (s *standbys) tail(ctx context.Context, p int32) error {
 	for _, def := range e.topo.Stores {
 		// Restored to the changelog's end (or rebuilt if not trusted) the
 		// way an owned task's store is; then tailed from there.
-		st, err := e.openRestored(ctx, def.Name, p)
+		st, err := e.openRestored(ctx, def.Name, p, true)
 		if err != nil {
 			return err
 		}
 		stores = append(stores, st)
+		names = append(names, def.Name)
 		topic := e.changelogs[def.Name]
 		offsets[topic] = map[int32]kgo.Offset{p: kgo.NewOffset().At(st.Checkpoint().ChangelogOffset)}
 		byTopic[topic] = st

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -298,4 +299,28 @@ func failover(tb testing.TB, standbys, records int) failoverResult {
 		tb.Fatalf("b's stores lack %d of %d keys after the takeover", missing, records)
 	}
 	return r
+}
+
+// TestStandbyFaultIsNotTheEngines: a standby's store that fails (found
+// while tailing, opening or restoring) ends that standby only; the same
+// failure in a store the engine owns is the engine's storage fault.
+func TestStandbyFaultIsNotTheEngines(t *testing.T) {
+	e, err := NewEngine(Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "a", StateDir: t.TempDir(),
+		Logger: discardLogger()}, echoTopology())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fault := errors.New("no space left on device")
+	e.storeOptions("st", 3, true).OnFailure(fault)
+	if err := e.openFault(true, &StorageError{Store: "st", Partition: 3, Phase: "restoring", Err: fault}); err == nil {
+		t.Error("openFault of a standby returned nil: the standby would go on")
+	}
+	if f := e.fatalErr(); f != nil {
+		t.Fatalf("a standby's failed store became the engine's fault: %v", f)
+	}
+	e.storeOptions("st", 3, false).OnFailure(fault)
+	var se *StorageError
+	if f := e.fatalErr(); !errors.As(f, &se) || se.Partition != 3 {
+		t.Fatalf("an owned store's failure is not the engine's fault: %v", f)
+	}
 }

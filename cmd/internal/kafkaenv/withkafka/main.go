@@ -29,24 +29,37 @@ func main() {
 }
 
 func run(args []string) int {
+	// Catch SIGINT/SIGTERM from here on (a caught signal is reset to its
+	// default in the command; an ignored one would stay ignored there):
+	// the command, in the same process group, gets them from the terminal
+	// itself; this process stops what it started, also when a signal
+	// comes while the broker is starting.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	go func() {
+		select {
+		case <-sigs:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	env, err := kafkaenv.Start(ctx, kafkaenv.Config{})
+	interrupted := ctx.Err() == context.Canceled
 	cancel()
-	if err != nil {
+	if err != nil || interrupted {
+		if env != nil {
+			stopEnv(env)
+		}
+		if err == nil {
+			err = errors.New("interrupted")
+		}
 		fmt.Fprintln(os.Stderr, "withkafka:", err)
 		return 1
 	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		if err := env.Stop(ctx); err != nil {
-			fmt.Fprintln(os.Stderr, "withkafka: stopping the broker:", err)
-		}
-	}()
+	defer stopEnv(env)
 	fmt.Fprintf(os.Stderr, "withkafka: KAFKA_BROKERS=%s (%s)\n", env.Brokers, env.Reason)
-	// Signals reach the command (same process group); this process only
-	// waits for it, then stops what it started.
-	signal.Ignore(syscall.SIGINT, syscall.SIGTERM)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), "KAFKA_BROKERS="+env.Brokers)
@@ -60,5 +73,13 @@ func run(args []string) int {
 	default:
 		fmt.Fprintln(os.Stderr, "withkafka:", err)
 		return 1
+	}
+}
+
+func stopEnv(env *kafkaenv.Env) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := env.Stop(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "withkafka: stopping the broker:", err)
 	}
 }
