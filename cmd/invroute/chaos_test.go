@@ -160,7 +160,7 @@ type chaosInst struct {
 
 type chaosProc struct {
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *testkit.Buffer
 	done chan struct{}
 	err  error
 	// expected is set before the test stops the process on purpose; an
@@ -234,7 +234,7 @@ func (c *chaos) count(what string) {
 func (c *chaos) startInst(i int) {
 	in := c.insts[i]
 	p := &chaosProc{cmd: exec.Command(c.bin, append(slices.Clone(c.args), "-instance-id", in.id, "-state-dir", in.dir)...),
-		log: new(syncBuffer), done: make(chan struct{})}
+		log: new(testkit.Buffer), done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if dir := os.Getenv("INVROUTE_CHAOS_LOGS"); dir != "" { // every process's log, kept
 		in.runs++

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -390,24 +389,6 @@ func roundTrip(t *testing.T, o Options, topic string) {
 	}
 }
 
-// lockedBuffer collects logs from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // grant creates acls for principal as admin.
 func grant(t *testing.T, adm *kadm.Client, principal string, acls []ACL, del bool) {
 	t.Helper()
@@ -522,7 +503,7 @@ func testMinimalACLs(t *testing.T, b *secureBroker, secrets []string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	var logs lockedBuffer
+	var logs testkit.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	kgoDebug := kgo.WithLogger(kgo.BasicLogger(&logs, kgo.LogLevelDebug, nil))
 	eng, err := NewEngine(app, log, nil, kgoDebug)

@@ -12,12 +12,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/invroute/invroute/cmd/internal/app"
+	"github.com/invroute/invroute/cmd/internal/testkit"
 )
 
 // TestDashboardInChromium loads the live dashboard of a running demo in
@@ -341,22 +341,7 @@ func metricSum(t *testing.T, url, name string) int64 {
 
 // syncBuffer is the demo's output, written by its goroutines and read by
 // the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer struct{ testkit.Buffer }
 
 // waitFor waits until the output matches re and returns the submatches;
 // it fails if the demo ends first or after timeout.

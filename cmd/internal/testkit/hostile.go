@@ -1,10 +1,8 @@
 package testkit
 
 import (
-	"context"
 	"fmt"
 	"math/rand"
-	"sync"
 	"time"
 
 	"github.com/invroute/invroute/schemas"
@@ -240,24 +238,7 @@ func (s *HostileStream) Next() *kgo.Record {
 // Produce sends n records of s (hostile ones included) and waits for
 // them; fails t on the first error.
 func (s *HostileStream) Produce(t interface{ Fatal(...any) }, cl *kgo.Client, n int) {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var first error
-	for range n {
-		wg.Add(1)
-		cl.Produce(context.Background(), s.Next(), func(_ *kgo.Record, err error) {
-			defer wg.Done()
-			if err != nil {
-				mu.Lock()
-				first = err
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	if first != nil {
-		t.Fatal(first)
-	}
+	produceAll(cl, n, s.Next, t.Fatal)
 }
 
 func (s *HostileStream) hostile(k HostileKind) *kgo.Record {

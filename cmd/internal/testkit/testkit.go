@@ -357,24 +357,7 @@ func tweakEnum(b []byte, mv schemas.StockMovement) []byte {
 
 // Produce sends n records of s and waits for them.
 func (s *Stream) Produce(t testing.TB, cl *kgo.Client, n int) {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var first error
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		cl.Produce(context.Background(), s.Next(), func(_ *kgo.Record, err error) {
-			defer wg.Done()
-			if err != nil {
-				mu.Lock()
-				first = err
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	if first != nil {
-		t.Fatal(first)
-	}
+	produceAll(cl, n, s.Next, t.Fatal)
 }
 
 // Output reads the ats and dead-letter topics read_committed and keeps the
