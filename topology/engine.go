@@ -55,7 +55,7 @@ type Engine struct {
 	dlq        string
 	dlqLimit   int               // the dead-letter topic's batch limit (deadletter.go)
 	changelogs map[string]string // store -> prefixed changelog topic
-	outputs    map[Topic]Output
+	outputs    map[Topic]output
 
 	globals *globalReader
 
@@ -175,6 +175,7 @@ type taskState struct {
 	cp      []state.Checkpoint
 	emitter emitter
 	batch   [][]*kgo.Record // records of the current poll, in order
+	rec     Record          // the record Process is handed (reused)
 	seen    Positions       // global positions its committed state reflects; nil: take the current ones
 }
 
@@ -190,7 +191,7 @@ func NewEngine(cfg Config, topo *Topology) (*Engine, error) {
 		log:        cfg.Logger,
 		m:          newMetrics(cfg.Registerer),
 		changelogs: map[string]string{},
-		outputs:    map[Topic]Output{},
+		outputs:    map[Topic]output{},
 		tasks:      map[int32]*taskState{},
 		dlq:        cfg.TopicPrefix + string(topo.DeadLetter),
 	}
@@ -203,7 +204,7 @@ func NewEngine(cfg Config, topo *Topology) (*Engine, error) {
 		e.changelogs[s.Name] = cfg.TopicPrefix + string(s.Changelog)
 	}
 	for _, o := range topo.Outputs {
-		e.outputs[o.Topic] = o
+		e.outputs[o.Topic] = output{Output: o, name: cfg.TopicPrefix + string(o.Topic)}
 	}
 	return e, nil
 }
@@ -856,7 +857,8 @@ func (e *Engine) sortedTasks() []*taskState {
 func (e *Engine) process(ts *taskState, r *kgo.Record) error {
 	ts.touched = true
 	ts.inNext[r.Topic] = r.Offset + 1
-	rec := Record{
+	// One Record per task, reused: Process must not keep it (Task).
+	ts.rec = Record{
 		Topic:     r.Topic[len(e.cfg.TopicPrefix):],
 		Partition: r.Partition,
 		Offset:    r.Offset,
@@ -868,7 +870,10 @@ func (e *Engine) process(ts *taskState, r *kgo.Record) error {
 	if size := len(r.Key) + len(r.Value); size > e.cfg.MaxRecordBytes {
 		err = BadInput("size", fmt.Errorf("record of %d bytes exceeds MaxRecordBytes %d", size, e.cfg.MaxRecordBytes))
 	} else {
-		err = ts.task.Process(&rec, &ts.emitter)
+		err = ts.task.Process(&ts.rec, &ts.emitter)
+	}
+	if err == nil {
+		return nil
 	}
 	var bad *BadInputError
 	if errors.As(err, &bad) {
@@ -1075,6 +1080,12 @@ func (e *Engine) loadSeen(ts *taskState) error {
 	return nil
 }
 
+// output is an Output with its full topic name.
+type output struct {
+	Output
+	name string
+}
+
 // emitter writes a task's outputs to its partition.
 type emitter struct {
 	e  *Engine
@@ -1082,12 +1093,13 @@ type emitter struct {
 }
 
 func (em *emitter) Emit(topic Topic, key, value []byte) {
-	if _, ok := em.e.outputs[topic]; !ok {
+	out, ok := em.e.outputs[topic]
+	if !ok {
 		panic(fmt.Sprintf("topology: task emitted to %q, which is not an output of the topology", topic))
 	}
-	name := em.e.cfg.TopicPrefix + string(topic)
+	name := out.name
 	r := &kgo.Record{Topic: name, Key: key, Value: value}
-	if em.e.outputs[topic].CoPartitioned {
+	if out.CoPartitioned {
 		r.Partition = em.e.partitionFor(name, em.ts.p)
 	} else {
 		r.Partition = keyPartition(key, em.e.counts[name])

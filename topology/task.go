@@ -42,6 +42,8 @@ type Task interface {
 	// Process handles one input record. An error wrapping a *BadInputError
 	// sends the record to the dead-letter topic (state must be unchanged
 	// then); any other error aborts the transaction and stops the engine.
+	// r and what it holds belong to the runtime: Process must not keep
+	// them after it returns (copy what it needs).
 	Process(r *Record, out Emitter) error
 	// GlobalChanged tells the task that key of a global table changed
 	// (ts: the record's time), before the next Flush. A nil key means any

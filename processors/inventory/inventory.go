@@ -168,6 +168,9 @@ func invalid(format string, args ...any) error {
 
 // IsInvalid reports whether err marks bad input.
 func IsInvalid(err error) bool {
+	if err == nil {
+		return false
+	}
 	var ie *InvalidError
 	return errors.As(err, &ie)
 }
@@ -280,7 +283,16 @@ func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts 
 
 // consume lowers the reservation of the shipped order line at the node,
 // and the node's reserved with it, by what shipped (at most what it held).
+//
+// ns.Reserved is the sum of the reservations held of the SKU at the node
+// (Command and consume change both together), so at zero there is none to
+// look up: a shipment that names an order line without a reservation here
+// (a marketplace's own order, a router that did not reserve) costs no
+// store read.
 func (p *Processor) consume(st Store, ns *schemas.NodeStock, m *schemas.StockMovement) error {
+	if ns.Reserved <= 0 {
+		return nil
+	}
 	r, err := st.Reservation(m.SKU, *m.OrderID, *m.LineID, m.NodeID)
 	if err != nil || r == nil {
 		return err
