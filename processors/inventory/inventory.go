@@ -138,10 +138,10 @@ type Stats struct {
 // concurrent use.
 type Processor struct {
 	cfg   Config
-	dirty map[string]int64             // sku -> newest input time that touched it
-	owned map[string]*schemas.SKUState // states copied in this transaction
-	order []string                     // dirty SKUs in first-touch order (deterministic output order)
-	win   window                       // the idempotency window
+	skus  map[string]int32 // sku -> its entry in txn
+	txn   []skuTxn         // the SKUs this transaction read or touched
+	order []int32          // dirty entries in first-touch order (deterministic output order)
+	win   window           // the idempotency window
 	hash  *xxhash.Digest
 	Stats Stats
 }
@@ -149,10 +149,9 @@ type Processor struct {
 // New returns a processor with the given configuration.
 func New(cfg Config) *Processor {
 	return &Processor{
-		cfg:   cfg.withDefaults(),
-		dirty: make(map[string]int64),
-		owned: make(map[string]*schemas.SKUState),
-		hash:  xxhash.New(),
+		cfg:  cfg.withDefaults(),
+		skus: make(map[string]int32),
+		hash: xxhash.New(),
 	}
 }
 
@@ -234,7 +233,8 @@ func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts 
 		p.Stats.Duplicates++
 		return nil, nil
 	}
-	next, err := p.own(st, m.SKU)
+	e := p.entry(m.SKU)
+	next, err := p.own(st, e)
 	if err != nil {
 		return nil, err
 	}
@@ -275,9 +275,8 @@ func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts 
 		}
 	}
 	p.win.add(st, h, m.OccurredAt)
-	st.Put(next)
 	p.Stats.Applied++
-	p.touch(m.SKU, ts)
+	p.touch(e, ts) // Flush stores it
 	return notice, nil
 }
 
@@ -347,7 +346,8 @@ func (p *Processor) Command(st Store, t Tables, key []byte, c *schemas.Reservati
 	if cur != nil {
 		held = cur.Qty
 	}
-	next, err := p.own(st, c.SKU)
+	e := p.entry(c.SKU)
+	next, err := p.own(st, e)
 	if err != nil {
 		return nil, err
 	}
@@ -384,8 +384,8 @@ func (p *Processor) Command(st Store, t Tables, key []byte, c *schemas.Reservati
 		r := schemas.Reservation{OrderID: c.OrderID, LineID: c.LineID, SKU: c.SKU, NodeID: c.NodeID,
 			Qty: want, Attempt: c.Attempt, ReservedAt: c.IssuedAt}
 		st.PutReservation(&r)
-		st.Put(next)
-		p.touch(c.SKU, ts)
+		p.touch(e, ts) // Flush stores next
+
 	}
 	if c.Type == schemas.Reserve {
 		p.Stats.Reserved++
@@ -440,7 +440,7 @@ func (p *Processor) legacySeen(st *schemas.SKUState, m *schemas.StockMovement) b
 // NodeChanged marks dirty every SKU stocked at node, so that the next Flush
 // re-emits their ATS. The work is proportional to the SKUs at that node.
 func (p *Processor) NodeChanged(st Store, node string, ts int64) error {
-	return st.SKUsAt(node, func(sku string) error { p.touch(sku, ts); return nil })
+	return st.SKUsAt(node, func(sku string) error { p.touch(p.entry(sku), ts); return nil })
 }
 
 // ChannelsChanged starts (or restarts) a re-emit of every SKU of the
@@ -468,7 +468,7 @@ func (p *Processor) continueReemit(st Store) error {
 	}
 	last := after
 	more, err := st.SKUsAfter(after, p.cfg.ReemitBatch, func(sku string) error {
-		p.touch(sku, ts)
+		p.touch(p.entry(sku), ts)
 		last = sku
 		return nil
 	})
@@ -479,12 +479,34 @@ func (p *Processor) continueReemit(st Store) error {
 	return nil
 }
 
-func (p *Processor) touch(sku string, ts int64) {
-	old, ok := p.dirty[sku]
-	if !ok {
-		p.order = append(p.order, sku)
+// skuTxn is what a transaction holds of one SKU.
+type skuTxn struct {
+	sku   string
+	st    *schemas.SKUState // the transaction's own copy; nil until owned
+	dirty bool              // in order: Flush emits and stores it
+	ts    int64             // newest input time that touched it
+}
+
+// entry returns the index of sku's entry in the transaction, made if new:
+// one map look-up per SKU and record, shared by own and touch.
+func (p *Processor) entry(sku string) int32 {
+	if i, ok := p.skus[sku]; ok {
+		return i
 	}
-	p.dirty[sku] = max(old, ts)
+	i := int32(len(p.txn))
+	p.txn = append(p.txn, skuTxn{sku: sku})
+	p.skus[sku] = i
+	return i
+}
+
+// touch marks entry i dirty: Flush emits its ATS and stores its state.
+func (p *Processor) touch(i int32, ts int64) {
+	e := &p.txn[i]
+	if !e.dirty {
+		e.dirty = true
+		p.order = append(p.order, i)
+	}
+	e.ts = max(e.ts, ts)
 }
 
 // Dirty returns how many SKUs wait for the next Flush.
@@ -497,8 +519,8 @@ func (p *Processor) Flush(st Store, t Tables, emit func(*schemas.AtsUpdate) erro
 	if err := p.continueReemit(st); err != nil {
 		return err
 	}
-	for _, sku := range p.order {
-		next, err := p.own(st, sku)
+	for _, i := range p.order {
+		next, err := p.own(st, i)
 		if err != nil {
 			return err
 		}
@@ -506,7 +528,7 @@ func (p *Processor) Flush(st Store, t Tables, emit func(*schemas.AtsUpdate) erro
 			continue // marked by an index entry whose state is gone
 		}
 		next.Version++
-		u := ComputeATS(next, t, p.dirty[sku])
+		u := ComputeATS(next, t, p.txn[i].ts)
 		st.Put(next)
 		if err := emit(u); err != nil {
 			return err
@@ -519,9 +541,14 @@ func (p *Processor) Flush(st Store, t Tables, emit func(*schemas.AtsUpdate) erro
 }
 
 func (p *Processor) clearTxn() {
-	clear(p.dirty)
-	clear(p.owned)
-	p.order = p.order[:0]
+	if len(p.skus) > 1<<16 {
+		p.skus = make(map[string]int32) // do not keep a re-emit's map
+		p.txn, p.order = nil, nil
+	} else {
+		clear(p.skus)
+		clear(p.txn) // do not pin the states
+		p.txn, p.order = p.txn[:0], p.order[:0]
+	}
 }
 
 // Reset forgets the transaction's work after an abort: the dirty set and
@@ -532,19 +559,19 @@ func (p *Processor) Reset() {
 	p.win.reset()
 }
 
-// own returns the transaction's own, modifiable copy of sku's state: the
-// committed state is copied once per transaction, not once per movement.
-func (p *Processor) own(st Store, sku string) (*schemas.SKUState, error) {
-	if s, ok := p.owned[sku]; ok {
-		return s, nil
+// own returns the transaction's own, modifiable copy of entry i's state:
+// the committed state is copied once per transaction, not once per movement.
+func (p *Processor) own(st Store, i int32) (*schemas.SKUState, error) {
+	e := &p.txn[i]
+	if e.st != nil {
+		return e.st, nil
 	}
-	cur, err := st.Get(sku)
+	cur, err := st.Get(e.sku)
 	if err != nil {
 		return nil, err
 	}
-	s := clone(cur, sku)
-	p.owned[sku] = s
-	return s, nil
+	e.st = clone(cur, e.sku)
+	return e.st, nil
 }
 
 // clone returns a deep copy of st (or a new state for sku when st is nil).

@@ -185,7 +185,7 @@ func formatATS(u *schemas.AtsUpdate) string {
 //	reserve|release order=.. line=.. sku=.. node=.. [qty=N] [attempt=N] [safety=true] [key=..] [type=..]
 //	reservations           prints every stored reservation
 //	flush                  prints the AtsUpdates of the transaction
-//	state sku=..           prints the stored state
+//	state sku=..           prints the state as the open transaction sees it (its own copy, else the stored one)
 //	legacy-seen sku=.. ids=ID@MS,...  stores per-SKU seen ids as versions before the partition window did
 //	window                 prints the stored blocks of the idempotency window
 //	stats
@@ -309,8 +309,11 @@ func TestDataDriven(t *testing.T) {
 					return "no updates"
 				}
 				return b.String()
-			case "state":
+			case "state": // as the open transaction sees it
 				s := st.skus[arg(d, "sku", "")]
+				if i, ok := p.skus[arg(d, "sku", "")]; ok && p.txn[i].st != nil {
+					s = p.txn[i].st
+				}
 				if s == nil {
 					return "absent"
 				}
