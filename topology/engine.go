@@ -176,6 +176,7 @@ type taskState struct {
 	emitter emitter
 	batch   [][]*kgo.Record // records of the current poll, in order
 	rec     Record          // the record Process is handed (reused)
+	arena   Arena           // changelog keys and values
 	seen    Positions       // global positions its committed state reflects; nil: take the current ones
 }
 
@@ -794,11 +795,16 @@ var errNotReady = errors.New("topology: record for a partition that is not resto
 // processBatch processes the records one poll fetched for ts, in order.
 func (e *Engine) processBatch(ts *taskState) error {
 	for _, recs := range ts.batch {
+		ts.touched = true
 		for _, r := range recs {
 			if err := e.process(ts, r); err != nil {
-				return err
+				return err // the transaction aborts
 			}
 		}
+		// One topic and partition per fetch: its last offset is the
+		// position (one map write per fetch, not per record).
+		last := recs[len(recs)-1]
+		ts.inNext[last.Topic] = last.Offset + 1
 	}
 	return nil
 }
@@ -855,8 +861,6 @@ func (e *Engine) sortedTasks() []*taskState {
 
 // process handles one record: size check, task, dead letter.
 func (e *Engine) process(ts *taskState, r *kgo.Record) error {
-	ts.touched = true
-	ts.inNext[r.Topic] = r.Offset + 1
 	// One Record per task, reused: Process must not keep it (Task).
 	ts.rec = Record{
 		Topic:     r.Topic[len(e.cfg.TopicPrefix):],
@@ -930,7 +934,7 @@ func (e *Engine) flushTask(ts *taskState, cur Positions) error {
 		slot := &ts.clNext[i]
 		slot.Store(-1)
 		err := st.Txn().Writes(func(key, val []byte) error {
-			r := &kgo.Record{Topic: topic, Partition: ts.p, Key: slices.Clone(key), Value: slices.Clone(val)}
+			r := &kgo.Record{Topic: topic, Partition: ts.p, Key: ts.arena.Copy(key), Value: ts.arena.Copy(val)}
 			e.produce(r, func(r *kgo.Record) {
 				for {
 					cur := slot.Load()

@@ -138,10 +138,12 @@ type Stats struct {
 // concurrent use.
 type Processor struct {
 	cfg   Config
-	skus  map[string]int32 // sku -> its entry in txn
-	txn   []skuTxn         // the SKUs this transaction read or touched
-	order []int32          // dirty entries in first-touch order (deterministic output order)
-	win   window           // the idempotency window
+	skus  map[string]int32  // sku -> its entry in txn
+	txn   []skuTxn          // the SKUs this transaction read or touched
+	order []int32           // dirty entries in first-touch order (deterministic output order)
+	win   window            // the idempotency window
+	ats   schemas.AtsUpdate // scratch of Flush
+	nodes []*schemas.Node   // scratch of Flush
 	hash  *xxhash.Digest
 	Stats Stats
 }
@@ -514,7 +516,8 @@ func (p *Processor) Dirty() int { return len(p.order) }
 
 // Flush emits one AtsUpdate per dirty SKU, in first-touch order, bumps each
 // SKU's version and stores it. It must be called once before every commit;
-// afterwards nothing is dirty.
+// afterwards nothing is dirty. The update emit is given is reused after emit
+// returns: emit must not keep it.
 func (p *Processor) Flush(st Store, t Tables, emit func(*schemas.AtsUpdate) error) error {
 	if err := p.continueReemit(st); err != nil {
 		return err
@@ -528,15 +531,16 @@ func (p *Processor) Flush(st Store, t Tables, emit func(*schemas.AtsUpdate) erro
 			continue // marked by an index entry whose state is gone
 		}
 		next.Version++
-		u := ComputeATS(next, t, p.txn[i].ts)
+		p.nodes = computeATS(&p.ats, p.nodes, next, t, p.txn[i].ts)
 		st.Put(next)
-		if err := emit(u); err != nil {
+		if err := emit(&p.ats); err != nil {
 			return err
 		}
 		p.Stats.Emitted++
 	}
 	p.win.flush(st, p.cfg)
 	p.clearTxn()
+	clear(p.nodes) // do not pin replaced nodes
 	return nil
 }
 
@@ -619,11 +623,20 @@ func Feeds(c *schemas.Channel, n *schemas.Node) bool {
 // ComputeATS computes the AtsUpdate of one SKU state under the given tables.
 // It is a pure function.
 func ComputeATS(st *schemas.SKUState, t Tables, updatedAt int64) *schemas.AtsUpdate {
-	u := &schemas.AtsUpdate{SKU: st.SKU, Version: st.Version, UpdatedAt: updatedAt}
-	u.Nodes = make([]schemas.NodeATS, len(st.Nodes))
-	nodes := make([]*schemas.Node, len(st.Nodes))
+	u := new(schemas.AtsUpdate)
+	computeATS(u, nil, st, t, updatedAt)
+	return u
+}
+
+// computeATS is ComputeATS into u, reusing u's slices and nodes (scratch);
+// it returns nodes for the next call.
+func computeATS(u *schemas.AtsUpdate, nodes []*schemas.Node, st *schemas.SKUState, t Tables, updatedAt int64) []*schemas.Node {
+	*u = schemas.AtsUpdate{SKU: st.SKU, Version: st.Version, UpdatedAt: updatedAt,
+		Nodes: slices.Grow(u.Nodes[:0], len(st.Nodes))[:len(st.Nodes)], Channels: u.Channels[:0]}
+	nodes = slices.Grow(nodes[:0], len(st.Nodes))[:len(st.Nodes)]
 	for i, ns := range st.Nodes {
 		na := schemas.NodeATS{NodeID: ns.NodeID, OnHand: ns.OnHand, Reserved: ns.Reserved}
+		nodes[i] = nil // not active: feeds no channel
 		if n := t.Node(ns.NodeID); n != nil {
 			na.SafetyStock = SafetyStock(n, st.SKU)
 			if n.Active {
@@ -636,7 +649,7 @@ func ComputeATS(st *schemas.SKUState, t Tables, updatedAt int64) *schemas.AtsUpd
 		u.Nodes[i] = na
 	}
 	chans := t.Channels()
-	u.Channels = make([]schemas.ChannelATS, len(chans))
+	u.Channels = slices.Grow(u.Channels, len(chans))[:len(chans)]
 	for i, c := range chans {
 		var sum int64
 		for j, n := range nodes {
@@ -650,5 +663,5 @@ func ComputeATS(st *schemas.SKUState, t Tables, updatedAt int64) *schemas.AtsUpd
 			ATS:       max(0, sum*(100-pct)/100-int64(c.BufferUnits)),
 		}
 	}
-	return u
+	return nodes
 }

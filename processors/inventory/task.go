@@ -1,7 +1,6 @@
 package inventory
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -96,6 +95,7 @@ type Task struct {
 	m       schemas.StockMovement
 	c       schemas.ReservationCommand
 	buf     []byte
+	arena   topology.Arena // keys and values of the ATS updates
 }
 
 // Process decodes and applies one stock movement or reservation command.
@@ -150,7 +150,7 @@ func (t *Task) Flush(out topology.Emitter) error {
 		if err != nil {
 			return err
 		}
-		out.Emit(TopicATS, []byte(u.SKU), bytes.Clone(t.buf))
+		out.Emit(TopicATS, t.arena.CopyString(u.SKU), t.arena.Copy(t.buf))
 		return nil
 	})
 	if t.onFlush != nil {
