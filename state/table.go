@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -54,8 +55,9 @@ type Table[V any] struct {
 	unflushed int     // staged entries not yet flushed
 	cache     *lru[V] // nil if maxCached == 0
 
-	key []byte // scratch: prefix+key
-	val []byte // scratch: encoded value
+	key  []byte   // scratch: prefix+key
+	keys []string // scratch: staged keys in order
+	val  []byte   // scratch: encoded value
 }
 
 // staged is a value written in the open transaction; v nil means deleted.
@@ -191,10 +193,19 @@ func (t *Table[V]) flush() error {
 	if t.unflushed == 0 {
 		return nil
 	}
+	// In key order: the batch, and the memtable it is applied to, insert
+	// each key next to the one before (Pebble's skiplists reuse the splice
+	// of the previous insert), which costs less than random order.
+	t.keys = t.keys[:0]
 	for key, e := range t.staged {
-		if e.flushed {
-			continue
+		if !e.flushed {
+			t.keys = append(t.keys, key)
 		}
+	}
+	slices.Sort(t.keys)
+	defer clear(t.keys) // do not pin the keys
+	for _, key := range t.keys {
+		e := t.staged[key]
 		pk := t.pebbleKey(key)
 		if isReserved(pk) {
 			return fmt.Errorf("state: table %q: key %q: %w", t.prefix, key, ErrReservedKey)
