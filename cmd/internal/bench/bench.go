@@ -111,6 +111,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.rounds, "rounds", 3, "throughput rounds (passthrough then engine, each on fresh topics); the report uses the medians")
 	fs.IntVar(&c.partitions, "partitions", d.Partitions, "partitions of every co-partitioned topic")
 	fs.DurationVar(&c.commitInterval, "commit-interval", d.CommitInterval, "transaction length of the engine and the passthrough")
+	fs.IntVar(&c.maxTxnRecords, "max-txn-records", d.MaxTxnRecords, "input records per transaction at most, of the engine and the passthrough (default: the engine's)")
 	fs.IntVar(&c.skus, "skus", 100000, "catalogue size of the throughput and latency phases (Zipf-skewed popularity)")
 	fs.IntVar(&c.scaleSKUs, "scale-skus", 1000000, "SKUs of the state-at-scale section (0 skips it)")
 	fs.IntVar(&c.scaleNodes, "scale-nodes", 5, "nodes of the state-at-scale section: one RECEIPT per (sku, node)")
@@ -173,6 +174,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if c.hostile.on || c.hostile.only {
 		errs = append(errs, c.hostile.validate())
+	}
+	if c.maxTxnRecords < 1 {
+		errs = append(errs, errors.New("bench: -max-txn-records must be positive"))
 	}
 	if c.commitInterval < time.Millisecond {
 		errs = append(errs, errors.New("bench: -commit-interval must be at least 1ms"))
