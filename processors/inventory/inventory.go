@@ -231,16 +231,19 @@ func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts 
 		return nil, err
 	}
 	h := p.movementHash(m)
-	if p.win.seen(h) {
+	if !p.win.claim(h) {
 		p.Stats.Duplicates++
 		return nil, nil
 	}
+	// From here on h is claimed: added below, released for a legacy
+	// duplicate; any error aborts the transaction, which resets the window.
 	e := p.entry(m.SKU)
 	next, err := p.own(st, e)
 	if err != nil {
 		return nil, err
 	}
 	if p.legacySeen(next, m) {
+		p.win.release(h)
 		p.Stats.Duplicates++
 		return nil, nil
 	}

@@ -76,15 +76,20 @@ func (w *window) load(st SeenStore) error {
 	return nil
 }
 
-// seen reports whether h is in the window.
-func (w *window) seen(h int64) bool {
-	_, ok := w.ids[h]
-	return ok
+// claim puts h in the window's set and reports whether it was not there
+// (one map operation for the look-up and the insert). A claimed id is then
+// either added (add) or released (release).
+func (w *window) claim(h int64) bool {
+	n := len(w.ids)
+	w.ids[h] = struct{}{}
+	return len(w.ids) > n
 }
 
-// add remembers h, which occurred at at.
+// release takes back a claim that was not added.
+func (w *window) release(h int64) { delete(w.ids, h) }
+
+// add remembers h, claimed before, which occurred at at.
 func (w *window) add(st SeenStore, h, at int64) {
-	w.ids[h] = struct{}{}
 	w.cur.ids = append(w.cur.ids, h)
 	w.cur.maxAt = max(w.cur.maxAt, at)
 	w.newest = max(w.newest, at)
