@@ -177,7 +177,19 @@ type taskState struct {
 	batch   [][]*kgo.Record // records of the current poll, in order
 	rec     Record          // the record Process is handed (reused)
 	arena   Arena           // changelog keys and values
+	records []kgo.Record    // a chunk the records it produces are cut from
 	seen    Positions       // global positions its committed state reflects; nil: take the current ones
+}
+
+// record returns a new, zero record for the task to produce, cut from a
+// chunk of 256 (one allocation per chunk, not per record). Like Arena's, a
+// chunk is never reused: the garbage collector frees it with its records.
+func (ts *taskState) record() *kgo.Record {
+	if len(ts.records) == cap(ts.records) {
+		ts.records = make([]kgo.Record, 0, 256)
+	}
+	ts.records = ts.records[:len(ts.records)+1]
+	return &ts.records[len(ts.records)-1]
 }
 
 // NewEngine checks cfg and topo and returns an engine ready to Run.
@@ -934,7 +946,8 @@ func (e *Engine) flushTask(ts *taskState, cur Positions) error {
 		slot := &ts.clNext[i]
 		slot.Store(-1)
 		err := st.Txn().Writes(func(key, val []byte) error {
-			r := &kgo.Record{Topic: topic, Partition: ts.p, Key: ts.arena.Copy(key), Value: ts.arena.Copy(val)}
+			r := ts.record()
+			r.Topic, r.Partition, r.Key, r.Value = topic, ts.p, ts.arena.Copy(key), ts.arena.Copy(val)
 			e.produce(r, func(r *kgo.Record) {
 				for {
 					cur := slot.Load()
@@ -1102,11 +1115,12 @@ func (em *emitter) Emit(topic Topic, key, value []byte) {
 		panic(fmt.Sprintf("topology: task emitted to %q, which is not an output of the topology", topic))
 	}
 	name := out.name
-	r := &kgo.Record{Topic: name, Key: key, Value: value}
+	r := em.ts.record()
+	r.Topic, r.Key, r.Value = name, key, value
 	if out.CoPartitioned {
 		r.Partition = em.e.partitionFor(name, em.ts.p)
 	} else {
-		r.Partition = keyPartition(key, em.e.counts[name])
+		r.Partition = keyPartition(r, em.e.counts[name])
 	}
 	em.e.produce(r, nil)
 }
@@ -1116,11 +1130,11 @@ func (em *emitter) Emit(topic Topic, key, value []byte) {
 // topology's input) expects it.
 var keyHasher = kgo.StickyKeyPartitioner(nil).ForTopic("")
 
-func keyPartition(key []byte, n int32) int32 {
-	if n <= 0 || key == nil {
+func keyPartition(r *kgo.Record, n int32) int32 {
+	if n <= 0 || r.Key == nil {
 		return 0
 	}
-	return int32(keyHasher.Partition(&kgo.Record{Key: key}, int(n)))
+	return int32(keyHasher.Partition(r, int(n)))
 }
 
 // partitionFor maps a task partition onto topic: the same partition for
