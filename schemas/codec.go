@@ -71,6 +71,10 @@ type Codec[T any] struct {
 	// what they write). Set only for schemas without maps, whose hamba
 	// output is canonical.
 	internal bool
+
+	// fast, if set, decodes the common case in one pass and reports
+	// whether it could; Decode falls back to the general path when not.
+	fast func([]byte, *T) bool
 }
 
 // newInternalCodec is newCodec for a record type that only invroute writes
@@ -227,6 +231,14 @@ func (c *Codec[T]) Decode(b []byte, v *T) error {
 		return &DecodeError{Schema: c.name,
 			Err: fmt.Errorf("%w: %d bytes exceed MaxRecordBytes (%d)", ErrTooLarge, len(b), MaxRecordBytes)}
 	}
+	if c.fast != nil && c.fast(b, v) {
+		return nil
+	}
+	return c.decode(b, v)
+}
+
+// decode is Decode without the size check and the fast path.
+func (c *Codec[T]) decode(b []byte, v *T) error {
 	if _, err := check(c.prog, b); err != nil {
 		field, err := splitField(err)
 		return &DecodeError{Schema: c.name, Field: field, Err: err}
