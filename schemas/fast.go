@@ -100,13 +100,16 @@ func decodeMovement(b []byte, m *StockMovement) bool {
 	sub := func(i int) string { return all[spans[i][0]-base : spans[i][1]-base] }
 	*m = StockMovement{MovementID: sub(0), SKU: sub(1), NodeID: sub(2), Type: movementSymbols[typ],
 		Qty: qty, OccurredAt: at}
-	if hasOrder {
-		s := sub(3)
-		m.OrderID = &s
-	}
-	if hasLine {
-		s := sub(4)
-		m.LineID = &s
+	if hasOrder || hasLine {
+		ids := new([2]string) // one allocation for both pointers
+		if hasOrder {
+			ids[0] = sub(3)
+			m.OrderID = &ids[0]
+		}
+		if hasLine {
+			ids[1] = sub(4)
+			m.LineID = &ids[1]
+		}
 	}
 	return true
 }
