@@ -15,6 +15,9 @@ const arenaChunk = 64 << 10
 // Alloc returns a slice of n bytes (contents undefined) with capacity n, so
 // that appending to it never writes into its neighbour.
 func (a *Arena) Alloc(n int) []byte {
+	if n == 0 {
+		return []byte{} // not nil, even from a zero Arena: nil means a tombstone
+	}
 	if n > cap(a.buf)-len(a.buf) {
 		if n > arenaChunk/4 {
 			return make([]byte, n)

@@ -7,6 +7,9 @@ import (
 
 func TestArena(t *testing.T) {
 	var a Arena
+	if e := a.Copy([]byte{}); e == nil { // first call, no chunk yet
+		t.Fatal("Copy(empty) of a zero Arena is nil: an empty value would become a tombstone")
+	}
 	var got [][]byte
 	var want [][]byte
 	for i := range 5000 { // several chunks

@@ -390,7 +390,6 @@ func (p *Processor) Command(st Store, t Tables, key []byte, c *schemas.Reservati
 			Qty: want, Attempt: c.Attempt, ReservedAt: c.IssuedAt}
 		st.PutReservation(&r)
 		p.touch(e, ts) // Flush stores next
-
 	}
 	if c.Type == schemas.Reserve {
 		p.Stats.Reserved++
@@ -543,7 +542,7 @@ func (p *Processor) Flush(st Store, t Tables, emit func(*schemas.AtsUpdate) erro
 	}
 	p.win.flush(st, p.cfg)
 	p.clearTxn()
-	clear(p.nodes) // do not pin replaced nodes
+	clear(p.nodes[:cap(p.nodes)]) // do not pin replaced nodes
 	return nil
 }
 
@@ -626,7 +625,7 @@ func Feeds(c *schemas.Channel, n *schemas.Node) bool {
 // ComputeATS computes the AtsUpdate of one SKU state under the given tables.
 // It is a pure function.
 func ComputeATS(st *schemas.SKUState, t Tables, updatedAt int64) *schemas.AtsUpdate {
-	u := new(schemas.AtsUpdate)
+	u := &schemas.AtsUpdate{Nodes: []schemas.NodeATS{}, Channels: []schemas.ChannelATS{}} // empty, not nil
 	computeATS(u, nil, st, t, updatedAt)
 	return u
 }
