@@ -71,6 +71,7 @@ type Engine struct {
 
 	produceErr atomic.Pointer[error]
 	inflight   sync.WaitGroup
+	produced   func(*kgo.Record, error) // e.onProduced
 
 	fatal   atomic.Pointer[StorageError] // the first storage fault: Run stops with it
 	running atomic.Bool                  // Run's processing loop is alive
@@ -171,7 +172,7 @@ type taskState struct {
 	names   []string
 	touched bool
 	inNext  map[string]int64 // input topic -> next offset, this transaction
-	clNext  []atomic.Int64   // per store: changelog offset after this transaction's last record
+	clLast  []*kgo.Record    // per store: the last changelog record of this transaction (nil: none)
 	cp      []state.Checkpoint
 	emitter emitter
 	batch   [][]*kgo.Record // records of the current poll, in order
@@ -209,6 +210,7 @@ func NewEngine(cfg Config, topo *Topology) (*Engine, error) {
 		dlq:        cfg.TopicPrefix + string(topo.DeadLetter),
 	}
 	e.sb = newStandbys(e)
+	e.produced = e.onProduced
 	e.phases = phaseStats{log: cfg.Logger, hist: e.m.phaseSeconds}
 	for _, in := range topo.Inputs {
 		e.inputs = append(e.inputs, cfg.TopicPrefix+string(in.Topic))
@@ -462,7 +464,7 @@ func (e *Engine) applyEvents(ctx context.Context) error {
 }
 
 func (e *Engine) openTask(ctx context.Context, p int32) (*taskState, error) {
-	ts := &taskState{p: p, inNext: map[string]int64{}, clNext: make([]atomic.Int64, len(e.topo.Stores))}
+	ts := &taskState{p: p, inNext: map[string]int64{}, clLast: make([]*kgo.Record, len(e.topo.Stores))}
 	ts.emitter = emitter{e: e, ts: ts}
 	stores := map[string]*state.Store{}
 	for _, s := range e.topo.Stores {
@@ -915,7 +917,7 @@ func (e *Engine) deadLetter(ts *taskState, r *kgo.Record, bad *BadInputError) {
 		),
 	}
 	fitDeadLetter(dl, e.dlqLimit)
-	e.produce(dl, nil)
+	e.produce(dl)
 }
 
 // flushAll hands global changes to every task, flushes tasks and writes the
@@ -943,19 +945,14 @@ func (e *Engine) flushTask(ts *taskState, cur Positions) error {
 			return e.storeErr(ts, i, "preparing a transaction, which is aborted", err)
 		}
 		topic := e.changelogs[ts.names[i]]
-		slot := &ts.clNext[i]
-		slot.Store(-1)
+		ts.clLast[i] = nil
 		err := st.Txn().Writes(func(key, val []byte) error {
 			r := ts.record()
 			r.Topic, r.Partition, r.Key, r.Value = topic, ts.p, ts.arena.Copy(key), ts.arena.Copy(val)
-			e.produce(r, func(r *kgo.Record) {
-				for {
-					cur := slot.Load()
-					if r.Offset+1 <= cur || slot.CompareAndSwap(cur, r.Offset+1) {
-						return
-					}
-				}
-			})
+			e.produce(r)
+			// Records to one partition are written in order: the last one
+			// has the highest offset, read once the transaction committed.
+			ts.clLast[i] = r
 			return nil
 		})
 		if err != nil {
@@ -965,20 +962,20 @@ func (e *Engine) flushTask(ts *taskState, cur Positions) error {
 	return nil
 }
 
-// produce writes r inside the open transaction; ok runs after a successful
-// write. The first failure is kept and aborts the transaction.
-func (e *Engine) produce(r *kgo.Record, ok func(*kgo.Record)) {
+// produce writes r inside the open transaction. The first failure is kept
+// and aborts the transaction.
+func (e *Engine) produce(r *kgo.Record) {
 	e.inflight.Add(1)
-	e.sess.Produce(context.Background(), r, func(r *kgo.Record, err error) {
-		defer e.inflight.Done()
-		if err != nil {
-			e.produceErr.CompareAndSwap(nil, &err)
-			return
-		}
-		if ok != nil {
-			ok(r)
-		}
-	})
+	e.sess.Produce(context.Background(), r, e.produced)
+}
+
+// onProduced is the promise of every record (e.produced: one func value,
+// not a closure per record).
+func (e *Engine) onProduced(_ *kgo.Record, err error) {
+	defer e.inflight.Done()
+	if err != nil {
+		e.produceErr.CompareAndSwap(nil, &err)
+	}
 }
 
 // applyAll applies every touched task's stores with their new checkpoints;
@@ -999,8 +996,8 @@ func (e *Engine) applyTask(ts *taskState) error {
 		for k, v := range ts.inNext {
 			cp.InputOffsets[k] = v
 		}
-		if next := ts.clNext[i].Load(); next > 0 {
-			cp.ChangelogOffset = next
+		if last := ts.clLast[i]; last != nil { // written: its promise ran (inflight)
+			cp.ChangelogOffset = last.Offset + 1
 		}
 		if err := st.Commit(cp); err != nil {
 			// Whatever the error, the store is now behind what Kafka
@@ -1014,7 +1011,7 @@ func (e *Engine) applyTask(ts *taskState) error {
 			return f
 		}
 		ts.cp[i] = cp
-		ts.clNext[i].Store(-1)
+		ts.clLast[i] = nil
 	}
 	ts.touched = false
 	clear(ts.inNext)
@@ -1032,7 +1029,7 @@ func (e *Engine) abortAll() error {
 		}
 		for i, st := range ts.stores {
 			st.Abort()
-			ts.clNext[i].Store(-1)
+			ts.clLast[i] = nil
 		}
 		ts.task.Aborted()
 		ts.touched = false
@@ -1122,7 +1119,7 @@ func (em *emitter) Emit(topic Topic, key, value []byte) {
 	} else {
 		r.Partition = keyPartition(r, em.e.counts[name])
 	}
-	em.e.produce(r, nil)
+	em.e.produce(r)
 }
 
 // keyHasher is Kafka's default partitioner (murmur2 of the key), so that a

@@ -56,7 +56,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -247,9 +246,7 @@ func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts 
 		p.Stats.Duplicates++
 		return nil, nil
 	}
-	i, found := slices.BinarySearchFunc(next.Nodes, m.NodeID, func(n schemas.NodeStock, id string) int {
-		return strings.Compare(n.NodeID, id)
-	})
+	i, found := findNode(next.Nodes, m.NodeID)
 	if !found {
 		next.Nodes = slices.Insert(next.Nodes, i, schemas.NodeStock{NodeID: m.NodeID})
 		if err := st.Index(m.NodeID, m.SKU); err != nil {
@@ -356,9 +353,7 @@ func (p *Processor) Command(st Store, t Tables, key []byte, c *schemas.Reservati
 	if err != nil {
 		return nil, err
 	}
-	i, found := slices.BinarySearchFunc(next.Nodes, c.NodeID, func(n schemas.NodeStock, id string) int {
-		return strings.Compare(n.NodeID, id)
-	})
+	i, found := findNode(next.Nodes, c.NodeID)
 	var ns *schemas.NodeStock
 	if found {
 		ns = &next.Nodes[i]
@@ -578,6 +573,21 @@ func (p *Processor) own(st Store, i int32) (*schemas.SKUState, error) {
 	}
 	e.st = clone(cur, e.sku)
 	return e.st, nil
+}
+
+// findNode is slices.BinarySearchFunc over nodes (sorted by NodeID) for id,
+// without the call per comparison.
+func findNode(nodes []schemas.NodeStock, id string) (int, bool) {
+	lo, hi := 0, len(nodes)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if nodes[m].NodeID < id {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo, lo < len(nodes) && nodes[lo].NodeID == id
 }
 
 // clone returns a deep copy of st (or a new state for sku when st is nil).

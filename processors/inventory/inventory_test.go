@@ -386,3 +386,21 @@ func errString(err error) string {
 	}
 	return "ok"
 }
+
+// TestFindNode: findNode agrees with slices.BinarySearchFunc, found or not,
+// on sorted node lists of every length up to 6.
+func TestFindNode(t *testing.T) {
+	ids := []string{"A", "B", "C", "D", "E", "F"}
+	for n := 0; n <= len(ids); n++ {
+		var nodes []schemas.NodeStock
+		for _, id := range ids[:n] {
+			nodes = append(nodes, schemas.NodeStock{NodeID: id + "1"})
+		}
+		for _, id := range []string{"", "A", "A1", "B0", "C1", "D2", "F1", "G"} {
+			wi, wf := slices.BinarySearchFunc(nodes, id, func(ns schemas.NodeStock, id string) int { return strings.Compare(ns.NodeID, id) })
+			if i, f := findNode(nodes, id); i != wi || f != wf {
+				t.Fatalf("%d nodes, %q: findNode = %d, %v; want %d, %v", n, id, i, f, wi, wf)
+			}
+		}
+	}
+}
