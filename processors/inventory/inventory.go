@@ -57,6 +57,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unique"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/invroute/invroute/schemas"
@@ -248,7 +249,9 @@ func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts 
 	}
 	i, found := findNode(next.Nodes, m.NodeID)
 	if !found {
-		next.Nodes = slices.Insert(next.Nodes, i, schemas.NodeStock{NodeID: m.NodeID})
+		// The canonical copy of the id (states live long in the cache;
+		// m.NodeID is a slice of the whole record).
+		next.Nodes = slices.Insert(next.Nodes, i, schemas.NodeStock{NodeID: unique.Make(m.NodeID).Value()})
 		if err := st.Index(m.NodeID, m.SKU); err != nil {
 			return nil, err
 		}

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
+	"unique"
 
 	"github.com/invroute/invroute/processors/catalog"
 	"github.com/invroute/invroute/schemas"
@@ -179,7 +181,18 @@ func (skuStateCodec) Decode(b []byte, v *schemas.SKUState) error {
 		return fmt.Errorf("inventory: stored SKU state has format %v, this version reads %d (a newer invroute wrote it?)",
 			b[:min(len(b), 1)], skuStateFormat)
 	}
-	return schemas.SKUStates.Decode(b[1:], v)
+	if err := schemas.SKUStates.Decode(b[1:], v); err != nil {
+		return err
+	}
+	// Decoded states live in the table's cache. hamba carves their strings
+	// out of shared 1 KiB blocks, which the cache would pin (about 750 bytes
+	// per cached state): keep a copy of the SKU and the one canonical copy
+	// of each node id (a handful of nodes, shared by every state).
+	v.SKU = strings.Clone(v.SKU)
+	for i := range v.Nodes {
+		v.Nodes[i].NodeID = unique.Make(v.Nodes[i].NodeID).Value()
+	}
+	return nil
 }
 
 // pebbleStore is the processor's Store on a state.Store.
