@@ -13,8 +13,8 @@ import (
 //	goavro           goavro plus hand-written conversion between its native map and the struct
 //	goavro-native    goavro alone, native map in or out: its lower bound
 //	hamba            the Codec (what invroute uses): strict check plus hamba; for
-//	                 a stock movement, its one-pass fast path (schemas/fast.go)
-//	general          a stock movement through the general path the fast path replaces
+//	                 a stock movement and an ATS update, their fast paths (schemas/fast.go)
+//	general          the general path (check and hamba) the fast paths replace
 //	hamba-unchecked  hamba alone, through its generic Marshal/Unmarshal
 //	check            the strict check alone
 //
@@ -121,6 +121,15 @@ func BenchmarkEncodeAtsUpdate(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if buf, err = AtsUpdates.Append(buf[:0], &v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("general", func(b *testing.B) {
+		b.SetBytes(int64(len(buf)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if buf, err = AtsUpdates.appendGeneral(buf[:0], &v); err != nil {
 				b.Fatal(err)
 			}
 		}

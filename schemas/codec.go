@@ -75,6 +75,9 @@ type Codec[T any] struct {
 	// fast, if set, decodes the common case in one pass and reports
 	// whether it could; Decode falls back to the general path when not.
 	fast func([]byte, *T) bool
+	// fastAppend, if set (internal codecs only), writes the canonical
+	// encoding directly, as hamba would (schemas/fast.go).
+	fastAppend func([]byte, *T) []byte
 }
 
 // newInternalCodec is newCodec for a record type that only invroute writes
@@ -153,6 +156,19 @@ func (c *Codec[T]) Append(dst []byte, v *T) ([]byte, error) {
 	if v == nil {
 		panic("schemas: " + c.name + " Append of a nil value")
 	}
+	if c.fastAppend != nil {
+		out := c.fastAppend(dst, v)
+		if n := len(out) - len(dst); n > MaxRecordBytes {
+			return dst, &EncodeError{Schema: c.name,
+				Err: fmt.Errorf("%w: %d bytes exceed MaxRecordBytes (%d)", ErrTooLarge, n, MaxRecordBytes)}
+		}
+		return out, nil
+	}
+	return c.appendGeneral(dst, v)
+}
+
+// appendGeneral is Append through hamba, without the fast path.
+func (c *Codec[T]) appendGeneral(dst []byte, v *T) ([]byte, error) {
 	w := c.writers.Get().(*avro.Writer)
 	defer c.putWriter(w)
 	w.Reset(nil)

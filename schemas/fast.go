@@ -115,3 +115,106 @@ func decodeMovement(b []byte, m *StockMovement) bool {
 }
 
 func init() { StockMovements.fast = fastMovement(StockMovements) }
+
+// The engine encodes one AtsUpdate and one SKUState per SKU and transaction.
+// Both are internal records (only invroute writes them, from values it
+// built) of longs, strings, booleans and arrays of records, whose canonical
+// encoding the functions below write directly, without hamba's reflection.
+// TestFastEncoders and FuzzFastEncoders check them byte for byte against
+// hamba.
+
+// appendString appends an Avro string (appendLong is in check.go).
+func appendString(dst []byte, s string) []byte {
+	return append(appendLong(dst, int64(len(s))), s...)
+}
+
+func appendBool(dst []byte, b bool) []byte {
+	if b {
+		return append(dst, 1)
+	}
+	return append(dst, 0)
+}
+
+// appendCount writes an array's one block header (nothing for an empty
+// array: its terminating 0 follows).
+func appendCount(dst []byte, n int) []byte {
+	if n == 0 {
+		return dst
+	}
+	return appendLong(dst, int64(n))
+}
+
+func appendAtsUpdate(dst []byte, u *AtsUpdate) []byte {
+	dst = appendString(dst, u.SKU)
+	dst = appendLong(dst, u.Version)
+	dst = appendLong(dst, u.ATS)
+	dst = appendCount(dst, len(u.Channels))
+	for i := range u.Channels {
+		c := &u.Channels[i]
+		dst = appendLong(appendString(dst, c.ChannelID), c.ATS)
+	}
+	dst = append(dst, 0)
+	dst = appendCount(dst, len(u.Nodes))
+	for i := range u.Nodes {
+		n := &u.Nodes[i]
+		dst = appendString(dst, n.NodeID)
+		dst = appendLong(dst, n.OnHand)
+		dst = appendLong(dst, n.Reserved)
+		dst = appendLong(dst, n.SafetyStock)
+		dst = appendLong(dst, n.Available)
+		dst = appendBool(dst, n.Active)
+	}
+	dst = append(dst, 0)
+	return appendLong(dst, u.UpdatedAt)
+}
+
+func appendSKUState(dst []byte, s *SKUState) []byte {
+	dst = appendString(dst, s.SKU)
+	dst = appendLong(dst, s.Version)
+	dst = appendCount(dst, len(s.Nodes))
+	for i := range s.Nodes {
+		n := &s.Nodes[i]
+		dst = appendLong(appendLong(appendString(dst, n.NodeID), n.OnHand), n.Reserved)
+	}
+	dst = append(dst, 0)
+	dst = appendCount(dst, len(s.Seen))
+	for i := range s.Seen {
+		dst = appendLong(appendLong(dst, s.Seen[i].IDHash), s.Seen[i].OccurredAt)
+	}
+	return append(dst, 0)
+}
+
+// fastAppend returns fn if the codec's schema has the layout fn writes,
+// which it checks against the compiled schema, and panics otherwise.
+func fastAppend[T any](c *Codec[T], layout string, fn func([]byte, *T) []byte) func([]byte, *T) []byte {
+	if got := c.prog.layout(); got != layout {
+		panic(fmt.Sprintf("schemas: %s has layout %s, the fast encoder writes %s", c.name, got, layout))
+	}
+	return fn
+}
+
+// layout describes a compiled schema as a string of kinds, for fastAppend.
+func (n *node) layout() string {
+	switch n.kind {
+	case kRecord:
+		s := "{"
+		for _, f := range n.fields {
+			s += f.layout()
+		}
+		return s + "}"
+	case kArray:
+		return "[" + n.items.layout() + "]"
+	case kString:
+		return "s"
+	case kLong:
+		return "l"
+	case kBool:
+		return "b"
+	}
+	return "?"
+}
+
+func init() {
+	AtsUpdates.fastAppend = fastAppend(AtsUpdates, "{sll[{sl}][{sllllb}]l}", appendAtsUpdate)
+	SKUStates.fastAppend = fastAppend(SKUStates, "{sl[{sll}][{ll}]}", appendSKUState)
+}

@@ -1,6 +1,12 @@
 package schemas
 
-import "testing"
+import (
+	"bytes"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
 
 // FuzzMovementFastPath: whatever decodeMovement accepts, the general path
 // (the strict check, then hamba) accepts too, with the very same value. (What
@@ -50,4 +56,94 @@ func TestMovementFastPathTaken(t *testing.T) {
 			t.Fatalf("sample %d: fast %+v, general %+v (%v)", i, fast, slow, err)
 		}
 	}
+}
+
+// checkFastAppend encodes v on the fast path and through hamba and fails if
+// the bytes differ.
+func checkFastAppend[T any](t *testing.T, c *Codec[T], v *T) {
+	t.Helper()
+	fast, err := c.Append([]byte{0xAA}, v) // after a byte: Append appends
+	if err != nil {
+		t.Fatalf("fast: %v", err)
+	}
+	general, err := c.appendGeneral([]byte{0xAA}, v)
+	if err != nil {
+		t.Fatalf("hamba: %v", err)
+	}
+	if !bytes.Equal(fast, general) {
+		t.Fatalf("%s: fast encoder writes\n% x\nhamba\n% x\nfor %+v", c.name, fast, general, *v)
+	}
+}
+
+// TestFastEncoders: the fast encoders of AtsUpdate and SKUState write what
+// hamba writes, for the samples and for random values (empty and long
+// arrays, negative and extreme numbers, non-ASCII and empty strings).
+func TestFastEncoders(t *testing.T) {
+	if AtsUpdates.fastAppend == nil || SKUStates.fastAppend == nil {
+		t.Fatal("a fast encoder is not installed")
+	}
+	for i := range atsUpdateSamples {
+		checkFastAppend(t, AtsUpdates, &atsUpdateSamples[i])
+	}
+	for i := range skuStateSamples {
+		checkFastAppend(t, SKUStates, &skuStateSamples[i])
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	long := func() int64 {
+		switch rng.IntN(4) {
+		case 0:
+			return rng.Int64N(128) - 64
+		case 1:
+			return math.MinInt64 + rng.Int64N(3)
+		case 2:
+			return math.MaxInt64 - rng.Int64N(3)
+		}
+		return int64(rng.Uint64())
+	}
+	str := func() string {
+		return []string{"", "a", "SKU-000042", "Größe-42", "倉庫", strings.Repeat("x", 200)}[rng.IntN(6)]
+	}
+	for range 2000 {
+		u := AtsUpdate{SKU: str(), Version: long(), ATS: long(), UpdatedAt: long()}
+		for range rng.IntN(4) {
+			u.Channels = append(u.Channels, ChannelATS{ChannelID: str(), ATS: long()})
+		}
+		for range rng.IntN(4) {
+			u.Nodes = append(u.Nodes, NodeATS{NodeID: str(), OnHand: long(), Reserved: long(),
+				SafetyStock: long(), Available: long(), Active: rng.IntN(2) == 1})
+		}
+		checkFastAppend(t, AtsUpdates, &u)
+		s := SKUState{SKU: str(), Version: long()}
+		for range rng.IntN(4) {
+			s.Nodes = append(s.Nodes, NodeStock{NodeID: str(), OnHand: long(), Reserved: long()})
+		}
+		for range rng.IntN(3) {
+			s.Seen = append(s.Seen, SeenMovement{IDHash: long(), OccurredAt: long()})
+		}
+		checkFastAppend(t, SKUStates, &s)
+	}
+}
+
+// FuzzFastEncoders: for every AtsUpdate and SKUState the strict decoder
+// accepts, the fast encoders write what hamba writes. The seeds are copies
+// of the FuzzDecodeAtsUpdate and FuzzDecodeSKUState corpora.
+func FuzzFastEncoders(f *testing.F) {
+	for i := range atsUpdateSamples {
+		b, _ := AtsUpdates.Encode(&atsUpdateSamples[i])
+		f.Add(b)
+	}
+	for i := range skuStateSamples {
+		b, _ := SKUStates.Encode(&skuStateSamples[i])
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var u AtsUpdate
+		if AtsUpdates.Decode(b, &u) == nil {
+			checkFastAppend(t, AtsUpdates, &u)
+		}
+		var s SKUState
+		if SKUStates.Decode(b, &s) == nil {
+			checkFastAppend(t, SKUStates, &s)
+		}
+	})
 }
