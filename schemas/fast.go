@@ -2,7 +2,6 @@ package schemas
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/hamba/avro/v2"
 )
@@ -21,33 +20,8 @@ import (
 // record it accepts decodes to exactly what the general path gives.
 
 // movementSymbols are the MovementType symbols by enum index, as in the
-// schema (checked at start-up by fastMovement).
+// schema (read at start-up, in init).
 var movementSymbols []MovementType
-
-// fastMovement returns decodeMovement if the StockMovement schema still has
-// the layout decodeMovement reads, and panics otherwise: a changed schema
-// must change the fast path too.
-func fastMovement(c *Codec[StockMovement]) func([]byte, *StockMovement) bool {
-	want := []kind{kString, kString, kString, kEnum, kLong, kUnion, kUnion, kLong}
-	var got []kind
-	for _, f := range c.prog.fields {
-		got = append(got, f.kind)
-	}
-	optString := func(n *node) bool {
-		return len(n.fields) == 2 && n.fields[0].kind == kNull && n.fields[1].kind == kString
-	}
-	if !slices.Equal(got, want) || !optString(c.prog.fields[5]) || !optString(c.prog.fields[6]) {
-		panic(fmt.Sprintf("schemas: StockMovement fields are %v, the fast decoder reads %v", got, want))
-	}
-	for _, f := range c.schema.(*avro.RecordSchema).Fields() {
-		if e, ok := f.Type().(*avro.EnumSchema); ok {
-			for _, s := range e.Symbols() {
-				movementSymbols = append(movementSymbols, MovementType(s))
-			}
-		}
-	}
-	return decodeMovement
-}
 
 // decodeMovement sets *m to the StockMovement in b and reports whether it
 // could; on false, *m is unspecified.
@@ -113,8 +87,6 @@ func decodeMovement(b []byte, m *StockMovement) bool {
 	}
 	return true
 }
-
-func init() { StockMovements.fast = fastMovement(StockMovements) }
 
 // The engine encodes one AtsUpdate and one SKUState per SKU and transaction.
 // Both are internal records (only invroute writes them, from values it
@@ -184,16 +156,15 @@ func appendSKUState(dst []byte, s *SKUState) []byte {
 	return append(dst, 0)
 }
 
-// fastAppend returns fn if the codec's schema has the layout fn writes,
-// which it checks against the compiled schema, and panics otherwise.
-func fastAppend[T any](c *Codec[T], layout string, fn func([]byte, *T) []byte) func([]byte, *T) []byte {
-	if got := c.prog.layout(); got != layout {
-		panic(fmt.Sprintf("schemas: %s has layout %s, the fast encoder writes %s", c.name, got, layout))
+// mustLayout panics unless the codec's schema has the layout a fast path
+// reads or writes: a changed schema must change its fast path too.
+func mustLayout[T any](c *Codec[T], want string) {
+	if got := c.prog.layout(); got != want {
+		panic(fmt.Sprintf("schemas: %s has layout %s, its fast path handles %s", c.name, got, want))
 	}
-	return fn
 }
 
-// layout describes a compiled schema as a string of kinds, for fastAppend.
+// layout describes a compiled schema as a string of kinds, for mustLayout.
 func (n *node) layout() string {
 	switch n.kind {
 	case kRecord:
@@ -210,11 +181,32 @@ func (n *node) layout() string {
 		return "l"
 	case kBool:
 		return "b"
+	case kEnum:
+		return "e"
+	case kNull:
+		return "n"
+	case kUnion:
+		s := "("
+		for _, f := range n.fields {
+			s += f.layout()
+		}
+		return s + ")"
 	}
 	return "?"
 }
 
 func init() {
-	AtsUpdates.fastAppend = fastAppend(AtsUpdates, "{sll[{sl}][{sllllb}]l}", appendAtsUpdate)
-	SKUStates.fastAppend = fastAppend(SKUStates, "{sl[{sll}][{ll}]}", appendSKUState)
+	mustLayout(StockMovements, "{sssel(ns)(ns)l}")
+	for _, f := range StockMovements.schema.(*avro.RecordSchema).Fields() {
+		if e, ok := f.Type().(*avro.EnumSchema); ok {
+			for _, sym := range e.Symbols() {
+				movementSymbols = append(movementSymbols, MovementType(sym))
+			}
+		}
+	}
+	StockMovements.fast = decodeMovement
+	mustLayout(AtsUpdates, "{sll[{sl}][{sllllb}]l}")
+	AtsUpdates.fastAppend = appendAtsUpdate
+	mustLayout(SKUStates, "{sl[{sll}][{ll}]}")
+	SKUStates.fastAppend = appendSKUState
 }

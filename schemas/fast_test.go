@@ -11,7 +11,8 @@ import (
 // FuzzMovementFastPath: whatever decodeMovement accepts, the general path
 // (the strict check, then hamba) accepts too, with the very same value. (What
 // it refuses goes to the general path, which is the judge.) The seeds are the
-// samples, their halves, and the corpus of FuzzDecodeStockMovement.
+// samples, their halves, and testdata's copy of FuzzDecodeStockMovement's
+// corpus.
 func FuzzMovementFastPath(f *testing.F) {
 	for i := range stockMovementSamples {
 		b, err := StockMovements.Encode(&stockMovementSamples[i])

@@ -105,13 +105,11 @@ func (t *Task) Process(r *topology.Record, out topology.Emitter) error {
 	var res *schemas.ReservationResult
 	var err error
 	if r.Topic == string(TopicCommands) {
-		t.c = schemas.ReservationCommand{}
 		if err := schemas.ReservationCommands.Decode(r.Value, &t.c); err != nil {
 			return topology.BadInput("decode", err)
 		}
 		res, err = t.p.Command(t.store, t.catalog.Snapshot(), r.Key, &t.c, r.Timestamp)
 	} else {
-		t.m = schemas.StockMovement{}
 		if err := schemas.StockMovements.DecodeInput(r.Value, &t.m, t.ids); err != nil {
 			return topology.BadInput("decode", err)
 		}

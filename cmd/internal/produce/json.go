@@ -35,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"reflect"
 	"slices"
@@ -433,49 +434,7 @@ func (w *walker) object(v reflect.Value, path string, top bool) error {
 	} else if t != json.Delim('{') {
 		return w.errf(strings.TrimSuffix(path, "."), "expected an object")
 	}
-	idx := fields(v.Type())
-	seen := map[string]bool{}
-	for w.dec.More() {
-		t, err := w.token()
-		if err != nil {
-			return err
-		}
-		name := t.(string)
-		full := path + name
-		if seen[name] {
-			return w.errf(full, "set twice")
-		}
-		seen[name] = true
-		if top && (name == "kind" || name == "delete") {
-			var skip json.RawMessage
-			if err := w.dec.Decode(&skip); err != nil {
-				return w.errf(full, "%v", err)
-			}
-			continue
-		}
-		i, ok := idx[name]
-		if !ok {
-			return w.errf(full, "unknown field (fields of %s: %s)", w.kind.name, strings.Join(slices.Sorted(mapKeys(idx)), ", "))
-		}
-		if top {
-			w.present[name] = true
-		}
-		if err := w.value(v.Field(i), full); err != nil {
-			return err
-		}
-	}
-	_, err := w.token() // }
-	return err
-}
-
-func mapKeys(m map[string]int) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
+	return w.objectBody(v, path, top, "fields of "+w.kind.name)
 }
 
 // value decodes the next JSON value into v, the field at path.
@@ -503,7 +462,7 @@ func (w *walker) value(v reflect.Value, path string) error {
 				return w.errf(path, "expected an object or null, got %s", tokenKind(t))
 			}
 			// object() reads the '{' itself: decode the rest by hand.
-			if err := w.objectBody(nv.Elem(), path+"."); err != nil {
+			if err := w.objectBody(nv.Elem(), path+".", false, "fields"); err != nil {
 				return err
 			}
 		} else if err := w.scalar(nv.Elem(), t, path, name); err != nil {
@@ -553,8 +512,9 @@ func (w *walker) value(v reflect.Value, path string) error {
 	return w.scalar(v, t, path, name)
 }
 
-// objectBody is object after its '{' was read.
-func (w *walker) objectBody(v reflect.Value, path string) error {
+// objectBody is object after its '{' was read; an unknown field's error
+// lists the fields after label.
+func (w *walker) objectBody(v reflect.Value, path string, top bool, label string) error {
 	idx := fields(v.Type())
 	seen := map[string]bool{}
 	for w.dec.More() {
@@ -563,19 +523,30 @@ func (w *walker) objectBody(v reflect.Value, path string) error {
 			return err
 		}
 		name := t.(string)
+		full := path + name
 		if seen[name] {
-			return w.errf(path+name, "set twice")
+			return w.errf(full, "set twice")
 		}
 		seen[name] = true
+		if top && (name == "kind" || name == "delete") {
+			var skip json.RawMessage
+			if err := w.dec.Decode(&skip); err != nil {
+				return w.errf(full, "%v", err)
+			}
+			continue
+		}
 		i, ok := idx[name]
 		if !ok {
-			return w.errf(path+name, "unknown field (fields: %s)", strings.Join(slices.Sorted(mapKeys(idx)), ", "))
+			return w.errf(full, "unknown field (%s: %s)", label, strings.Join(slices.Sorted(maps.Keys(idx)), ", "))
 		}
-		if err := w.value(v.Field(i), path+name); err != nil {
+		if top {
+			w.present[name] = true
+		}
+		if err := w.value(v.Field(i), full); err != nil {
 			return err
 		}
 	}
-	_, err := w.token()
+	_, err := w.token() // }
 	return err
 }
 
