@@ -12,7 +12,7 @@ import (
 // A block is written to the store once, when it is sealed, and deleted
 // when it falls out of the window, so the cost of remembering a movement is
 // 8 bytes in one store value and one changelog record per transaction, not
-// a rewrite of every remembered id. In memory the window is a hash set over
+// a rewrite of every remembered id. In memory the window is a hash set (idSet) over
 // the same blocks; it mirrors the committed store plus the open
 // transaction, and is rebuilt from the store after an abort.
 //
@@ -22,11 +22,11 @@ import (
 // least DedupeMax - blockIDs of the newest ids are always remembered.
 type window struct {
 	loaded bool
-	ids    map[int64]struct{} // every id hash in blocks and cur (each once)
-	blocks []seenBlock        // sealed blocks, oldest first
-	cur    seenBlock          // the open block (this transaction's newest ids)
-	total  int                // ids in blocks and cur
-	newest int64              // newest occurred_at in the window
+	ids    idSet       // every id hash in blocks and cur (each once)
+	blocks []seenBlock // sealed blocks, oldest first
+	cur    seenBlock   // the open block (this transaction's newest ids)
+	total  int         // ids in blocks and cur
+	newest int64       // newest occurred_at in the window
 }
 
 type seenBlock struct {
@@ -52,7 +52,7 @@ func (w *window) load(st SeenStore) error {
 	if w.loaded {
 		return nil
 	}
-	*w = window{ids: make(map[int64]struct{})}
+	*w = window{}
 	var next uint64 = 1
 	err := st.SeenBlocks(func(seq uint64, b []byte) error {
 		blk, err := decodeBlock(seq, b)
@@ -60,7 +60,7 @@ func (w *window) load(st SeenStore) error {
 			return err
 		}
 		for _, h := range blk.ids {
-			w.ids[h] = struct{}{}
+			w.ids.add(h)
 		}
 		w.blocks = append(w.blocks, blk)
 		w.total += len(blk.ids)
@@ -77,16 +77,12 @@ func (w *window) load(st SeenStore) error {
 }
 
 // claim puts h in the window's set and reports whether it was not there
-// (one map operation for the look-up and the insert). A claimed id is then
-// either added (add) or released (release).
-func (w *window) claim(h int64) bool {
-	n := len(w.ids)
-	w.ids[h] = struct{}{}
-	return len(w.ids) > n
-}
+// (one probe for the look-up and the insert). A claimed id is then either
+// added (add) or released (release).
+func (w *window) claim(h int64) bool { return w.ids.add(h) }
 
 // release takes back a claim that was not added.
-func (w *window) release(h int64) { delete(w.ids, h) }
+func (w *window) release(h int64) { w.ids.remove(h) }
 
 // add remembers h, claimed before, which occurred at at.
 func (w *window) add(st SeenStore, h, at int64) {
@@ -123,7 +119,7 @@ func (w *window) flush(st SeenStore, cfg Config) {
 			break
 		}
 		for _, h := range b.ids {
-			delete(w.ids, h) // an id is added only when not in the window: it is in no other block
+			w.ids.remove(h) // an id is added only when not in the window: it is in no other block
 		}
 		st.DeleteSeenBlock(b.seq)
 		w.total -= len(b.ids)
