@@ -180,3 +180,27 @@ func atsToNative(v *AtsUpdate) any {
 	return map[string]any{"sku": v.SKU, "version": v.Version, "ats": v.ATS,
 		"channels": channels, "nodes": nodes, "updated_at": v.UpdatedAt}
 }
+
+// BenchmarkEncodeReservationResult: the fast encoder against hamba's
+// general path, side by side. Run: go test -run X -bench ReservationResult ./schemas/
+func BenchmarkEncodeReservationResult(b *testing.B) {
+	v := reservationResultSamples[0]
+	var buf []byte
+	var err error
+	b.Run("fast", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if buf, err = ReservationResults.Append(buf[:0], &v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("general", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if buf, err = ReservationResults.appendGeneral(buf[:0], &v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -76,8 +76,9 @@ type Codec[T any] struct {
 	// whether it could; Decode falls back to the general path when not.
 	fast func([]byte, *T) bool
 	// fastAppend, if set (internal codecs only), writes the canonical
-	// encoding directly, as hamba would (schemas/fast.go).
-	fastAppend func([]byte, *T) []byte
+	// encoding directly, as hamba would (schemas/fast.go), or reports
+	// false (a value it leaves to hamba, which refuses it).
+	fastAppend func([]byte, *T) ([]byte, bool)
 }
 
 // newInternalCodec is newCodec for a record type that only invroute writes
@@ -157,12 +158,13 @@ func (c *Codec[T]) Append(dst []byte, v *T) ([]byte, error) {
 		panic("schemas: " + c.name + " Append of a nil value")
 	}
 	if c.fastAppend != nil {
-		out := c.fastAppend(dst, v)
-		if n := len(out) - len(dst); n > MaxRecordBytes {
-			return dst, &EncodeError{Schema: c.name,
-				Err: fmt.Errorf("%w: %d bytes exceed MaxRecordBytes (%d)", ErrTooLarge, n, MaxRecordBytes)}
+		if out, ok := c.fastAppend(dst, v); ok {
+			if n := len(out) - len(dst); n > MaxRecordBytes {
+				return dst, &EncodeError{Schema: c.name,
+					Err: fmt.Errorf("%w: %d bytes exceed MaxRecordBytes (%d)", ErrTooLarge, n, MaxRecordBytes)}
+			}
+			return out, nil
 		}
-		return out, nil
 	}
 	return c.appendGeneral(dst, v)
 }

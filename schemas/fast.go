@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/hamba/avro/v2"
 )
@@ -116,7 +117,7 @@ func appendCount(dst []byte, n int) []byte {
 	return appendLong(dst, int64(n))
 }
 
-func appendAtsUpdate(dst []byte, u *AtsUpdate) []byte {
+func appendAtsUpdate(dst []byte, u *AtsUpdate) ([]byte, bool) {
 	dst = appendString(dst, u.SKU)
 	dst = appendLong(dst, u.Version)
 	dst = appendLong(dst, u.ATS)
@@ -137,10 +138,10 @@ func appendAtsUpdate(dst []byte, u *AtsUpdate) []byte {
 		dst = appendBool(dst, n.Active)
 	}
 	dst = append(dst, 0)
-	return appendLong(dst, u.UpdatedAt)
+	return appendLong(dst, u.UpdatedAt), true
 }
 
-func appendSKUState(dst []byte, s *SKUState) []byte {
+func appendSKUState(dst []byte, s *SKUState) ([]byte, bool) {
 	dst = appendString(dst, s.SKU)
 	dst = appendLong(dst, s.Version)
 	dst = appendCount(dst, len(s.Nodes))
@@ -153,7 +154,45 @@ func appendSKUState(dst []byte, s *SKUState) []byte {
 	for i := range s.Seen {
 		dst = appendLong(appendLong(dst, s.Seen[i].IDHash), s.Seen[i].OccurredAt)
 	}
-	return append(dst, 0)
+	return append(dst, 0), true
+}
+
+// resultOps are the ReservationOp symbols in schema order (init).
+var resultOps []ReservationOp
+
+// appendReservationResult writes a ReservationResult (the notice of every
+// SHIPMENT and RETURN_RESTOCK that names an order line, and the answer to
+// every reservation command); a Type that is not a symbol goes to hamba.
+func appendReservationResult(dst []byte, r *ReservationResult) ([]byte, bool) {
+	op := slices.Index(resultOps, r.Type)
+	if op < 0 {
+		return dst, false
+	}
+	dst = appendString(appendString(dst, r.OrderID), r.LineID)
+	dst = appendLong(dst, int64(op))
+	dst = appendString(appendString(dst, r.SKU), r.NodeID)
+	dst = appendLong(dst, r.Qty)
+	dst = appendLong(dst, int64(r.Attempt)) // an Avro int: the same zig-zag varint
+	dst = appendBool(dst, r.OK)
+	dst = appendString(dst, r.Reason)
+	return appendLong(appendLong(dst, r.Available), r.DecidedAt), true
+}
+
+// enumSymbols returns the symbols of the enum field of c's record schema,
+// in schema order (the order of their encoded indexes).
+func enumSymbols[E ~string, T any](c *Codec[T], field string) []E {
+	var out []E
+	for _, f := range c.schema.(*avro.RecordSchema).Fields() {
+		if e, ok := f.Type().(*avro.EnumSchema); ok && f.Name() == field {
+			for _, sym := range e.Symbols() {
+				out = append(out, E(sym))
+			}
+		}
+	}
+	if len(out) == 0 {
+		panic(fmt.Sprintf("schemas: %s has no enum field %s", c.name, field))
+	}
+	return out
 }
 
 // mustLayout panics unless the codec's schema has the layout a fast path
@@ -179,6 +218,8 @@ func (n *node) layout() string {
 		return "s"
 	case kLong:
 		return "l"
+	case kInt:
+		return "i"
 	case kBool:
 		return "b"
 	case kEnum:
@@ -197,16 +238,13 @@ func (n *node) layout() string {
 
 func init() {
 	mustLayout(StockMovements, "{sssel(ns)(ns)l}")
-	for _, f := range StockMovements.schema.(*avro.RecordSchema).Fields() {
-		if e, ok := f.Type().(*avro.EnumSchema); ok {
-			for _, sym := range e.Symbols() {
-				movementSymbols = append(movementSymbols, MovementType(sym))
-			}
-		}
-	}
+	movementSymbols = enumSymbols[MovementType](StockMovements, "type")
 	StockMovements.fast = decodeMovement
 	mustLayout(AtsUpdates, "{sll[{sl}][{sllllb}]l}")
 	AtsUpdates.fastAppend = appendAtsUpdate
 	mustLayout(SKUStates, "{sl[{sll}][{ll}]}")
 	SKUStates.fastAppend = appendSKUState
+	mustLayout(ReservationResults, "{ssesslibsll}")
+	resultOps = enumSymbols[ReservationOp](ReservationResults, "type")
+	ReservationResults.fastAppend = appendReservationResult
 }

@@ -97,7 +97,7 @@ type Task struct {
 	m       schemas.StockMovement
 	c       schemas.ReservationCommand
 	buf     []byte
-	arena   topology.Arena // keys and values of the ATS updates
+	arena   topology.Arena // keys and values of the records emitted
 }
 
 // Process decodes and applies one stock movement or reservation command.
@@ -121,11 +121,11 @@ func (t *Task) Process(r *topology.Record, out topology.Emitter) error {
 	if err != nil || res == nil {
 		return err
 	}
-	b, err := schemas.ReservationResults.Encode(res)
+	t.buf, err = schemas.ReservationResults.Append(t.buf[:0], res)
 	if err != nil {
 		return err
 	}
-	out.Emit(TopicResults, []byte(res.OrderID), b)
+	out.Emit(TopicResults, t.arena.CopyString(res.OrderID), t.arena.Copy(t.buf))
 	return nil
 }
 
