@@ -41,7 +41,7 @@
 //
 // A Store has one open Txn, an indexed Pebble batch plus the set of keys it
 // wrote. A Table is a typed view of the keys under a prefix: it stages typed
-// values until Prepare, and keeps a bounded LRU of decoded committed values
+// values until Prepare, and keeps a bounded cache (CLOCK eviction) of decoded committed values
 // that Commit, Abort, FinishRestore and Wipe keep coherent, so a hot
 // read-modify-write key costs neither a Pebble read nor a decode.
 //

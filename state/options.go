@@ -20,7 +20,7 @@ const (
 //
 // Memory used by one Store is bounded by configuration: the block cache
 // (shared or CacheSize), at most two memtables of MemTableSize (Pebble stalls
-// writes beyond that), the decoded-value LRU of each Table (maxCached entries)
+// writes beyond that), the decoded-value cache of each Table (maxCached entries)
 // and the open transaction, whose size the caller bounds by committing often.
 type Options struct {
 	// FS is the filesystem the store lives on. Default vfs.Default; tests use

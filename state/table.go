@@ -36,9 +36,10 @@ type table interface {
 //
 // Put and Delete stage values in a map (the table's part of the open
 // transaction); Store.Prepare encodes them, once, into the transaction;
-// Store.Commit then moves them into a bounded LRU of decoded committed values,
-// and Store.Abort drops them. The LRU is dropped by FinishRestore and Wipe and
-// is never filled from uncommitted data, so it always holds committed values.
+// Store.Commit then moves them into a bounded cache of decoded committed
+// values (CLOCK eviction, see cache), and Store.Abort drops them. The cache is
+// dropped by FinishRestore and Wipe and is never filled from uncommitted
+// data, so it always holds committed values.
 //
 // Values returned by Get are shared with the table: callers must not modify
 // them. To change a value, copy it, modify the copy and Put it; a value passed
@@ -52,8 +53,8 @@ type Table[V any] struct {
 	codec  Codec[V]
 
 	staged    map[string]staged[V]
-	unflushed int     // staged entries not yet flushed
-	cache     *lru[V] // nil if maxCached == 0
+	unflushed int       // staged entries not yet flushed
+	cache     *cache[V] // nil if maxCached == 0
 
 	key  []byte   // scratch: prefix+key
 	keys []string // scratch: staged keys in order
@@ -85,7 +86,7 @@ func NewTable[V any](s *Store, prefix string, c Codec[V], maxCached int) *Table[
 	}
 	t := &Table[V]{s: s, prefix: prefix, codec: c, staged: make(map[string]staged[V])}
 	if maxCached > 0 {
-		t.cache = newLRU[V](maxCached)
+		t.cache = newCache[V](maxCached)
 	}
 	s.tables = append(s.tables, t)
 	return t
@@ -102,7 +103,7 @@ func (t *Table[V]) Cached() int {
 	if t.cache == nil {
 		return 0
 	}
-	return len(t.cache.m)
+	return t.cache.len()
 }
 
 func (t *Table[V]) pebbleKey(key string) []byte {
@@ -279,81 +280,96 @@ func (t *Table[V]) invalidate(pk []byte) {
 	}
 }
 
-// lru is a map plus a doubly linked list, most recently used first. A nil
-// value records a key known to be absent.
-type lru[V any] struct {
-	max  int
-	m    map[string]*lruEntry[V]
-	root lruEntry[V] // sentinel: root.next is the most recent
+// cache is a bounded cache of decoded values with CLOCK eviction (second
+// chance, an approximation of LRU): a map from key to a slot of an array
+// grown up to the bound, and a hand that sweeps the slots for a victim,
+// sparing (once) those read since it last passed. A hit is one map look-up
+// and one store to the slot; the LRU list it replaced also rewrote the links
+// of two neighbours, memory the CPU cache rarely holds when the table is
+// large. BenchmarkTableCache, side by side on a hot working set: 28-30 vs
+// 31-38 ns per access, and slightly fewer misses. A nil value records a key
+// known to be absent.
+type cache[V any] struct {
+	m     map[string]int32 // key -> its slot
+	slots []cacheSlot[V]   // grown up to max, then reused
+	max   int
+	hand  int
 }
 
-type lruEntry[V any] struct {
-	key        string
-	v          *V
-	prev, next *lruEntry[V]
+type cacheSlot[V any] struct {
+	key  string
+	v    *V
+	used bool // in use: key is in m
+	ref  bool // read since the hand last passed
 }
 
-func newLRU[V any](max int) *lru[V] {
-	c := &lru[V]{max: max, m: make(map[string]*lruEntry[V], min(max, 1<<16))}
-	c.root.prev, c.root.next = &c.root, &c.root
-	return c
+func newCache[V any](max int) *cache[V] {
+	return &cache[V]{m: make(map[string]int32, min(max, 1<<16)), max: max}
 }
 
-func (c *lru[V]) unlink(e *lruEntry[V]) {
-	e.prev.next, e.next.prev = e.next, e.prev
-}
+func (c *cache[V]) len() int { return len(c.m) }
 
-func (c *lru[V]) pushFront(e *lruEntry[V]) {
-	e.prev, e.next = &c.root, c.root.next
-	e.prev.next, e.next.prev = e, e
-}
-
-func (c *lru[V]) get(key string) (*V, bool) {
-	e, ok := c.m[key]
+func (c *cache[V]) get(key string) (*V, bool) {
+	i, ok := c.m[key]
 	if !ok {
 		return nil, false
 	}
-	if c.root.next != e {
-		c.unlink(e)
-		c.pushFront(e)
-	}
-	return e.v, true
+	s := &c.slots[i]
+	s.ref = true
+	return s.v, true
 }
 
-func (c *lru[V]) put(key string, v *V) {
-	if e, ok := c.m[key]; ok {
-		e.v = v
-		if c.root.next != e {
-			c.unlink(e)
-			c.pushFront(e)
-		}
+func (c *cache[V]) put(key string, v *V) {
+	if i, ok := c.m[key]; ok {
+		s := &c.slots[i]
+		s.v, s.ref = v, true
 		return
 	}
-	var e *lruEntry[V]
-	if len(c.m) >= c.max {
-		// Reuse the least recently used entry.
-		e = c.root.prev
-		c.unlink(e)
-		delete(c.m, e.key)
+	i := len(c.slots)
+	if i < c.max {
+		c.slots = append(c.slots, cacheSlot[V]{})
 	} else {
-		e = new(lruEntry[V])
+		i = c.victim()
 	}
-	e.key, e.v = key, v
-	c.m[key] = e
-	c.pushFront(e)
+	c.slots[i] = cacheSlot[V]{key: key, v: v, used: true}
+	c.m[key] = int32(i)
 }
 
-func (c *lru[V]) remove(key string) {
-	if e, ok := c.m[key]; ok {
-		c.unlink(e)
+// victim frees and returns a slot: the first one the hand finds free or
+// not read since its last pass, clearing the marks it passes over. It ends
+// within two sweeps.
+func (c *cache[V]) victim() int {
+	for {
+		i := c.hand
+		c.hand++
+		if c.hand == len(c.slots) {
+			c.hand = 0
+		}
+		s := &c.slots[i]
+		switch {
+		case !s.used:
+			return i
+		case s.ref:
+			s.ref = false
+		default:
+			delete(c.m, s.key)
+			return i
+		}
+	}
+}
+
+func (c *cache[V]) remove(key string) {
+	if i, ok := c.m[key]; ok {
 		delete(c.m, key)
+		c.slots[i] = cacheSlot[V]{} // free: the hand takes it first
 	}
 }
 
-func (c *lru[V]) clear() {
+func (c *cache[V]) clear() {
 	if len(c.m) == 0 {
 		return
 	}
 	clear(c.m)
-	c.root.prev, c.root.next = &c.root, &c.root
+	clear(c.slots) // do not pin the values
+	c.slots, c.hand = c.slots[:0], 0
 }
