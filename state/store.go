@@ -105,7 +105,7 @@ func Open(dir string, o *Options) (s *Store, err error) {
 		s.wo = pebble.Sync
 	}
 	s.txn.s = s
-	s.txn.written = make(map[string]struct{})
+	s.txn.written = make(map[string]bool)
 
 	val, closer, err := s.get(checkpointKey)
 	switch {

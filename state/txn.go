@@ -11,7 +11,8 @@ import (
 )
 
 // Txn is a store's open transaction: an indexed Pebble batch, whose writes
-// its reads see, plus the set of keys written. Get a Txn with Store.Txn; it
+// its reads see, plus the set of keys written (and whether the last write
+// of each was a delete). Get a Txn with Store.Txn; it
 // ends with Store.Commit or Store.Abort and the same value is then reused for
 // the next transaction. Like its Store, a Txn is used by one goroutine at a
 // time.
@@ -21,10 +22,10 @@ import (
 // replaces that table's staged value for the key.
 type Txn struct {
 	s       *Store
-	b       *pebble.Batch       // nil until the first write
-	written map[string]struct{} // distinct keys written to b
-	sorted  []string            // scratch for Writes
-	kbuf    []byte              // scratch for Writes
+	b       *pebble.Batch   // nil until the first write
+	written map[string]bool // distinct keys written to b: true if the last write deleted it
+	sorted  []string        // scratch for Writes
+	kbuf    []byte          // scratch for Writes
 }
 
 // emptyValue is passed for an existing key with an empty value, so that nil
@@ -49,7 +50,7 @@ func (t *Txn) reset() {
 		t.b.Reset() // also clears the "applied" state of a committed batch
 	}
 	if len(t.written) > 4096 {
-		t.written = make(map[string]struct{})
+		t.written = make(map[string]bool)
 	} else {
 		clear(t.written)
 	}
@@ -61,9 +62,10 @@ func (t *Txn) wrote(key []byte) bool {
 	return ok
 }
 
-func (t *Txn) noteWrite(key []byte) {
-	if _, ok := t.written[string(key)]; !ok {
-		t.written[string(key)] = struct{}{}
+func (t *Txn) noteWrite(key []byte, deleted bool) {
+	// The look-up does not copy key; the insert does, so only when needed.
+	if d, ok := t.written[string(key)]; !ok || d != deleted {
+		t.written[string(key)] = deleted
 	}
 }
 
@@ -72,7 +74,7 @@ func (t *Txn) set(key, val []byte) error {
 	if err := t.batch().Set(key, val, nil); err != nil {
 		return fmt.Errorf("state: set: %w", t.s.h.fail(err))
 	}
-	t.noteWrite(key)
+	t.noteWrite(key, false)
 	return nil
 }
 
@@ -80,7 +82,7 @@ func (t *Txn) del(key []byte) error {
 	if err := t.batch().Delete(key, nil); err != nil {
 		return fmt.Errorf("state: delete: %w", t.s.h.fail(err))
 	}
-	t.noteWrite(key)
+	t.noteWrite(key, true)
 	return nil
 }
 
@@ -239,38 +241,45 @@ func (t *Txn) Writes(fn func(key, val []byte) error) error {
 	if len(t.written) == 0 {
 		return nil
 	}
+	// The batch-only iterator yields, in key order, the keys whose last
+	// write is a set; the keys whose last write is a delete (few) are
+	// sorted here and merged in.
 	t.sorted = t.sorted[:0]
-	for k := range t.written {
-		t.sorted = append(t.sorted, k)
+	for k, deleted := range t.written {
+		if deleted {
+			t.sorted = append(t.sorted, k)
+		}
 	}
 	slices.Sort(t.sorted)
 	defer clear(t.sorted) // do not pin the keys
 
-	// The batch-only iterator yields the keys whose last write is a set, in
-	// key order: a subset of t.sorted. Walk both together.
 	it, err := t.b.NewBatchOnlyIter(context.Background(), nil)
 	if err != nil {
 		return fmt.Errorf("state: writes: %w", t.s.h.fail(err))
 	}
-	valid := it.First()
-	for _, k := range t.sorted {
-		t.kbuf = append(t.kbuf[:0], k...)
-		var val []byte
-		if valid && string(it.Key()) == k {
-			if val, err = it.ValueAndErr(); err != nil {
-				break
+	valid, d := it.First(), 0
+	for valid || d < len(t.sorted) {
+		if d < len(t.sorted) && (!valid || t.sorted[d] < string(it.Key())) {
+			t.kbuf = append(t.kbuf[:0], t.sorted[d]...)
+			d++
+			if err := fn(t.kbuf, nil); err != nil {
+				_ = it.Close()
+				return err
 			}
-			if val == nil {
-				val = emptyValue
-			}
+			continue
 		}
-		if err := fn(t.kbuf, val); err != nil {
+		val, err := it.ValueAndErr()
+		if err != nil {
+			break // Close reports it
+		}
+		if val == nil {
+			val = emptyValue
+		}
+		if err := fn(it.Key(), val); err != nil {
 			_ = it.Close()
 			return err
 		}
-		if val != nil {
-			valid = it.Next()
-		}
+		valid = it.Next()
 	}
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("state: writes: %w", t.s.h.fail(err))
