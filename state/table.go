@@ -53,18 +53,26 @@ type Table[V any] struct {
 	codec  Codec[V]
 
 	staged    map[string]staged[V]
+	seq       uint64    // Puts so far (staged[V].seq)
+	flushed   uint64    // seq as of the last flush: entries up to it are in the transaction
 	unflushed int       // staged entries not yet flushed
 	cache     *cache[V] // nil if maxCached == 0
 
-	key  []byte   // scratch: prefix+key
-	keys []string // scratch: staged keys in order
-	val  []byte   // scratch: encoded value
+	key  []byte     // scratch: prefix+key
+	keys []keyed[V] // scratch: unflushed entries in key order
+	val  []byte     // scratch: encoded value
 }
 
 // staged is a value written in the open transaction; v nil means deleted.
+// It is flushed into the transaction if its seq is at most Table.flushed.
 type staged[V any] struct {
-	v       *V
-	flushed bool
+	v   *V
+	seq uint64
+}
+
+type keyed[V any] struct {
+	key string
+	v   *V
 }
 
 // NewTable registers and returns the table of the keys of s under prefix,
@@ -172,10 +180,11 @@ func (t *Table[V]) decode(key string, raw []byte) (*V, error) {
 // Put stages key = v in the open transaction (v nil deletes). v is encoded
 // by Prepare and must not be modified afterwards.
 func (t *Table[V]) Put(key string, v *V) {
-	if e, ok := t.staged[key]; !ok || e.flushed {
+	if e, ok := t.staged[key]; !ok || e.seq <= t.flushed {
 		t.unflushed++
 	}
-	t.staged[key] = staged[V]{v: v}
+	t.seq++
+	t.staged[key] = staged[V]{v: v, seq: t.seq}
 }
 
 // Delete stages the deletion of key in the open transaction.
@@ -197,16 +206,18 @@ func (t *Table[V]) flush() error {
 	// In key order: the batch, and the memtable it is applied to, insert
 	// each key next to the one before (Pebble's skiplists reuse the splice
 	// of the previous insert), which costs less than random order.
+	// The entries are taken with their values (no second look-up), and
+	// marked flushed all at once when every one is in the transaction.
 	t.keys = t.keys[:0]
 	for key, e := range t.staged {
-		if !e.flushed {
-			t.keys = append(t.keys, key)
+		if e.seq > t.flushed {
+			t.keys = append(t.keys, keyed[V]{key, e.v})
 		}
 	}
-	slices.Sort(t.keys)
-	defer clear(t.keys) // do not pin the keys
-	for _, key := range t.keys {
-		e := t.staged[key]
+	slices.SortFunc(t.keys, func(a, b keyed[V]) int { return strings.Compare(a.key, b.key) })
+	defer clear(t.keys) // do not pin the keys and values
+	for _, e := range t.keys {
+		key := e.key
 		pk := t.pebbleKey(key)
 		if isReserved(pk) {
 			return fmt.Errorf("state: table %q: key %q: %w", t.prefix, key, ErrReservedKey)
@@ -224,10 +235,8 @@ func (t *Table[V]) flush() error {
 				return err
 			}
 		}
-		e.flushed = true
-		t.staged[key] = e
-		t.unflushed--
 	}
+	t.flushed, t.unflushed = t.seq, 0
 	if cap(t.val) > 64<<10 {
 		t.val = nil // do not keep one huge value's buffer
 	}
@@ -270,7 +279,7 @@ func (t *Table[V]) dropCache() {
 func (t *Table[V]) invalidate(pk []byte) {
 	key := string(pk[len(t.prefix):])
 	if e, ok := t.staged[key]; ok {
-		if !e.flushed {
+		if e.seq > t.flushed {
 			t.unflushed--
 		}
 		delete(t.staged, key)
