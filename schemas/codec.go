@@ -75,9 +75,10 @@ type Codec[T any] struct {
 	// fast, if set, decodes the common case in one pass and reports
 	// whether it could; Decode falls back to the general path when not.
 	fast func([]byte, *T) bool
-	// fastAppend, if set (internal codecs only), writes the canonical
-	// encoding directly, as hamba would (schemas/fast.go), or reports
-	// false (a value it leaves to hamba, which refuses it).
+	// fastAppend, if set, writes the canonical encoding directly, as hamba
+	// would (schemas/fast.go), or reports false (a value it leaves to the
+	// general path, which refuses it). On a codec that is not internal it
+	// must refuse what the strict pass refuses.
 	fastAppend func([]byte, *T) ([]byte, bool)
 }
 

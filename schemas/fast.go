@@ -3,6 +3,7 @@ package schemas
 import (
 	"fmt"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/hamba/avro/v2"
 )
@@ -93,8 +94,10 @@ func decodeMovement(b []byte, m *StockMovement) bool {
 // Both are internal records (only invroute writes them, from values it
 // built) of longs, strings, booleans and arrays of records, whose canonical
 // encoding the functions below write directly, without hamba's reflection.
-// TestFastEncoders and FuzzFastEncoders check them byte for byte against
-// hamba.
+// So is the ReservationResult, which is not internal: its encoder checks
+// what the strict pass would. TestFastEncoders and FuzzFastEncoders check
+// them byte for byte against hamba, TestFastEncoderLeavesBadValuesToHamba
+// the refusals.
 
 // appendString appends an Avro string (appendLong is in check.go).
 func appendString(dst []byte, s string) []byte {
@@ -162,11 +165,20 @@ var resultOps []ReservationOp
 
 // appendReservationResult writes a ReservationResult (the notice of every
 // SHIPMENT and RETURN_RESTOCK that names an order line, and the answer to
-// every reservation command); a Type that is not a symbol goes to hamba.
+// every reservation command). Its strings come from input records (ids) and
+// from them (the reason names the node), so it is not an internal codec: a
+// value the strict pass would refuse (a Type that is not a symbol, a string
+// that is not UTF-8 or is longer than MaxStringBytes) goes to the general
+// path, which refuses it.
 func appendReservationResult(dst []byte, r *ReservationResult) ([]byte, bool) {
 	op := slices.Index(resultOps, r.Type)
 	if op < 0 {
 		return dst, false
+	}
+	for _, s := range [...]string{r.OrderID, r.LineID, r.SKU, r.NodeID, r.Reason} {
+		if len(s) > MaxStringBytes || !utf8.ValidString(s) {
+			return dst, false
+		}
 	}
 	dst = appendString(appendString(dst, r.OrderID), r.LineID)
 	dst = appendLong(dst, int64(op))

@@ -134,16 +134,36 @@ func TestFastEncoders(t *testing.T) {
 	}
 }
 
-// TestFastEncoderLeavesBadEnumToHamba: a ReservationResult whose Type is
-// not a symbol is refused as hamba refuses it, with nothing appended.
-func TestFastEncoderLeavesBadEnumToHamba(t *testing.T) {
-	r := reservationResultSamples[0]
-	r.Type = "HOLD"
-	out, err := ReservationResults.Append([]byte{0xAA}, &r)
-	var ee *EncodeError
-	if !errors.As(err, &ee) || !bytes.Equal(out, []byte{0xAA}) {
-		t.Fatalf("Append of Type %q = % x, %v; want the input and an *EncodeError", r.Type, out, err)
+// TestFastEncoderLeavesBadValuesToHamba: a ReservationResult the strict
+// pass refuses (a Type that is not a symbol, a string that is not UTF-8 or
+// is longer than MaxStringBytes, in any string field) is refused by Append
+// as by the general path, with nothing appended.
+func TestFastEncoderLeavesBadValuesToHamba(t *testing.T) {
+	bad := map[string]func(r *ReservationResult){
+		"type":          func(r *ReservationResult) { r.Type = "HOLD" },
+		"order_id utf8": func(r *ReservationResult) { r.OrderID = "o\xff" },
+		"line_id utf8":  func(r *ReservationResult) { r.LineID = "\xfe" },
+		"sku utf8":      func(r *ReservationResult) { r.SKU = "SKU-\xc3" },
+		"node_id long":  func(r *ReservationResult) { r.NodeID = strings.Repeat("n", MaxStringBytes+1) },
+		"reason utf8":   func(r *ReservationResult) { r.Reason = "\xff\xfe" },
+		"reason long":   func(r *ReservationResult) { r.Reason = strings.Repeat("r", MaxStringBytes+1) },
 	}
+	for name, spoil := range bad {
+		r := reservationResultSamples[0]
+		spoil(&r)
+		out, err := ReservationResults.Append([]byte{0xAA}, &r)
+		var ee *EncodeError
+		if !errors.As(err, &ee) || !bytes.Equal(out, []byte{0xAA}) {
+			t.Errorf("%s: Append = % x, %v; want the input and an *EncodeError", name, out[:min(len(out), 8)], err)
+		}
+		if _, gerr := ReservationResults.appendGeneral(nil, &r); gerr == nil {
+			t.Errorf("%s: the general path accepts it: the test's value is not bad", name)
+		}
+	}
+	// At the limit, a string is fine on both paths.
+	r := reservationResultSamples[0]
+	r.Reason = strings.Repeat("r", MaxStringBytes)
+	checkFastAppend(t, ReservationResults, &r)
 }
 
 // FuzzFastEncoders: for every AtsUpdate, SKUState and ReservationResult

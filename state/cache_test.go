@@ -29,7 +29,8 @@ func TestCacheAgainstModel(t *testing.T) {
 						t.Fatalf("op %d: %s just put is not there", op, k)
 					}
 				case r < 90:
-					if got, ok := c.get(k); ok && got != last[k] {
+					want, inModel := last[k]
+					if got, ok := c.get(k); ok && (!inModel || got != want) {
 						t.Fatalf("op %d: get %s returned a value that is not the last put", op, k)
 					}
 				case r < 99:
@@ -45,6 +46,9 @@ func TestCacheAgainstModel(t *testing.T) {
 				if c.len() > max || len(c.slots) > max {
 					t.Fatalf("op %d: %d keys in %d slots, max %d", op, c.len(), len(c.slots), max)
 				}
+				if c.len()+len(c.free) != len(c.slots) {
+					t.Fatalf("op %d: %d keys and %d free slots of %d", op, c.len(), len(c.free), len(c.slots))
+				}
 				for key, i := range c.m {
 					if s := c.slots[i]; !s.used || s.key != key {
 						t.Fatalf("op %d: map and slots disagree on %s", op, key)
@@ -52,6 +56,22 @@ func TestCacheAgainstModel(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCacheRemovedSlotReused: a slot freed by remove takes the next key;
+// no live key is evicted while one is free.
+func TestCacheRemovedSlotReused(t *testing.T) {
+	c := newCache[int](4)
+	for _, k := range []string{"a", "b", "c", "d"} {
+		c.put(k, nil)
+	}
+	c.remove("d")
+	c.put("e", nil)
+	for _, k := range []string{"a", "b", "c", "e"} {
+		if _, ok := c.get(k); !ok {
+			t.Errorf("%s evicted while a slot was free", k)
+		}
 	}
 }
 

@@ -301,6 +301,7 @@ func (t *Table[V]) invalidate(pk []byte) {
 type cache[V any] struct {
 	m     map[string]int32 // key -> its slot
 	slots []cacheSlot[V]   // grown up to max, then reused
+	free  []int32          // slots freed by remove, reused before evicting
 	max   int
 	hand  int
 }
@@ -334,19 +335,24 @@ func (c *cache[V]) put(key string, v *V) {
 		s.v, s.ref = v, true
 		return
 	}
-	i := len(c.slots)
-	if i < c.max {
+	var i int
+	switch {
+	case len(c.free) > 0:
+		i = int(c.free[len(c.free)-1])
+		c.free = c.free[:len(c.free)-1]
+	case len(c.slots) < c.max:
+		i = len(c.slots)
 		c.slots = append(c.slots, cacheSlot[V]{})
-	} else {
+	default:
 		i = c.victim()
 	}
 	c.slots[i] = cacheSlot[V]{key: key, v: v, used: true}
 	c.m[key] = int32(i)
 }
 
-// victim frees and returns a slot: the first one the hand finds free or
-// not read since its last pass, clearing the marks it passes over. It ends
-// within two sweeps.
+// victim frees and returns a slot of a full cache: the first one the hand
+// finds not read since its last pass, clearing the marks it passes over.
+// It ends within two sweeps.
 func (c *cache[V]) victim() int {
 	for {
 		i := c.hand
@@ -356,7 +362,7 @@ func (c *cache[V]) victim() int {
 		}
 		s := &c.slots[i]
 		switch {
-		case !s.used:
+		case !s.used: // not reached: free slots are on the free list
 			return i
 		case s.ref:
 			s.ref = false
@@ -370,7 +376,8 @@ func (c *cache[V]) victim() int {
 func (c *cache[V]) remove(key string) {
 	if i, ok := c.m[key]; ok {
 		delete(c.m, key)
-		c.slots[i] = cacheSlot[V]{} // free: the hand takes it first
+		c.slots[i] = cacheSlot[V]{}
+		c.free = append(c.free, i)
 	}
 }
 
@@ -380,5 +387,5 @@ func (c *cache[V]) clear() {
 	}
 	clear(c.m)
 	clear(c.slots) // do not pin the values
-	c.slots, c.hand = c.slots[:0], 0
+	c.slots, c.free, c.hand = c.slots[:0], c.free[:0], 0
 }

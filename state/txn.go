@@ -63,7 +63,8 @@ func (t *Txn) wrote(key []byte) bool {
 }
 
 func (t *Txn) noteWrite(key []byte, deleted bool) {
-	// The look-up does not copy key; the insert does, so only when needed.
+	// The look-up does not copy key; the insert does, so only for a new key
+	// or a flip between set and delete.
 	if d, ok := t.written[string(key)]; !ok || d != deleted {
 		t.written[string(key)] = deleted
 	}
