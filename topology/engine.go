@@ -743,12 +743,14 @@ func (e *Engine) transaction(ctx context.Context) error {
 		return nil
 	}
 	if committed {
+		parts := e.touched() // applyAll clears it
 		if err := e.applyAll(); err != nil {
 			// Kafka committed this transaction and a store could not
 			// apply it: never commit again from this state.
 			return err
 		}
-		e.phases.observe(n, tPoll.Sub(start), tFlush.Sub(tPoll), tEnd.Sub(tFlush), time.Since(tEnd))
+		e.phases.observe(n, parts, tPoll.Sub(start), tFlush.Sub(tPoll), tEnd.Sub(tFlush), time.Since(tEnd))
+		e.m.txnPartitions.Observe(float64(parts))
 		e.m.committed.Inc()
 		e.m.records.Add(float64(n))
 		e.m.commitSeconds.Observe(time.Since(start).Seconds())
@@ -857,13 +859,17 @@ func (e *Engine) parallel(tss []*taskState, fn func(*taskState) error) error {
 }
 
 // anyTouched reports whether a task has work in the open transaction.
-func (e *Engine) anyTouched() bool {
+func (e *Engine) anyTouched() bool { return e.touched() > 0 }
+
+// touched counts the tasks with work in the open transaction.
+func (e *Engine) touched() int {
+	n := 0
 	for _, ts := range e.tasks {
 		if ts.touched {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
 }
 
 // sortedTasks returns the owned tasks in partition order.

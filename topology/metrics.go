@@ -3,6 +3,7 @@ package topology
 import (
 	"context"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +24,7 @@ type metrics struct {
 	healthy       prometheus.Gauge
 	commitSeconds prometheus.Histogram
 	phaseSeconds  *prometheus.HistogramVec
+	txnPartitions prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -51,32 +53,38 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "invroute_transaction_phase_seconds", Help: "Time committed transactions spend per phase: process (poll and process input), flush (coalesced outputs and changelog), end (Kafka commit), apply (Pebble).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"phase"}),
+		txnPartitions: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "invroute_transaction_partitions", Help: "Partitions with work (input, or flush work such as a re-emit) per committed transaction: how many the workers can process in parallel.",
+			Buckets: []float64{1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64},
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.records, m.deadLetters, m.committed, m.aborted, m.reinits, m.restored,
-			m.globalErrors, m.storesRebuilt, m.partitions, m.healthy, m.commitSeconds, m.phaseSeconds)
+			m.globalErrors, m.storesRebuilt, m.partitions, m.healthy, m.commitSeconds, m.phaseSeconds, m.txnPartitions)
 	}
 	return m
 }
 
 // phaseStats summarises where committed transactions spend their time
-// (poll+process, flush, end, apply) and logs it every 10 seconds.
+// (poll+process, flush, end, apply), and over how many partitions, and
+// logs it every 10 seconds.
 type phaseStats struct {
-	log        *slog.Logger
-	hist       *prometheus.HistogramVec
-	since      time.Time
-	txns, recs int
-	sum, worst [4]time.Duration
+	log               *slog.Logger
+	hist              *prometheus.HistogramVec
+	since             time.Time
+	txns, recs, parts int
+	sum, worst        [4]time.Duration
 }
 
 var phaseNames = [4]string{"process", "flush", "end", "apply"}
 
-func (p *phaseStats) observe(records int, d ...time.Duration) {
+func (p *phaseStats) observe(records, partitions int, d ...time.Duration) {
 	if p.since.IsZero() {
 		p.since = time.Now()
 	}
 	p.txns++
 	p.recs += records
+	p.parts += partitions
 	for i, x := range d {
 		p.sum[i] += x
 		p.worst[i] = max(p.worst[i], x)
@@ -87,7 +95,8 @@ func (p *phaseStats) observe(records int, d ...time.Duration) {
 	if time.Since(p.since) < 10*time.Second {
 		return
 	}
-	args := []any{"transactions", p.txns, "records", p.recs}
+	args := []any{"transactions", p.txns, "records", p.recs,
+		"partitions_avg", math.Round(100*float64(p.parts)/float64(p.txns)) / 100}
 	for i, name := range phaseNames {
 		args = append(args, name+"_avg", (p.sum[i] / time.Duration(p.txns)).Round(time.Microsecond),
 			name+"_max", p.worst[i].Round(time.Microsecond))

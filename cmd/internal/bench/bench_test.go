@@ -13,7 +13,8 @@ import (
 )
 
 // TestQuickKfake runs `invroute bench -quick` end to end on kfake only, with
-// tiny sizes, two throughput rounds and the scale section skipped. It checks
+// tiny sizes, a warm-up round and two throughput rounds, and the scale
+// section skipped. It checks
 // that every section reports, each round and the medians included, and that
 // the summary lines are there; it asserts no speed.
 func TestQuickKfake(t *testing.T) {
@@ -24,14 +25,15 @@ func TestQuickKfake(t *testing.T) {
 	defer cancel()
 	var out, errb bytes.Buffer
 	err := Main(ctx, []string{"-brokers=", "-kfake", "-quick", "-records=2000", "-skus=500",
-		"-scale-skus=0", "-latency-duration=2s", "-probe-rate=50", "-rounds=2", "-routing-orders=1000", "-routing-rate=200"}, &out, &errb)
+		"-scale-skus=0", "-latency-duration=2s", "-probe-rate=50", "-rounds=2", "-warmup", "-routing-orders=1000", "-routing-rate=200"}, &out, &errb)
 	t.Logf("stdout:\n%s", out.String())
 	if err != nil {
 		t.Fatalf("bench: %v\nstderr:\n%s", err, errb.String())
 	}
 	for _, want := range []string{
 		"== kfake:",
-		"rounds=2 ",
+		"rounds=2 warmup=true ",
+		"warm-up round (discarded)", // shown, and left out of the medians "of 2" below
 		"passthrough (bare franz-go GroupTransactSession), median of 2",
 		"engine (invroute run -router=false), median of 2",
 		"sections 1-4 run `invroute run -router=false`",

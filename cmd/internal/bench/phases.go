@@ -22,6 +22,7 @@ import (
 type brokerResult struct {
 	name, desc string
 	rounds     []*round // the throughput phase, in the order run
+	warmup     *round   // the discarded round before them (-warmup), nil if none
 	connErr    error    // nothing could run on this broker
 	lat        *latencyResult
 	latErr     error
@@ -51,7 +52,12 @@ type round struct {
 	stateDir          string
 }
 
-func (rd *round) String() string { return fmt.Sprintf("round %d/%d", rd.i, rd.of) }
+func (rd *round) String() string {
+	if rd.i == 0 {
+		return "warm-up round"
+	}
+	return fmt.Sprintf("round %d/%d", rd.i, rd.of)
+}
 
 func (rd *round) ptOK() bool  { return rd.ptErr == nil && rd.pt.wall > 0 }
 func (rd *round) engOK() bool { return rd.engErr == nil && rd.eng.wall > 0 }
@@ -222,6 +228,27 @@ type enginePhase struct {
 // stopped after their round. A round that fails ends the phase: its engine,
 // if it runs, is the one left running.
 func (r *runner) throughput(ctx context.Context, b *brokerEnv, res *brokerResult) (*enginePhase, error) {
+	if r.cfg.warmup {
+		// A broker just started runs slower while its JVM compiles its hot
+		// paths; the passthrough, measured first, would pay for it and the
+		// ratio would flatter the engine. This round runs both sides the
+		// same way and is left out of every figure.
+		rd := &round{i: 0, of: r.cfg.rounds}
+		res.warmup = rd
+		ep, err := r.round(ctx, b, res, rd)
+		if ep != nil {
+			if serr := ep.p.stop(60 * time.Second); serr != nil && err == nil {
+				res.fail(rd.String()+": engine shutdown", serr)
+			}
+		}
+		r.dropRound(ctx, b, rd)
+		if err != nil || rd.ptErr != nil || ctx.Err() != nil {
+			if err == nil {
+				err = rd.ptErr
+			}
+			return nil, err
+		}
+	}
 	for i := 1; ; i++ {
 		rd := &round{i: i, of: r.cfg.rounds}
 		res.rounds = append(res.rounds, rd)

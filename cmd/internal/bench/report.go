@@ -121,6 +121,10 @@ func (res *brokerResult) printThroughput(row func(...string)) {
 		return
 	}
 	num := "1"
+	if rd := res.warmup; rd != nil {
+		row(num, rd.String()+" (discarded)", rd.summary(), "")
+		num = ""
+	}
 	for _, rd := range res.rounds {
 		row(num, "throughput "+rd.String(), rd.summary(), "")
 		num = ""
