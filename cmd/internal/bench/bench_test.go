@@ -14,9 +14,9 @@ import (
 
 // TestQuickKfake runs `invroute bench -quick` end to end on kfake only, with
 // tiny sizes, a warm-up round and two throughput rounds, and the scale
-// section skipped. It checks
-// that every section reports, each round and the medians included, and that
-// the summary lines are there; it asserts no speed.
+// section skipped. It checks that every section reports, each round and the
+// medians included, and that the summary lines are there; it asserts no
+// speed.
 func TestQuickKfake(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the invroute binary and runs subprocesses")
