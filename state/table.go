@@ -307,10 +307,9 @@ type cache[V any] struct {
 }
 
 type cacheSlot[V any] struct {
-	key  string
-	v    *V
-	used bool // in use: key is in m
-	ref  bool // read since the hand last passed
+	key string
+	v   *V
+	ref bool // read since the hand last passed
 }
 
 func newCache[V any](max int) *cache[V] {
@@ -346,13 +345,13 @@ func (c *cache[V]) put(key string, v *V) {
 	default:
 		i = c.victim()
 	}
-	c.slots[i] = cacheSlot[V]{key: key, v: v, used: true}
+	c.slots[i] = cacheSlot[V]{key: key, v: v}
 	c.m[key] = int32(i)
 }
 
-// victim frees and returns a slot of a full cache: the first one the hand
-// finds not read since its last pass, clearing the marks it passes over.
-// It ends within two sweeps.
+// victim frees and returns a slot of a full cache with no free slot (every
+// slot in use): the first one the hand finds not read since its last pass,
+// clearing the marks it passes over. It ends within two sweeps.
 func (c *cache[V]) victim() int {
 	for {
 		i := c.hand
@@ -361,15 +360,11 @@ func (c *cache[V]) victim() int {
 			c.hand = 0
 		}
 		s := &c.slots[i]
-		switch {
-		case !s.used: // not reached: free slots are on the free list
-			return i
-		case s.ref:
-			s.ref = false
-		default:
+		if !s.ref {
 			delete(c.m, s.key)
 			return i
 		}
+		s.ref = false
 	}
 }
 

@@ -260,27 +260,26 @@ func (t *Txn) Writes(fn func(key, val []byte) error) error {
 	}
 	valid, d := it.First(), 0
 	for valid || d < len(t.sorted) {
+		var key, val []byte // val nil: a deleted key, from t.sorted
 		if d < len(t.sorted) && (!valid || t.sorted[d] < string(it.Key())) {
 			t.kbuf = append(t.kbuf[:0], t.sorted[d]...)
-			d++
-			if err := fn(t.kbuf, nil); err != nil {
-				_ = it.Close()
-				return err
+			key, d = t.kbuf, d+1
+		} else {
+			if val, err = it.ValueAndErr(); err != nil {
+				break // Close reports it
 			}
-			continue
+			if val == nil {
+				val = emptyValue
+			}
+			key = it.Key()
 		}
-		val, err := it.ValueAndErr()
-		if err != nil {
-			break // Close reports it
-		}
-		if val == nil {
-			val = emptyValue
-		}
-		if err := fn(it.Key(), val); err != nil {
+		if err := fn(key, val); err != nil {
 			_ = it.Close()
 			return err
 		}
-		valid = it.Next()
+		if val != nil {
+			valid = it.Next() // after fn: key points into the iterator
+		}
 	}
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("state: writes: %w", t.s.h.fail(err))

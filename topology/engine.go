@@ -724,7 +724,7 @@ func (e *Engine) transaction(ctx context.Context) error {
 	// its session lock for 500 ms after a committed transaction that sent
 	// no offsets (it cannot tell whether the broker has KIP-447), which
 	// would delay the next transaction's commit by that much.
-	idle := n == 0 && procErr == nil && !e.anyTouched()
+	idle := n == 0 && procErr == nil && e.touched() == 0
 	// A storage fault, even one found in the background while this
 	// transaction ran, aborts it: nothing is committed that a store may
 	// not be able to apply.
@@ -857,9 +857,6 @@ func (e *Engine) parallel(tss []*taskState, fn func(*taskState) error) error {
 	}
 	return nil
 }
-
-// anyTouched reports whether a task has work in the open transaction.
-func (e *Engine) anyTouched() bool { return e.touched() > 0 }
 
 // touched counts the tasks with work in the open transaction.
 func (e *Engine) touched() int {

@@ -119,12 +119,16 @@ func echoTopology(globals ...Global) *Topology {
 		NewTask: func(tc TaskContext) (Task, error) { return &echoTask{st: tc.Stores["st"]}, nil }}
 }
 
-// runEngine runs topo as instance "a" on one partition until stop, which
-// returns Run's error.
-func runEngine(t *testing.T, brokers []string, stateDir string, topo *Topology) (eng *Engine, stop func() error) {
+// runEngine runs topo as instance "a" on one partition (unless a mod says
+// otherwise) until stop, which returns Run's error.
+func runEngine(t *testing.T, brokers []string, stateDir string, topo *Topology, mods ...func(*Config)) (eng *Engine, stop func() error) {
 	t.Helper()
-	eng, err := NewEngine(Config{Brokers: brokers, InstanceID: "a", StateDir: stateDir, Partitions: 1,
-		CommitInterval: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, topo)
+	cfg := Config{Brokers: brokers, InstanceID: "a", StateDir: stateDir, Partitions: 1,
+		CommitInterval: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, mod := range mods {
+		mod(&cfg)
+	}
+	eng, err := NewEngine(cfg, topo)
 	if err != nil {
 		t.Fatal(err)
 	}

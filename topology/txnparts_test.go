@@ -2,8 +2,6 @@ package topology
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -39,14 +37,7 @@ func TestTransactionPartitionsMetric(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eng, err := NewEngine(Config{Brokers: c.ListenAddrs(), InstanceID: "a", StateDir: t.TempDir(), Partitions: 2,
-		CommitInterval: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, echoTopology())
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(runCtx) }()
+	eng, stop := runEngine(t, c.ListenAddrs(), t.TempDir(), echoTopology(), func(cfg *Config) { cfg.Partitions = 2 })
 	out := outClient(t, c.ListenAddrs())
 	defer out.Close()
 	seen := map[string]bool{}
@@ -60,8 +51,7 @@ func TestTransactionPartitionsMetric(t *testing.T) {
 		fs.EachRecord(func(r *kgo.Record) { seen[string(r.Key)] = true })
 	}
 	time.Sleep(200 * time.Millisecond) // the last commit's metrics are recorded after its apply
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	var m dto.Metric

@@ -31,14 +31,6 @@ const idSetMinSlots = 1024
 // home is the slot x is looked for first.
 func (s *idSet) home(x uint64) uint64 { return ((x ^ s.seed) * 0x9E3779B97F4A7C15) >> s.shift }
 
-// Len returns the number of ids in the set.
-func (s *idSet) Len() int {
-	if s.zero {
-		return s.n + 1
-	}
-	return s.n
-}
-
 // add puts id in the set and reports whether it was not there.
 func (s *idSet) add(id int64) bool {
 	x := uint64(id)
@@ -59,26 +51,6 @@ func (s *idSet) add(id int64) bool {
 			return true
 		case x:
 			return false
-		}
-	}
-}
-
-// has reports whether id is in the set.
-func (s *idSet) has(id int64) bool {
-	x := uint64(id)
-	if x == 0 {
-		return s.zero
-	}
-	if s.n == 0 {
-		return false
-	}
-	mask := uint64(len(s.slots) - 1)
-	for i := s.home(x); ; i = (i + 1) & mask {
-		switch s.slots[i] {
-		case 0:
-			return false
-		case x:
-			return true
 		}
 	}
 }

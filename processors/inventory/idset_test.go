@@ -149,3 +149,33 @@ func BenchmarkWindowSet(b *testing.B) {
 		}
 	})
 }
+
+// Len and has serve the tests only: the window needs add and remove.
+
+// Len returns the number of ids in the set.
+func (s *idSet) Len() int {
+	if s.zero {
+		return s.n + 1
+	}
+	return s.n
+}
+
+// has reports whether id is in the set.
+func (s *idSet) has(id int64) bool {
+	x := uint64(id)
+	if x == 0 {
+		return s.zero
+	}
+	if s.n == 0 {
+		return false
+	}
+	mask := uint64(len(s.slots) - 1)
+	for i := s.home(x); ; i = (i + 1) & mask {
+		switch s.slots[i] {
+		case 0:
+			return false
+		case x:
+			return true
+		}
+	}
+}

@@ -121,11 +121,18 @@ func (t *Task) Process(r *topology.Record, out topology.Emitter) error {
 	if err != nil || res == nil {
 		return err
 	}
-	t.buf, err = schemas.ReservationResults.Append(t.buf[:0], res)
-	if err != nil {
+	return emit(t, out, TopicResults, res.OrderID, schemas.ReservationResults, res)
+}
+
+// emit encodes v with c into the task's scratch buffer and emits it, key
+// and value copied into the arena (the producer holds them until the
+// transaction ends).
+func emit[T any](t *Task, out topology.Emitter, topic topology.Topic, key string, c *schemas.Codec[T], v *T) error {
+	var err error
+	if t.buf, err = c.Append(t.buf[:0], v); err != nil {
 		return err
 	}
-	out.Emit(TopicResults, t.arena.CopyString(res.OrderID), t.arena.Copy(t.buf))
+	out.Emit(topic, t.arena.CopyString(key), t.arena.Copy(t.buf))
 	return nil
 }
 
@@ -145,13 +152,7 @@ func (t *Task) GlobalChanged(topic topology.Topic, key []byte, ts int64, _ topol
 // Flush emits the coalesced ATS updates of the transaction.
 func (t *Task) Flush(out topology.Emitter) error {
 	err := t.p.Flush(t.store, t.catalog.Snapshot(), func(u *schemas.AtsUpdate) error {
-		var err error
-		t.buf, err = schemas.AtsUpdates.Append(t.buf[:0], u)
-		if err != nil {
-			return err
-		}
-		out.Emit(TopicATS, t.arena.CopyString(u.SKU), t.arena.Copy(t.buf))
-		return nil
+		return emit(t, out, TopicATS, u.SKU, schemas.AtsUpdates, u)
 	})
 	if t.onFlush != nil {
 		t.onFlush(t.part, t.p.Stats)

@@ -228,30 +228,21 @@ type enginePhase struct {
 // stopped after their round. A round that fails ends the phase: its engine,
 // if it runs, is the one left running.
 func (r *runner) throughput(ctx context.Context, b *brokerEnv, res *brokerResult) (*enginePhase, error) {
+	// A broker just started runs slower while its JVM compiles its hot
+	// paths; the passthrough, measured first, would pay for it and the ratio
+	// would flatter the engine. With -warmup a round 0 runs both sides the
+	// same way and is left out of every figure.
+	first := 1
 	if r.cfg.warmup {
-		// A broker just started runs slower while its JVM compiles its hot
-		// paths; the passthrough, measured first, would pay for it and the
-		// ratio would flatter the engine. This round runs both sides the
-		// same way and is left out of every figure.
-		rd := &round{i: 0, of: r.cfg.rounds}
-		res.warmup = rd
-		ep, err := r.round(ctx, b, res, rd)
-		if ep != nil {
-			if serr := ep.p.stop(60 * time.Second); serr != nil && err == nil {
-				res.fail(rd.String()+": engine shutdown", serr)
-			}
-		}
-		r.dropRound(ctx, b, rd)
-		if err != nil || rd.ptErr != nil || ctx.Err() != nil {
-			if err == nil {
-				err = rd.ptErr
-			}
-			return nil, err
-		}
+		first = 0
 	}
-	for i := 1; ; i++ {
+	for i := first; ; i++ {
 		rd := &round{i: i, of: r.cfg.rounds}
-		res.rounds = append(res.rounds, rd)
+		if i == 0 {
+			res.warmup = rd
+		} else {
+			res.rounds = append(res.rounds, rd)
+		}
 		ep, err := r.round(ctx, b, res, rd)
 		if err != nil || ep == nil || rd.ptErr != nil || i >= r.cfg.rounds || ctx.Err() != nil {
 			r.progressMedians(res)
