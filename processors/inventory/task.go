@@ -76,7 +76,7 @@ func Topology(o TopologyOptions) *topology.Topology {
 			st := tc.Stores[StoreName]
 			return &Task{
 				p:       New(o.Config),
-				store:   &pebbleStore{st: st, skus: state.NewTable[schemas.SKUState](st, prefixSKU, skuStateCodec{}, tc.CacheEntries)},
+				store:   newPebbleStore(st, tc.CacheEntries),
 				catalog: o.Catalog,
 				ids:     o.SchemaIDs,
 				part:    tc.Partition,
@@ -196,8 +196,17 @@ func (skuStateCodec) Decode(b []byte, v *schemas.SKUState) error {
 
 // pebbleStore is the processor's Store on a state.Store.
 type pebbleStore struct {
-	st   *state.Store
-	skus *state.Table[schemas.SKUState]
+	st     *state.Store
+	skus   *state.Table[schemas.SKUState]
+	reemit *state.Table[reemitCursor] // one key; cached, so that asking whether a re-emit runs reads no Pebble
+}
+
+func newPebbleStore(st *state.Store, cacheEntries int) *pebbleStore {
+	return &pebbleStore{
+		st:     st,
+		skus:   state.NewTable[schemas.SKUState](st, prefixSKU, skuStateCodec{}, cacheEntries),
+		reemit: state.NewTable[reemitCursor](st, prefixMeta, reemitCodec{}, 1),
+	}
 }
 
 func (s *pebbleStore) Get(sku string) (*schemas.SKUState, error) { return s.skus.Get(sku) }
@@ -295,24 +304,43 @@ func (s *pebbleStore) PutReservation(r *schemas.Reservation) {
 }
 
 // The re-emit cursor: m/reemit = ts (8 bytes, big endian) + last SKU done.
-var reemitKey = []byte(prefixMeta + "reemit")
+// It is read before every flush, and by Pending for every partition without
+// input in a transaction, so it lives in a table whose cache remembers it,
+// or its absence, across transactions (coherent with commits and aborts).
+const reemitKey = "reemit"
+
+type reemitCursor struct {
+	ts    int64
+	after string
+}
+
+type reemitCodec struct{}
+
+func (reemitCodec) Append(dst []byte, c *reemitCursor) ([]byte, error) {
+	return append(binary.BigEndian.AppendUint64(dst, uint64(c.ts)), c.after...), nil
+}
+
+func (reemitCodec) Decode(b []byte, c *reemitCursor) error {
+	if len(b) < 8 {
+		return fmt.Errorf("inventory: corrupt re-emit cursor %q", b)
+	}
+	c.ts, c.after = int64(binary.BigEndian.Uint64(b)), string(b[8:])
+	return nil
+}
 
 func (s *pebbleStore) Reemit() (string, int64, bool, error) {
-	v, ok, err := s.st.Txn().Get(reemitKey)
-	if err != nil || !ok {
+	c, err := s.reemit.Get(reemitKey)
+	if err != nil || c == nil {
 		return "", 0, false, err
 	}
-	if len(v) < 8 {
-		return "", 0, false, fmt.Errorf("inventory: corrupt re-emit cursor %q", v)
-	}
-	return string(v[8:]), int64(binary.BigEndian.Uint64(v)), true, nil
+	return c.after, c.ts, true, nil
 }
 
 func (s *pebbleStore) SetReemit(after string, ts int64, active bool) {
 	if active {
-		s.must(s.st.Txn().Set(reemitKey, append(binary.BigEndian.AppendUint64(nil, uint64(ts)), after...)))
+		s.reemit.Put(reemitKey, &reemitCursor{ts: ts, after: after})
 	} else {
-		s.must(s.st.Txn().Delete(reemitKey))
+		s.reemit.Delete(reemitKey)
 	}
 }
 

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -374,5 +375,98 @@ func TestReservationsOnPebble(t *testing.T) {
 	command(tk, out, schemas.ReservationCommand{OrderID: "o1", LineID: "1", Type: schemas.Release, SKU: "A", NodeID: "W1", Attempt: 1})
 	if r := result(out.recs[1]); !r.OK || r.Qty != 2 || r.Available != 3 {
 		t.Fatalf("release: %+v", r)
+	}
+}
+
+// TestReemitCursorCached: the re-emit cursor, read before every flush and
+// for every partition without input, is answered from memory once known
+// (present or absent), follows commits and aborts, is stored in the format
+// of earlier versions (ts, 8 bytes big endian, then the last SKU) and is
+// read back from Pebble by a new task on the same store.
+func TestReemitCursorCached(t *testing.T) {
+	dir := t.TempDir()
+	st, err := state.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	newTask := func() *Task {
+		t.Helper()
+		topo := Topology(TopologyOptions{Catalog: catalog.New(nil)})
+		task, err := topo.NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: st}, CacheEntries: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return task.(*Task)
+	}
+	tk := newTask()
+	commit := func() {
+		t.Helper()
+		if err := st.Prepare(); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Commit(state.Checkpoint{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tk.Pending() {
+		t.Fatal("pending on an empty store")
+	}
+	gets := st.Metrics().PebbleGets
+	for range 10 {
+		if tk.Pending() {
+			t.Fatal("pending on an empty store")
+		}
+	}
+	if g := st.Metrics().PebbleGets - gets; g != 0 {
+		t.Errorf("10 Pending calls read Pebble %d times, want 0 (the absence is cached)", g)
+	}
+
+	tk.store.SetReemit("S0001", 42, true)
+	if !tk.Pending() {
+		t.Fatal("not pending within the transaction that set the cursor")
+	}
+	st.Abort()
+	if tk.Pending() {
+		t.Fatal("pending after the transaction that set the cursor aborted")
+	}
+
+	tk.store.SetReemit("S0001", 42, true)
+	commit()
+	if after, ts, ok, err := tk.store.Reemit(); err != nil || !ok || after != "S0001" || ts != 42 {
+		t.Fatalf("committed cursor: %q %d %v %v", after, ts, ok, err)
+	}
+	raw, ok, err := st.Get([]byte("m/reemit"))
+	if err != nil || !ok {
+		t.Fatalf("stored cursor: %v %v", ok, err)
+	}
+	if want := append(binary.BigEndian.AppendUint64(nil, 42), "S0001"...); !bytes.Equal(raw, want) {
+		t.Errorf("stored cursor %x, want %x (the format of earlier versions)", raw, want)
+	}
+
+	// A new task on the reopened store (as after a restart) reads it from
+	// Pebble.
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = state.Open(dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	tk2 := newTask()
+	if after, ts, ok, err := tk2.store.Reemit(); err != nil || !ok || after != "S0001" || ts != 42 {
+		t.Fatalf("cursor read by a new task: %q %d %v %v", after, ts, ok, err)
+	}
+	tk2.store.SetReemit("", 0, false)
+	st.Abort()
+	if !tk2.Pending() {
+		t.Fatal("cursor gone after the transaction that cleared it aborted")
+	}
+	tk2.store.SetReemit("", 0, false)
+	commit()
+	if tk2.Pending() {
+		t.Fatal("pending after the cursor was cleared and committed")
+	}
+	if _, ok, _ := st.Get([]byte("m/reemit")); ok {
+		t.Error("cleared cursor still stored")
 	}
 }
