@@ -69,13 +69,6 @@ type Config struct {
 	// that moves to one of them restores only the last moments (like Kafka
 	// Streams' num.standby.replicas). Default 0.
 	Standbys int
-	// ProducerLinger is how long the transactional producer waits to fill a
-	// batch before sending it. A task emits most of a transaction's records
-	// at its end (coalesced ATS updates, the changelog), where franz-go's
-	// default of 10 ms only held them back until the commit flushed them:
-	// with 1 ms they reach the broker while the flush still encodes, and
-	// the commit waits less. Default 1ms; negative: no lingering.
-	ProducerLinger time.Duration
 	// ClientOpts are appended to every Kafka client's options (tests, TLS, SASL).
 	ClientOpts []kgo.Opt
 	// FS is the filesystem of StateDir. Default: the operating system's
@@ -123,9 +116,6 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.StateCacheEntries == 0 {
 		c.StateCacheEntries = 10000
-	}
-	if c.ProducerLinger == 0 {
-		c.ProducerLinger = time.Millisecond
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

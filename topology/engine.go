@@ -351,15 +351,13 @@ func (e *Engine) closeSession() {
 	e.mu.Unlock()
 }
 
-// sessionOpts are the options of the engine's GroupTransactSession.
-func (e *Engine) sessionOpts() []kgo.Opt {
+func (e *Engine) newSession() error {
 	opts := e.clientOpts(append(SessionOpts(e.topo.Group, e.topo.Group+"-"+e.cfg.InstanceID,
 		e.cfg.TxnTimeout, e.cfg.SessionTimeout, e.inputs...),
 		kgo.OnPartitionsAssigned(e.onAssigned),
 		kgo.OnPartitionsRevoked(e.onRevoked),
 		kgo.OnPartitionsLost(e.onRevoked),
 		kgo.ProducerBatchMaxBytesFn(e.batchMaxBytes),
-		kgo.ProducerLinger(max(e.cfg.ProducerLinger, 0)),
 	)...)
 	if len(e.inputs) > 1 {
 		// Partition p of every input must go to one member, the one that
@@ -372,11 +370,6 @@ func (e *Engine) sessionOpts() []kgo.Opt {
 	if e.cfg.StaticMembership {
 		opts = append(opts, kgo.InstanceID(e.cfg.InstanceID))
 	}
-	return opts
-}
-
-func (e *Engine) newSession() error {
-	opts := e.sessionOpts()
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("topology: session: %w", err)

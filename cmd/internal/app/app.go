@@ -48,7 +48,6 @@ type Options struct {
 	CacheMB           int           `json:"cache_mb" yaml:"cache_mb" doc:"Pebble block cache shared by all stores, MiB"`
 	MemTableMB        int           `json:"memtable_mb" yaml:"memtable_mb" doc:"Pebble memtable per store partition, MiB (two may exist at once)"`
 	StateCache        int           `json:"state_cache" yaml:"state_cache" doc:"decoded SKU states cached per partition"`
-	ProducerLinger    time.Duration `json:"producer_linger" yaml:"producer_linger" doc:"how long the transactional producer waits to fill a batch (0: send at once); a transaction's output leaves at its end, so a short linger shortens the commit"`
 	SchemaIDs         string        `json:"schema_ids" yaml:"schema_ids" doc:"Confluent schema ids accepted on inputs, comma-separated (empty: Confluent framing refused)"`
 	DedupeWindow      time.Duration `json:"dedupe_window" yaml:"dedupe_window" doc:"how long (by occurred_at, against the partition's newest movement) a movement id is remembered"`
 	DedupeMax         int           `json:"dedupe_max" yaml:"dedupe_max" doc:"movement ids remembered per partition (at least this many, at most 8,192 more; about 30 bytes each)"`
@@ -111,7 +110,6 @@ func Defaults() Options {
 		CacheMB:        64,
 		MemTableMB:     4,
 		StateCache:     10000,
-		ProducerLinger: time.Millisecond,
 		DedupeWindow:   24 * time.Hour,
 		DedupeMax:      200_000,
 		ReemitBatch:    5000,
@@ -122,15 +120,6 @@ func Defaults() Options {
 		LiveTimeout:    2 * time.Minute,
 		QueryTimeout:   5 * time.Second,
 	}
-}
-
-// producerLinger maps producer_linger to topology.Config.ProducerLinger,
-// where 0 is the default and a negative value is no lingering.
-func producerLinger(d time.Duration) time.Duration {
-	if d == 0 {
-		return -1
-	}
-	return d
 }
 
 // RouterGroupName is the router's consumer group: RouterGroup, or derived
@@ -207,9 +196,6 @@ func (o *Options) Validate() error {
 	positive("max_record_bytes", o.MaxRecordBytes)
 	positive("partitions", o.Partitions)
 	positive("reemit_batch", o.ReemitBatch)
-	if o.ProducerLinger < 0 || o.ProducerLinger > time.Second {
-		errs = append(errs, fmt.Errorf("producer_linger %v must be in [0, 1s]", o.ProducerLinger))
-	}
 	if o.StateCache < 0 {
 		errs = append(errs, fmt.Errorf("state_cache %d must not be negative", o.StateCache))
 	}
@@ -356,7 +342,6 @@ func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats)
 			CacheBytes:        int64(o.CacheMB) << 20,
 			MemTableBytes:     uint64(o.MemTableMB) << 20,
 			StateCacheEntries: o.StateCache,
-			ProducerLinger:    producerLinger(o.ProducerLinger),
 			SessionTimeout:    o.SessionTimeout,
 			Standbys:          o.Standbys,
 			StaticMembership:  o.Static,

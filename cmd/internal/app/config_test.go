@@ -200,7 +200,6 @@ func TestConfigValidateAll(t *testing.T) {
 	o.CacheMB = 0
 	o.MemTableMB = 0
 	o.StateCache = -1
-	o.ProducerLinger = -time.Millisecond
 	o.DedupeMax = 0
 	o.DedupeWindow = 0
 	o.ReemitBatch = 0
@@ -224,7 +223,7 @@ func TestConfigValidateAll(t *testing.T) {
 		t.Fatal("no error")
 	}
 	for _, key := range []string{"brokers", "commit_interval", "max_txn_records", "max_record_bytes", "partitions",
-		"replication", "cache_mb", "memtable_mb", "state_cache", "producer_linger", "dedupe_max", "dedupe_window", "reemit_batch",
+		"replication", "cache_mb", "memtable_mb", "state_cache", "dedupe_max", "dedupe_window", "reemit_batch",
 		"session_timeout", "workers", "max_attempts", "cents_per_km", "log_level", "state_dir", "schema_ids",
 		"http_addr", "http_advertise", "admin_addr", "ready_max_lag", "lag_interval", "live_timeout", "query_timeout",
 		"security_protocol"} {
@@ -322,19 +321,5 @@ func TestREADMEConfigTable(t *testing.T) {
 		if !strings.Contains(string(readme), "| `"+k.Name+"` |") {
 			t.Errorf("README.md has no row for %s", k.Name)
 		}
-	}
-}
-
-// TestProducerLingerMapping: producer_linger 0 sends at once (the topology's
-// "no lingering"), not the topology's default.
-func TestProducerLingerMapping(t *testing.T) {
-	if d := producerLinger(0); d >= 0 {
-		t.Errorf("producer_linger 0 maps to %v, want a negative value (no lingering)", d)
-	}
-	if d := producerLinger(3 * time.Millisecond); d != 3*time.Millisecond {
-		t.Errorf("producer_linger 3ms maps to %v", d)
-	}
-	if d := Defaults().ProducerLinger; d != time.Millisecond {
-		t.Errorf("default producer_linger %v, want 1ms", d)
 	}
 }

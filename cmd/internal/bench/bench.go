@@ -69,7 +69,6 @@ type config struct {
 	partitions     int
 	commitInterval time.Duration
 	maxTxnRecords  int
-	ptLinger       time.Duration // the passthrough's producer linger; 0: franz-go's default
 	skus           int
 	scaleSKUs      int
 	scaleNodes     int
@@ -116,7 +115,6 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.partitions, "partitions", d.Partitions, "partitions of every co-partitioned topic")
 	fs.DurationVar(&c.commitInterval, "commit-interval", d.CommitInterval, "transaction length of the engine and the passthrough")
 	fs.IntVar(&c.maxTxnRecords, "max-txn-records", d.MaxTxnRecords, "input records per transaction at most, of the engine and the passthrough (default: the engine's)")
-	fs.DurationVar(&c.ptLinger, "passthrough-linger", 0, "producer linger of the passthrough (0: franz-go's default, 10ms; the engine's is its producer_linger, 1ms): to check that the engine's shorter linger does not explain the ratio")
 	fs.IntVar(&c.skus, "skus", 100000, "catalogue size of the throughput and latency phases (Zipf-skewed popularity)")
 	fs.IntVar(&c.scaleSKUs, "scale-skus", 1000000, "SKUs of the state-at-scale section (0 skips it)")
 	fs.IntVar(&c.scaleNodes, "scale-nodes", 5, "nodes of the state-at-scale section: one RECEIPT per (sku, node)")
@@ -257,8 +255,8 @@ func printHeader(w io.Writer, cfg *config) {
 	fmt.Fprintf(w, "command: %s   (binary %s)\n", cmd, os.Args[0])
 	fmt.Fprintf(w, "machine: %d CPUs (%s), %s RAM, %s %s/%s, GOMAXPROCS=%d\n",
 		runtime.NumCPU(), cpuModel(), memTotal(), runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0))
-	fmt.Fprintf(w, "settings: records=%d rounds=%d warmup=%t partitions=%d commit_interval=%s max_txn_records=%d passthrough_linger=%s skus=%d scale_skus=%d scale_nodes=%d latency=%s routing=%t routing_orders=%d routing_rate=%d seed=%d quick=%t\n",
-		cfg.records, cfg.rounds, cfg.warmup, cfg.partitions, cfg.commitInterval, cfg.maxTxnRecords, cfg.ptLinger, cfg.skus, cfg.scaleSKUs, cfg.scaleNodes, cfg.latencyFor,
+	fmt.Fprintf(w, "settings: records=%d rounds=%d warmup=%t partitions=%d commit_interval=%s max_txn_records=%d skus=%d scale_skus=%d scale_nodes=%d latency=%s routing=%t routing_orders=%d routing_rate=%d seed=%d quick=%t\n",
+		cfg.records, cfg.rounds, cfg.warmup, cfg.partitions, cfg.commitInterval, cfg.maxTxnRecords, cfg.skus, cfg.scaleSKUs, cfg.scaleNodes, cfg.latencyFor,
 		cfg.routing, cfg.routingOrders, cfg.routingRate, cfg.seed, cfg.quick)
 	fmt.Fprintln(w, "note: the machine is shared and noisy; compare figures measured side by side in one run, as ratios.")
 }

@@ -310,9 +310,6 @@ func (r *runner) round(ctx context.Context, b *brokerEnv, res *brokerResult, rd 
 	ptArgs := []string{"bench", workerFlag, "passthrough",
 		"-brokers", b.brokers, "-in", in, "-out", out, "-group", ptGroup, "-txn-id", ptGroup + "-txn",
 		"-commit-interval", cfg.commitInterval.String(), "-max-txn-records", strconv.Itoa(cfg.maxTxnRecords)}
-	if cfg.ptLinger > 0 {
-		ptArgs = append(ptArgs, "-linger", cfg.ptLinger.String())
-	}
 	var err error
 	rd.pt, err = r.runPassthrough(ctx, b, rd, b.name+"-passthrough-"+tag, ptGroup, in, ptArgs)
 	if err != nil {

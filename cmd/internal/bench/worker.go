@@ -120,16 +120,12 @@ func passthroughWorker(ctx context.Context, args []string, stderr io.Writer) err
 	txnID := fs.String("txn-id", "", "transactional id")
 	interval := fs.Duration("commit-interval", 100*time.Millisecond, "longest transaction")
 	maxRecs := fs.Int("max-txn-records", 5000, "input records per transaction")
-	linger := fs.Duration("linger", 0, "producer linger (0: franz-go's default)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	opts := append(topology.SessionOpts(*group, *txnID, 30*time.Second, 10*time.Second, *in),
-		kgo.SeedBrokers(strings.Split(*brokers, ",")...))
-	if *linger > 0 {
-		opts = append(opts, kgo.ProducerLinger(*linger))
-	}
-	sess, err := kgo.NewGroupTransactSession(opts...)
+	sess, err := kgo.NewGroupTransactSession(append(
+		topology.SessionOpts(*group, *txnID, 30*time.Second, 10*time.Second, *in),
+		kgo.SeedBrokers(strings.Split(*brokers, ",")...))...)
 	if err != nil {
 		return err
 	}
