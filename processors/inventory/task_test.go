@@ -17,6 +17,28 @@ type sink struct{ keys map[string]int }
 
 func (s *sink) Emit(_ topology.Topic, key, _ []byte) { s.keys[string(key)]++ }
 
+// newPebbleTask returns the inventory task of a partition on st.
+func newPebbleTask(t *testing.T, st *state.Store, cfg Config) *Task {
+	t.Helper()
+	topo := Topology(TopologyOptions{Catalog: catalog.New(nil), Config: cfg})
+	task, err := topo.NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: st}, CacheEntries: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return task.(*Task)
+}
+
+// commitStore prepares and commits st's open transaction.
+func commitStore(t *testing.T, st *state.Store) {
+	t.Helper()
+	if err := st.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Commit(state.Checkpoint{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestReemitOnPebble: after a channel change, every SKU of the partition is
 // re-emitted exactly once, ReemitBatch per transaction, through commits.
 func TestReemitOnPebble(t *testing.T) {
@@ -25,21 +47,8 @@ func TestReemitOnPebble(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	topo := Topology(TopologyOptions{Catalog: catalog.New(nil), Config: Config{ReemitBatch: 50}})
-	task, err := topo.NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: st}, CacheEntries: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tk := task.(*Task)
-	commit := func() {
-		t.Helper()
-		if err := st.Prepare(); err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Commit(state.Checkpoint{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tk := newPebbleTask(t, st, Config{ReemitBatch: 50})
+	commit := func() { commitStore(t, st) }
 	out := &sink{keys: map[string]int{}}
 	const n = 1000
 	for i := 0; i < n; i++ {
@@ -123,12 +132,7 @@ func TestWindowOnPebble(t *testing.T) {
 		if st, err = state.Open(dir, nil); err != nil {
 			t.Fatal(err)
 		}
-		topo := Topology(TopologyOptions{Catalog: catalog.New(nil)})
-		task, err := topo.NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: st}, CacheEntries: 100})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tk = task.(*Task)
+		tk = newPebbleTask(t, st, Config{})
 	}
 	out := &sink{keys: map[string]int{}}
 	// apply sends movement id and says whether it was applied (not a duplicate).
@@ -390,25 +394,8 @@ func TestReemitCursorCached(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = st.Close() }()
-	newTask := func() *Task {
-		t.Helper()
-		topo := Topology(TopologyOptions{Catalog: catalog.New(nil)})
-		task, err := topo.NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: st}, CacheEntries: 100})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return task.(*Task)
-	}
-	tk := newTask()
-	commit := func() {
-		t.Helper()
-		if err := st.Prepare(); err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Commit(state.Checkpoint{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tk := newPebbleTask(t, st, Config{})
+	commit := func() { commitStore(t, st) }
 	if tk.Pending() {
 		t.Fatal("pending on an empty store")
 	}
@@ -452,7 +439,7 @@ func TestReemitCursorCached(t *testing.T) {
 	if st, err = state.Open(dir, nil); err != nil {
 		t.Fatal(err)
 	}
-	tk2 := newTask()
+	tk2 := newPebbleTask(t, st, Config{})
 	if after, ts, ok, err := tk2.store.Reemit(); err != nil || !ok || after != "S0001" || ts != 42 {
 		t.Fatalf("cursor read by a new task: %q %d %v %v", after, ts, ok, err)
 	}
