@@ -70,8 +70,13 @@ type Engine struct {
 	phases phaseStats
 
 	produceErr atomic.Pointer[error]
-	inflight   sync.WaitGroup
-	produced   func(*kgo.Record, error) // e.onProduced
+	// now is the timestamp of the records produced: read from the clock by
+	// the loop after every poll and before the flush, read-only while
+	// tasks run. franz-go would otherwise read the clock for every record
+	// (1.8% of the engine's CPU in the bench profile).
+	now      time.Time
+	inflight sync.WaitGroup
+	produced func(*kgo.Record, error) // e.onProduced
 
 	fatal   atomic.Pointer[StorageError] // the first storage fault: Run stops with it
 	running atomic.Bool                  // Run's processing loop is alive
@@ -677,6 +682,7 @@ func (e *Engine) transaction(ctx context.Context) error {
 	var procErr error
 	for n < e.cfg.MaxTxnRecords && pollCtx.Err() == nil && procErr == nil {
 		fs := e.sess.PollRecords(pollCtx, e.cfg.MaxTxnRecords-n)
+		e.now = time.Now()
 		if fs.IsClientClosed() {
 			cancel()
 			return errSessionFailed
@@ -715,6 +721,7 @@ func (e *Engine) transaction(ctx context.Context) error {
 	cancel()
 	tPoll := time.Now()
 	if procErr == nil {
+		e.now = tPoll
 		procErr = e.flushAll()
 	}
 	tFlush := time.Now()
@@ -965,9 +972,10 @@ func (e *Engine) flushTask(ts *taskState, cur Positions) error {
 	return nil
 }
 
-// produce writes r inside the open transaction. The first failure is kept
-// and aborts the transaction.
+// produce writes r inside the open transaction, stamped with e.now. The
+// first failure is kept and aborts the transaction.
 func (e *Engine) produce(r *kgo.Record) {
+	r.Timestamp = e.now
 	e.inflight.Add(1)
 	e.sess.Produce(context.Background(), r, e.produced)
 }

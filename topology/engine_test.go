@@ -427,3 +427,53 @@ func TestBusyStoreNotMovedAside(t *testing.T) {
 		t.Fatalf("a busy store was moved aside: %v", moved)
 	}
 }
+
+// TestOutputTimestamps: the records the engine produces carry the time of
+// the transaction that produced them (Engine.now, read once per poll and
+// flush), not a stale one: an output produced well after an earlier one has
+// a timestamp within the time its input was processed.
+func TestOutputTimestamps(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	_, stop := runEngine(t, brokers, t.TempDir(), echoTopology())
+	defer func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	cl := outClient(t, brokers)
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	produced := map[string]time.Time{}
+	for _, key := range []string{"first", "second"} {
+		before := time.Now().Truncate(time.Millisecond) // franz-go keeps milliseconds
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "in", Key: []byte(key), Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		var got *kgo.Record
+		for got == nil && ctx.Err() == nil {
+			cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+				if string(r.Key) == key {
+					got = r
+				}
+			})
+		}
+		if got == nil {
+			t.Fatalf("no output record with key %q", key)
+		}
+		if after := time.Now(); got.Timestamp.Before(before) || got.Timestamp.After(after) {
+			t.Errorf("output %q: timestamp %v, want within [%v, %v] (when its input was produced and read)",
+				key, got.Timestamp, before, after)
+		}
+		produced[key] = got.Timestamp
+		time.Sleep(200 * time.Millisecond) // several idle transactions in between
+	}
+	if !produced["second"].After(produced["first"]) {
+		t.Errorf("timestamps %v then %v: not increasing", produced["first"], produced["second"])
+	}
+}
