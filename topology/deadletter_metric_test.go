@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -30,12 +29,7 @@ func (t *refuseTask) Process(r *Record, out Emitter) error {
 // TestDeadLettersByStage: invroute_dead_letters_total counts dead letters
 // by the stage that refused them.
 func TestDeadLettersByStage(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := c.ListenAddrs()
+	brokers := newKfake(t)
 	topo := echoTopology()
 	topo.NewTask = func(tc TaskContext) (Task, error) { return &refuseTask{echoTask{st: tc.Stores["st"]}}, nil }
 	eng, stop := runEngine(t, brokers, t.TempDir(), topo)
@@ -69,11 +63,7 @@ func TestDeadLettersByStage(t *testing.T) {
 // `invroute run` exits 0 (TestChaos saw exit 1 on a SIGTERM soon after a
 // restart).
 func TestStopWhileStarting(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newCluster(t)
 	for _, after := range []time.Duration{0, time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond} {
 		eng, err := NewEngine(Config{Brokers: c.ListenAddrs(), InstanceID: "a", StateDir: t.TempDir(), Partitions: 1,
 			Logger: discardLogger()}, echoTopology(Global{Topic: "glob", Apply: func(k, v []byte) error { return nil }}))
@@ -96,11 +86,7 @@ func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Disca
 // session is re-initialised, and a stop still stops the engine: the
 // records that could not be written are dropped, not waited for for ever.
 func TestUnwritableOutputDoesNotHang(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newCluster(t)
 	brokers := c.ListenAddrs()
 	var refused atomic.Int64
 	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {

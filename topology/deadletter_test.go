@@ -16,7 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -30,12 +29,7 @@ func largeBrokers(t *testing.T) []string {
 	if os.Getenv("INVROUTE_REQUIRE_KAFKA") == "1" {
 		t.Fatal("INVROUTE_REQUIRE_KAFKA=1 but KAFKA_BROKERS is not set")
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c.ListenAddrs()
+	return newCluster(t).ListenAddrs()
 }
 
 // TestLargeRecordDeadLettered: an input topic that accepts records of

@@ -48,11 +48,7 @@ func (t *echoTask) Aborted() { t.seen = nil }
 // table change aborts; the change must be handed to the tasks again and
 // reach the output in a later, committed transaction.
 func TestGlobalChangeSurvivesAbort(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newCluster(t)
 	brokers := c.ListenAddrs()
 	eng, stop := runEngine(t, brokers, t.TempDir(), echoTopology(Global{Topic: "glob", Apply: func(k, v []byte) error { return nil }}))
 	defer func() {
@@ -94,8 +90,20 @@ func TestGlobalChangeSurvivesAbort(t *testing.T) {
 	}
 }
 
-// waitFor polls cl until a record with key arrives (30 s at most).
-func waitFor(t *testing.T, cl *kgo.Client, key string) {
+// newCluster is a one-broker kfake cluster, closed when the test ends.
+func newCluster(t *testing.T) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// waitFor polls cl until a record with key arrives (30 s at most) and
+// returns it.
+func waitFor(t *testing.T, cl *kgo.Client, key string) *kgo.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -104,10 +112,14 @@ func waitFor(t *testing.T, cl *kgo.Client, key string) {
 		if ctx.Err() != nil {
 			t.Fatalf("no output record with key %q", key)
 		}
-		var got bool
-		fs.EachRecord(func(r *kgo.Record) { got = got || string(r.Key) == key })
-		if got {
-			return
+		var got *kgo.Record
+		fs.EachRecord(func(r *kgo.Record) {
+			if got == nil && string(r.Key) == key {
+				got = r
+			}
+		})
+		if got != nil {
+			return got
 		}
 	}
 }
@@ -211,12 +223,7 @@ func (t *tagTask) Aborted()                                          {}
 // partition p of both inputs is processed by the same instance, and a
 // non-co-partitioned output is partitioned by Kafka's key hash.
 func TestCoPartitionedInputs(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := c.ListenAddrs()
+	brokers := newKfake(t)
 	var mu sync.Mutex
 	seen := map[string]string{}
 	const parts = 4
@@ -331,11 +338,7 @@ func TestSilentGlobal(t *testing.T) {
 // empty transaction would make franz-go hold its session lock for 500 ms
 // (the next commit would wait). The counters stay put while idle.
 func TestIdleCommitsNothing(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newCluster(t)
 	eng, stop := runEngine(t, c.ListenAddrs(), t.TempDir(), echoTopology())
 	defer func() {
 		if err := stop(); err != nil {
@@ -360,11 +363,7 @@ func TestIdleCommitsNothing(t *testing.T) {
 // not trusted: it is moved aside and rebuilt from the changelog, and the
 // engine carries on with every key it had plus the new ones.
 func TestCorruptStoreRebuilt(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newCluster(t)
 	stateDir := t.TempDir()
 	run := func(keys ...string) {
 		t.Helper()
@@ -433,12 +432,7 @@ func TestBusyStoreNotMovedAside(t *testing.T) {
 // flush), not a stale one: an output produced well after an earlier one has
 // a timestamp within the time its input was processed.
 func TestOutputTimestamps(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := c.ListenAddrs()
+	brokers := newKfake(t)
 	_, stop := runEngine(t, brokers, t.TempDir(), echoTopology())
 	defer func() {
 		if err := stop(); err != nil {
@@ -447,25 +441,13 @@ func TestOutputTimestamps(t *testing.T) {
 	}()
 	cl := outClient(t, brokers)
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	produced := map[string]time.Time{}
 	for _, key := range []string{"first", "second"} {
 		before := time.Now().Truncate(time.Millisecond) // franz-go keeps milliseconds
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "in", Key: []byte(key), Value: []byte("v")}).FirstErr(); err != nil {
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte(key), Value: []byte("v")}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
-		var got *kgo.Record
-		for got == nil && ctx.Err() == nil {
-			cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
-				if string(r.Key) == key {
-					got = r
-				}
-			})
-		}
-		if got == nil {
-			t.Fatalf("no output record with key %q", key)
-		}
+		got := waitFor(t, cl, key)
 		if after := time.Now(); got.Timestamp.Before(before) || got.Timestamp.After(after) {
 			t.Errorf("output %q: timestamp %v, want within [%v, %v] (when its input was produced and read)",
 				key, got.Timestamp, before, after)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/invroute/invroute/state"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -18,12 +17,7 @@ import (
 // time returns the context's error, and an engine that does not run
 // refuses queries. Status follows the loop.
 func TestQuery(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := c.ListenAddrs()
+	brokers := newKfake(t)
 	eng, stop := runEngine(t, brokers, t.TempDir(), echoTopology())
 	// at start: not running yet, or not restored yet, or answered
 	if err := eng.Query(context.Background(), 0, func(map[string]*state.Store) error { return nil }); err != nil &&
@@ -82,7 +76,7 @@ func TestQuery(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	ran := false
-	err = eng.Query(ctx, 0, func(map[string]*state.Store) error { ran = true; return nil })
+	err := eng.Query(ctx, 0, func(map[string]*state.Store) error { ran = true; return nil })
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "did not answer") {
 		t.Errorf("query behind a stalled loop: %v", err)

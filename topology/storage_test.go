@@ -21,7 +21,6 @@ import (
 	"github.com/invroute/invroute/state"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -139,12 +138,7 @@ func newFaultEnv(t *testing.T) *faultEnv {
 
 func newKfake(t *testing.T) []string {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c.ListenAddrs()
+	return newCluster(t).ListenAddrs()
 }
 
 // topology is echoTopology in the env's group, with tasks from newTask
