@@ -31,6 +31,7 @@ type crashCfg struct {
 	sync       bool
 	adopt      bool // continue from some crash clones (restart after crash)
 	concurrent bool // take clones from another goroutine, at arbitrary moments
+	deferred   bool // commit with CommitDeferred, apply at random moments
 	ops        int
 }
 
@@ -40,8 +41,8 @@ func TestCrashConsistency(t *testing.T) {
 		ops = 100
 	}
 	for _, sync := range []bool{false, true} {
-		for _, mode := range []string{"inline", "concurrent"} {
-			cfg := crashCfg{sync: sync, adopt: mode == "inline", concurrent: mode == "concurrent", ops: ops}
+		for _, mode := range []string{"inline", "concurrent", "deferred"} {
+			cfg := crashCfg{sync: sync, adopt: mode != "concurrent", concurrent: mode == "concurrent", deferred: mode == "deferred", ops: ops}
 			t.Run(fmt.Sprintf("sync=%v/%s", sync, mode), func(t *testing.T) {
 				t.Parallel()
 				runCrash(t, cfg, time.Now().UnixNano())
@@ -72,6 +73,27 @@ func runCrash(t *testing.T, cfg crashCfg, seed int64) {
 	inputs := map[string]int64(nil)
 	var next int64             // next changelog offset
 	var committed atomic.Int64 // last checkpoint whose Commit (or FinishRestore) returned
+	var pendCP int64           // checkpoint CommitDeferred left pending (0: none)
+	// commit commits at checkpoint next: at once, or (deferred) pending
+	// until ApplyPending or the next commit or restore. Only an applied
+	// checkpoint must survive a crash (with Sync).
+	commit := func(cp Checkpoint) {
+		if !cfg.deferred {
+			must(t, s.Commit(cp))
+			committed.Store(cp.ChangelogOffset)
+			return
+		}
+		must(t, s.CommitDeferred(cp))
+		if pendCP != 0 {
+			committed.Store(pendCP) // applied first
+		}
+		pendCP = cp.ChangelogOffset
+		if rng.IntN(3) == 0 {
+			must(t, s.ApplyPending())
+			committed.Store(pendCP)
+			pendCP = 0
+		}
+	}
 
 	type clone struct {
 		fs    *vfs.MemFS
@@ -153,9 +175,12 @@ func runCrash(t *testing.T, cfg crashCfg, seed int64) {
 			model = pending
 			inputs = map[string]int64{"in": int64(op)}
 			record(next)
-			must(t, s.Commit(Checkpoint{ChangelogOffset: next, InputOffsets: inputs}))
-			committed.Store(next)
+			commit(Checkpoint{ChangelogOffset: next, InputOffsets: inputs})
 		case r < 85: // a restore of a few changelog records
+			if pendCP != 0 { // the first Restore applies it
+				committed.Store(pendCP)
+				pendCP = 0
+			}
 			for range 1 + rng.IntN(40) {
 				k := fmt.Sprintf("k%03d", rng.IntN(150))
 				if rng.IntN(5) == 0 {
@@ -175,8 +200,7 @@ func runCrash(t *testing.T, cfg crashCfg, seed int64) {
 			next++
 			inputs = map[string]int64{"in": int64(op)}
 			record(next)
-			must(t, s.Commit(Checkpoint{ChangelogOffset: next, InputOffsets: inputs}))
-			committed.Store(next)
+			commit(Checkpoint{ChangelogOffset: next, InputOffsets: inputs})
 		}
 
 		if cfg.concurrent || rng.IntN(8) != 0 {
@@ -193,6 +217,7 @@ func runCrash(t *testing.T, cfg crashCfg, seed int64) {
 		}
 		// Restart from the crash: the store goes back to what it claims.
 		must(t, s.Close())
+		pendCP = 0
 		fs = c
 		s, err = Open("db", crashOpts(fs, cfg.sync))
 		must(t, err)

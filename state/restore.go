@@ -30,6 +30,9 @@ func (s *Store) Restore(key, val []byte, offset int64) error {
 	if s.txnPending() {
 		return ErrTxnOpen
 	}
+	if err := s.ApplyPending(); err != nil { // its checkpoint is where replay resumes
+		return err
+	}
 	next := s.cp.ChangelogOffset
 	if s.restoring {
 		next = s.restoreLast + 1
@@ -120,6 +123,7 @@ func (s *Store) Wipe() (err error) {
 		return err
 	}
 	s.Abort()
+	s.dropPending()
 	if s.restoreBatch != nil {
 		s.restoreBatch.Reset()
 	}

@@ -50,10 +50,14 @@ type Store struct {
 	wo   *pebble.WriteOptions
 	h    *health
 
-	cp     Checkpoint // InputOffsets is never mutated in place; Checkpoint() clones
-	txn    Txn
-	tables []table
-	cpBuf  []byte
+	cp  Checkpoint // InputOffsets is never mutated in place; Checkpoint() clones
+	txn Txn
+	// pend is a committed transaction, with its checkpoint, that
+	// CommitDeferred left for ApplyPending to write to Pebble; reads see it.
+	// spare is an applied batch kept for the next transaction.
+	pend, spare *pebble.Batch
+	tables      []table
+	cpBuf       []byte
 
 	restoreBatch *pebble.Batch // changelog writes buffered by Restore
 	restoring    bool          // restoreBatch holds writes
@@ -135,7 +139,11 @@ func Open(dir string, o *Options) (s *Store, err error) {
 // store.
 func (s *Store) get(key []byte) (v []byte, closer io.Closer, err error) {
 	defer s.h.guard(&err)
-	v, closer, err = s.db.Get(key)
+	if s.pend != nil {
+		v, closer, err = s.pend.Get(key) // its writes, else Pebble's
+	} else {
+		v, closer, err = s.db.Get(key)
+	}
 	if err != nil && !errors.Is(err, pebble.ErrNotFound) {
 		err = s.h.fail(fmt.Errorf("read: %w", err))
 	}
@@ -209,8 +217,9 @@ func (s *Store) closeDB() error {
 	return s.h.err()
 }
 
-// Close discards the open transaction and any restore writes not yet applied
-// by FinishRestore, then closes Pebble. Applied batches are in the WAL (synced
+// Close writes a transaction CommitDeferred left pending (it is committed),
+// discards the open transaction and any restore writes not yet applied by
+// FinishRestore, then closes Pebble. Applied batches are in the WAL (synced
 // or not, per Options.Sync). A second Close returns ErrClosed. Closing a
 // failed store returns its failure and does not close Pebble (see
 // FailedError), which keeps its memory and open files until the process
@@ -221,19 +230,21 @@ func (s *Store) Close() error {
 		return ErrClosed
 	}
 	s.Abort()
+	var errs []error
+	if s.h.err() == nil {
+		errs = append(errs, s.ApplyPending())
+	}
 	for _, t := range s.tables {
 		t.dropCache()
 	}
-	var errs []error
 	if s.h.err() == nil { // a failed store's batch may still sit in Pebble's commit queue
-		if s.txn.b != nil {
-			errs = append(errs, s.txn.b.Close())
-		}
-		if s.restoreBatch != nil {
-			errs = append(errs, s.restoreBatch.Close())
+		for _, b := range []*pebble.Batch{s.txn.b, s.restoreBatch, s.spare} {
+			if b != nil {
+				errs = append(errs, b.Close())
+			}
 		}
 	}
-	s.txn.b, s.restoreBatch = nil, nil
+	s.txn.b, s.restoreBatch, s.spare, s.pend = nil, nil, nil, nil
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
@@ -307,6 +318,7 @@ func (s *Store) Prepare() error {
 // moves the tables' staged values into their caches and starts a new, empty
 // transaction. An empty transaction still records cp. Call it only once the
 // Kafka transaction that carried the changelog of Txn.Writes has committed.
+// A transaction CommitDeferred left pending is applied first.
 //
 // On error the transaction is discarded as by Abort and Checkpoint is
 // unchanged. ErrNotPrepared and ErrRestoreInProgress report misuse, and
@@ -314,7 +326,19 @@ func (s *Store) Prepare() error {
 // the store is unusable, and whether the batch reached the disk or not,
 // the contents on disk agree with the checkpoint stored with them, from
 // which a reopened store replays the changelog.
-func (s *Store) Commit(cp Checkpoint) error {
+func (s *Store) Commit(cp Checkpoint) error { return s.commit(cp, false) }
+
+// CommitDeferred is Commit without the write to Pebble: the transaction and
+// cp become the store's committed state at once (Checkpoint returns cp, and
+// every read sees the transaction's writes), but the batch is left pending
+// until ApplyPending, the next Commit or CommitDeferred, a restore, or Close
+// writes it. This lets the caller write it while it waits for something
+// else (the engine: while the next Kafka transaction ends). A crash before
+// then leaves the previous checkpoint on disk, with the contents it
+// reflects, and the changelog has the rest.
+func (s *Store) CommitDeferred(cp Checkpoint) error { return s.commit(cp, true) }
+
+func (s *Store) commit(cp Checkpoint, deferApply bool) error {
 	if err := s.check(); err != nil {
 		s.Abort()
 		return err
@@ -329,11 +353,17 @@ func (s *Store) Commit(cp Checkpoint) error {
 			return ErrNotPrepared
 		}
 	}
+	if err := s.ApplyPending(); err != nil {
+		s.Abort()
+		return fmt.Errorf("state: commit: %w", err)
+	}
 	b := s.txn.batch()
 	s.cpBuf = appendCheckpoint(s.cpBuf[:0], cp)
 	err := b.Set(checkpointKey, s.cpBuf, nil)
 	if err != nil {
 		err = s.h.fail(fmt.Errorf("write: %w", err))
+	} else if deferApply {
+		s.pend, s.txn.b = b, nil // the next write takes the spare batch
 	} else {
 		err = s.apply(b, s.wo)
 	}
@@ -348,6 +378,46 @@ func (s *Store) Commit(cp Checkpoint) error {
 	s.txn.reset()
 	s.commits.Add(1)
 	return nil
+}
+
+// Pending reports whether a transaction CommitDeferred left is not yet
+// written to Pebble.
+func (s *Store) Pending() bool { return s.pend != nil }
+
+// ApplyPending writes the transaction CommitDeferred left pending, with its
+// checkpoint, to Pebble as one atomic batch; without one it does nothing.
+// An error is a *FailedError (or ErrClosed): the store is unusable, and the
+// contents on disk agree with the checkpoint stored with them.
+func (s *Store) ApplyPending() error {
+	if s.pend == nil {
+		return nil
+	}
+	if err := s.check(); err != nil {
+		return err
+	}
+	b := s.pend
+	if err := s.apply(b, s.wo); err != nil {
+		s.pend = nil // it may still sit in Pebble's commit queue: leave it alone
+		return fmt.Errorf("state: apply: %w", err)
+	}
+	s.pend = nil
+	b.Reset() // also clears its "applied" state
+	if s.spare == nil {
+		s.spare = b
+	} else {
+		_ = b.Close()
+	}
+	return nil
+}
+
+// dropPending forgets a pending transaction without writing it (Wipe).
+func (s *Store) dropPending() {
+	if s.pend != nil {
+		if s.h.err() == nil {
+			_ = s.pend.Close()
+		}
+		s.pend = nil
+	}
 }
 
 // Abort discards the transaction and every table's staged values. The store

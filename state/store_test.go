@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -594,4 +596,141 @@ func TestLargeTxn(t *testing.T) {
 	if n != 1000 || s.Checkpoint().ChangelogOffset != 3 {
 		t.Errorf("%d keys, checkpoint %v", n, s.Checkpoint())
 	}
+}
+
+// TestCommitDeferred runs one random history of transactions on two stores,
+// one committing with Commit, the other with CommitDeferred (and
+// ApplyPending at random moments): every read, through the transaction,
+// the store, a table with a small cache and iteration, must see the same
+// thing in both, and so must the stores reopened after Close.
+func TestCommitDeferred(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	fsA, fsB := vfs.NewMem(), vfs.NewMem()
+	a, b := openMem(t, fsA, Options{}), openMem(t, fsB, Options{})
+	ta := NewTable[item](a, "t/", itemCodec{}, 5)
+	tb := NewTable[item](b, "t/", itemCodec{}, 5)
+	var cp int64
+	applied, pendingReads := 0, 0
+	for op := range 3000 {
+		key := fmt.Sprintf("%03d", rng.IntN(40))
+		switch r := rng.IntN(100); {
+		case r < 25:
+			v := []byte(fmt.Sprintf("v%d", op))
+			must(t, a.Txn().Set([]byte("k"+key), v))
+			must(t, b.Txn().Set([]byte("k"+key), v))
+		case r < 30:
+			must(t, a.Txn().Delete([]byte("k"+key)))
+			must(t, b.Txn().Delete([]byte("k"+key)))
+		case r < 50:
+			ta.Put(key, &item{N: int64(op), Name: key})
+			tb.Put(key, &item{N: int64(op), Name: key})
+		case r < 53:
+			ta.Delete(key)
+			tb.Delete(key)
+		case r < 63:
+			cp++
+			wa, wb := prepareCommit(t, a, cp), func() string {
+				must(t, b.Prepare())
+				w := writes(t, b.Txn())
+				must(t, b.CommitDeferred(cpAt(cp)))
+				return w
+			}()
+			if wa != wb {
+				t.Fatalf("op %d: changelogs differ:\n%s\n%s", op, wa, wb)
+			}
+			if !b.Pending() {
+				t.Fatal("CommitDeferred left nothing pending")
+			}
+			if !a.Checkpoint().Equal(b.Checkpoint()) {
+				t.Fatalf("op %d: checkpoints %v and %v", op, a.Checkpoint(), b.Checkpoint())
+			}
+		case r < 66:
+			a.Abort()
+			b.Abort()
+		case r < 72:
+			must(t, b.ApplyPending())
+			applied++
+		case r < 80:
+			if b.Pending() {
+				pendingReads++
+			}
+			if ga, gb := get(t, a.Txn(), "k"+key), get(t, b.Txn(), "k"+key); ga != gb {
+				t.Fatalf("op %d: Txn.Get(k%s) = %s and %s", op, key, ga, gb)
+			}
+			if ga, gb := committed(t, a, "k"+key), committed(t, b, "k"+key); ga != gb {
+				t.Fatalf("op %d: Store.Get(k%s) = %s and %s", op, key, ga, gb)
+			}
+		case r < 95:
+			if b.Pending() {
+				pendingReads++
+			}
+			if ga, gb := tget(t, ta, key), tget(t, tb, key); ga != gb {
+				t.Fatalf("op %d: Table.Get(%s) = %s and %s", op, key, ga, gb)
+			}
+		default:
+			must(t, a.Prepare())
+			must(t, b.Prepare())
+			if da, db := dump(t, a.Txn(), ""), dump(t, b.Txn(), ""); da != db {
+				t.Fatalf("op %d: Iterate:\n%s\n%s", op, da, db)
+			}
+		}
+	}
+	t.Logf("%d ApplyPending calls, %d reads while a transaction was pending", applied, pendingReads)
+	// Committed but not applied: Close writes it.
+	must(t, a.Prepare())
+	must(t, b.Prepare())
+	prepareCommit(t, a, cp+1)
+	must(t, b.CommitDeferred(cpAt(cp+1)))
+	must(t, a.Close())
+	must(t, b.Close())
+	a, b = openMem(t, fsA, Options{}), openMem(t, fsB, Options{})
+	defer a.Close()
+	defer b.Close()
+	if !a.Checkpoint().Equal(b.Checkpoint()) || !b.Checkpoint().Equal(cpAt(cp+1)) {
+		t.Fatalf("reopened checkpoints %v and %v, want %v", a.Checkpoint(), b.Checkpoint(), cpAt(cp+1))
+	}
+	if da, db := dump(t, a.Txn(), ""), dump(t, b.Txn(), ""); da != db {
+		t.Fatalf("reopened:\n%s\n%s", da, db)
+	}
+}
+
+// TestCommitDeferredCrash: a crash before ApplyPending leaves the previous
+// checkpoint and its contents; Wipe drops what is pending; Restore applies
+// it first.
+func TestCommitDeferredCrash(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	s := openMem(t, fs, Options{Sync: true})
+	must(t, s.Txn().Set([]byte("a"), []byte("1")))
+	must(t, s.Commit(cpAt(1)))
+	must(t, s.Txn().Set([]byte("a"), []byte("2")))
+	must(t, s.CommitDeferred(cpAt(2)))
+	if got := committed(t, s, "a"); got != "2" {
+		t.Fatalf("pending value not read: %s", got)
+	}
+	c := openMem(t, fs.CrashClone(vfs.CrashCloneCfg{}), Options{Sync: true})
+	if got, cp := committed(t, c, "a"), c.Checkpoint(); got != "1" || !cp.Equal(cpAt(1)) {
+		t.Fatalf("crash before ApplyPending: a=%s at %v, want 1 at %v", got, cp, cpAt(1))
+	}
+	must(t, c.Close())
+
+	must(t, s.Restore([]byte("b"), []byte("r"), 2)) // applies the pending one first
+	if s.Pending() {
+		t.Fatal("Restore left a transaction pending")
+	}
+	must(t, s.FinishRestore())
+	c = openMem(t, fs.CrashClone(vfs.CrashCloneCfg{}), Options{Sync: true})
+	if got := dump(t, c.Txn(), ""); got != `"a"="2" "b"="r"` || c.Checkpoint().ChangelogOffset != 3 {
+		t.Fatalf("after Restore: %s at %v", got, c.Checkpoint())
+	}
+	must(t, c.Close())
+
+	must(t, s.Txn().Set([]byte("a"), []byte("3")))
+	must(t, s.CommitDeferred(cpAt(4)))
+	must(t, s.Wipe())
+	if s.Pending() || committed(t, s, "a") != "<absent>" {
+		t.Fatal("Wipe kept the pending transaction")
+	}
+	must(t, s.Close())
 }

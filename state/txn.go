@@ -37,7 +37,9 @@ func isReserved(key []byte) bool { return len(key) > 0 && key[0] == 0 }
 // batch returns the transaction's batch, creating it on first use.
 func (t *Txn) batch() *pebble.Batch {
 	if t.b == nil {
-		t.b = t.s.db.NewIndexedBatch()
+		if t.b, t.s.spare = t.s.spare, nil; t.b == nil {
+			t.b = t.s.db.NewIndexedBatch()
+		}
 	}
 	return t.b
 }
@@ -185,6 +187,12 @@ func (t *Txn) IterateFrom(prefix, from []byte, fn func(key, val []byte) error) (
 	}()
 	if isReserved(prefix) {
 		return ErrReservedKey
+	}
+	// Pebble merges one batch over the database, not two: a pending
+	// transaction (CommitDeferred) is written first. Iterating is rare on
+	// the hot path.
+	if err := t.s.ApplyPending(); err != nil {
+		return err
 	}
 	opts := &pebble.IterOptions{UpperBound: prefixEnd(prefix)}
 	if len(prefix) > 0 {

@@ -32,7 +32,8 @@ import (
 //	task.Flush (coalesced outputs), store.Prepare
 //	produce each written key's final value to the store's changelog
 //	End(commit) -- outputs, changelog and input offsets commit atomically
-//	  committed: store.Commit(checkpoint{changelog offset, input offsets})
+//	  committed: store.CommitDeferred(checkpoint{changelog offset, input offsets}),
+//	             written to Pebble during the next End (endApplying)
 //	  aborted:   store.Abort, task.Aborted (the consumer rewinds)
 //	  unknown:   drop every task, re-initialise the producer, restore
 //	             every store from its changelog
@@ -739,7 +740,7 @@ func (e *Engine) transaction(ctx context.Context) error {
 	if procErr != nil || e.produceErr.Load() != nil || idle || fatal {
 		commit = kgo.TryAbort
 	}
-	committed, err := e.end(commit)
+	committed, err := e.endApplying(commit)
 	e.inflight.Wait()
 	tEnd := time.Now()
 	if err != nil {
@@ -811,6 +812,72 @@ func (e *Engine) end(commit kgo.TransactionEndTry) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), max(e.cfg.SessionTimeout, 5*time.Second))
 	defer cancel()
 	return e.sess.End(ctx, commit)
+}
+
+// endApplying ends the open transaction (end) while, on this goroutine, the
+// stores write the transaction before it to Pebble: applyTask committed it
+// to the stores without writing it (CommitDeferred), and every read since
+// has seen it. Ending waits on the broker (produce acknowledgements, the
+// offset commit, a heartbeat, EndTxn); the write is CPU and disk, which
+// would otherwise follow the end and hold up the next transaction. Kafka
+// committed that transaction already, whatever this one's outcome, and a
+// crash before the write leaves the previous checkpoint, from which the
+// changelog is replayed.
+func (e *Engine) endApplying(commit kgo.TransactionEndTry) (bool, error) {
+	if !e.anyPending() {
+		return e.end(commit)
+	}
+	type ended struct {
+		committed bool
+		err       error
+	}
+	done := make(chan ended, 1)
+	go func() {
+		committed, err := e.end(commit)
+		done <- ended{committed, err}
+	}()
+	_ = e.applyPendingAll() // a failure is fatal (e.fatal), seen after the end
+	r := <-done
+	return r.committed, r.err
+}
+
+func (e *Engine) anyPending() bool {
+	for _, ts := range e.tasks {
+		for _, st := range ts.stores {
+			if st.Pending() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// applyPendingAll writes every store's pending transaction; tasks run in
+// parallel.
+func (e *Engine) applyPendingAll() error {
+	return e.parallel(e.sortedTasks(), e.applyPending)
+}
+
+func (e *Engine) applyPending(ts *taskState) error {
+	for i, st := range ts.stores {
+		if err := st.ApplyPending(); err != nil {
+			return e.applyFault(ts, i, err)
+		}
+	}
+	return nil
+}
+
+// applyFault records that a store could not apply a transaction Kafka
+// committed: the store is now behind Kafka, a storage fault, which stops
+// the engine (never commit again from this state). This is the fault to
+// report, even if the store's failure was recorded a moment earlier by the
+// write that found it.
+func (e *Engine) applyFault(ts *taskState, i int, err error) error {
+	f := &StorageError{Store: ts.names[i], Partition: ts.p,
+		Phase: "applying a transaction Kafka committed", Err: err}
+	e.storageFault(f)
+	e.fatal.Store(f)
+	return f
 }
 
 var errNotReady = errors.New("topology: record for a partition that is not restored yet")
@@ -1010,16 +1077,10 @@ func (e *Engine) applyTask(ts *taskState) error {
 		if last := ts.clLast[i]; last != nil { // written: its promise ran (inflight)
 			cp.ChangelogOffset = last.Offset + 1
 		}
-		if err := st.Commit(cp); err != nil {
-			// Whatever the error, the store is now behind what Kafka
-			// committed: a storage fault, which stops the engine.
-			// This is the fault to report, even if the store's failure
-			// was recorded a moment earlier by the write that found it.
-			f := &StorageError{Store: ts.names[i], Partition: ts.p,
-				Phase: "applying a transaction Kafka committed", Err: err}
-			e.storageFault(f)
-			e.fatal.Store(f)
-			return f
+		// Written to Pebble while the next transaction ends
+		// (endApplying), or before anything needs it on disk.
+		if err := st.CommitDeferred(cp); err != nil {
+			return e.applyFault(ts, i, err)
 		}
 		ts.cp[i] = cp
 		ts.clLast[i] = nil
