@@ -373,7 +373,7 @@ func (s *Store) commit(cp Checkpoint, deferApply bool) error {
 	}
 	s.cp = cp.Clone()
 	for _, t := range s.tables {
-		t.commit()
+		t.commit(deferApply)
 	}
 	s.txn.reset()
 	s.commits.Add(1)
@@ -401,6 +401,9 @@ func (s *Store) ApplyPending() error {
 		return fmt.Errorf("state: apply: %w", err)
 	}
 	s.pend = nil
+	for _, t := range s.tables {
+		t.settle()
+	}
 	b.Reset() // also clears its "applied" state
 	if s.spare == nil {
 		s.spare = b

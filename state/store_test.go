@@ -604,13 +604,38 @@ func TestLargeTxn(t *testing.T) {
 // the store, a table with a small cache and iteration, must see the same
 // thing in both, and so must the stores reopened after Close.
 func TestCommitDeferred(t *testing.T) {
+	// A small cache is evicted all the time (reads go to Pebble); a large
+	// one keeps every key (a stale entry would be read).
+	for _, cached := range []int{5, 100} {
+		t.Run(fmt.Sprintf("cache=%d", cached), func(t *testing.T) { testCommitDeferred(t, cached) })
+	}
+}
+
+// checkTable verifies the table's counts of staged entries.
+func checkTable(t *testing.T, op int, tbl *Table[item]) {
+	t.Helper()
+	committed, unflushed := 0, 0
+	for _, e := range tbl.staged {
+		if e.seq <= tbl.cseq {
+			committed++
+		}
+		if e.seq > tbl.flushed {
+			unflushed++
+		}
+	}
+	if committed != tbl.ncommitted || unflushed != tbl.unflushed {
+		t.Fatalf("op %d: %d committed and %d unflushed staged entries, counted %d and %d", op, committed, unflushed, tbl.ncommitted, tbl.unflushed)
+	}
+}
+
+func testCommitDeferred(t *testing.T, cached int) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	fsA, fsB := vfs.NewMem(), vfs.NewMem()
 	a, b := openMem(t, fsA, Options{}), openMem(t, fsB, Options{})
-	ta := NewTable[item](a, "t/", itemCodec{}, 5)
-	tb := NewTable[item](b, "t/", itemCodec{}, 5)
+	ta := NewTable[item](a, "t/", itemCodec{}, cached)
+	tb := NewTable[item](b, "t/", itemCodec{}, cached)
 	var cp int64
 	applied, pendingReads := 0, 0
 	for op := range 3000 {
@@ -623,6 +648,10 @@ func TestCommitDeferred(t *testing.T) {
 		case r < 30:
 			must(t, a.Txn().Delete([]byte("k"+key)))
 			must(t, b.Txn().Delete([]byte("k"+key)))
+		case r < 33: // a raw write over a table's key
+			v, _ := itemCodec{}.Append(nil, &item{N: int64(op), Name: "raw"})
+			must(t, a.Txn().Set([]byte("t/"+key), v))
+			must(t, b.Txn().Set([]byte("t/"+key), v))
 		case r < 50:
 			ta.Put(key, &item{N: int64(op), Name: key})
 			tb.Put(key, &item{N: int64(op), Name: key})
@@ -669,6 +698,7 @@ func TestCommitDeferred(t *testing.T) {
 			if ga, gb := tget(t, ta, key), tget(t, tb, key); ga != gb {
 				t.Fatalf("op %d: Table.Get(%s) = %s and %s", op, key, ga, gb)
 			}
+			checkTable(t, op, tb)
 		default:
 			must(t, a.Prepare())
 			must(t, b.Prepare())
@@ -726,10 +756,13 @@ func TestCommitDeferredCrash(t *testing.T) {
 	}
 	must(t, c.Close())
 
+	tbl := NewTable[item](s, "t/", itemCodec{}, 10)
 	must(t, s.Txn().Set([]byte("a"), []byte("3")))
+	tbl.Put("x", &item{N: 1})
+	must(t, s.Prepare())
 	must(t, s.CommitDeferred(cpAt(4)))
 	must(t, s.Wipe())
-	if s.Pending() || committed(t, s, "a") != "<absent>" {
+	if s.Pending() || committed(t, s, "a") != "<absent>" || tget(t, tbl, "x") != "<absent>" {
 		t.Fatal("Wipe kept the pending transaction")
 	}
 	must(t, s.Close())

@@ -25,7 +25,8 @@ type table interface {
 	flush() error
 	dirty() bool   // staged values not yet flushed into the transaction
 	pending() bool // staged values, flushed or not
-	commit()
+	commit(deferred bool)
+	settle()
 	abort()
 	dropCache()
 	invalidate(key []byte)
@@ -53,10 +54,16 @@ type Table[V any] struct {
 	codec  Codec[V]
 
 	staged    map[string]staged[V]
-	seq       uint64    // Puts so far (staged[V].seq)
-	flushed   uint64    // seq as of the last flush: entries up to it are in the transaction
-	unflushed int       // staged entries not yet flushed
-	cache     *cache[V] // nil if maxCached == 0
+	seq       uint64 // Puts so far (staged[V].seq)
+	flushed   uint64 // seq as of the last flush: entries up to it are in the transaction
+	unflushed int    // staged entries not yet flushed
+	// Staged entries with seq <= cseq (ncommitted of them) are values of a
+	// transaction CommitDeferred committed: they serve reads like the cache
+	// until settle moves them into it (when the store applies the
+	// transaction), so that the commit itself does not wait for the move.
+	cseq       uint64
+	ncommitted int
+	cache      *cache[V] // nil if maxCached == 0
 
 	key  []byte     // scratch: prefix+key
 	keys []keyed[V] // scratch: unflushed entries in key order
@@ -182,6 +189,12 @@ func (t *Table[V]) decode(key string, raw []byte) (*V, error) {
 func (t *Table[V]) Put(key string, v *V) {
 	if e, ok := t.staged[key]; !ok || e.seq <= t.flushed {
 		t.unflushed++
+		if ok && e.seq <= t.cseq { // a committed value, now shadowed: cache it
+			t.ncommitted--
+			if t.cache != nil {
+				t.cache.put(key, e.v)
+			}
+		}
 	}
 	t.seq++
 	t.staged[key] = staged[V]{v: v, seq: t.seq}
@@ -245,10 +258,15 @@ func (t *Table[V]) flush() error {
 
 func (t *Table[V]) owns(key []byte) bool { return strings.HasPrefix(string(key), t.prefix) }
 func (t *Table[V]) dirty() bool          { return t.unflushed > 0 }
-func (t *Table[V]) pending() bool        { return len(t.staged) > 0 }
+func (t *Table[V]) pending() bool        { return len(t.staged) > t.ncommitted }
 
-// commit moves the staged values, now committed, into the cache.
-func (t *Table[V]) commit() {
+// commit moves the staged values, now committed, into the cache; deferred,
+// it only marks them committed (see cseq), for settle to move.
+func (t *Table[V]) commit(deferred bool) {
+	if deferred {
+		t.cseq, t.ncommitted, t.unflushed = t.seq, len(t.staged), 0
+		return
+	}
 	if t.cache != nil {
 		for key, e := range t.staged {
 			t.cache.put(key, e.v)
@@ -257,7 +275,36 @@ func (t *Table[V]) commit() {
 	t.clearStaged()
 }
 
-func (t *Table[V]) abort() { t.clearStaged() }
+// settle moves the committed staged values (see cseq) into the cache.
+func (t *Table[V]) settle() {
+	if t.ncommitted == 0 {
+		return
+	}
+	for key, e := range t.staged {
+		if e.seq <= t.cseq {
+			if t.cache != nil {
+				t.cache.put(key, e.v)
+			}
+			delete(t.staged, key)
+		}
+	}
+	t.ncommitted = 0
+}
+
+// abort drops the staged values of the open transaction, not the committed
+// ones (see cseq).
+func (t *Table[V]) abort() {
+	if t.ncommitted == 0 {
+		t.clearStaged()
+		return
+	}
+	for key, e := range t.staged {
+		if e.seq > t.cseq {
+			delete(t.staged, key)
+		}
+	}
+	t.unflushed = 0
+}
 
 func (t *Table[V]) clearStaged() {
 	if len(t.staged) > 4096 {
@@ -265,10 +312,20 @@ func (t *Table[V]) clearStaged() {
 	} else {
 		clear(t.staged)
 	}
-	t.unflushed = 0
+	t.unflushed, t.ncommitted = 0, 0
 }
 
+// dropCache forgets every committed value the table holds: the cache and
+// the committed staged values (see cseq).
 func (t *Table[V]) dropCache() {
+	if t.ncommitted > 0 {
+		for key, e := range t.staged {
+			if e.seq <= t.cseq {
+				delete(t.staged, key)
+			}
+		}
+		t.ncommitted = 0
+	}
 	if t.cache != nil {
 		t.cache.clear()
 	}
@@ -281,6 +338,9 @@ func (t *Table[V]) invalidate(pk []byte) {
 	if e, ok := t.staged[key]; ok {
 		if e.seq > t.flushed {
 			t.unflushed--
+		}
+		if e.seq <= t.cseq {
+			t.ncommitted--
 		}
 		delete(t.staged, key)
 	}
