@@ -74,6 +74,7 @@ type config struct {
 	scaleNodes     int
 	quick          bool
 	latencyFor     time.Duration
+	latencyRate    int
 	probeRate      int
 	phaseTimeout   time.Duration
 	stallTimeout   time.Duration
@@ -120,6 +121,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.scaleNodes, "scale-nodes", 5, "nodes of the state-at-scale section: one RECEIPT per (sku, node)")
 	fs.BoolVar(&c.quick, "quick", false, "small sizes for a smoke run (records 20000, scale-skus 50000, latency 5s, rounds 1 and no warm-up round, routing-orders 5000, hostile-rounds 1) unless set explicitly")
 	fs.DurationVar(&c.latencyFor, "latency-duration", 15*time.Second, "length of the latency phase")
+	fs.IntVar(&c.latencyRate, "latency-rate", 0, "movements per second of the latency phase (0: half the engine's measured maximum, the goal's load); a fixed rate compares two builds at the same load")
 	fs.IntVar(&c.probeRate, "probe-rate", 100, "latency probes per second (each a distinct SKU), part of the load")
 	fs.DurationVar(&c.phaseTimeout, "phase-timeout", 20*time.Minute, "longest wait for one catch-up")
 	fs.DurationVar(&c.stallTimeout, "stall-timeout", 90*time.Second, "fail a catch-up whose committed offsets do not move for this long")
@@ -172,8 +174,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		}
 	}
 	var errs []error
-	if c.records < 1 || c.rounds < 1 || c.partitions < 1 || c.skus < 2 || c.scaleSKUs < 0 || c.scaleNodes < 1 || c.probeRate < 1 {
-		errs = append(errs, errors.New("bench: -records, -rounds, -partitions, -scale-nodes, -probe-rate must be positive, -skus >= 2, -scale-skus >= 0"))
+	if c.records < 1 || c.rounds < 1 || c.partitions < 1 || c.skus < 2 || c.scaleSKUs < 0 || c.scaleNodes < 1 || c.probeRate < 1 || c.latencyRate < 0 {
+		errs = append(errs, errors.New("bench: -records, -rounds, -partitions, -scale-nodes, -probe-rate must be positive, -skus >= 2, -scale-skus and -latency-rate >= 0"))
 	}
 	if c.routingOrders < 1 || c.routingRate < 1 {
 		errs = append(errs, errors.New("bench: -routing-orders and -routing-rate must be positive"))

@@ -156,6 +156,9 @@ func (r *runner) runBroker(ctx context.Context, b brokerEnv) *brokerResult {
 	// Half the engine's maximum rate: the median, as for the ratio.
 	engRPS, _ := res.engRPS()
 	rate := engRPS / 2
+	if r.cfg.latencyRate > 0 { // a fixed load, to compare two builds
+		rate = float64(r.cfg.latencyRate)
+	}
 	if err == nil {
 		res.lat, err = r.latency(ctx, &b, eng.p, eng.in, eng.out, rate, "engine")
 		res.latErr = res.fail("latency", err)
