@@ -50,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 		}),
 		phaseSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "invroute_transaction_phase_seconds", Help: "Time committed transactions spend per phase: process (poll and process input), flush (coalesced outputs and changelog), end (Kafka commit), apply (Pebble).",
+			Name: "invroute_transaction_phase_seconds", Help: "Time committed transactions spend per phase: process (poll and process input), flush (coalesced outputs and changelog), end (Kafka commit, during which the previous transaction is written to Pebble), apply (the stores take the transaction as committed; the write to Pebble follows during the next end).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"phase"}),
 		txnPartitions: prometheus.NewHistogram(prometheus.HistogramOpts{
