@@ -33,7 +33,7 @@ import (
 //	produce each written key's final value to the store's changelog
 //	End(commit) -- outputs, changelog and input offsets commit atomically
 //	  committed: store.CommitDeferred(checkpoint{changelog offset, input offsets}),
-//	             written to Pebble during the next End (endApplying)
+//	             written to Pebble while the next End flushes (end)
 //	  aborted:   store.Abort, task.Aborted (the consumer rewinds)
 //	  unknown:   drop every task, re-initialise the producer, restore
 //	             every store from its changelog
@@ -740,7 +740,7 @@ func (e *Engine) transaction(ctx context.Context) error {
 	if procErr != nil || e.produceErr.Load() != nil || idle || fatal {
 		commit = kgo.TryAbort
 	}
-	committed, err := e.endApplying(commit)
+	committed, err := e.end(commit)
 	e.inflight.Wait()
 	tEnd := time.Now()
 	if err != nil {
@@ -795,12 +795,27 @@ func (e *Engine) transaction(ctx context.Context) error {
 // it must anyway once fenced out of the group (TestChaos pauses an instance
 // with SIGSTOP; with the transaction timeout here it stalled the group for
 // 30 s).
+//
+// Meanwhile, on this goroutine, the stores write the transaction before
+// this one to Pebble: applyTask committed it to the stores without writing
+// it (CommitDeferred), and every read since has seen it. Flushing waits on
+// the broker (the produce acknowledgements, about half of the end); the
+// write is CPU and disk, which would otherwise follow the end and hold up
+// the next transaction. The write is over before End begins, so that a
+// storage fault it finds still aborts this transaction: nothing commits
+// once a store has failed. Kafka committed the transaction written
+// whatever this one's outcome, and a crash before the write leaves the
+// previous checkpoint, from which the changelog is replayed.
 func (e *Engine) end(commit kgo.TransactionEndTry) (bool, error) {
 	if commit == kgo.TryCommit {
-		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.TxnTimeout)
-		err := e.sess.Client().Flush(ctx)
-		cancel()
-		if err != nil {
+		flushed := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), e.cfg.TxnTimeout)
+			defer cancel()
+			flushed <- e.sess.Client().Flush(ctx)
+		}()
+		_ = e.applyPendingAll() // a failure is recorded in e.fatal
+		if err := <-flushed; err != nil {
 			// Records that could not be written in time would be retried
 			// for ever, their callbacks never run and the loop would wait
 			// on them (inflight) for good; the session is re-initialised
@@ -808,37 +823,15 @@ func (e *Engine) end(commit kgo.TransactionEndTry) (bool, error) {
 			e.sess.Client().UnsafeAbortBufferedRecords()
 			return false, err
 		}
+		if e.fatal.Load() != nil {
+			commit = kgo.TryAbort
+		}
+	} else {
+		_ = e.applyPendingAll()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), max(e.cfg.SessionTimeout, 5*time.Second))
 	defer cancel()
 	return e.sess.End(ctx, commit)
-}
-
-// endApplying ends the open transaction (end) while, on this goroutine, the
-// stores write the transaction before it to Pebble: applyTask committed it
-// to the stores without writing it (CommitDeferred), and every read since
-// has seen it. Ending waits on the broker (produce acknowledgements, the
-// offset commit, a heartbeat, EndTxn); the write is CPU and disk, which
-// would otherwise follow the end and hold up the next transaction. Kafka
-// committed that transaction already, whatever this one's outcome, and a
-// crash before the write leaves the previous checkpoint, from which the
-// changelog is replayed.
-func (e *Engine) endApplying(commit kgo.TransactionEndTry) (bool, error) {
-	if !e.anyPending() {
-		return e.end(commit)
-	}
-	type ended struct {
-		committed bool
-		err       error
-	}
-	done := make(chan ended, 1)
-	go func() {
-		committed, err := e.end(commit)
-		done <- ended{committed, err}
-	}()
-	_ = e.applyPendingAll() // a failure is fatal (e.fatal), seen after the end
-	r := <-done
-	return r.committed, r.err
 }
 
 func (e *Engine) anyPending() bool {
@@ -855,6 +848,9 @@ func (e *Engine) anyPending() bool {
 // applyPendingAll writes every store's pending transaction; tasks run in
 // parallel.
 func (e *Engine) applyPendingAll() error {
+	if !e.anyPending() {
+		return nil
+	}
 	return e.parallel(e.sortedTasks(), e.applyPending)
 }
 
@@ -1077,8 +1073,8 @@ func (e *Engine) applyTask(ts *taskState) error {
 		if last := ts.clLast[i]; last != nil { // written: its promise ran (inflight)
 			cp.ChangelogOffset = last.Offset + 1
 		}
-		// Written to Pebble while the next transaction ends
-		// (endApplying), or before anything needs it on disk.
+		// Written to Pebble while the next transaction's output is
+		// flushed (end), or before anything needs it on disk.
 		if err := st.CommitDeferred(cp); err != nil {
 			return e.applyFault(ts, i, err)
 		}

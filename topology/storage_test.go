@@ -364,6 +364,10 @@ func TestDiskFullAfterCommit(t *testing.T) {
 		send(k, 10)
 	}
 	waitFor(t, cl, "k3")
+	// The engine writes a committed transaction to Pebble during the next
+	// one's flush; with no input, idle transactions (every CommitInterval,
+	// 20 ms) do that. Let them, so that the disk fills after k3 is on it.
+	time.Sleep(200 * time.Millisecond)
 
 	fs.set(faultWrite, "", syscall.ENOSPC)
 	// Larger than half a memtable: Pebble rotates its memtable and WAL to
