@@ -29,11 +29,17 @@
 //	  atomically; tables  rewinds to the committed input offsets
 //	  cache the values
 //
+// CommitDeferred(cp) is Commit without the write: the transaction is the
+// store's committed state at once (reads see it), and ApplyPending, the next
+// commit, a restore, an iteration or Close writes it to Pebble later, with
+// cp, in one atomic batch. The engine uses it to write the stores while the
+// next transaction's output is flushed.
+//
 // Commit is called only after Kafka has committed, so the store never holds
-// what Kafka does not; a crash between the Kafka commit and Commit (or, with
-// Options.Sync false, a crash that loses recently applied batches) leaves the
-// store at an older checkpoint, and the next Open replays the changelog from
-// there. When the outcome of a Kafka commit is unknown, the caller Aborts and
+// what Kafka does not; a crash between the Kafka commit and Commit, or before
+// a deferred write (or, with Options.Sync false, a crash that loses recently
+// applied batches) leaves the store at an older checkpoint, and the next Open
+// replays the changelog from there. When the outcome of a Kafka commit is unknown, the caller Aborts and
 // restores from what Kafka says was committed. If the changelog was deleted
 // or recreated, Wipe empties the store and restore starts from offset 0.
 //
