@@ -264,7 +264,7 @@ func (t *Table[V]) pending() bool        { return len(t.staged) > t.ncommitted }
 // it only marks them committed (see cseq), for settle to move.
 func (t *Table[V]) commit(deferred bool) {
 	if deferred {
-		t.cseq, t.ncommitted, t.unflushed = t.seq, len(t.staged), 0
+		t.cseq, t.ncommitted = t.seq, len(t.staged) // all flushed (not dirty)
 		return
 	}
 	if t.cache != nil {

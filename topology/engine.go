@@ -807,14 +807,17 @@ func (e *Engine) transaction(ctx context.Context) error {
 // whatever this one's outcome, and a crash before the write leaves the
 // previous checkpoint, from which the changelog is replayed.
 func (e *Engine) end(commit kgo.TransactionEndTry) (bool, error) {
+	var flushed chan error
 	if commit == kgo.TryCommit {
-		flushed := make(chan error, 1)
+		flushed = make(chan error, 1)
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), e.cfg.TxnTimeout)
 			defer cancel()
 			flushed <- e.sess.Client().Flush(ctx)
 		}()
-		_ = e.applyPendingAll() // a failure is recorded in e.fatal
+	}
+	e.applyPendingAll()
+	if flushed != nil {
 		if err := <-flushed; err != nil {
 			// Records that could not be written in time would be retried
 			// for ever, their callbacks never run and the loop would wait
@@ -826,8 +829,6 @@ func (e *Engine) end(commit kgo.TransactionEndTry) (bool, error) {
 		if e.fatal.Load() != nil {
 			commit = kgo.TryAbort
 		}
-	} else {
-		_ = e.applyPendingAll()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), max(e.cfg.SessionTimeout, 5*time.Second))
 	defer cancel()
@@ -846,12 +847,11 @@ func (e *Engine) anyPending() bool {
 }
 
 // applyPendingAll writes every store's pending transaction; tasks run in
-// parallel.
-func (e *Engine) applyPendingAll() error {
-	if !e.anyPending() {
-		return nil
+// parallel. A failure is a storage fault, recorded in e.fatal (applyFault).
+func (e *Engine) applyPendingAll() {
+	if e.anyPending() {
+		_ = e.parallel(e.sortedTasks(), e.applyPending)
 	}
-	return e.parallel(e.sortedTasks(), e.applyPending)
 }
 
 func (e *Engine) applyPending(ts *taskState) error {
