@@ -43,7 +43,13 @@ type Config struct {
 	// Replication is the replication factor of new topics; -1 (default) is
 	// the broker's default.
 	Replication int16
-	// TxnTimeout is the Kafka transaction timeout. Default 30s.
+	// TxnTimeout is the Kafka transaction timeout: an open transaction of
+	// an instance that is gone for good holds up the readers of what it
+	// wrote, and the restore of a new owner of its partitions, until the
+	// broker aborts it, this long after it began (plus up to the broker's
+	// transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s by
+	// default). It also bounds the flush of a transaction's output.
+	// Default 10s, as Kafka Streams' with exactly-once.
 	TxnTimeout time.Duration
 	// SessionTimeout is the consumer group session timeout: how long a
 	// crashed instance's partitions wait before they move. Default 10s.
@@ -103,7 +109,7 @@ func (c *Config) EnsureDefaults() {
 		c.Replication = -1
 	}
 	if c.TxnTimeout == 0 {
-		c.TxnTimeout = 30 * time.Second
+		c.TxnTimeout = 10 * time.Second
 	}
 	if c.SessionTimeout == 0 {
 		c.SessionTimeout = 10 * time.Second

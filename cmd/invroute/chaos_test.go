@@ -958,10 +958,10 @@ func (c *chaos) checkNoOpenTransactions() {
 			names = append(names, d.Topic)
 		}
 	}
-	// Well below the transaction timeout (30 s) plus the broker's abort
-	// scan (10 s): what is still open after this was left by the engine,
+	// Below the transaction timeout (10 s) plus the broker's abort scan
+	// (up to 10 s): what is still open after this was left by the engine,
 	// not cleaned up by the broker for it.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for {
 		ends, err1 := c.adm.ListEndOffsets(ctx, names...)
 		stable, err2 := c.adm.ListCommittedOffsets(ctx, names...)
@@ -999,7 +999,11 @@ func (c *chaos) report() {
 		return fmt.Sprintf("%.1fs", rec[min(len(rec)-1, int(p*float64(len(rec))))].Seconds())
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nchaos (%s run, %.0fs, 3 instances, reproduce: %s)\n", c.plan.name, time.Since(c.start).Seconds(), chaosCommand(c.plan))
+	insts := "3 instances"
+	if c.plan.name == "lost" {
+		insts = "1 instance, then its replacement"
+	}
+	fmt.Fprintf(&b, "\nchaos (%s run, %.0fs, %s, reproduce: %s)\n", c.plan.name, time.Since(c.start).Seconds(), insts, chaosCommand(c.plan))
 	for _, k := range []string{"kills", "restarts after kill", "clean restarts", "rolling restarts", "broker restarts", "pauses past session timeout"} {
 		fmt.Fprintf(&b, "  %-32s %d\n", k, c.counts[k])
 	}
@@ -1023,8 +1027,11 @@ func (c *chaos) report() {
 }
 
 func chaosCommand(p chaosPlan) string {
-	if p.name == "long" {
+	switch p.name {
+	case "long":
 		return "make chaos"
+	case "lost":
+		return "deploy/kafka/with-kafka.sh go test -count=1 -run '^TestInstanceLost$' -v ./cmd/invroute"
 	}
 	return "deploy/kafka/with-kafka.sh go test -count=1 -run '^TestChaos$' -v ./cmd/invroute"
 }

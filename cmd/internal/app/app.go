@@ -53,6 +53,7 @@ type Options struct {
 	DedupeMax         int           `json:"dedupe_max" yaml:"dedupe_max" doc:"movement ids remembered per partition (at least this many, at most 8,192 more; about 30 bytes each)"`
 	ReemitBatch       int           `json:"reemit_batch" yaml:"reemit_batch" doc:"SKUs re-emitted per transaction after a channel change"`
 	SessionTimeout    time.Duration `json:"session_timeout" yaml:"session_timeout" doc:"consumer group session timeout: how long a crashed instance's partitions wait"`
+	TxnTimeout        time.Duration `json:"txn_timeout" yaml:"txn_timeout" doc:"Kafka transaction timeout: how long an open transaction of an instance that never comes back holds up its partitions' readers and new owner"`
 	Standbys          int           `json:"standbys" yaml:"standbys" doc:"other instances that keep a warm copy of each partition's state (tail its changelogs) for fast failover; 0: none"`
 	Static            bool          `json:"static_membership" yaml:"static_membership" doc:"join with group.instance.id = instance_id: a restart takes its partitions back without a rebalance"`
 	Router            bool          `json:"router" yaml:"router" doc:"run the order router next to the inventory in this process (false: inventory only)"`
@@ -114,6 +115,7 @@ func Defaults() Options {
 		DedupeMax:      200_000,
 		ReemitBatch:    5000,
 		SessionTimeout: 10 * time.Second,
+		TxnTimeout:     10 * time.Second,
 		LogLevel:       "info",
 		ReadyMaxLag:    10_000,
 		LagInterval:    5 * time.Second,
@@ -202,8 +204,11 @@ func (o *Options) Validate() error {
 	if o.Replication != -1 && (o.Replication < 1 || o.Replication > 32767) {
 		errs = append(errs, fmt.Errorf("replication %d must be -1 (broker default) or in [1, 32767]", o.Replication))
 	}
-	if o.CommitInterval < time.Millisecond || o.CommitInterval > 15*time.Second {
-		errs = append(errs, fmt.Errorf("commit_interval %v must be in [1ms, 15s] (half the transaction timeout)", o.CommitInterval))
+	if o.TxnTimeout < time.Second || o.TxnTimeout > 15*time.Minute {
+		errs = append(errs, fmt.Errorf("txn_timeout %v must be in [1s, 15m] (15m: the broker's default transaction.max.timeout.ms)", o.TxnTimeout))
+	}
+	if o.CommitInterval < time.Millisecond || o.CommitInterval > max(o.TxnTimeout, time.Second)/2 {
+		errs = append(errs, fmt.Errorf("commit_interval %v must be in [1ms, txn_timeout/2]", o.CommitInterval))
 	}
 	if o.DedupeWindow <= 0 {
 		errs = append(errs, fmt.Errorf("dedupe_window %v must be positive", o.DedupeWindow))
@@ -343,6 +348,7 @@ func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats)
 			MemTableBytes:     uint64(o.MemTableMB) << 20,
 			StateCacheEntries: o.StateCache,
 			SessionTimeout:    o.SessionTimeout,
+			TxnTimeout:        o.TxnTimeout,
 			Standbys:          o.Standbys,
 			StaticMembership:  o.Static,
 			Logger:            log.With("topology", name),

@@ -204,6 +204,7 @@ func TestConfigValidateAll(t *testing.T) {
 	o.DedupeWindow = 0
 	o.ReemitBatch = 0
 	o.SessionTimeout = time.Millisecond
+	o.TxnTimeout = 20 * time.Minute
 	o.Workers = -1
 	o.MaxAttempts = 0
 	o.CentsPerKm = -1
@@ -224,7 +225,7 @@ func TestConfigValidateAll(t *testing.T) {
 	}
 	for _, key := range []string{"brokers", "commit_interval", "max_txn_records", "max_record_bytes", "partitions",
 		"replication", "cache_mb", "memtable_mb", "state_cache", "dedupe_max", "dedupe_window", "reemit_batch",
-		"session_timeout", "workers", "max_attempts", "cents_per_km", "log_level", "state_dir", "schema_ids",
+		"session_timeout", "txn_timeout", "workers", "max_attempts", "cents_per_km", "log_level", "state_dir", "schema_ids",
 		"http_addr", "http_advertise", "admin_addr", "ready_max_lag", "lag_interval", "live_timeout", "query_timeout",
 		"security_protocol"} {
 		if !strings.Contains(err.Error(), key) {

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/invroute/invroute/cmd/internal/testkit"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+var lostPlan = chaosPlan{name: "lost", warm: 8 * time.Second, settle: 6 * time.Second,
+	movementsPerS: 1500, ordersPerS: 15}
+
+// TestInstanceLost: an instance killed for good (its machine gone), in the
+// middle of a transaction. Unlike TestChaos's kills, nothing restarts with
+// its transactional id to abort what it left open, so only the broker does,
+// txn_timeout after the transaction began (plus up to its abort scan, 10 s
+// by default). Until then that transaction holds up the readers of every
+// partition it wrote and the restore of the changelogs it wrote, which waits
+// for it to resolve (stableEnd: it might be committing). One instance runs
+// under the mixed load; the test kills it the moment a read_uncommitted
+// reader sees it write ATS updates (it is then flushing: the changelog
+// comes next and the commit after), starts a replacement with another id,
+// and checks the same exactly-once model as TestChaos after the drain. It
+// reports whether the kill left a transaction open, how long until every
+// partition committed again, and the longest ATS pause. Side by side:
+// INVROUTE_LOST_TXN_TIMEOUT=30s (the default before) against the default.
+func TestInstanceLost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs engine processes for a minute; skipped with -short")
+	}
+	brokers, _ := testkit.Brokers(t)
+	c := newChaos(t, lostPlan, brokers, buildBinary(t))
+	txnTimeout := "10s (default)"
+	if v := os.Getenv("INVROUTE_LOST_TXN_TIMEOUT"); v != "" {
+		c.args = append(c.args, "-txn-timeout", v)
+		txnTimeout = v
+	}
+	c.start = time.Now()
+	c.gaps = watchGaps(t, c.brokers, c.prefix+"ats")
+	defer c.gaps.stop()
+	stopLoad := c.startLoad()
+	follow := c.followDecisions()
+	c.startInst(0)
+	c.logf("instance %s started", c.insts[0].id)
+	time.Sleep(c.plan.warm)
+
+	before := c.committed()
+	at := c.killWhenFlushing(0)
+	c.count("kills")
+	open := c.openTransactions()
+	c.logf("SIGKILL %s while it flushed; open transactions right after: %s", c.insts[0].id, open)
+	c.startInst(1)
+	c.logf("replacement %s started", c.insts[1].id)
+	c.measureRecovery(1, at, before)
+	time.Sleep(c.plan.settle)
+	c.gaps.window("instance lost", at, time.Now())
+
+	stopLoad()
+	c.logf("load stopped: %d movement records, %d order records", c.movements.Load(), c.orderRecs.Load())
+	c.waitDecided(follow)
+	c.returns()
+	testkit.WaitCaughtUp(t, c.cl, c.prefix+"inventory", c.prefix, 3*time.Minute)
+	c.checkOrders()
+	c.checkMovements()
+	c.stopInst(1)
+	c.checkNoOpenTransactions()
+	fmt.Printf("\ninstance lost for good (txn_timeout %s, session_timeout %s): open transactions after the kill: %s\n",
+		txnTimeout, chaosSession, open)
+	c.report()
+}
+
+// killWhenFlushing SIGKILLs instance i as soon as a read_uncommitted reader
+// of the ATS topic sees a record written after the call (the instance is
+// then in a transaction's flush), and returns when.
+func (c *chaos) killWhenFlushing(i int) time.Time {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(c.brokers, ",")...), kgo.ConsumeTopics(c.prefix+"ats"),
+		kgo.FetchIsolationLevel(kgo.ReadUncommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
+		kgo.FetchMaxWait(50*time.Millisecond))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl.PollFetches(ctx) // the first poll only finds the end
+	for ctx.Err() == nil {
+		if fs := cl.PollFetches(ctx); fs.NumRecords() > 0 {
+			at := time.Now()
+			c.killInst(i)
+			return at
+		}
+	}
+	c.t.Fatalf("no ATS update within 30 s")
+	return time.Time{}
+}
+
+// openTransactions lists the partitions of the run's topics whose last
+// stable offset is behind their end.
+func (c *chaos) openTransactions() string {
+	ctx := context.Background()
+	var names []string
+	topics, err := c.adm.ListTopics(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	for _, d := range topics {
+		if strings.HasPrefix(d.Topic, c.prefix) {
+			names = append(names, d.Topic)
+		}
+	}
+	ends, err1 := c.adm.ListEndOffsets(ctx, names...)
+	stable, err2 := c.adm.ListCommittedOffsets(ctx, names...)
+	if err1 != nil || err2 != nil {
+		return fmt.Sprint(err1, err2)
+	}
+	var open []string
+	ends.Each(func(o kadm.ListedOffset) {
+		if s, ok := stable.Lookup(o.Topic, o.Partition); ok && s.Offset != o.Offset {
+			open = append(open, fmt.Sprintf("%s[%d]", strings.TrimPrefix(o.Topic, c.prefix), o.Partition))
+		}
+	})
+	if len(open) == 0 {
+		return "none"
+	}
+	return strings.Join(open, " ")
+}
