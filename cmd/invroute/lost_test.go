@@ -88,7 +88,6 @@ func (c *chaos) killWhenFlushing(i int) time.Time {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl.PollFetches(ctx) // the first poll only finds the end
 	for ctx.Err() == nil {
 		if fs := cl.PollFetches(ctx); fs.NumRecords() > 0 {
 			at := time.Now()
