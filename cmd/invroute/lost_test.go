@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/invroute/invroute/cmd/internal/app"
 	"github.com/invroute/invroute/cmd/internal/testkit"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -36,7 +37,7 @@ func TestInstanceLost(t *testing.T) {
 	}
 	brokers, _ := testkit.Brokers(t)
 	c := newChaos(t, lostPlan, brokers, buildBinary(t))
-	txnTimeout := "10s (default)"
+	txnTimeout := app.Defaults().TxnTimeout.String() + " (the default)"
 	if v := os.Getenv("INVROUTE_LOST_TXN_TIMEOUT"); v != "" {
 		c.args = append(c.args, "-txn-timeout", v)
 		txnTimeout = v
