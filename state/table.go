@@ -276,14 +276,18 @@ func (t *Table[V]) commit(deferred bool) {
 }
 
 // settle moves the committed staged values (see cseq) into the cache.
-func (t *Table[V]) settle() {
+func (t *Table[V]) settle() { t.dropCommitted(t.cache) }
+
+// dropCommitted removes the committed staged values (see cseq), putting
+// them into c unless it is nil.
+func (t *Table[V]) dropCommitted(c *cache[V]) {
 	if t.ncommitted == 0 {
 		return
 	}
 	for key, e := range t.staged {
 		if e.seq <= t.cseq {
-			if t.cache != nil {
-				t.cache.put(key, e.v)
+			if c != nil {
+				c.put(key, e.v)
 			}
 			delete(t.staged, key)
 		}
@@ -318,14 +322,7 @@ func (t *Table[V]) clearStaged() {
 // dropCache forgets every committed value the table holds: the cache and
 // the committed staged values (see cseq).
 func (t *Table[V]) dropCache() {
-	if t.ncommitted > 0 {
-		for key, e := range t.staged {
-			if e.seq <= t.cseq {
-				delete(t.staged, key)
-			}
-		}
-		t.ncommitted = 0
-	}
+	t.dropCommitted(nil)
 	if t.cache != nil {
 		t.cache.clear()
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -312,12 +313,9 @@ func (c *chaos) sleep(lo, hi time.Duration) {
 
 // run drives the whole scenario and checks the result.
 func (c *chaos) run(restartBroker func() error) {
-	t, plan := c.t, c.plan
-	c.start = time.Now()
-	c.gaps = watchGaps(t, c.brokers, c.prefix+"ats")
+	plan := c.plan
+	stopLoad, follow := c.begin()
 	defer c.gaps.stop()
-	stopLoad := c.startLoad()
-	follow := c.followDecisions()
 
 	// Scale 1 -> 3.
 	c.startInst(0)
@@ -400,18 +398,34 @@ func (c *chaos) run(restartBroker func() error) {
 	c.gaps.window("scale 3->1", scaleDown, time.Now())
 
 	stopLoad()
-	c.logf("load stopped: %d movement records, %d order records", c.movements.Load(), c.orderRecs.Load())
 	recWG.Wait()
-	// Drain: every order decided, follow-ups sent, returns, then the
-	// final state.
+	c.drain(follow, 0)
+	c.report()
+}
+
+// begin starts the run: the ATS gap watch (the caller stops c.gaps), the
+// load and the decision follower. The returned stop ends the load.
+func (c *chaos) begin() (stop func(), follow *follower) {
+	c.start = time.Now()
+	c.gaps = watchGaps(c.t, c.brokers, c.prefix+"ats")
+	stopLoad := c.startLoad()
+	return func() {
+		stopLoad()
+		c.logf("load stopped: %d movement records, %d order records", c.movements.Load(), c.orderRecs.Load())
+	}, c.followDecisions()
+}
+
+// drain, once the load stopped, waits for every order decided, sends the
+// follow-ups and returns, waits for the final state and checks it; then it
+// stops the last instance, last, and checks that no transaction is open.
+func (c *chaos) drain(follow *follower, last int) {
 	c.waitDecided(follow)
 	c.returns()
-	testkit.WaitCaughtUp(t, c.cl, c.prefix+"inventory", c.prefix, 3*time.Minute)
+	testkit.WaitCaughtUp(c.t, c.cl, c.prefix+"inventory", c.prefix, 3*time.Minute)
 	c.checkOrders()
 	c.checkMovements()
-	c.stopInst(0)
+	c.stopInst(last)
 	c.checkNoOpenTransactions()
-	c.report()
 }
 
 // committed returns the committed offsets of both groups per partition.
@@ -946,11 +960,34 @@ func (c *chaos) checkMovements() {
 // read_committed reader's end (the last stable offset) is the log end on
 // every partition of every topic of the run: no transaction is left open.
 func (c *chaos) checkNoOpenTransactions() {
+	// Below the transaction timeout (10 s) plus the broker's abort scan
+	// (up to 10 s): what is still open after this was left by the engine,
+	// not cleaned up by the broker for it.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		open, err := c.openTransactions()
+		if err == nil && len(open) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				c.violate("transactions left open: %v", err)
+			} else {
+				c.violate("transactions left open: %s", strings.Join(open, "; "))
+			}
+			return
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// openTransactions lists the partitions of the run's topics whose last
+// stable offset is behind their end (a transaction is open on them).
+func (c *chaos) openTransactions() ([]string, error) {
 	ctx := context.Background()
 	topics, err := c.adm.ListTopics(ctx)
 	if err != nil {
-		c.violate("list topics: %v", err)
-		return
+		return nil, fmt.Errorf("list topics: %w", err)
 	}
 	var names []string
 	for _, d := range topics {
@@ -958,32 +995,18 @@ func (c *chaos) checkNoOpenTransactions() {
 			names = append(names, d.Topic)
 		}
 	}
-	// Below the transaction timeout (10 s) plus the broker's abort scan
-	// (up to 10 s): what is still open after this was left by the engine,
-	// not cleaned up by the broker for it.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ends, err1 := c.adm.ListEndOffsets(ctx, names...)
-		stable, err2 := c.adm.ListCommittedOffsets(ctx, names...)
-		open := ""
-		if err1 != nil || err2 != nil {
-			open = fmt.Sprint(err1, err2)
-		} else {
-			ends.Each(func(o kadm.ListedOffset) {
-				if s, ok := stable.Lookup(o.Topic, o.Partition); !ok || s.Offset != o.Offset {
-					open += fmt.Sprintf(" %s[%d] end %d stable %d;", o.Topic, o.Partition, o.Offset, s.Offset)
-				}
-			})
-		}
-		if open == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.violate("transactions left open:%s", open)
-			return
-		}
-		time.Sleep(time.Second)
+	ends, err1 := c.adm.ListEndOffsets(ctx, names...)
+	stable, err2 := c.adm.ListCommittedOffsets(ctx, names...)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, err
 	}
+	var open []string
+	ends.Each(func(o kadm.ListedOffset) {
+		if s, ok := stable.Lookup(o.Topic, o.Partition); !ok || s.Offset != o.Offset {
+			open = append(open, fmt.Sprintf("%s[%d] end %d stable %d", strings.TrimPrefix(o.Topic, c.prefix), o.Partition, o.Offset, s.Offset))
+		}
+	})
+	return open, nil
 }
 
 // report prints the run's table.

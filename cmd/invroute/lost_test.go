@@ -10,7 +10,6 @@ import (
 
 	"github.com/invroute/invroute/cmd/internal/app"
 	"github.com/invroute/invroute/cmd/internal/testkit"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -42,11 +41,8 @@ func TestInstanceLost(t *testing.T) {
 		c.args = append(c.args, "-txn-timeout", v)
 		txnTimeout = v
 	}
-	c.start = time.Now()
-	c.gaps = watchGaps(t, c.brokers, c.prefix+"ats")
+	stopLoad, follow := c.begin()
 	defer c.gaps.stop()
-	stopLoad := c.startLoad()
-	follow := c.followDecisions()
 	c.startInst(0)
 	c.logf("instance %s started", c.insts[0].id)
 	time.Sleep(c.plan.warm)
@@ -54,7 +50,12 @@ func TestInstanceLost(t *testing.T) {
 	before := c.committed()
 	at := c.killWhenFlushing(0)
 	c.count("kills")
-	open := c.openTransactions()
+	open := "none"
+	if o, err := c.openTransactions(); err != nil {
+		open = err.Error()
+	} else if len(o) > 0 {
+		open = strings.Join(o, ", ")
+	}
 	c.logf("SIGKILL %s while it flushed; open transactions right after: %s", c.insts[0].id, open)
 	c.startInst(1)
 	c.logf("replacement %s started", c.insts[1].id)
@@ -63,14 +64,7 @@ func TestInstanceLost(t *testing.T) {
 	c.gaps.window("instance lost", at, time.Now())
 
 	stopLoad()
-	c.logf("load stopped: %d movement records, %d order records", c.movements.Load(), c.orderRecs.Load())
-	c.waitDecided(follow)
-	c.returns()
-	testkit.WaitCaughtUp(t, c.cl, c.prefix+"inventory", c.prefix, 3*time.Minute)
-	c.checkOrders()
-	c.checkMovements()
-	c.stopInst(1)
-	c.checkNoOpenTransactions()
+	c.drain(follow, 1)
 	fmt.Printf("\ninstance lost for good (txn_timeout %s, session_timeout %s): open transactions after the kill: %s\n",
 		txnTimeout, chaosSession, open)
 	c.report()
@@ -98,35 +92,4 @@ func (c *chaos) killWhenFlushing(i int) time.Time {
 	}
 	c.t.Fatalf("no ATS update within 30 s")
 	return time.Time{}
-}
-
-// openTransactions lists the partitions of the run's topics whose last
-// stable offset is behind their end.
-func (c *chaos) openTransactions() string {
-	ctx := context.Background()
-	var names []string
-	topics, err := c.adm.ListTopics(ctx)
-	if err != nil {
-		return err.Error()
-	}
-	for _, d := range topics {
-		if strings.HasPrefix(d.Topic, c.prefix) {
-			names = append(names, d.Topic)
-		}
-	}
-	ends, err1 := c.adm.ListEndOffsets(ctx, names...)
-	stable, err2 := c.adm.ListCommittedOffsets(ctx, names...)
-	if err1 != nil || err2 != nil {
-		return fmt.Sprint(err1, err2)
-	}
-	var open []string
-	ends.Each(func(o kadm.ListedOffset) {
-		if s, ok := stable.Lookup(o.Topic, o.Partition); ok && s.Offset != o.Offset {
-			open = append(open, fmt.Sprintf("%s[%d]", strings.TrimPrefix(o.Topic, c.prefix), o.Partition))
-		}
-	})
-	if len(open) == 0 {
-		return "none"
-	}
-	return strings.Join(open, " ")
 }
