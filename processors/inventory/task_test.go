@@ -204,7 +204,9 @@ func TestWindowOnPebble(t *testing.T) {
 // Pebble, in transactions of 5000 movements over 100k Zipf-skewed SKUs and
 // 5 nodes. b.N is movements.
 func BenchmarkTask(b *testing.B) {
-	st, err := state.Open(b.TempDir(), nil)
+	// The engine's default block cache (cache_mb 64): states evicted from
+	// the state cache are read from memory, as in the engine.
+	st, err := state.Open(b.TempDir(), &state.Options{CacheSize: 64 << 20})
 	if err != nil {
 		b.Fatal(err)
 	}
