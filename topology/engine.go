@@ -680,10 +680,13 @@ func (e *Engine) transaction(ctx context.Context) error {
 	start := time.Now()
 	pollCtx, cancel := context.WithDeadline(ctx, start.Add(e.cfg.CommitInterval))
 	n := 0
+	var polled time.Duration // in PollRecords: waiting for input
 	var procErr error
 	for n < e.cfg.MaxTxnRecords && pollCtx.Err() == nil && procErr == nil {
+		tp := time.Now()
 		fs := e.sess.PollRecords(pollCtx, e.cfg.MaxTxnRecords-n)
 		e.now = time.Now()
+		polled += e.now.Sub(tp)
 		if fs.IsClientClosed() {
 			cancel()
 			return errSessionFailed
@@ -757,7 +760,7 @@ func (e *Engine) transaction(ctx context.Context) error {
 			// apply it: never commit again from this state.
 			return err
 		}
-		e.phases.observe(n, parts, tPoll.Sub(start), tFlush.Sub(tPoll), tEnd.Sub(tFlush), time.Since(tEnd))
+		e.phases.observe(n, parts, polled, tPoll.Sub(start)-polled, tFlush.Sub(tPoll), tEnd.Sub(tFlush), time.Since(tEnd))
 		e.m.txnPartitions.Observe(float64(parts))
 		e.m.committed.Inc()
 		e.m.records.Add(float64(n))

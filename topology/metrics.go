@@ -50,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 		}),
 		phaseSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "invroute_transaction_phase_seconds", Help: "Time committed transactions spend per phase: process (poll and process input), flush (coalesced outputs and changelog), end (Kafka commit, during which the previous transaction is written to Pebble), apply (the stores take the transaction as committed; the write to Pebble follows during the next end).",
+			Name: "invroute_transaction_phase_seconds", Help: "Time committed transactions spend per phase: poll (waiting in the poll for input: the rest of the commit interval when idle, the next fetch when busy), process (processing the input), flush (coalesced outputs and changelog), end (Kafka commit, during which the previous transaction is written to Pebble), apply (the stores take the transaction as committed; the write to Pebble follows during the next end).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"phase"}),
 		txnPartitions: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -66,17 +66,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 // phaseStats summarises where committed transactions spend their time
-// (poll+process, flush, end, apply), and over how many partitions, and
+// (poll, process, flush, end, apply), and over how many partitions, and
 // logs it every 10 seconds.
 type phaseStats struct {
 	log               *slog.Logger
 	hist              *prometheus.HistogramVec
 	since             time.Time
 	txns, recs, parts int
-	sum, worst        [4]time.Duration
+	sum, worst        [5]time.Duration
 }
 
-var phaseNames = [4]string{"process", "flush", "end", "apply"}
+var phaseNames = [5]string{"poll", "process", "flush", "end", "apply"}
 
 func (p *phaseStats) observe(records, partitions int, d ...time.Duration) {
 	if p.since.IsZero() {
