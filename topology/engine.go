@@ -69,6 +69,7 @@ type Engine struct {
 	owned atomic.Int32 // len(tasks), readable from any goroutine
 
 	phases phaseStats
+	stall  *stallWatch
 
 	produceErr atomic.Pointer[error]
 	// now is the timestamp of the records produced: read from the clock by
@@ -218,6 +219,11 @@ func NewEngine(cfg Config, topo *Topology) (*Engine, error) {
 	e.sb = newStandbys(e)
 	e.produced = e.onProduced
 	e.phases = phaseStats{log: cfg.Logger, hist: e.m.phaseSeconds}
+	stalled := logStall(cfg.Logger, cfg.SessionTimeout)
+	e.stall = newStallWatch(stallLimit(cfg.SessionTimeout), func(gap time.Duration) {
+		e.m.stalls.Inc()
+		stalled(gap)
+	})
 	for _, in := range topo.Inputs {
 		e.inputs = append(e.inputs, cfg.TopicPrefix+string(in.Topic))
 	}
@@ -273,6 +279,9 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	defer e.globals.close()
 	e.log.Info("engine starting", "group", e.topo.Group, "instance", e.cfg.InstanceID,
 		"partitions", e.partitions, "state_dir", e.cfg.StateDir, "standbys", e.cfg.Standbys)
+	stallDone := make(chan struct{})
+	go e.stall.run(stallDone)
+	defer close(stallDone)
 	sbCtx, sbStop := context.WithCancel(ctx)
 	sbDone := make(chan struct{})
 	go func() { defer close(sbDone); e.sb.run(sbCtx) }()
@@ -678,6 +687,7 @@ func (e *Engine) transaction(ctx context.Context) error {
 	}
 	e.produceErr.Store(nil)
 	start := time.Now()
+	stalls := e.stall.mark()
 	pollCtx, cancel := context.WithDeadline(ctx, start.Add(e.cfg.CommitInterval))
 	n := 0
 	var polled time.Duration // in PollRecords: waiting for input
@@ -724,11 +734,16 @@ func (e *Engine) transaction(ctx context.Context) error {
 	}
 	cancel()
 	tPoll := time.Now()
+	// A stall past about the session timeout (stallWatch): end without
+	// producing, as an abort. Checked again after the flush, which may
+	// have been stalled too.
+	e.checkStall(stalls, n, &procErr)
 	if procErr == nil {
 		e.now = tPoll
 		procErr = e.flushAll()
 	}
 	tFlush := time.Now()
+	e.checkStall(stalls, n, &procErr)
 	commit := kgo.TryCommit
 	// An idle transaction (no input, no task touched, so nothing produced)
 	// is ended as an abort: there is nothing to commit, and franz-go holds
@@ -743,7 +758,7 @@ func (e *Engine) transaction(ctx context.Context) error {
 	if procErr != nil || e.produceErr.Load() != nil || idle || fatal {
 		commit = kgo.TryAbort
 	}
-	committed, err := e.end(commit)
+	committed, err := e.end(commit, stalls)
 	e.inflight.Wait()
 	tEnd := time.Now()
 	if err != nil {
@@ -781,10 +796,19 @@ func (e *Engine) transaction(ctx context.Context) error {
 	if err := e.fatalErr(); err != nil {
 		return err // the store failed while processing (a read, say)
 	}
-	if procErr != nil && !errors.Is(procErr, errNotReady) {
+	if procErr != nil && !errors.Is(procErr, errNotReady) && !errors.Is(procErr, errStalled) {
 		return procErr
 	}
 	return nil
+}
+
+// checkStall makes *procErr errStalled when the process stalled since mark
+// returned stalls and the transaction has work (an idle one ends as an
+// abort anyway).
+func (e *Engine) checkStall(stalls uint64, n int, procErr *error) {
+	if *procErr == nil && (n > 0 || e.touched() > 0) && e.stall.since(stalls) {
+		*procErr = errStalled
+	}
 }
 
 // end ends the open transaction. The records produced are flushed first,
@@ -809,7 +833,7 @@ func (e *Engine) transaction(ctx context.Context) error {
 // once a store has failed. Kafka committed the transaction written
 // whatever this one's outcome, and a crash before the write leaves the
 // previous checkpoint, from which the changelog is replayed.
-func (e *Engine) end(commit kgo.TransactionEndTry) (bool, error) {
+func (e *Engine) end(commit kgo.TransactionEndTry, stalls uint64) (bool, error) {
 	var flushed chan error
 	if commit == kgo.TryCommit {
 		flushed = make(chan error, 1)
@@ -833,8 +857,15 @@ func (e *Engine) end(commit kgo.TransactionEndTry) (bool, error) {
 			commit = kgo.TryAbort
 		}
 	}
+	// Stalled while the client flushed: abort (an abort needs no
+	// heartbeat). A stall during End ends End's wait at once, as its
+	// timeout would later: the commit's outcome is then unknown.
+	if commit == kgo.TryCommit && e.stall.since(stalls) {
+		commit = kgo.TryAbort
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), max(e.cfg.SessionTimeout, 5*time.Second))
 	defer cancel()
+	defer e.stall.cancelOnStall(cancel)()
 	return e.sess.End(ctx, commit)
 }
 
@@ -880,6 +911,8 @@ func (e *Engine) applyFault(ts *taskState, i int, err error) error {
 }
 
 var errNotReady = errors.New("topology: record for a partition that is not restored yet")
+
+var errStalled = errors.New("topology: the process stalled during the transaction")
 
 // processBatch processes the records one poll fetched for ts, in order.
 func (e *Engine) processBatch(ts *taskState) error {

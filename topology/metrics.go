@@ -17,6 +17,7 @@ type metrics struct {
 	committed     prometheus.Counter
 	aborted       prometheus.Counter
 	reinits       prometheus.Counter
+	stalls        prometheus.Counter
 	restored      prometheus.Counter
 	globalErrors  prometheus.Counter
 	storesRebuilt prometheus.Counter
@@ -39,6 +40,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		committed:     c("transactions_committed_total", "Kafka transactions committed."),
 		aborted:       c("transactions_aborted_total", "Kafka transactions aborted (rebalance, produce failure)."),
 		reinits:       c("session_reinits_total", "Sessions re-initialised after a commit with unknown outcome or a failed session."),
+		stalls:        c("process_stalls_total", "Times the whole process stopped running for half the session timeout or longer (SIGSTOP, a frozen VM); the transaction open then aborts."),
 		restored:      c("changelog_records_restored_total", "Changelog records replayed into local stores."),
 		globalErrors:  c("global_table_errors_total", "Undecodable global table records skipped."),
 		storesRebuilt: c("stores_rebuilt_total", "Local stores that could not be opened, moved aside and rebuilt from the changelog."),
@@ -60,7 +62,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.records, m.deadLetters, m.committed, m.aborted, m.reinits, m.restored,
-			m.globalErrors, m.storesRebuilt, m.partitions, m.healthy, m.commitSeconds, m.phaseSeconds, m.txnPartitions)
+			m.stalls, m.globalErrors, m.storesRebuilt, m.partitions, m.healthy, m.commitSeconds, m.phaseSeconds, m.txnPartitions)
 	}
 	return m
 }

@@ -38,9 +38,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// buildBinary builds invroute once per test binary run.
+// buildBinary builds invroute once per test binary run (INVROUTE_TEST_BIN:
+// a binary built elsewhere instead, for figures side by side).
 func buildBinary(t *testing.T) string {
 	t.Helper()
+	if bin := os.Getenv("INVROUTE_TEST_BIN"); bin != "" { // another build, for figures side by side
+		return bin
+	}
 	build.once.Do(func() {
 		if build.dir, build.err = os.MkdirTemp("", "invroute-test-"); build.err != nil {
 			return

@@ -140,6 +140,10 @@ var alertCases = map[string]struct{ fire, quiet string }{
 		fire:  `invroute_session_reinits_total{job="invroute",instance="a",topology="inventory"} 0+1x40`,
 		quiet: `invroute_session_reinits_total{job="invroute",instance="a",topology="inventory"} 0x20 1x20`,
 	},
+	"InvrouteProcessStalled": {
+		fire:  `invroute_process_stalls_total{job="invroute",instance="a",topology="inventory"} 0x20 1x20`,
+		quiet: `invroute_process_stalls_total{job="invroute",instance="a",topology="inventory"} 0x40`,
+	},
 	"InvrouteStoreRebuilt": {
 		fire:  `invroute_stores_rebuilt_total{job="invroute",instance="a",topology="inventory"} 0x20 1x20`,
 		quiet: `invroute_stores_rebuilt_total{job="invroute",instance="a",topology="inventory"} 0x40`,
