@@ -280,7 +280,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	e.log.Info("engine starting", "group", e.topo.Group, "instance", e.cfg.InstanceID,
 		"partitions", e.partitions, "state_dir", e.cfg.StateDir, "standbys", e.cfg.Standbys)
 	stallDone := make(chan struct{})
-	go e.stall.run(stallDone)
+	e.stall.start(stallDone)
 	defer close(stallDone)
 	sbCtx, sbStop := context.WithCancel(ctx)
 	sbDone := make(chan struct{})

@@ -37,15 +37,19 @@ type stallWatch struct {
 const stallTick = 100 * time.Millisecond
 
 func newStallWatch(limit time.Duration, onStall func(gap time.Duration)) *stallWatch {
-	w := &stallWatch{base: time.Now(), limit: limit, onStall: onStall}
-	return w
+	return &stallWatch{base: time.Now(), limit: limit, onStall: onStall}
 }
 
-// run ticks until done is closed.
+// start ticks, on a goroutine, until done is closed. The time before it
+// (an engine created long before it runs) is no stall.
+func (w *stallWatch) start(done <-chan struct{}) {
+	w.last.Store(int64(time.Since(w.base)))
+	go w.run(done)
+}
+
 func (w *stallWatch) run(done <-chan struct{}) {
 	t := time.NewTicker(stallTick)
 	defer t.Stop()
-	w.last.Store(int64(time.Since(w.base)))
 	for {
 		select {
 		case <-done:

@@ -75,11 +75,12 @@ func TestStallWatch(t *testing.T) {
 }
 
 // TestStallWatchRuns: the goroutine ticks, so an engine that only waits is
-// never taken for stalled.
+// never taken for stalled, nor one created long before it started.
 func TestStallWatchRuns(t *testing.T) {
 	w := newStallWatch(time.Second, nil)
 	done := make(chan struct{})
-	go w.run(done)
+	time.Sleep(1500 * time.Millisecond) // created long before it starts
+	w.start(done)
 	defer close(done)
 	m := w.mark()
 	time.Sleep(3 * time.Second) // without ticks, a stall after 1 s
