@@ -219,10 +219,10 @@ func NewEngine(cfg Config, topo *Topology) (*Engine, error) {
 	e.sb = newStandbys(e)
 	e.produced = e.onProduced
 	e.phases = phaseStats{log: cfg.Logger, hist: e.m.phaseSeconds}
-	stalled := logStall(cfg.Logger, cfg.SessionTimeout)
 	e.stall = newStallWatch(stallLimit(cfg.SessionTimeout), func(gap time.Duration) {
 		e.m.stalls.Inc()
-		stalled(gap)
+		e.log.Warn("process stalled: the group has probably moved this instance's partitions; a transaction open across the stall aborts",
+			"stalled", gap.Round(time.Millisecond), "session_timeout", cfg.SessionTimeout)
 	})
 	for _, in := range topo.Inputs {
 		e.inputs = append(e.inputs, cfg.TopicPrefix+string(in.Topic))

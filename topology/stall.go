@@ -2,7 +2,6 @@ package topology
 
 import (
 	"context"
-	"log/slog"
 	"sync/atomic"
 	"time"
 )
@@ -100,10 +99,3 @@ func (w *stallWatch) since(m uint64) bool {
 // session timeout less up to 3 s; half errs on the side of an abort, which
 // is cheap.
 func stallLimit(session time.Duration) time.Duration { return max(session/2, time.Second) }
-
-func logStall(log *slog.Logger, session time.Duration) func(time.Duration) {
-	return func(gap time.Duration) {
-		log.Warn("process stalled: the group has probably moved this instance's partitions; a transaction open across the stall aborts",
-			"stalled", gap.Round(time.Millisecond), "session_timeout", session)
-	}
-}

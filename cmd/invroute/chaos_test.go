@@ -40,15 +40,17 @@ type chaosPlan struct {
 	pauseAfter    int              // SIGSTOP one instance past its session timeout
 	movementsPerS int
 	ordersPerS    int
+	insts         string // for the report: the instances the run has
+	test          string // the test that runs it (for the report's command)
 }
 
 var (
 	shortChaos = chaosPlan{name: "short", warm: 6 * time.Second, settle: 6 * time.Second, kills: 3,
 		killGap: [2]time.Duration{5 * time.Second, 8 * time.Second}, cleanAfter: 1, pauseAfter: 2,
-		movementsPerS: 600, ordersPerS: 15}
+		movementsPerS: 600, ordersPerS: 15, insts: "3 instances", test: "TestChaos"}
 	longChaos = chaosPlan{name: "long", warm: 15 * time.Second, settle: 15 * time.Second, kills: 10,
 		killGap: [2]time.Duration{10 * time.Second, 20 * time.Second}, cleanAfter: 2, rollingAfter: 4,
-		brokerAfter: 6, pauseAfter: 8, movementsPerS: 1500, ordersPerS: 25}
+		brokerAfter: 6, pauseAfter: 8, movementsPerS: 1500, ordersPerS: 25, insts: "3 instances", test: "TestChaos"}
 )
 
 const chaosSession = 6 * time.Second
@@ -1022,11 +1024,7 @@ func (c *chaos) report() {
 		return fmt.Sprintf("%.1fs", rec[min(len(rec)-1, int(p*float64(len(rec))))].Seconds())
 	}
 	var b strings.Builder
-	insts := "3 instances"
-	if c.plan.name == "lost" {
-		insts = "1 instance, then its replacement"
-	}
-	fmt.Fprintf(&b, "\nchaos (%s run, %.0fs, %s, reproduce: %s)\n", c.plan.name, time.Since(c.start).Seconds(), insts, chaosCommand(c.plan))
+	fmt.Fprintf(&b, "\nchaos (%s run, %.0fs, %s, reproduce: %s)\n", c.plan.name, time.Since(c.start).Seconds(), c.plan.insts, chaosCommand(c.plan))
 	for _, k := range []string{"kills", "restarts after kill", "clean restarts", "rolling restarts", "broker restarts", "pauses past session timeout"} {
 		fmt.Fprintf(&b, "  %-32s %d\n", k, c.counts[k])
 	}
@@ -1050,13 +1048,20 @@ func (c *chaos) report() {
 }
 
 func chaosCommand(p chaosPlan) string {
-	switch p.name {
-	case "long":
+	if p.name == "long" {
 		return "make chaos"
-	case "lost":
-		return "deploy/kafka/with-kafka.sh go test -count=1 -run '^TestInstanceLost$' -v ./cmd/invroute"
 	}
-	return "deploy/kafka/with-kafka.sh go test -count=1 -run '^TestChaos$' -v ./cmd/invroute"
+	return "deploy/kafka/with-kafka.sh go test -count=1 -run '^" + p.test + "$' -v ./cmd/invroute"
+}
+
+// newProcessRun is the start of a single-fault test on the fault suite's
+// harness (TestInstanceLost, TestInstancePaused): skipped with -short.
+func newProcessRun(t *testing.T, plan chaosPlan) *chaos {
+	if testing.Short() {
+		t.Skip("runs engine processes for a minute; skipped with -short")
+	}
+	brokers, _ := testkit.Brokers(t)
+	return newChaos(t, plan, brokers, buildBinary(t))
 }
 
 // gapWatch tails a topic (read_committed) and records, per partition, the

@@ -9,12 +9,11 @@ import (
 	"time"
 
 	"github.com/invroute/invroute/cmd/internal/app"
-	"github.com/invroute/invroute/cmd/internal/testkit"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 var lostPlan = chaosPlan{name: "lost", warm: 8 * time.Second, settle: 6 * time.Second,
-	movementsPerS: 1500, ordersPerS: 15}
+	movementsPerS: 1500, ordersPerS: 15, insts: "1 instance, then its replacement", test: "TestInstanceLost"}
 
 // TestInstanceLost: an instance killed for good (its machine gone), in the
 // middle of a transaction. Unlike TestChaos's kills, nothing restarts with
@@ -31,11 +30,7 @@ var lostPlan = chaosPlan{name: "lost", warm: 8 * time.Second, settle: 6 * time.S
 // partition committed again, and the longest ATS pause. Side by side:
 // INVROUTE_LOST_TXN_TIMEOUT=30s (the default before) against the default.
 func TestInstanceLost(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs engine processes for a minute; skipped with -short")
-	}
-	brokers, _ := testkit.Brokers(t)
-	c := newChaos(t, lostPlan, brokers, buildBinary(t))
+	c := newProcessRun(t, lostPlan)
 	txnTimeout := app.Defaults().TxnTimeout.String() + " (the default)"
 	if v := os.Getenv("INVROUTE_LOST_TXN_TIMEOUT"); v != "" {
 		c.args = append(c.args, "-txn-timeout", v)

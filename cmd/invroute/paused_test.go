@@ -6,12 +6,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/invroute/invroute/cmd/internal/testkit"
 )
 
 var pausedPlan = chaosPlan{name: "paused", warm: 8 * time.Second, settle: 12 * time.Second,
-	movementsPerS: 1500, ordersPerS: 15}
+	movementsPerS: 1500, ordersPerS: 15, insts: "2 instances", test: "TestInstancePaused"}
 
 // TestInstancePaused: one of two instances stops running (SIGSTOP: a frozen
 // VM, say) for longer than the session timeout, so the group gives its
@@ -28,11 +26,7 @@ var pausedPlan = chaosPlan{name: "paused", warm: 8 * time.Second, settle: 12 * t
 // outcome (the pause landed inside End, where an abort is too late).
 // INVROUTE_TEST_BIN runs it on another build, for the figures side by side.
 func TestInstancePaused(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs engine processes for a minute; skipped with -short")
-	}
-	brokers, _ := testkit.Brokers(t)
-	c := newChaos(t, pausedPlan, brokers, buildBinary(t))
+	c := newProcessRun(t, pausedPlan)
 	stopLoad, follow := c.begin()
 	defer c.gaps.stop()
 	c.startInst(0)
