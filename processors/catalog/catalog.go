@@ -51,6 +51,9 @@ func (c *Catalog) ApplyNode(key, value []byte) error {
 		if n.NodeID != string(key) {
 			return fmt.Errorf("catalog: node key %q disagrees with node_id %q", key, n.NodeID)
 		}
+		if err := checkNode(n); err != nil {
+			return fmt.Errorf("catalog: node %q: %w", n.NodeID, err)
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -66,6 +69,24 @@ func (c *Catalog) ApplyNode(key, value []byte) error {
 	return nil
 }
 
+// checkNode refuses what would make the rules misbehave: an id that
+// schemas.CheckID refuses, and negative safety stock (which would sell more
+// than on_hand - reserved) or daily capacity (0 already means unlimited).
+func checkNode(n *schemas.Node) error {
+	if err := schemas.CheckID("node_id", n.NodeID); err != nil {
+		return err
+	}
+	if n.SafetyStock < 0 || n.DailyCapacity < 0 {
+		return fmt.Errorf("safety_stock (%d) and daily_capacity (%d) must not be negative", n.SafetyStock, n.DailyCapacity)
+	}
+	for sku, v := range n.SKUSafetyStock {
+		if v < 0 {
+			return fmt.Errorf("sku_safety_stock of %q is %d: it must not be negative", sku, v)
+		}
+	}
+	return nil
+}
+
 // ApplyChannel applies one record of the channels topic; an empty value
 // deletes.
 func (c *Catalog) ApplyChannel(key, value []byte) error {
@@ -77,6 +98,9 @@ func (c *Catalog) ApplyChannel(key, value []byte) error {
 		}
 		if ch.ChannelID != string(key) {
 			return fmt.Errorf("catalog: channel key %q disagrees with channel_id %q", key, ch.ChannelID)
+		}
+		if err := schemas.CheckID("channel_id", ch.ChannelID); err != nil {
+			return fmt.Errorf("catalog: channel %q: %w", ch.ChannelID, err)
 		}
 		if ch.BufferPercent < 0 || ch.BufferPercent > 100 || ch.BufferUnits < 0 {
 			return fmt.Errorf("catalog: channel %q: buffer_percent must be 0..100 and buffer_units >= 0", ch.ChannelID)

@@ -62,6 +62,27 @@ func TestCatalog(t *testing.T) {
 		"buffer": func() error {
 			return c.ApplyChannel([]byte("b"), enc(t, schemas.Channels, &schemas.Channel{ChannelID: "b", BufferPercent: 101}))
 		},
+		"node id": func() error {
+			n := &schemas.Node{NodeID: "W\x00", Type: schemas.Warehouse}
+			return c.ApplyNode([]byte(n.NodeID), enc(t, schemas.Nodes, n))
+		},
+		"long node id": func() error {
+			n := &schemas.Node{NodeID: strings.Repeat("w", schemas.MaxIDBytes+1), Type: schemas.Warehouse}
+			return c.ApplyNode([]byte(n.NodeID), enc(t, schemas.Nodes, n))
+		},
+		"safety stock": func() error {
+			return c.ApplyNode([]byte("W2"), enc(t, schemas.Nodes, &schemas.Node{NodeID: "W2", Type: schemas.Warehouse, SafetyStock: -1}))
+		},
+		"sku safety stock": func() error {
+			n := &schemas.Node{NodeID: "W2", Type: schemas.Warehouse, SKUSafetyStock: map[string]int32{"A": -5}}
+			return c.ApplyNode([]byte("W2"), enc(t, schemas.Nodes, n))
+		},
+		"capacity": func() error {
+			return c.ApplyNode([]byte("W2"), enc(t, schemas.Nodes, &schemas.Node{NodeID: "W2", Type: schemas.Warehouse, DailyCapacity: -1}))
+		},
+		"channel id": func() error {
+			return c.ApplyChannel([]byte("b\n"), enc(t, schemas.Channels, &schemas.Channel{ChannelID: "b\n"}))
+		},
 		"channel key": func() error {
 			return c.ApplyChannel([]byte("z"), enc(t, schemas.Channels, &schemas.Channel{ChannelID: "b"}))
 		},

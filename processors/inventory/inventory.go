@@ -55,6 +55,7 @@ package inventory
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 	"unique"
@@ -178,32 +179,48 @@ func IsInvalid(err error) bool {
 
 // Validate checks a decoded movement against its record key.
 func Validate(key []byte, m *schemas.StockMovement) error {
-	switch {
-	case m.MovementID == "":
-		return invalid("empty movement_id")
-	case m.SKU == "":
-		return invalid("empty sku")
-	case m.NodeID == "":
-		return invalid("empty node_id")
-	case string(key) != m.SKU:
+	if err := checkIDs("movement_id", m.MovementID, "sku", m.SKU, "node_id", m.NodeID); err != nil {
+		return err
+	}
+	if string(key) != m.SKU {
 		return invalid("record key %q disagrees with sku %q", key, m.SKU)
+	}
+	if m.OrderID != nil {
+		if err := checkIDs("order_id", *m.OrderID); err != nil {
+			return err
+		}
+	}
+	if m.LineID != nil {
+		if err := checkIDs("line_id", *m.LineID); err != nil {
+			return err
+		}
 	}
 	switch m.Type {
 	case schemas.Receipt, schemas.TransferIn, schemas.ReturnRestock,
 		schemas.Shipment, schemas.TransferOut, schemas.Damage:
-		if m.Qty <= 0 {
-			return invalid("%s qty must be positive, got %d", m.Type, m.Qty)
+		if m.Qty <= 0 || m.Qty > schemas.MaxQty {
+			return invalid("%s qty must be in [1, %d], got %d", m.Type, schemas.MaxQty, m.Qty)
 		}
 	case schemas.Adjustment:
-		if m.Qty == 0 {
-			return invalid("ADJUSTMENT qty must be non-zero")
+		if m.Qty == 0 || m.Qty < -schemas.MaxQty || m.Qty > schemas.MaxQty {
+			return invalid("ADJUSTMENT qty must be non-zero and in [-%d, %d], got %d", schemas.MaxQty, schemas.MaxQty, m.Qty)
 		}
 	case schemas.Count:
-		if m.Qty < 0 {
-			return invalid("COUNT qty must not be negative, got %d", m.Qty)
+		if m.Qty < 0 || m.Qty > schemas.MaxQty {
+			return invalid("COUNT qty must be in [0, %d], got %d", schemas.MaxQty, m.Qty)
 		}
 	default:
 		return invalid("unknown movement type %q", m.Type)
+	}
+	return nil
+}
+
+// checkIDs checks (field, id) pairs with schemas.CheckID.
+func checkIDs(fieldIDs ...string) error {
+	for i := 0; i+1 < len(fieldIDs); i += 2 {
+		if err := schemas.CheckID(fieldIDs[i], fieldIDs[i+1]); err != nil {
+			return &InvalidError{Reason: err.Error()}
+		}
 	}
 	return nil
 }
@@ -249,6 +266,11 @@ func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts 
 	}
 	i, found := findNode(next.Nodes, m.NodeID)
 	if !found {
+		if n := nodesBytes(next.Nodes) + nodeBytes(m.NodeID); n > maxNodesBytes {
+			p.win.release(h)
+			return nil, invalid("sku %s has stock at %d nodes: one more (%s) would take its node list to %d bytes, more than %d",
+				m.SKU, len(next.Nodes), m.NodeID, n, maxNodesBytes)
+		}
 		// The canonical copy of the id (states live long in the cache;
 		// m.NodeID is a slice of the whole record).
 		next.Nodes = slices.Insert(next.Nodes, i, schemas.NodeStock{NodeID: unique.Make(m.NodeID).Value()})
@@ -259,9 +281,9 @@ func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts 
 	ns := &next.Nodes[i]
 	switch m.Type {
 	case schemas.Receipt, schemas.TransferIn, schemas.ReturnRestock, schemas.Adjustment:
-		ns.OnHand += m.Qty
+		ns.OnHand = satAdd(ns.OnHand, m.Qty)
 	case schemas.Shipment, schemas.TransferOut, schemas.Damage:
-		ns.OnHand -= m.Qty
+		ns.OnHand = satAdd(ns.OnHand, -m.Qty)
 	case schemas.Count:
 		ns.OnHand = m.Qty
 	}
@@ -283,6 +305,38 @@ func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts 
 	p.Stats.Applied++
 	p.touch(e, ts) // Flush stores it
 	return notice, nil
+}
+
+// maxNodesBytes bounds a SKU's node list as nodesBytes counts it, so that
+// its state and its AtsUpdate (an entry per node, plus one per channel)
+// stay well under schemas.MaxRecordBytes: a movement that would add a node
+// beyond it is invalid. With ids of 16 bytes that is 10,000 nodes; with ids
+// of schemas.MaxIDBytes, 1,700.
+const maxNodesBytes = 512 << 10
+
+// nodeBytes is what one node's entry is counted for: its id and the
+// encoded numbers of a NodeATS.
+func nodeBytes(id string) int { return len(id) + 48 }
+
+func nodesBytes(nodes []schemas.NodeStock) int {
+	n := 0
+	for i := range nodes {
+		n += nodeBytes(nodes[i].NodeID)
+	}
+	return n
+}
+
+// satAdd is a + b, saturated at int64's limits (on_hand is a sum of
+// movements without bound in number).
+func satAdd(a, b int64) int64 {
+	s := a + b
+	switch {
+	case a > 0 && b > 0 && s < 0:
+		return math.MaxInt64
+	case a < 0 && b < 0 && s >= 0:
+		return math.MinInt64
+	}
+	return s
 }
 
 // consume lowers the reservation of the shipped order line at the node,
@@ -311,22 +365,16 @@ func (p *Processor) consume(st Store, ns *schemas.NodeStock, m *schemas.StockMov
 
 // ValidateCommand checks a decoded reservation command against its key.
 func ValidateCommand(key []byte, c *schemas.ReservationCommand) error {
-	switch {
-	case c.OrderID == "":
-		return invalid("empty order_id")
-	case c.LineID == "":
-		return invalid("empty line_id")
-	case c.SKU == "":
-		return invalid("empty sku")
-	case c.NodeID == "":
-		return invalid("empty node_id")
-	case string(key) != c.SKU:
+	if err := checkIDs("order_id", c.OrderID, "line_id", c.LineID, "sku", c.SKU, "node_id", c.NodeID); err != nil {
+		return err
+	}
+	if string(key) != c.SKU {
 		return invalid("record key %q disagrees with sku %q", key, c.SKU)
 	}
 	switch c.Type {
 	case schemas.Reserve:
-		if c.Qty <= 0 {
-			return invalid("RESERVE qty must be positive, got %d", c.Qty)
+		if c.Qty <= 0 || c.Qty > schemas.MaxQty {
+			return invalid("RESERVE qty must be in [1, %d], got %d", schemas.MaxQty, c.Qty)
 		}
 	case schemas.Release:
 	default:
@@ -660,7 +708,7 @@ func computeATS(u *schemas.AtsUpdate, nodes []*schemas.Node, st *schemas.SKUStat
 				na.Available = Available(n, st.SKU, ns.OnHand, ns.Reserved, false)
 			}
 		}
-		u.ATS += na.Available
+		u.ATS = satAdd(u.ATS, na.Available)
 		u.Nodes[i] = na
 	}
 	chans := t.Channels()
@@ -669,14 +717,21 @@ func computeATS(u *schemas.AtsUpdate, nodes []*schemas.Node, st *schemas.SKUStat
 		var sum int64
 		for j, n := range nodes {
 			if n != nil && Feeds(c, n) {
-				sum += u.Nodes[j].Available
+				sum = satAdd(sum, u.Nodes[j].Available)
 			}
 		}
-		pct := int64(min(max(c.BufferPercent, 0), 100))
-		u.Channels[i] = schemas.ChannelATS{
-			ChannelID: c.ChannelID,
-			ATS:       max(0, sum*(100-pct)/100-int64(c.BufferUnits)),
-		}
+		u.Channels[i] = schemas.ChannelATS{ChannelID: c.ChannelID, ATS: ChannelATS(sum, c)}
 	}
 	return nodes
+}
+
+// ChannelATS is the rule for a channel fed by nodes whose availability sums
+// to sum (at least 0): max(0, floor(sum x (100 - buffer_percent) / 100) -
+// buffer_units), with buffer_percent clamped to [0, 100]. It is computed as
+// (sum / 100) x (100 - pct) + (sum mod 100) x (100 - pct) / 100, which is
+// the same floor for any sum >= 0 and cannot overflow.
+func ChannelATS(sum int64, c *schemas.Channel) int64 {
+	pct := int64(min(max(c.BufferPercent, 0), 100))
+	v := sum/100*(100-pct) + sum%100*(100-pct)/100
+	return max(0, satAdd(v, -int64(c.BufferUnits)))
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -141,8 +142,17 @@ type step struct {
 
 // OrderEvent applies an event of the orders topic.
 func (r *Router) OrderEvent(st Store, w World, out Out, key []byte, ev *schemas.OrderEvent, ts int64) error {
-	if ev.OrderID == "" {
-		return invalid("empty order_id")
+	if err := checkIDs("order_id", ev.OrderID); err != nil {
+		return err
+	}
+	if len(ev.Reason) > maxReasonBytes || len(ev.LineIDs) > r.cfg.MaxLines {
+		return invalid("order %s: reason of %d bytes (at most %d) or %d line_ids (at most %d)",
+			ev.OrderID, len(ev.Reason), maxReasonBytes, len(ev.LineIDs), r.cfg.MaxLines)
+	}
+	for _, id := range ev.LineIDs {
+		if err := checkIDs("line_id", id); err != nil {
+			return err
+		}
 	}
 	if string(key) != ev.OrderID {
 		return invalid("record key %q disagrees with order_id %q", key, ev.OrderID)
@@ -180,12 +190,48 @@ func (r *Router) OrderEvent(st Store, w World, out Out, key []byte, ev *schemas.
 	return invalid("unknown order event type %q", ev.Type)
 }
 
-// Bounds of order lines: the order value (qty x price summed over at most
-// MaxLines lines) then fits an int64.
+// Bounds of order lines (the order value, summed over them, saturates: see
+// orderValue).
 const (
-	maxQty   = 1e9
+	maxQty   = schemas.MaxQty
 	maxPrice = 1e9
 )
+
+// maxLinesIDBytes bounds the line ids and SKUs of an order, summed: the
+// router keeps them several times over in the order's state (the order as
+// placed, the lines' status, holds, shipments), which must stay well under
+// schemas.MaxRecordBytes. 500 lines (MaxLines' default) with ids of 64
+// bytes fit; with ids of schemas.MaxIDBytes, 128 lines.
+const maxLinesIDBytes = 64 << 10
+
+// maxReasonBytes bounds the free text of an event or a feedback (kept in
+// the order's state and shown in its status).
+const maxReasonBytes = 1024
+
+// checkIDs checks (field, id) pairs with schemas.CheckID; an optional id
+// (customer_id, a feedback's node) is passed only when set.
+func checkIDs(fieldIDs ...string) error {
+	for i := 0; i+1 < len(fieldIDs); i += 2 {
+		if err := schemas.CheckID(fieldIDs[i], fieldIDs[i+1]); err != nil {
+			return &InvalidError{Reason: err.Error()}
+		}
+	}
+	return nil
+}
+
+// orderValue is the sum of qty x unit price over the lines, saturated at
+// math.MaxInt64 (each product fits: both factors are at most 1e9).
+func orderValue(lines []schemas.OrderLine) int64 {
+	var v int64
+	for _, l := range lines {
+		p := l.Qty * l.UnitPriceCents
+		if v > math.MaxInt64-p {
+			return math.MaxInt64
+		}
+		v += p
+	}
+	return v
+}
 
 // maxSkew is how far after its record's timestamp an order's placed_at may
 // lie: beyond it the time is taken for garbage (a producer writing
@@ -205,11 +251,32 @@ func (r *Router) validatePlaced(ev *schemas.OrderEvent, ts int64) error {
 	case ev.DeliveryMethod == schemas.DeliveryPickup && (ev.PickupNodeID == nil || *ev.PickupNodeID == ""):
 		return invalid("PICKUP order %s without pickup_node_id", ev.OrderID)
 	}
+	if err := checkIDs("channel_id", ev.ChannelID); err != nil {
+		return err
+	}
+	if ev.CustomerID != "" {
+		if err := checkIDs("customer_id", ev.CustomerID); err != nil {
+			return err
+		}
+	}
+	if ev.PickupNodeID != nil {
+		if err := checkIDs("pickup_node_id", *ev.PickupNodeID); err != nil {
+			return err
+		}
+	}
+	if a := ev.ShipTo; a != nil && (len(a.Country) > schemas.MaxIDBytes || len(a.PostalCode) > schemas.MaxIDBytes) {
+		return invalid("order %s: ship_to country or postal_code longer than %d bytes", ev.OrderID, schemas.MaxIDBytes)
+	}
 	ids := map[string]bool{}
+	idBytes := 0
 	for _, l := range ev.Lines {
+		if err := checkIDs("line_id", l.LineID, "sku", l.SKU); err != nil {
+			return err
+		}
+		if idBytes += len(l.LineID) + len(l.SKU); idBytes > maxLinesIDBytes {
+			return invalid("order %s: the line ids and skus of its lines take more than %d bytes", ev.OrderID, maxLinesIDBytes)
+		}
 		switch {
-		case l.LineID == "" || l.SKU == "":
-			return invalid("order %s: line with empty line_id or sku", ev.OrderID)
 		case l.Qty <= 0 || l.Qty > maxQty:
 			return invalid("order %s line %s: qty must be in [1, %d], got %d", ev.OrderID, l.LineID, int64(maxQty), l.Qty)
 		case l.UnitPriceCents < 0 || l.UnitPriceCents > maxPrice:
@@ -293,11 +360,7 @@ func (s *step) holdReasons() []string {
 	var why []string
 	ch := s.w.Channel(ev.ChannelID)
 	if ch != nil && ch.MaxOrderValueCents > 0 {
-		var v int64
-		for _, l := range ev.Lines {
-			v += l.Qty * l.UnitPriceCents
-		}
-		if v > ch.MaxOrderValueCents {
+		if v := orderValue(ev.Lines); v > ch.MaxOrderValueCents {
 			why = append(why, fmt.Sprintf("order value %d exceeds channel %s limit %d", v, ch.ChannelID, ch.MaxOrderValueCents))
 		}
 	}
@@ -855,6 +918,16 @@ func (s *step) shipped(res *schemas.ReservationResult) error {
 	}
 	s.o.Holds = slices.DeleteFunc(s.o.Holds, func(h schemas.Hold) bool { return h.Qty == 0 && !h.Pending })
 	l := &s.o.Lines[i]
+	if l.Qty-l.QtyCancelled-l.QtyShipped <= 0 {
+		// Nothing open: the node shipped after the line was cancelled (it
+		// had not seen the CANCEL yet) or beyond what was ordered. The
+		// units left the node (the inventory counted them); the line
+		// keeps its state, and the order says what happened.
+		s.r.Stats.Stale++
+		s.o.Reason = fmt.Sprintf("%s shipped %d x %s of line %s, which had nothing open (%d ordered, %d cancelled, %d shipped)",
+			res.NodeID, res.Qty, res.SKU, l.LineID, l.Qty, l.QtyCancelled, l.QtyShipped)
+		return s.save()
+	}
 	l.QtyShipped = min(l.Qty-l.QtyCancelled, l.QtyShipped+res.Qty)
 	if l.QtyShipped == l.Qty-l.QtyCancelled {
 		// Complete, wherever it shipped from: what the line still holds
@@ -1127,10 +1200,13 @@ func (r *Router) Feedback(st Store, w World, out Out, key []byte, f *schemas.Ful
 	switch {
 	case string(key) != f.OrderID:
 		return invalid("record key %q disagrees with order_id %q", key, f.OrderID)
-	case f.FeedbackID == "":
-		return invalid("empty feedback_id")
-	case f.QtyShort <= 0:
-		return invalid("%s qty_short must be positive, got %d", f.Type, f.QtyShort)
+	case f.QtyShort <= 0 || f.QtyShort > maxQty:
+		return invalid("%s qty_short must be in [1, %d], got %d", f.Type, int64(maxQty), f.QtyShort)
+	case len(f.Reason) > maxReasonBytes:
+		return invalid("feedback reason of %d bytes, more than %d", len(f.Reason), maxReasonBytes)
+	}
+	if err := checkIDs("feedback_id", f.FeedbackID, "line_id", f.LineID, "node_id", f.NodeID); err != nil {
+		return err
 	}
 	cur, err := st.Order(f.OrderID)
 	if err != nil {

@@ -93,9 +93,9 @@ var kinds = []*kindSpec{
 		newValue: func() any { return new(schemas.Node) },
 		finish: func(v any, _ map[string]bool, _ time.Time) (string, []byte, error) {
 			n := v.(*schemas.Node)
-			switch {
-			case n.NodeID == "":
-				return "", nil, errors.New("node_id must not be empty")
+			switch err := schemas.CheckID("node_id", n.NodeID); {
+			case err != nil:
+				return "", nil, err
 			case n.Lat < -90 || n.Lat > 90 || n.Lon < -180 || n.Lon > 180:
 				return "", nil, fmt.Errorf("lat %g / lon %g out of range", n.Lat, n.Lon)
 			case n.DailyCapacity < 0 || n.ShipmentCostCents < 0 || n.SafetyStock < 0:
@@ -111,9 +111,9 @@ var kinds = []*kindSpec{
 		newValue: func() any { return new(schemas.Channel) },
 		finish: func(v any, _ map[string]bool, _ time.Time) (string, []byte, error) {
 			c := v.(*schemas.Channel)
-			switch {
-			case c.ChannelID == "":
-				return "", nil, errors.New("channel_id must not be empty")
+			switch err := schemas.CheckID("channel_id", c.ChannelID); {
+			case err != nil:
+				return "", nil, err
 			case c.BufferPercent < 0 || c.BufferPercent > 100 || c.BufferUnits < 0:
 				return "", nil, errors.New("buffer_percent must be in [0, 100] and buffer_units not negative")
 			}

@@ -127,7 +127,7 @@ func TestParseErrors(t *testing.T) {
 			`field occurred_at: "yesterday" is not an RFC 3339 time`},
 		{"twice", `{"kind":"movement","movement_id":"m1","movement_id":"m2"}`, "field movement_id: set twice"},
 		{"missing", `{"kind":"movement","movement_id":"m1","sku":"A","type":"RECEIPT"}`, "line 1: movement: missing field node_id, qty"},
-		{"invalid qty", `{"kind":"movement","movement_id":"m1","sku":"A","node_id":"W","type":"SHIPMENT","qty":0}`, "SHIPMENT qty must be positive"},
+		{"invalid qty", `{"kind":"movement","movement_id":"m1","sku":"A","node_id":"W","type":"SHIPMENT","qty":0}`, "SHIPMENT qty must be in [1, 1000000000], got 0"},
 		{"placed without policy", `{"kind":"order","order_id":"o","type":"PLACED","channel_id":"c","lines":[{"line_id":"1","sku":"A","qty":1}],"ship_to":{"country":"FR","postal_code":"1","lat":1,"lon":1}}`,
 			"a PLACED order needs policy"},
 		{"ship without ship_to", `{"kind":"order","order_id":"o","type":"PLACED","channel_id":"c","policy":"SHIP_COMPLETE","lines":[{"line_id":"1","sku":"A","qty":1}]}`,

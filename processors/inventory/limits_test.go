@@ -1,0 +1,153 @@
+package inventory
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/invroute/invroute/schemas"
+)
+
+// Ids the rules cannot keep are invalid input: too long to store for
+// every node of a SKU, or holding a control character, which would make
+// two different (order, line) pairs one reservation key (state keys join
+// ids with NUL) and two different (sku, movement_id) pairs one hash.
+func TestValidateIDs(t *testing.T) {
+	long := strings.Repeat("x", schemas.MaxIDBytes+1)
+	ok := strings.Repeat("x", schemas.MaxIDBytes)
+	order, line := "o1", "1"
+	for _, tc := range []struct {
+		name string
+		m    schemas.StockMovement
+		want string // "" = valid
+	}{
+		{"longest ids", schemas.StockMovement{MovementID: ok, SKU: ok, NodeID: ok}, ""},
+		{"long movement_id", schemas.StockMovement{MovementID: long, SKU: "A", NodeID: "W1"}, "movement_id is 257 bytes"},
+		{"long sku", schemas.StockMovement{MovementID: "m", SKU: long, NodeID: "W1"}, "sku is 257 bytes"},
+		{"long node_id", schemas.StockMovement{MovementID: "m", SKU: "A", NodeID: long}, "node_id is 257 bytes"},
+		{"NUL in sku", schemas.StockMovement{MovementID: "m", SKU: "A\x00", NodeID: "W1"}, "sku holds control character 0x00 at byte 1"},
+		{"NUL in movement_id", schemas.StockMovement{MovementID: "\x00B", SKU: "A", NodeID: "W1"}, "movement_id holds control character"},
+		{"DEL in node_id", schemas.StockMovement{MovementID: "m", SKU: "A", NodeID: "W\x7f"}, "node_id holds control character 0x7f"},
+		{"newline in order_id", schemas.StockMovement{MovementID: "m", SKU: "A", NodeID: "W1", OrderID: new("o\n1"), LineID: &line}, "order_id holds control character 0x0a"},
+		{"long line_id", schemas.StockMovement{MovementID: "m", SKU: "A", NodeID: "W1", OrderID: &order, LineID: &long}, "line_id is 257 bytes"},
+		{"non-ASCII is fine", schemas.StockMovement{MovementID: "m", SKU: "Größe-42", NodeID: "Zürich"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := tc.m
+			m.Type, m.Qty = schemas.Receipt, 1
+			err := Validate([]byte(m.SKU), &m)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Validate: %v", err)
+			case tc.want != "" && (!IsInvalid(err) || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("Validate = %v, want an invalid-input error with %q", err, tc.want)
+			}
+		})
+	}
+	c := schemas.ReservationCommand{OrderID: "o", LineID: "1\x00x", Type: schemas.Reserve, SKU: "A", NodeID: "W1", Qty: 5}
+	if err := ValidateCommand([]byte("A"), &c); !IsInvalid(err) || !strings.Contains(err.Error(), "line_id holds control character") {
+		t.Fatalf("ValidateCommand with NUL in line_id = %v", err)
+	}
+	c = schemas.ReservationCommand{OrderID: "o", LineID: "1", Type: schemas.Reserve, SKU: "A", NodeID: "W1", Qty: schemas.MaxQty + 1}
+	if err := ValidateCommand([]byte("A"), &c); !IsInvalid(err) {
+		t.Fatalf("ValidateCommand with qty %d = %v, want invalid", c.Qty, err)
+	}
+}
+
+// A SKU's node list is bounded in bytes, so that its state and its
+// AtsUpdate can always be encoded: movements at ever new nodes (valid,
+// stock at unconfigured nodes is kept) are applied until the bound, then
+// refused, and the state stays encodable and unchanged by the refusal.
+func TestNodeListBound(t *testing.T) {
+	st := newMemStore()
+	p := New(Config{})
+	id := func(i int) string { return fmt.Sprintf("%04d", i) + strings.Repeat("n", schemas.MaxIDBytes-4) }
+	applied := 0
+	var refused error
+	for i := 0; i < 5000 && refused == nil; i++ {
+		m := &schemas.StockMovement{MovementID: fmt.Sprint(i), SKU: "A", NodeID: id(i), Type: schemas.Receipt, Qty: 1, OccurredAt: 1}
+		if _, err := p.Movement(st, []byte("A"), m, 1); err != nil {
+			refused = err
+			break
+		}
+		applied++
+	}
+	if !IsInvalid(refused) || !strings.Contains(refused.Error(), "more than") {
+		t.Fatalf("after %d nodes: %v, want an invalid-input error for the node list's size", applied, refused)
+	}
+	if want := maxNodesBytes / nodeBytes(id(0)); applied != want {
+		t.Fatalf("%d nodes applied, want %d", applied, want)
+	}
+	tables := &memTables{nodes: map[string]*schemas.Node{}, channels: map[string]*schemas.Channel{}}
+	for i := 0; i < applied; i++ { // every node active: every entry of the AtsUpdate filled
+		tables.nodes[id(i)] = &schemas.Node{NodeID: id(i), Active: true}
+	}
+	for i := 0; i < 100; i++ {
+		c := fmt.Sprintf("channel-%03d", i)
+		tables.channels[c] = &schemas.Channel{ChannelID: c}
+	}
+	var ats *schemas.AtsUpdate
+	if err := p.Flush(st, tables, func(u *schemas.AtsUpdate) error { ats = u; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.skus["A"].Nodes) != applied {
+		t.Fatalf("state has %d nodes, want %d", len(st.skus["A"].Nodes), applied)
+	}
+	if _, err := (skuStateCodec{}).Append(nil, st.skus["A"]); err != nil {
+		t.Fatalf("state at the bound does not encode: %v", err)
+	}
+	if ats == nil || ats.ATS != int64(applied) {
+		t.Fatalf("ATS update %v, want ats %d", ats, applied)
+	}
+	if _, err := schemas.AtsUpdates.Encode(ats); err != nil {
+		t.Fatalf("AtsUpdate at the bound does not encode: %v", err)
+	}
+}
+
+func TestSatAdd(t *testing.T) {
+	for _, tc := range [][3]int64{
+		{1, 2, 3},
+		{math.MaxInt64, 1, math.MaxInt64},
+		{math.MaxInt64 - 1, math.MaxInt64, math.MaxInt64},
+		{math.MinInt64, -1, math.MinInt64},
+		{-5, -math.MaxInt64, math.MinInt64},
+		{math.MaxInt64, math.MinInt64, -1},
+		{-3, 3, 0},
+	} {
+		if got := satAdd(tc[0], tc[1]); got != tc[2] {
+			t.Errorf("satAdd(%d, %d) = %d, want %d", tc[0], tc[1], got, tc[2])
+		}
+	}
+}
+
+// The channel rule, computed so that it cannot overflow, equals the
+// formula of the README wherever the formula does not overflow, and stays
+// exact and non-negative where it would.
+func TestChannelATS(t *testing.T) {
+	for _, sum := range []int64{0, 1, 7, 99, 100, 101, 12345, 1 << 40, math.MaxInt64 / 100} {
+		for _, pct := range []int32{0, 1, 10, 33, 99, 100} {
+			for _, units := range []int32{0, 1, 5, 1000} {
+				c := &schemas.Channel{BufferPercent: pct, BufferUnits: units}
+				want := max(0, sum*int64(100-pct)/100-int64(units))
+				if got := ChannelATS(sum, c); got != want {
+					t.Fatalf("ChannelATS(%d, %d%%, %d) = %d, want %d", sum, pct, units, got, want)
+				}
+			}
+		}
+	}
+	// Past where sum x 100 overflows: floor(MaxInt64 x 90 / 100) exactly.
+	if got, want := ChannelATS(math.MaxInt64, &schemas.Channel{BufferPercent: 10}), int64(8301034833169298226); got != want {
+		t.Fatalf("ChannelATS(MaxInt64, 10%%) = %d, want %d", got, want)
+	}
+	// Two huge nodes: ATS and channel ATS saturate, never wrap negative.
+	st := &schemas.SKUState{SKU: "B", Nodes: []schemas.NodeStock{{NodeID: "DE1", OnHand: 5e18}, {NodeID: "FR1", OnHand: 5e18}}}
+	tables := &memTables{
+		nodes:    map[string]*schemas.Node{"DE1": {NodeID: "DE1", Active: true}, "FR1": {NodeID: "FR1", Active: true}},
+		channels: map[string]*schemas.Channel{"web": {ChannelID: "web", BufferPercent: 10}},
+	}
+	u := ComputeATS(st, tables, 1)
+	if u.ATS != math.MaxInt64 || u.Channels[0].ATS != 8301034833169298226 {
+		t.Fatalf("ats %d, web %d: want saturated MaxInt64 and its 90%%", u.ATS, u.Channels[0].ATS)
+	}
+}

@@ -1,0 +1,36 @@
+package schemas
+
+import "fmt"
+
+// MaxIDBytes bounds every identifier invroute keeps in state (movement,
+// SKU, node, channel, order, line, customer and feedback ids). The decoders
+// accept strings up to MaxStringBytes; an id that long, kept in a SKU's
+// state for every node or in an order for every line, would let a few
+// decodable records grow one stored value past what can be encoded or
+// produced (MaxRecordBytes), and the engine would fail on it at every
+// retry. The processors check ids with CheckID and dead-letter the record.
+const MaxIDBytes = 256
+
+// CheckID returns an error naming field if id is empty, longer than
+// MaxIDBytes, or holds a control character (U+0000 to U+001F, U+007F).
+// Control characters are refused because state keys join ids with a NUL
+// byte: "o"+NUL+"1\x00x" and "o\x001"+NUL+"x" would be one key.
+func CheckID(field, id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("empty %s", field)
+	case len(id) > MaxIDBytes:
+		return fmt.Errorf("%s is %d bytes, more than %d", field, len(id), MaxIDBytes)
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c < 0x20 || c == 0x7f {
+			return fmt.Errorf("%s holds control character %#02x at byte %d", field, c, i)
+		}
+	}
+	return nil
+}
+
+// MaxQty bounds the quantity of one movement, order line or reservation
+// command (and a COUNT's on_hand): a billion units. Sums of such quantities
+// over a SKU's nodes, or an order's lines, then stay far from int64's limit.
+const MaxQty = 1_000_000_000
