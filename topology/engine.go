@@ -158,13 +158,18 @@ type assignEvent struct {
 	err      error // the assignment breaks co-partitioning
 }
 
+// errNotCoPartitioned stops the engine: a member given partition p of one
+// input and not of another cannot run the task of p, and re-joining would
+// make the group rebalance again and again (eager, range assignor).
+var errNotCoPartitioned = errors.New("topology: inputs not co-partitioned")
+
 // coPartitioned checks that an assignment gives every partition of set for
 // every input: a task reads partition p of all inputs or none.
 func coPartitioned(inputs []string, m map[string][]int32, set map[int32]bool) error {
 	for _, in := range inputs {
 		for p := range set {
 			if !slices.Contains(m[in], p) {
-				return fmt.Errorf("topology: the group assigned partition %d of some inputs but not of %s (%v): inputs must be co-partitioned and members must not set a client rack", p, in, m)
+				return fmt.Errorf("%w: the group assigned partition %d of some inputs but not of %s (%v): inputs must be co-partitioned (partitions added to one input only?) and members must not set a client rack", errNotCoPartitioned, p, in, m)
 			}
 		}
 	}
@@ -187,6 +192,16 @@ type taskState struct {
 	arena   Arena           // changelog keys and values
 	records []kgo.Record    // a chunk the records it produces are cut from
 	seen    Positions       // global positions its committed state reflects; nil: take the current ones
+	tooBig  error           // an output Emit refused as too large, since the last check
+	poison  *poisonRecord   // the input whose output was too large: a dead letter on the retry
+}
+
+// poisonRecord is an input record whose processing emitted an output too
+// large to produce (see emitter.Emit).
+type poisonRecord struct {
+	topic  string
+	offset int64
+	err    error
 }
 
 // record returns a new, zero record for the task to produce, cut from a
@@ -660,6 +675,9 @@ func (e *Engine) runSession(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			if errors.Is(err, errNotCoPartitioned) {
+				return err
+			}
 			// Restores read Kafka: a broker that is down or a changelog
 			// that is still in a transaction must not stop the engine.
 			return fmt.Errorf("%w: assigning partitions: %v", errSessionFailed, err)
@@ -796,7 +814,7 @@ func (e *Engine) transaction(ctx context.Context) error {
 	if err := e.fatalErr(); err != nil {
 		return err // the store failed while processing (a read, say)
 	}
-	if procErr != nil && !errors.Is(procErr, errNotReady) && !errors.Is(procErr, errStalled) {
+	if procErr != nil && !errors.Is(procErr, errNotReady) && !errors.Is(procErr, errStalled) && !errors.Is(procErr, errPoison) {
 		return procErr
 	}
 	return nil
@@ -853,7 +871,14 @@ func (e *Engine) end(commit kgo.TransactionEndTry, stalls uint64) (bool, error) 
 			e.sess.Client().UnsafeAbortBufferedRecords()
 			return false, err
 		}
-		if e.fatal.Load() != nil {
+		// Flush returns once every record was written or failed: a
+		// record the broker refused for good (INVALID_RECORD,
+		// MESSAGE_TOO_LARGE, an authorisation error) fails only that
+		// record, not the producer id, and EndTxn would commit the
+		// transaction without it. Its promise has run once inflight is
+		// done; it aborts, like one that failed before the end.
+		e.inflight.Wait()
+		if e.fatal.Load() != nil || e.produceErr.Load() != nil {
 			commit = kgo.TryAbort
 		}
 	}
@@ -866,7 +891,25 @@ func (e *Engine) end(commit kgo.TransactionEndTry, stalls uint64) (bool, error) 
 	ctx, cancel := context.WithTimeout(context.Background(), max(e.cfg.SessionTimeout, 5*time.Second))
 	defer cancel()
 	defer e.stall.cancelOnStall(cancel)()
-	return e.sess.End(ctx, commit)
+	committed, err := e.sess.End(ctx, commit)
+	if err == nil && !committed && commit == kgo.TryCommit {
+		// franz-go ends a commit it could not carry out or confirm as an
+		// abort and reports it as one: an EndTxn answered with
+		// UNKNOWN_SERVER_ERROR, which "leaves the commit/abort
+		// unconfirmed: the broker may or may not have completed it".
+		// Taking that for an abort would replay inputs whose outputs may
+		// have committed; rebuilding from what Kafka committed is right
+		// whatever happened (and these ends are rare: a member fenced out
+		// of its group, a refused or unconfirmed EndTxn).
+		err = errCommitNotConfirmed
+	}
+	if err != nil {
+		// As for a failed flush: records End could not abort in time
+		// (a broker that does not answer) would be retried for ever and
+		// inflight never done; the session is re-initialised anyway.
+		e.sess.Client().UnsafeAbortBufferedRecords()
+	}
+	return committed, err
 }
 
 func (e *Engine) anyPending() bool {
@@ -909,6 +952,14 @@ func (e *Engine) applyFault(ts *taskState, i int, err error) error {
 	e.fatal.Store(f)
 	return f
 }
+
+// errCommitNotConfirmed: a commit the client ended as an abort without
+// saying why (see end).
+var errCommitNotConfirmed = errors.New("topology: the commit ended as an abort in the client; its outcome is taken as unknown")
+
+// errPoison aborts a transaction in which a record's output was too large
+// to produce; the record is dead-lettered when processing comes back to it.
+var errPoison = errors.New("topology: a record's output is too large to produce")
 
 var errNotReady = errors.New("topology: record for a partition that is not restored yet")
 
@@ -994,10 +1045,24 @@ func (e *Engine) process(ts *taskState, r *kgo.Record) error {
 		Timestamp: r.Timestamp.UnixMilli(),
 	}
 	var err error
-	if size := len(r.Key) + len(r.Value); size > e.cfg.MaxRecordBytes {
+	if p := ts.poison; p != nil && p.offset == r.Offset && p.topic == r.Topic {
+		ts.poison = nil
+		err = BadInput("output", p.err)
+	} else if size := len(r.Key) + len(r.Value); size > e.cfg.MaxRecordBytes {
 		err = BadInput("size", fmt.Errorf("record of %d bytes exceeds MaxRecordBytes %d", size, e.cfg.MaxRecordBytes))
 	} else {
 		err = ts.task.Process(&ts.rec, &ts.emitter)
+		if ts.tooBig != nil {
+			// Producing it would fail at every retry and block the
+			// partition. What the task did for this record cannot be
+			// taken back alone: the transaction aborts, and on the retry
+			// the record goes to the dead-letter topic unprocessed.
+			ts.poison = &poisonRecord{topic: r.Topic, offset: r.Offset, err: ts.tooBig}
+			ts.tooBig = nil
+			e.log.Warn("an output of this record is too large to produce: the transaction aborts and the record goes to the dead-letter topic",
+				"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", ts.poison.err)
+			return fmt.Errorf("%w: partition %d offset %d", errPoison, r.Partition, r.Offset)
+		}
 	}
 	if err == nil {
 		return nil
@@ -1049,13 +1114,24 @@ func (e *Engine) flushTask(ts *taskState, cur Positions) error {
 	if err := ts.task.Flush(&ts.emitter); err != nil {
 		return err
 	}
+	if err := ts.tooBig; err != nil {
+		// Not one input's doing (coalesced outputs, a global change): it
+		// would fail again at every retry.
+		ts.tooBig = nil
+		return fmt.Errorf("topology: partition %d: flushing the task: %w", ts.p, err)
+	}
 	for i, st := range ts.stores {
 		if err := st.Prepare(); err != nil {
 			return e.storeErr(ts, i, "preparing a transaction, which is aborted", err)
 		}
 		topic := e.changelogs[ts.names[i]]
 		ts.clLast[i] = nil
+		limit := int(e.batchMaxBytes(topic)) - recordOverhead
 		err := st.Txn().Writes(func(key, val []byte) error {
+			if n := len(key) + len(val); n > limit {
+				return fmt.Errorf("topology: store %s, key %q: a value of %d bytes is more than its changelog %s can take (%d)",
+					ts.names[i], key, n, topic, limit)
+			}
 			r := ts.record()
 			r.Topic, r.Partition, r.Key, r.Value = topic, ts.p, ts.arena.Copy(key), ts.arena.Copy(val)
 			e.produce(r)
@@ -1216,6 +1292,12 @@ func (em *emitter) Emit(topic Topic, key, value []byte) {
 		panic(fmt.Sprintf("topology: task emitted to %q, which is not an output of the topology", topic))
 	}
 	name := out.name
+	if n, limit := len(key)+len(value), int(em.e.batchMaxBytes(name))-recordOverhead; n > limit {
+		if em.ts.tooBig == nil {
+			em.ts.tooBig = fmt.Errorf("an output record of %d bytes to %s, more than it can take (%d)", n, name, limit)
+		}
+		return
+	}
 	r := em.ts.record()
 	r.Topic, r.Key, r.Value = name, key, value
 	if out.CoPartitioned {
@@ -1225,6 +1307,10 @@ func (em *emitter) Emit(topic Topic, key, value []byte) {
 	}
 	em.e.produce(r)
 }
+
+// recordOverhead is what a record adds to its key and value in a batch of
+// its own (the batch header and the record's varints), rounded up.
+const recordOverhead = 128
 
 // keyHasher is Kafka's default partitioner (murmur2 of the key), so that a
 // non-co-partitioned output lands where a consumer keyed like it (another

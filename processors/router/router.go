@@ -1250,8 +1250,10 @@ func (r *Router) Feedback(st Store, w World, out Out, key []byte, f *schemas.Ful
 		}
 		return false
 	})
-	if dropped && s.o.Attempt > 0 {
-		s.o.Refused = true // re-plan the round when its other answers are in
+	// Re-plan the round when its other answers are in: its plan for this
+	// line is gone, or (a round open for other lines) it had none.
+	if s.o.Attempt > 0 && (dropped || s.pending()) {
+		s.o.Refused = true
 	}
 	s.setHeld(f.LineID, sku, node, s.committedAt(f.LineID, node))
 	s.dropFromShipments(f.LineID, f.NodeID, short)

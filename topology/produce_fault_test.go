@@ -1,0 +1,323 @@
+package topology
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/invroute/invroute/state"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// readCommitted returns the keys of topic, read_committed from the start,
+// polling for d.
+func readCommitted(t *testing.T, brokers []string, topic string, d time.Duration) []string {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var keys []string
+	for ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { keys = append(keys, string(r.Key)) })
+	}
+	return keys
+}
+
+// The broker refuses a transaction's changelog batch for good
+// (INVALID_RECORD fails the records, not the producer id) while the end
+// of the transaction flushes it. The transaction must abort, not commit
+// without its changelog; the retry then commits output, changelog and
+// store together.
+func TestRefusedOutputAborts(t *testing.T) {
+	c := newCluster(t)
+	brokers := c.ListenAddrs()
+	var refused atomic.Int64
+	var changelogID atomic.Pointer[[16]byte]
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		r := req.(*kmsg.ProduceRequest)
+		id := changelogID.Load()
+		if r.TransactionID == nil || id == nil || refused.Load() > 0 {
+			return nil, nil, false
+		}
+		hit := false
+		for _, rt := range r.Topics {
+			hit = hit || rt.Topic == "st-changelog" || rt.TopicID == *id
+		}
+		if !hit {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		resp := r.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.InvalidRecord.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	eng, stop := runEngine(t, brokers, t.TempDir(), echoTopology())
+	defer stop()
+	cl := outClient(t, brokers)
+	defer cl.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for eng.owned.Load() != 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // the task's first writes (global positions) committed: the next changelog batch is k1's
+	tds, err := kadm.NewClient(cl).ListTopics(context.Background(), "st-changelog")
+	if err != nil || tds["st-changelog"].Err != nil {
+		t.Fatalf("changelog topic: %v %v", err, tds["st-changelog"].Err)
+	}
+	id := [16]byte(tds["st-changelog"].ID)
+	changelogID.Store(&id)
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte("k1"), Value: []byte("v1")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, cl, "k1")
+	if refused.Load() != 1 {
+		t.Fatalf("%d changelog batches refused, want 1", refused.Load())
+	}
+	if n := testutil.ToFloat64(eng.m.aborted); n < 1 {
+		t.Errorf("aborted transactions: %v, want at least 1 (the refused changelog's)", n)
+	}
+	n := 0
+	for _, k := range readCommitted(t, brokers, "st-changelog", 2*time.Second) {
+		if k == "k1" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("changelog holds k1 %d times (read_committed), want 1: the output committed without its changelog", n)
+	}
+	var inStore bool
+	if err := eng.Query(context.Background(), 0, func(s map[string]*state.Store) error {
+		_, inStore, err = s["st"].Get([]byte("k1"))
+		return err
+	}); err != nil || !inStore {
+		t.Errorf("k1 in the store: %v (%v)", inStore, err)
+	}
+	outs := 0
+	for _, k := range readCommitted(t, brokers, "out", 2*time.Second) {
+		if k == "k1" {
+			outs++
+		}
+	}
+	if outs != 1 {
+		t.Errorf("output k1 committed %d times, want 1", outs)
+	}
+}
+
+// failTask emits the input, then fails on "fail" after its produce request
+// went out: the transaction ends as an abort with a record in flight.
+type failTask struct{ echoTask }
+
+func (t *failTask) Process(r *Record, out Emitter) error {
+	out.Emit("out", r.Key, r.Value)
+	if string(r.Value) == "fail" {
+		time.Sleep(300 * time.Millisecond)
+		return errors.New("boom")
+	}
+	return nil
+}
+
+// A transaction ends as an abort while the broker never answers its
+// produce request: End times out, and Run must still return (it waited
+// for the promise of a record franz-go retries for ever).
+func TestAbortWithRecordsInFlightEnds(t *testing.T) {
+	c := newCluster(t)
+	brokers := c.ListenAddrs()
+	release := make(chan struct{})
+	var held atomic.Int64
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if r := req.(*kmsg.ProduceRequest); r.TransactionID != nil {
+			held.Add(1)
+			c.SleepControl(func() { <-release })
+		}
+		return nil, nil, false
+	})
+	defer close(release)
+	topo := echoTopology()
+	topo.NewTask = func(tc TaskContext) (Task, error) { return &failTask{echoTask{st: tc.Stores["st"]}}, nil }
+	_, stop := runEngine(t, brokers, t.TempDir(), topo, func(c *Config) { c.SessionTimeout = 6 * time.Second })
+	cl := outClient(t, brokers)
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte("k"), Value: []byte("fail")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for held.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if held.Load() == 0 {
+		t.Fatal("no transactional produce request reached the broker")
+	}
+	time.Sleep(time.Second)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- stop() }()
+	select {
+	case err := <-done:
+		t.Logf("Run returned %v after the cancel: %v", time.Since(start).Round(time.Millisecond), err)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("Run still running 30 s after the cancel (End's timeout is 6 s): it waits for records the client retries for ever")
+	}
+}
+
+// Partitions added to one input of a topology with two: the range assignor
+// gives this member partition 1 of one input and not of the other. The
+// engine must stop with the co-partitioning error, not re-join for ever.
+func TestNotCoPartitionedStops(t *testing.T) {
+	brokers := newKfake(t)
+	topo := echoTopology()
+	topo.Inputs = append(topo.Inputs, Input{Topic: "in2"})
+	eng, err := NewEngine(Config{Brokers: brokers, InstanceID: "a", StateDir: t.TempDir(), Partitions: 1,
+		CommitInterval: 20 * time.Millisecond, Logger: discardLogger(),
+		ClientOpts: []kgo.Opt{kgo.MetadataMaxAge(time.Second), kgo.MetadataMinAge(100 * time.Millisecond)}}, topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	cl := outClient(t, brokers)
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte("k"), Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, cl, "k")
+	if _, err := kadm.NewClient(cl).CreatePartitions(context.Background(), 1, "in2"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, errNotCoPartitioned) {
+			t.Fatalf("Run = %v, want the co-partitioning error", err)
+		}
+		t.Logf("Run stopped: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the engine still runs 60 s after in2 got a partition in has not (re-initialisations: %v)",
+			testutil.ToFloat64(eng.m.reinits))
+	}
+}
+
+// An input under MaxRecordBytes whose output is too large to produce (the
+// echo of 1,010,000 bytes, over the producer's batch limit of 1000012):
+// producing it would fail at every retry and block the partition. The
+// transaction aborts once, the record goes to the dead-letter topic
+// unprocessed, and the record behind it is processed.
+func TestOutputTooLargeDeadLetters(t *testing.T) {
+	brokers := newKfake(t)
+	eng, stop := runEngine(t, brokers, t.TempDir(), echoTopology())
+	defer stop()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerBatchMaxBytes(4<<20),
+		kgo.ConsumeTopics("dlq"), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	out := outClient(t, brokers)
+	defer out.Close()
+	if err := out.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte("first"), Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, out, "first")
+	big := make([]byte, 1_010_000)
+	for _, r := range []*kgo.Record{{Topic: "in", Key: []byte("big"), Value: big}, {Topic: "in", Key: []byte("after"), Value: []byte("v")}} {
+		if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, out, "after")
+	dl := waitFor(t, cl, "big")
+	headers := map[string]string{}
+	for _, h := range dl.Headers {
+		headers[h.Key] = string(h.Value)
+	}
+	if headers["invroute.stage"] != "output" || len(dl.Value) != len(big) {
+		t.Errorf("dead letter: stage %q, %d bytes; want stage output and the original %d bytes (error %q)",
+			headers["invroute.stage"], len(dl.Value), len(big), headers["invroute.error"])
+	}
+	if n := testutil.ToFloat64(eng.m.aborted); n != 1 {
+		t.Errorf("%v transactions aborted, want 1", n)
+	}
+	var inStore bool
+	if err := eng.Query(context.Background(), 0, func(s map[string]*state.Store) error {
+		_, inStore, err = s["st"].Get([]byte("big"))
+		return err
+	}); err != nil || inStore {
+		t.Errorf("the dead-lettered record is in the store: %v (%v)", inStore, err)
+	}
+}
+
+// franz-go ends a commit whose EndTxn got UNKNOWN_SERVER_ERROR as an abort
+// and reports not committed, though "the broker may or may not have
+// completed it". The engine must take the outcome as unknown: re-initialise
+// and rebuild from what Kafka committed, not rewind and go on as after an
+// abort. Here the broker did not commit: the record is processed again and
+// its output committed once.
+func TestUnconfirmedCommitReinitialises(t *testing.T) {
+	c := newCluster(t)
+	brokers := c.ListenAddrs()
+	eng, stop := runEngine(t, brokers, t.TempDir(), echoTopology())
+	defer func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	cl := outClient(t, brokers)
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte("k0"), Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, cl, "k0")
+	var refused atomic.Int32
+	c.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		r := req.(*kmsg.EndTxnRequest)
+		if !r.Commit {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		resp := r.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.UnknownServerError.Code
+		return resp, nil, true
+	})
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte("k1"), Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, cl, "k1")
+	if refused.Load() != 1 {
+		t.Fatalf("%d commits answered UNKNOWN_SERVER_ERROR, want 1", refused.Load())
+	}
+	if n := testutil.ToFloat64(eng.m.reinits); n < 1 {
+		t.Errorf("re-initialisations: %v, want at least 1 (an unconfirmed commit is an unknown outcome)", n)
+	}
+	n := 0
+	for _, k := range readCommitted(t, brokers, "out", 2*time.Second) {
+		if k == "k1" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("output k1 committed %d times, want 1", n)
+	}
+}
