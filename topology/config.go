@@ -77,6 +77,10 @@ type Config struct {
 	Standbys int
 	// ClientOpts are appended to every Kafka client's options (tests, TLS, SASL).
 	ClientOpts []kgo.Opt
+
+	// clock is the wall clock of the restore's tombstone check (tests move
+	// it on); time.Now if nil.
+	clock func() time.Time
 	// FS is the filesystem of StateDir. Default: the operating system's
 	// (vfs.Default). For tests, which inject storage faults through it.
 	FS vfs.FS

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"context"
+	"fmt"
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
@@ -48,28 +49,40 @@ const deadLetterSlack = 1 << 10
 // topic: its max.message.bytes, at most DeadLetterTopicMaxBytes.
 func deadLetterTopicLimit(ctx context.Context, adm *kadm.Client, topic string, log *slog.Logger) int {
 	limit := DeadLetterTopicMaxBytes
-	rcs, err := adm.DescribeTopicConfigs(ctx, topic)
-	if err == nil {
-		var rc kadm.ResourceConfig
-		rc, err = rcs.On(topic, nil)
-		if err == nil {
-			err = rc.Err
-		}
-		if err == nil {
-			for _, c := range rc.Configs {
-				if c.Key == "max.message.bytes" && c.Value != nil {
-					if v, perr := strconv.Atoi(*c.Value); perr == nil && v < limit {
-						limit = v
-					}
-				}
-			}
-		}
-	}
+	v, ok, err := topicConfig(ctx, adm, topic, "max.message.bytes")
 	if err != nil {
 		log.Warn("reading the dead-letter topic's max.message.bytes; assuming Kafka's default", "topic", topic, "err", err)
 		limit = min(limit, kafkaDefaultMaxMessageBytes)
+	} else if ok && v < int64(limit) {
+		limit = int(v)
 	}
 	return max(limit, 4*deadLetterSlack)
+}
+
+// topicConfig reads a numeric configuration of topic (ok false if the
+// broker does not report it).
+func topicConfig(ctx context.Context, adm *kadm.Client, topic, key string) (v int64, ok bool, err error) {
+	rcs, err := adm.DescribeTopicConfigs(ctx, topic)
+	if err != nil {
+		return 0, false, err
+	}
+	rc, err := rcs.On(topic, nil)
+	if err == nil {
+		err = rc.Err
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	for _, c := range rc.Configs {
+		if c.Key == key && c.Value != nil {
+			v, err := strconv.ParseInt(*c.Value, 10, 64)
+			if err != nil {
+				return 0, false, fmt.Errorf("%s of %s: %w", key, topic, err)
+			}
+			return v, true, nil
+		}
+	}
+	return 0, false, nil
 }
 
 // recordBytes bounds the bytes r takes in a record batch (without the

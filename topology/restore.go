@@ -97,7 +97,9 @@ func (e *Engine) changelogID(ctx context.Context, topic string) ([]byte, error) 
 // the ids say. In both cases restore returns an *untrustedError, and the
 // caller moves the store aside. A checkpoint below the log start is stale
 // but this changelog's: the records it would replay from were deleted, so
-// the store is wiped and restored from the beginning.
+// the store is wiped and restored from the beginning; so is one whose replay
+// would start at records old enough for the cleaner to have removed
+// tombstones among them (tombstonesMayBeGone).
 func (e *Engine) restore(ctx context.Context, st *state.Store, topic string, p int32) error {
 	id, err := e.changelogID(ctx, topic)
 	if err != nil {
@@ -120,8 +122,14 @@ func (e *Engine) restore(ctx context.Context, st *state.Store, topic string, p i
 		return &untrustedError{topic: topic, p: p,
 			reason: fmt.Sprintf("its checkpoint (changelog offset %d) is beyond the changelog's end (%d)", from, end)}
 	}
-	if from < start {
-		e.log.Warn("the changelog no longer holds the records after the local checkpoint; restoring from the beginning",
+	stale := from < start
+	if !stale && from > start && from < end {
+		if stale, err = e.tombstonesMayBeGone(ctx, topic, p, from); err != nil {
+			return err
+		}
+	}
+	if stale {
+		e.log.Warn("the changelog may no longer hold every record after the local checkpoint; restoring from the beginning",
 			"topic", topic, "partition", p, "checkpoint", from, "log_start", start, "log_end", end)
 		if err := st.Wipe(); err != nil {
 			return err
@@ -150,6 +158,46 @@ func (e *Engine) restore(ctx context.Context, st *state.Store, topic string, p i
 	e.log.Info("restored store", "topic", topic, "partition", p, "from", from, "to", end,
 		"records", n, "took", time.Since(t0).Round(time.Millisecond))
 	return nil
+}
+
+// kafkaDefaultDeleteRetention is Kafka's default delete.retention.ms,
+// assumed when a changelog's configuration cannot be read.
+const kafkaDefaultDeleteRetention = 24 * time.Hour
+
+// tombstonesMayBeGone reports whether replaying topic[p] from offset from
+// may miss deletions. The log cleaner keeps a tombstone (a deleted key)
+// delete.retention.ms after it cleans it, and no longer: a store that comes
+// back to a partition after that long (it moved to another instance and
+// back, days later; an instance down that long) would replay the values
+// and miss their deletions, and deleted keys would come back. The records
+// from the oldest one the replay needs on were written at or after their
+// timestamps (each written by the partition's one owner, with its clock):
+// if none of them is older than half the retention (half: for clocks that
+// disagree), none of their tombstones can have been removed. Otherwise the
+// store is restored from the beginning.
+func (e *Engine) tombstonesMayBeGone(ctx context.Context, topic string, p int32, from int64) (bool, error) {
+	retention := kafkaDefaultDeleteRetention
+	if ms, ok, err := topicConfig(ctx, e.adm, topic, "delete.retention.ms"); err != nil {
+		e.log.Warn("reading the changelog's delete.retention.ms; assuming Kafka's default", "topic", topic, "err", err)
+	} else if ok {
+		retention = time.Duration(ms) * time.Millisecond
+	}
+	now := time.Now
+	if e.cfg.clock != nil {
+		now = e.cfg.clock
+	}
+	since := now().Add(-retention / 2).UnixMilli()
+	offs, err := e.adm.ListOffsetsAfterMilli(ctx, since, topic)
+	if err != nil {
+		return false, fmt.Errorf("topology: listing offsets of %s by time: %w", topic, err)
+	}
+	o, ok := offs.Lookup(topic, p)
+	if !ok || o.Err != nil {
+		return false, fmt.Errorf("topology: no offset by time for %s[%d]: %v", topic, p, o.Err)
+	}
+	// o.Offset: the first record at or after since. Records before it are
+	// older than half the retention.
+	return from < o.Offset, nil
 }
 
 // replay reads topic[p] from offset from up to end (exclusive),

@@ -1,0 +1,86 @@
+package topology
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/invroute/invroute/state"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// A store that comes back to its partition after others wrote to the
+// changelog: if the records it must replay are older than half of the
+// changelog's delete.retention.ms (Kafka's default, 24 h, here), the log
+// cleaner may have removed tombstones among them, and a replay would bring
+// deleted keys back. It restores from the beginning instead. Recent
+// records are replayed from the checkpoint, as always. (kfake does not
+// compact: both runs end with the same contents; what differs is how many
+// records each restore replays. The second engine's clock is moved on to
+// make the records old.)
+func TestStaleCheckpointRestoresFromStart(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		later    time.Duration // how much later the store comes back
+		fromZero bool
+	}{
+		{"a minute later", time.Minute, false},
+		{"13 hours later", 13 * time.Hour, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			brokers := newKfake(t)
+			dir := t.TempDir()
+			_, stop := runEngine(t, brokers, dir, echoTopology())
+			cl := outClient(t, brokers)
+			defer cl.Close()
+			for i := range 5 {
+				k := fmt.Sprintf("k%d", i)
+				if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte(k), Value: []byte("v")}).FirstErr(); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, cl, k)
+			}
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			// Another owner deleted k1 and wrote k9 while this store was away.
+			for _, r := range []*kgo.Record{{Topic: "st-changelog", Key: []byte("k1")}, {Topic: "st-changelog", Key: []byte("k9"), Value: []byte("v")}} {
+				if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			later := time.Now().Add(tc.later)
+			eng, stop := runEngine(t, brokers, dir, echoTopology(), func(c *Config) {
+				c.clock = func() time.Time { return later }
+			})
+			defer stop()
+			deadline := time.Now().Add(30 * time.Second)
+			for eng.owned.Load() != 1 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			got := map[string]bool{}
+			if err := eng.Query(context.Background(), 0, func(s map[string]*state.Store) error {
+				for _, k := range []string{"k0", "k1", "k4", "k9"} {
+					_, ok, err := s["st"].Get([]byte(k))
+					if err != nil {
+						return err
+					}
+					got[k] = ok
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if !got["k0"] || got["k1"] || !got["k4"] || !got["k9"] {
+				t.Errorf("store holds %v, want k0, k4 and k9, not k1", got)
+			}
+			restored := testutil.ToFloat64(eng.m.restored)
+			if tc.fromZero && restored < 7 || !tc.fromZero && restored != 2 {
+				t.Errorf("%v changelog records replayed; want %s", restored,
+					map[bool]string{true: "all of them (at least 7)", false: "the 2 after the checkpoint"}[tc.fromZero])
+			}
+		})
+	}
+}
