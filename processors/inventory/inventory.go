@@ -57,6 +57,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 	"unique"
 
@@ -99,8 +100,9 @@ type Store interface {
 	Put(st *schemas.SKUState)
 	// Index records that sku has a stock record at node.
 	Index(node, sku string) error
-	// SKUsAt calls fn for every SKU with a stock record at node.
-	SKUsAt(node string, fn func(sku string) error) error
+	// SKUsAt calls fn for at most limit SKUs with a stock record at node
+	// greater than after, in order, and says whether more follow.
+	SKUsAt(node, after string, limit int, fn func(sku string) error) (more bool, err error)
 	// SKUsAfter calls fn for at most limit SKUs greater than after, in
 	// order, and says whether more follow.
 	SKUsAfter(after string, limit int, fn func(sku string) error) (more bool, err error)
@@ -109,6 +111,11 @@ type Store interface {
 	Reemit() (after string, ts int64, active bool, err error)
 	// SetReemit stores the cursor (active false clears it).
 	SetReemit(after string, ts int64, active bool)
+	// NodeReemits returns the cursors of the node re-emits in progress,
+	// by node id. It must not be modified.
+	NodeReemits() ([]NodeReemit, error)
+	// SetNodeReemits stores them (none: no node re-emit in progress).
+	SetNodeReemits(c []NodeReemit)
 	// Reservation returns what order line (order, line) holds of sku at
 	// node, nil if nothing. It must not be modified.
 	Reservation(sku, order, line, node string) (*schemas.Reservation, error)
@@ -487,10 +494,55 @@ func (p *Processor) legacySeen(st *schemas.SKUState, m *schemas.StockMovement) b
 	return false
 }
 
-// NodeChanged marks dirty every SKU stocked at node, so that the next Flush
-// re-emits their ATS. The work is proportional to the SKUs at that node.
+// NodeReemit is the cursor of the re-emit of one node's SKUs.
+type NodeReemit struct {
+	Node  string
+	After string // the last SKU re-emitted ("" none yet)
+	TS    int64  // the change's time
+}
+
+// NodeChanged re-emits the ATS of the SKUs stocked at node, found through
+// the node -> SKU index, so the work is proportional to the SKUs at that
+// node. Up to Config.ReemitBatch of them are marked dirty at once (all of
+// them, for most nodes: the next Flush re-emits them); a node with more
+// continues like a channel change, a batch per Flush from a cursor kept in
+// the store. A node stocking a million SKUs would otherwise make one
+// transaction of a million updates, longer than the transaction timeout,
+// which would abort it at every retry.
 func (p *Processor) NodeChanged(st Store, node string, ts int64) error {
-	return st.SKUsAt(node, func(sku string) error { p.touch(p.entry(sku), ts); return nil })
+	c := NodeReemit{Node: node, TS: ts}
+	_, more, err := p.reemitNode(st, &c, p.cfg.ReemitBatch)
+	if err != nil {
+		return err
+	}
+	cur, err := st.NodeReemits()
+	if err != nil {
+		return err
+	}
+	i, found := slices.BinarySearchFunc(cur, node, func(c NodeReemit, n string) int { return strings.Compare(c.Node, n) })
+	switch {
+	case found && more:
+		next := slices.Clone(cur)
+		next[i] = c
+		st.SetNodeReemits(next)
+	case found:
+		st.SetNodeReemits(slices.Delete(slices.Clone(cur), i, i+1))
+	case more:
+		st.SetNodeReemits(slices.Insert(slices.Clone(cur), i, c))
+	}
+	return nil
+}
+
+// reemitNode marks dirty at most limit SKUs at c.Node after c.After and
+// moves c.After on; more says whether SKUs remain.
+func (p *Processor) reemitNode(st Store, c *NodeReemit, limit int) (n int, more bool, err error) {
+	more, err = st.SKUsAt(c.Node, c.After, limit, func(sku string) error {
+		p.touch(p.entry(sku), c.TS)
+		c.After = sku
+		n++
+		return nil
+	})
+	return n, more, err
 }
 
 // ChannelsChanged starts (or restarts) a re-emit of every SKU of the
@@ -507,14 +559,21 @@ func (p *Processor) ChannelsChanged(st Store, ts int64) error {
 // calls Flush even when no input arrives.
 func (p *Processor) Pending(st Store) (bool, error) {
 	_, _, active, err := st.Reemit()
-	return active, err
+	if err != nil || active {
+		return active, err
+	}
+	nodes, err := st.NodeReemits()
+	return len(nodes) > 0, err
 }
 
 // continueReemit marks the next batch of SKUs dirty and moves the cursor.
 func (p *Processor) continueReemit(st Store) error {
 	after, ts, active, err := st.Reemit()
-	if err != nil || !active {
+	if err != nil {
 		return err
+	}
+	if !active {
+		return p.continueNodeReemits(st)
 	}
 	last := after
 	more, err := st.SKUsAfter(after, p.cfg.ReemitBatch, func(sku string) error {
@@ -526,6 +585,32 @@ func (p *Processor) continueReemit(st Store) error {
 		return err
 	}
 	st.SetReemit(last, ts, more)
+	return p.continueNodeReemits(st)
+}
+
+// continueNodeReemits marks the next Config.ReemitBatch SKUs of the node
+// re-emits dirty, node by node, and moves their cursors.
+func (p *Processor) continueNodeReemits(st Store) error {
+	cur, err := st.NodeReemits()
+	if err != nil || len(cur) == 0 {
+		return err
+	}
+	next := slices.Clone(cur)
+	budget := p.cfg.ReemitBatch
+	for i := range next {
+		if budget == 0 {
+			break
+		}
+		n, more, err := p.reemitNode(st, &next[i], budget)
+		if err != nil {
+			return err
+		}
+		budget -= n
+		if !more {
+			next[i].Node = "" // done
+		}
+	}
+	st.SetNodeReemits(slices.DeleteFunc(next, func(c NodeReemit) bool { return c.Node == "" }))
 	return nil
 }
 

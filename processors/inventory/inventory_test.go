@@ -27,6 +27,7 @@ type memStore struct {
 	reemitAfter  string
 	reemitTS     int64
 	reemitActive bool
+	nodeReemits  []NodeReemit
 }
 
 func newMemStore() *memStore {
@@ -42,12 +43,18 @@ func (m *memStore) Index(node, sku string) error {
 	m.index[node][sku] = true
 	return nil
 }
-func (m *memStore) SKUsAt(node string, fn func(string) error) error {
-	return each(m.index[node], fn)
+func (m *memStore) SKUsAt(node, after string, limit int, fn func(string) error) (bool, error) {
+	return keysAfter(slices.Collect(maps.Keys(m.index[node])), after, limit, fn)
 }
 func (m *memStore) SKUsAfter(after string, limit int, fn func(string) error) (bool, error) {
+	return keysAfter(slices.Collect(maps.Keys(m.skus)), after, limit, fn)
+}
+func (m *memStore) NodeReemits() ([]NodeReemit, error) { return m.nodeReemits, nil }
+func (m *memStore) SetNodeReemits(c []NodeReemit)      { m.nodeReemits = c }
+
+func keysAfter(all []string, after string, limit int, fn func(string) error) (bool, error) {
 	var keys []string
-	for k := range m.skus {
+	for _, k := range all {
 		if k > after {
 			keys = append(keys, k)
 		}

@@ -31,6 +31,7 @@ const (
 //	s/<sku>             format byte (1) + SKUState (Avro)
 //	n/<node>\x00<sku>   "1": sku has a stock record at node (index)
 //	m/reemit            re-emit cursor of a channel change
+//	e/nodes             re-emit cursors of node changes (NodeReemit list)
 //	d/<seq>             a block of the idempotency window (seq: 8 bytes, big endian)
 //	r/<sku>\x00<order>\x00<line>\x00<node>   format byte (1) + Reservation (Avro)
 const (
@@ -39,6 +40,7 @@ const (
 	prefixMeta  = "m/"
 	prefixSeen  = "d/"
 	prefixRes   = "r/"
+	prefixNodes = "e/"
 )
 
 // TopologyOptions configure the inventory topology.
@@ -199,6 +201,7 @@ type pebbleStore struct {
 	st     *state.Store
 	skus   *state.Table[schemas.SKUState]
 	reemit *state.Table[reemitCursor] // one key; cached, so that asking whether a re-emit runs reads no Pebble
+	nodes  *state.Table[nodeCursors]  // one key, cached alike
 }
 
 func newPebbleStore(st *state.Store, cacheEntries int) *pebbleStore {
@@ -206,6 +209,7 @@ func newPebbleStore(st *state.Store, cacheEntries int) *pebbleStore {
 		st:     st,
 		skus:   state.NewTable[schemas.SKUState](st, prefixSKU, skuStateCodec{}, cacheEntries),
 		reemit: state.NewTable[reemitCursor](st, prefixMeta, reemitCodec{}, 1),
+		nodes:  state.NewTable[nodeCursors](st, prefixNodes, nodeCursorsCodec{}, 1),
 	}
 }
 
@@ -220,9 +224,9 @@ func (s *pebbleStore) Index(node, sku string) error {
 	return s.st.Txn().Set(indexKey(node, sku), []byte("1"))
 }
 
-func (s *pebbleStore) SKUsAt(node string, fn func(string) error) error {
-	prefix := []byte(prefixIndex + node + "\x00")
-	return s.st.Txn().Iterate(prefix, func(k, _ []byte) error { return fn(string(k[len(prefix):])) })
+func (s *pebbleStore) SKUsAt(node, after string, limit int, fn func(string) error) (bool, error) {
+	prefix := prefixIndex + node + "\x00"
+	return s.keysAfter(prefix, after, limit, fn)
 }
 
 var errStop = errors.New("stop")
@@ -230,15 +234,24 @@ var errStop = errors.New("stop")
 func (s *pebbleStore) SKUsAfter(after string, limit int, fn func(string) error) (bool, error) {
 	// Staged states of this transaction are not in the txn batch yet; they
 	// are dirty already, so skipping a brand-new SKU here loses nothing.
-	from := []byte(prefixSKU + after + "\x00")
+	return s.keysAfter(prefixSKU, after, limit, fn)
+}
+
+// keysAfter calls fn for at most limit keys under prefix greater than
+// prefix+after (without the prefix), in order, and says whether more follow.
+func (s *pebbleStore) keysAfter(prefix, after string, limit int, fn func(string) error) (bool, error) {
+	from := []byte(prefix + after + "\x00")
+	if after == "" {
+		from = []byte(prefix)
+	}
 	n, more := 0, false
-	err := s.st.Txn().IterateFrom([]byte(prefixSKU), from, func(k, _ []byte) error {
+	err := s.st.Txn().IterateFrom([]byte(prefix), from, func(k, _ []byte) error {
 		if n == limit {
 			more = true
 			return errStop
 		}
 		n++
-		return fn(string(k[len(prefixSKU):]))
+		return fn(string(k[len(prefix):]))
 	})
 	if errors.Is(err, errStop) {
 		err = nil
@@ -342,6 +355,79 @@ func (s *pebbleStore) SetReemit(after string, ts int64, active bool) {
 	} else {
 		s.reemit.Delete(reemitKey)
 	}
+}
+
+// The node re-emit cursors: e/nodes = count, then per node (in node order)
+// the node id, the last SKU done and the change's time (uvarint lengths,
+// varint time).
+const nodeCursorsKey = "nodes"
+
+type nodeCursors struct{ list []NodeReemit }
+
+type nodeCursorsCodec struct{}
+
+func (nodeCursorsCodec) Append(dst []byte, c *nodeCursors) ([]byte, error) {
+	dst = binary.AppendUvarint(dst, uint64(len(c.list)))
+	for _, n := range c.list {
+		dst = binary.AppendUvarint(dst, uint64(len(n.Node)))
+		dst = append(dst, n.Node...)
+		dst = binary.AppendUvarint(dst, uint64(len(n.After)))
+		dst = append(dst, n.After...)
+		dst = binary.AppendVarint(dst, n.TS)
+	}
+	return dst, nil
+}
+
+func (nodeCursorsCodec) Decode(b []byte, c *nodeCursors) error {
+	bad := fmt.Errorf("inventory: corrupt node re-emit cursors %q", b)
+	str := func() (string, bool) {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || l > uint64(len(b)-n) {
+			return "", false
+		}
+		s := string(b[n : n+int(l)])
+		b = b[n+int(l):]
+		return s, true
+	}
+	count, n := binary.Uvarint(b)
+	if n <= 0 || count > uint64(len(b)) {
+		return bad
+	}
+	b = b[n:]
+	c.list = make([]NodeReemit, 0, count)
+	for range count {
+		node, ok1 := str()
+		after, ok2 := str()
+		if !ok1 || !ok2 {
+			return bad
+		}
+		ts, n := binary.Varint(b)
+		if n <= 0 {
+			return bad
+		}
+		b = b[n:]
+		c.list = append(c.list, NodeReemit{Node: node, After: after, TS: ts})
+	}
+	if len(b) != 0 {
+		return bad
+	}
+	return nil
+}
+
+func (s *pebbleStore) NodeReemits() ([]NodeReemit, error) {
+	c, err := s.nodes.Get(nodeCursorsKey)
+	if err != nil || c == nil {
+		return nil, err
+	}
+	return c.list, nil
+}
+
+func (s *pebbleStore) SetNodeReemits(list []NodeReemit) {
+	if len(list) == 0 {
+		s.nodes.Delete(nodeCursorsKey)
+		return
+	}
+	s.nodes.Put(nodeCursorsKey, &nodeCursors{list: list})
 }
 
 // Pending reports whether a re-emit is in progress (the runtime then

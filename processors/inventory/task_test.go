@@ -18,7 +18,7 @@ type sink struct{ keys map[string]int }
 func (s *sink) Emit(_ topology.Topic, key, _ []byte) { s.keys[string(key)]++ }
 
 // newPebbleTask returns the inventory task of a partition on st.
-func newPebbleTask(t *testing.T, st *state.Store, cfg Config) *Task {
+func newPebbleTask(t testing.TB, st *state.Store, cfg Config) *Task {
 	t.Helper()
 	topo := Topology(TopologyOptions{Catalog: catalog.New(nil), Config: cfg})
 	task, err := topo.NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: st}, CacheEntries: 100})
@@ -29,7 +29,7 @@ func newPebbleTask(t *testing.T, st *state.Store, cfg Config) *Task {
 }
 
 // commitStore prepares and commits st's open transaction.
-func commitStore(t *testing.T, st *state.Store) {
+func commitStore(t testing.TB, st *state.Store) {
 	t.Helper()
 	if err := st.Prepare(); err != nil {
 		t.Fatal(err)
