@@ -100,20 +100,6 @@ func (m *memStore) SetReemit(after string, ts int64, active bool) {
 	m.reemitAfter, m.reemitTS, m.reemitActive = after, ts, active
 }
 
-func each(set map[string]bool, fn func(string) error) error {
-	keys := make([]string, 0, len(set))
-	for k := range set {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if err := fn(k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // memTables is an in-memory Tables for tests.
 type memTables struct {
 	nodes    map[string]*schemas.Node
