@@ -30,6 +30,16 @@ func CheckID(field, id string) error {
 	return nil
 }
 
+// CheckCoordinates returns an error if lat or lon is not a finite number
+// in range (NaN would make every distance NaN, and the planner's order of
+// candidates no order at all).
+func CheckCoordinates(lat, lon float64) error {
+	if !(lat >= -90 && lat <= 90 && lon >= -180 && lon <= 180) { // false for NaN
+		return fmt.Errorf("coordinates %g, %g out of range (lat in [-90, 90], lon in [-180, 180])", lat, lon)
+	}
+	return nil
+}
+
 // MaxQty bounds the quantity of one movement, order line or reservation
 // command (and a COUNT's on_hand): a billion units. Sums of such quantities
 // over a SKU's nodes, or an order's lines, then stay far from int64's limit.

@@ -76,6 +76,9 @@ func checkNode(n *schemas.Node) error {
 	if err := schemas.CheckID("node_id", n.NodeID); err != nil {
 		return err
 	}
+	if err := schemas.CheckCoordinates(n.Lat, n.Lon); err != nil {
+		return err
+	}
 	if n.SafetyStock < 0 || n.DailyCapacity < 0 {
 		return fmt.Errorf("safety_stock (%d) and daily_capacity (%d) must not be negative", n.SafetyStock, n.DailyCapacity)
 	}

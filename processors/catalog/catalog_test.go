@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"math"
 	"strings"
 	"testing"
 
@@ -69,6 +70,9 @@ func TestCatalog(t *testing.T) {
 		"long node id": func() error {
 			n := &schemas.Node{NodeID: strings.Repeat("w", schemas.MaxIDBytes+1), Type: schemas.Warehouse}
 			return c.ApplyNode([]byte(n.NodeID), enc(t, schemas.Nodes, n))
+		},
+		"coordinates": func() error {
+			return c.ApplyNode([]byte("W2"), enc(t, schemas.Nodes, &schemas.Node{NodeID: "W2", Type: schemas.Warehouse, Lat: math.NaN()}))
 		},
 		"safety stock": func() error {
 			return c.ApplyNode([]byte("W2"), enc(t, schemas.Nodes, &schemas.Node{NodeID: "W2", Type: schemas.Warehouse, SafetyStock: -1}))

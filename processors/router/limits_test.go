@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 
@@ -98,6 +99,8 @@ func TestRouterRefusesBadIDs(t *testing.T) {
 		{"long customer_id", func(ev *schemas.OrderEvent) { ev.CustomerID = long }, "customer_id is 257 bytes"},
 		{"long reason", func(ev *schemas.OrderEvent) { ev.Reason = strings.Repeat("r", maxReasonBytes+1) }, "reason of 1025 bytes"},
 		{"long postal code", func(ev *schemas.OrderEvent) { ev.ShipTo.PostalCode = long }, "postal_code"},
+		{"NaN latitude", func(ev *schemas.OrderEvent) { ev.ShipTo.Lat = math.NaN() }, "out of range"},
+		{"longitude 181", func(ev *schemas.OrderEvent) { ev.ShipTo.Lon = 181 }, "out of range"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ev := limitsOrder("o1", 2, 8)
@@ -111,6 +114,10 @@ func TestRouterRefusesBadIDs(t *testing.T) {
 	ev := limitsOrder("o1", 1, 8)
 	if err := r.OrderEvent(st, testWorld{net}, &capture{}, []byte("o1"), ev, 1); err != nil {
 		t.Fatal(err)
+	}
+	moved := &schemas.OrderEvent{OrderID: "o1", Type: schemas.EventAddressChanged, ShipTo: &schemas.Address{Country: "FR", Lat: math.Inf(1), Lon: 2}}
+	if err := r.OrderEvent(st, testWorld{net}, &capture{}, []byte("o1"), moved, 2); !IsInvalid(err) {
+		t.Fatalf("ADDRESS_CHANGED to an infinite latitude = %v, want invalid", err)
 	}
 	cancel := &schemas.OrderEvent{OrderID: "o1", Type: schemas.EventCancelled, LineIDs: []string{long}}
 	if err := r.OrderEvent(st, testWorld{net}, &capture{}, []byte("o1"), cancel, 2); !IsInvalid(err) {

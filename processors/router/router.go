@@ -219,6 +219,20 @@ func checkIDs(fieldIDs ...string) error {
 	return nil
 }
 
+// checkAddress refuses a ship-to the router cannot keep or measure.
+func checkAddress(order string, a *schemas.Address) error {
+	if a == nil {
+		return nil
+	}
+	if len(a.Country) > schemas.MaxIDBytes || len(a.PostalCode) > schemas.MaxIDBytes {
+		return invalid("order %s: ship_to country or postal_code longer than %d bytes", order, schemas.MaxIDBytes)
+	}
+	if err := schemas.CheckCoordinates(a.Lat, a.Lon); err != nil {
+		return invalid("order %s: ship_to %v", order, err)
+	}
+	return nil
+}
+
 // orderValue is the sum of qty x unit price over the lines, saturated at
 // math.MaxInt64 (each product fits: both factors are at most 1e9).
 func orderValue(lines []schemas.OrderLine) int64 {
@@ -264,8 +278,8 @@ func (r *Router) validatePlaced(ev *schemas.OrderEvent, ts int64) error {
 			return err
 		}
 	}
-	if a := ev.ShipTo; a != nil && (len(a.Country) > schemas.MaxIDBytes || len(a.PostalCode) > schemas.MaxIDBytes) {
-		return invalid("order %s: ship_to country or postal_code longer than %d bytes", ev.OrderID, schemas.MaxIDBytes)
+	if err := checkAddress(ev.OrderID, ev.ShipTo); err != nil {
+		return err
 	}
 	ids := map[string]bool{}
 	idBytes := 0
@@ -1133,6 +1147,9 @@ func (s *step) release(why string) error {
 func (s *step) addressChanged(to *schemas.Address) error {
 	if to == nil {
 		return invalid("ADDRESS_CHANGED for %s without ship_to", s.o.OrderID)
+	}
+	if err := checkAddress(s.o.OrderID, to); err != nil {
+		return err
 	}
 	if s.o.Placed.DeliveryMethod != schemas.DeliveryShip {
 		s.o.Reason = "address change ignored: a pickup order"
