@@ -72,6 +72,9 @@ type Engine struct {
 	stall  *stallWatch
 
 	produceErr atomic.Pointer[error]
+	// endUnconfirmed: franz-go said the commit End tried is unconfirmed
+	// (see kgoLogger); reset before every End.
+	endUnconfirmed atomic.Bool
 	// now is the timestamp of the records produced: read from the clock by
 	// the loop after every poll and before the flush, read-only while
 	// tasks run. franz-go would otherwise read the clock for every record
@@ -252,7 +255,7 @@ func NewEngine(cfg Config, topo *Topology) (*Engine, error) {
 }
 
 func (e *Engine) clientOpts(extra ...kgo.Opt) []kgo.Opt {
-	opts := []kgo.Opt{kgo.SeedBrokers(e.cfg.Brokers...), kgo.WithLogger(kgoLogger{e.log})}
+	opts := []kgo.Opt{kgo.SeedBrokers(e.cfg.Brokers...), kgo.WithLogger(kgoLogger{l: e.log})}
 	opts = append(opts, extra...)
 	return append(opts, e.cfg.ClientOpts...)
 }
@@ -400,6 +403,7 @@ func (e *Engine) newSession() error {
 	if e.cfg.StaticMembership {
 		opts = append(opts, kgo.InstanceID(e.cfg.InstanceID))
 	}
+	opts = append(opts, kgo.WithLogger(kgoLogger{l: e.log, unconfirmed: &e.endUnconfirmed}))
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("topology: session: %w", err)
@@ -891,16 +895,16 @@ func (e *Engine) end(commit kgo.TransactionEndTry, stalls uint64) (bool, error) 
 	ctx, cancel := context.WithTimeout(context.Background(), max(e.cfg.SessionTimeout, 5*time.Second))
 	defer cancel()
 	defer e.stall.cancelOnStall(cancel)()
+	e.endUnconfirmed.Store(false)
 	committed, err := e.sess.End(ctx, commit)
-	if err == nil && !committed && commit == kgo.TryCommit {
-		// franz-go ends a commit it could not carry out or confirm as an
-		// abort and reports it as one: an EndTxn answered with
-		// UNKNOWN_SERVER_ERROR, which "leaves the commit/abort
-		// unconfirmed: the broker may or may not have completed it".
-		// Taking that for an abort would replay inputs whose outputs may
-		// have committed; rebuilding from what Kafka committed is right
-		// whatever happened (and these ends are rare: a member fenced out
-		// of its group, a refused or unconfirmed EndTxn).
+	if err == nil && !committed && commit == kgo.TryCommit && e.endUnconfirmed.Load() {
+		// franz-go ends a commit whose EndTxn was answered with
+		// UNKNOWN_SERVER_ERROR as an abort and reports not committed,
+		// though "the broker may or may not have completed it". Taking
+		// that for an abort would replay inputs whose outputs may have
+		// committed; rebuilding from what Kafka committed is right
+		// whatever happened. (Its other aborts of a commit, after a
+		// revocation or a refused offset commit, are aborts.)
 		err = errCommitNotConfirmed
 	}
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -108,11 +110,31 @@ func (p *phaseStats) observe(records, partitions int, d ...time.Duration) {
 }
 
 // kgoLogger sends franz-go's logs (warnings and errors) to slog.
-type kgoLogger struct{ l *slog.Logger }
+type kgoLogger struct {
+	l *slog.Logger
+	// unconfirmed, if set (the transactional session's client), is set
+	// when franz-go says a commit's outcome is unconfirmed: it tells so
+	// only in an info message ("end transaction returned an unknown server
+	// error; the commit is unconfirmed, retrying as abort ..."), and End
+	// then reports not committed, as for an abort it chose.
+	// TestUnconfirmedCommitReinitialises fails if the message changes.
+	unconfirmed *atomic.Bool
+}
 
-func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+func (k kgoLogger) Level() kgo.LogLevel {
+	if k.unconfirmed != nil {
+		return kgo.LogLevelInfo
+	}
+	return kgo.LogLevelWarn
+}
 
 func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	if level == kgo.LogLevelInfo || level == kgo.LogLevelDebug {
+		if k.unconfirmed != nil && strings.Contains(msg, "unconfirmed") {
+			k.unconfirmed.Store(true)
+		}
+		return // info is for this alone: the engine logs at warn and above
+	}
 	lv := slog.LevelInfo
 	switch level {
 	case kgo.LogLevelError:

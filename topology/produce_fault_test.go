@@ -3,6 +3,7 @@ package topology
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -319,5 +320,46 @@ func TestUnconfirmedCommitReinitialises(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("output k1 committed %d times, want 1", n)
+	}
+}
+
+// A rebalance while records flow: a transaction open when partitions are
+// revoked is aborted by franz-go (End reports not committed), which is an
+// abort, not an unknown outcome. No instance may re-initialise: a
+// re-initialisation leaves the group, which makes the group rebalance again.
+func TestRebalanceDoesNotReinitialise(t *testing.T) {
+	brokers := newKfake(t)
+	four := func(id string) func(*Config) {
+		return func(c *Config) { c.Partitions, c.InstanceID = 4, id }
+	}
+	a, stopA := runEngine(t, brokers, t.TempDir(), echoTopology(), four("a"))
+	defer stopA()
+	cl := outClient(t, brokers)
+	defer cl.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		for i := 0; ctx.Err() == nil; i++ {
+			cl.Produce(ctx, &kgo.Record{Topic: "in", Key: []byte(fmt.Sprint(i)), Value: []byte("v")}, nil)
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	time.Sleep(3 * time.Second)
+	b, stopB := runEngine(t, brokers, t.TempDir(), echoTopology(), four("b"))
+	defer stopB()
+	time.Sleep(12 * time.Second)
+	cancel()
+	<-fed
+	ra, rb := testutil.ToFloat64(a.m.reinits), testutil.ToFloat64(b.m.reinits)
+	oa, ob := a.owned.Load(), b.owned.Load()
+	t.Logf("re-initialisations a=%v b=%v, partitions owned a=%d b=%d, commits a=%v b=%v", ra, rb, oa, ob,
+		testutil.ToFloat64(a.m.committed), testutil.ToFloat64(b.m.committed))
+	if ra != 0 || rb != 0 {
+		t.Errorf("re-initialisations a=%v b=%v, want none", ra, rb)
+	}
+	if oa+ob != 4 || oa == 0 || ob == 0 {
+		t.Errorf("partitions owned a=%d b=%d, want 4 shared by both", oa, ob)
 	}
 }
