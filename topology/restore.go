@@ -3,6 +3,7 @@ package topology
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -124,7 +125,7 @@ func (e *Engine) restore(ctx context.Context, st *state.Store, topic string, p i
 	}
 	stale := from < start
 	if !stale && from > start && from < end {
-		if stale, err = e.tombstonesMayBeGone(ctx, topic, p, from); err != nil {
+		if stale, err = e.tombstonesMayBeGone(ctx, topic, p, from, end); err != nil {
 			return err
 		}
 	}
@@ -170,12 +171,24 @@ const kafkaDefaultDeleteRetention = 24 * time.Hour
 // back to a partition after that long (it moved to another instance and
 // back, days later; an instance down that long) would replay the values
 // and miss their deletions, and deleted keys would come back. The records
-// from the oldest one the replay needs on were written at or after their
-// timestamps (each written by the partition's one owner, with its clock):
-// if none of them is older than half the retention (half: for clocks that
-// disagree), none of their tombstones can have been removed. Otherwise the
-// store is restored from the beginning.
-func (e *Engine) tombstonesMayBeGone(ctx context.Context, topic string, p int32, from int64) (bool, error) {
+// after the checkpoint were written after the store last saw the
+// changelog, at or after their timestamps, oldest first: if the first of
+// them is older than half the retention (half: for clocks that disagree),
+// the store is restored from the beginning. No record to replay (a quiet
+// partition: at most the last commit marker follows the checkpoint) is
+// never stale. The first record the replay would apply is the judge, so
+// compaction that removed every record after the checkpoint up to a
+// recent one (superseded values, and tombstones with them) hides the
+// store's age: see the README's limits.
+func (e *Engine) tombstonesMayBeGone(ctx context.Context, topic string, p int32, from, end int64) (bool, error) {
+	var first *kgo.Record
+	_, err := e.replay(ctx, topic, p, from, end, func(r *kgo.Record) error { first = r; return errFirstFound })
+	if err != nil && !errors.Is(err, errFirstFound) {
+		return false, fmt.Errorf("topology: reading %s[%d] at %d: %w", topic, p, from, err)
+	}
+	if first == nil {
+		return false, nil
+	}
 	retention := kafkaDefaultDeleteRetention
 	if ms, ok, err := topicConfig(ctx, e.adm, topic, "delete.retention.ms"); err != nil {
 		e.log.Warn("reading the changelog's delete.retention.ms; assuming Kafka's default", "topic", topic, "err", err)
@@ -186,19 +199,10 @@ func (e *Engine) tombstonesMayBeGone(ctx context.Context, topic string, p int32,
 	if e.cfg.clock != nil {
 		now = e.cfg.clock
 	}
-	since := now().Add(-retention / 2).UnixMilli()
-	offs, err := e.adm.ListOffsetsAfterMilli(ctx, since, topic)
-	if err != nil {
-		return false, fmt.Errorf("topology: listing offsets of %s by time: %w", topic, err)
-	}
-	o, ok := offs.Lookup(topic, p)
-	if !ok || o.Err != nil {
-		return false, fmt.Errorf("topology: no offset by time for %s[%d]: %v", topic, p, o.Err)
-	}
-	// o.Offset: the first record at or after since. Records before it are
-	// older than half the retention.
-	return from < o.Offset, nil
+	return first.Timestamp.Before(now().Add(-retention / 2)), nil
 }
+
+var errFirstFound = errors.New("first record found")
 
 // replay reads topic[p] from offset from up to end (exclusive),
 // read_committed, and calls fn for each data record. Control records are
