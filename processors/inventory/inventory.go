@@ -140,6 +140,7 @@ type Stats struct {
 	Duplicates int64 // movements ignored as already applied
 	Negative   int64 // movements that left a node's on_hand below zero
 	Emitted    int64 // ATS updates emitted
+	Unlinked   int64 // movements applied without their order link (ids no order can have)
 }
 
 // Processor is the inventory processor of one partition. It is not safe for
@@ -192,16 +193,6 @@ func Validate(key []byte, m *schemas.StockMovement) error {
 	if string(key) != m.SKU {
 		return invalid("record key %q disagrees with sku %q", key, m.SKU)
 	}
-	if m.OrderID != nil {
-		if err := checkIDs("order_id", *m.OrderID); err != nil {
-			return err
-		}
-	}
-	if m.LineID != nil {
-		if err := checkIDs("line_id", *m.LineID); err != nil {
-			return err
-		}
-	}
 	switch m.Type {
 	case schemas.Receipt, schemas.TransferIn, schemas.ReturnRestock,
 		schemas.Shipment, schemas.TransferOut, schemas.Damage:
@@ -247,6 +238,13 @@ const maxSkew = time.Hour
 func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts int64) (*schemas.ReservationResult, error) {
 	if err := Validate(key, m); err != nil {
 		return nil, err
+	}
+	if m.OrderID != nil && m.LineID != nil && checkIDs("order_id", *m.OrderID, "line_id", *m.LineID) != nil {
+		// The order link is no key the router can have made (a version
+		// before the id rules may have: see ValidateCommand): the stock
+		// moved all the same, so the movement is applied, without it.
+		m.OrderID, m.LineID = nil, nil
+		p.Stats.Unlinked++
 	}
 	if ts > 0 && m.OccurredAt > ts+maxSkew.Milliseconds() {
 		return nil, invalid("occurred_at %d lies more than %v after the record's timestamp %d", m.OccurredAt, maxSkew, ts)
@@ -317,8 +315,8 @@ func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts 
 // maxNodesBytes bounds a SKU's node list as nodesBytes counts it, so that
 // its state and its AtsUpdate (an entry per node, plus one per channel)
 // stay well under schemas.MaxRecordBytes: a movement that would add a node
-// beyond it is invalid. With ids of 16 bytes that is 10,000 nodes; with ids
-// of schemas.MaxIDBytes, 1,700.
+// beyond it is invalid. With ids of 16 bytes that is 8,192 nodes; with ids
+// of schemas.MaxIDBytes, 1,724.
 const maxNodesBytes = 512 << 10
 
 // nodeBytes is what one node's entry is counted for: its id and the
@@ -372,7 +370,13 @@ func (p *Processor) consume(st Store, ns *schemas.NodeStock, m *schemas.StockMov
 
 // ValidateCommand checks a decoded reservation command against its key.
 func ValidateCommand(key []byte, c *schemas.ReservationCommand) error {
-	if err := checkIDs("order_id", c.OrderID, "line_id", c.LineID, "sku", c.SKU, "node_id", c.NodeID); err != nil {
+	// A RESERVE makes a key of the ids: they must pass CheckID. A RELEASE
+	// only finds one, maybe made before the id rules: non-empty is enough.
+	if c.Type == schemas.Release {
+		if c.OrderID == "" || c.LineID == "" || c.SKU == "" || c.NodeID == "" {
+			return invalid("RELEASE with an empty order_id, line_id, sku or node_id")
+		}
+	} else if err := checkIDs("order_id", c.OrderID, "line_id", c.LineID, "sku", c.SKU, "node_id", c.NodeID); err != nil {
 		return err
 	}
 	if string(key) != c.SKU {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/invroute/invroute/schemas"
 )
@@ -97,7 +98,7 @@ func TestRouterRefusesBadIDs(t *testing.T) {
 		{"long sku", func(ev *schemas.OrderEvent) { ev.Lines[0].SKU = long }, "sku is 257 bytes"},
 		{"NUL in order_id", func(ev *schemas.OrderEvent) { ev.OrderID = "o\x001" }, "order_id holds control character"},
 		{"long customer_id", func(ev *schemas.OrderEvent) { ev.CustomerID = long }, "customer_id is 257 bytes"},
-		{"long reason", func(ev *schemas.OrderEvent) { ev.Reason = strings.Repeat("r", maxReasonBytes+1) }, "reason of 1025 bytes"},
+		{"NUL in channel_id", func(ev *schemas.OrderEvent) { ev.ChannelID = "w\x00b" }, "channel_id holds control character"},
 		{"long postal code", func(ev *schemas.OrderEvent) { ev.ShipTo.PostalCode = long }, "postal_code"},
 		{"NaN latitude", func(ev *schemas.OrderEvent) { ev.ShipTo.Lat = math.NaN() }, "out of range"},
 		{"longitude 181", func(ev *schemas.OrderEvent) { ev.ShipTo.Lon = 181 }, "out of range"},
@@ -125,9 +126,7 @@ func TestRouterRefusesBadIDs(t *testing.T) {
 	}
 	for _, f := range []*schemas.FulfillmentFeedback{
 		{FeedbackID: long, LineID: "1", NodeID: "W1"},
-		{FeedbackID: "f\x00", LineID: "1", NodeID: "W1"},
-		{FeedbackID: "f", LineID: "1", NodeID: long},
-		{FeedbackID: "f", LineID: "1", NodeID: "W1", Reason: strings.Repeat("r", maxReasonBytes+1)},
+		{FeedbackID: "", LineID: "1", NodeID: "W1"},
 		{FeedbackID: "f", LineID: "1", NodeID: "W1", QtyShort: schemas.MaxQty + 1},
 	} {
 		f.OrderID, f.Type = "o1", schemas.FeedbackShortPicked
@@ -137,5 +136,49 @@ func TestRouterRefusesBadIDs(t *testing.T) {
 		if err := r.Feedback(st, testWorld{net}, &capture{}, []byte("o1"), f, 3); !IsInvalid(err) {
 			t.Fatalf("feedback %+v = %v, want invalid", f, err)
 		}
+	}
+}
+
+// What the router only compares or shows is not refused, but bounded: an
+// event for an order it keeps (whose ids an older version may have
+// accepted), free text (cut), a PLACED order without a channel, feedback
+// for a line or node the order does not hold (ignored, and said so).
+func TestRouterBoundsWhatItShows(t *testing.T) {
+	net := newTestNet()
+	net.nodes["W1"] = &schemas.Node{NodeID: "W1", Active: true, ShipEnabled: true, Lat: 48.8, Lon: 2.3}
+	st := &memStore{orders: map[string]*schemas.RouterOrder{}, load: map[string]int64{}}
+	r := New(Config{})
+	ev := limitsOrder("o1", 1, 8)
+	ev.ChannelID = ""
+	if err := r.OrderEvent(st, testWorld{net}, &capture{}, []byte("o1"), ev, 1); err != nil {
+		t.Fatalf("PLACED without a channel: %v", err)
+	}
+	long := strings.Repeat("é", 40_000) // 80,000 bytes
+	f := &schemas.FulfillmentFeedback{FeedbackID: "f1", OrderID: "o1", LineID: long, NodeID: "W\x00" + long,
+		Type: schemas.FeedbackShortPicked, QtyShort: 1, Reason: long}
+	if err := r.Feedback(st, testWorld{net}, &capture{}, []byte("o1"), f, 2); err != nil {
+		t.Fatalf("feedback for a line not held: %v", err)
+	}
+	if o := st.orders["o1"]; len(o.Reason) > maxOrderReasonBytes || !strings.Contains(o.Reason, "ignored") {
+		t.Fatalf("reason of %d bytes: %.80q", len(o.Reason), o.Reason)
+	}
+	cancel := &schemas.OrderEvent{OrderID: "o1", Type: schemas.EventCancelled, LineIDs: []string{}, Reason: long}
+	if err := r.OrderEvent(st, testWorld{net}, &capture{}, []byte("o1"), cancel, 3); err != nil {
+		t.Fatalf("CANCELLED with a long reason: %v", err)
+	}
+	o := st.orders["o1"]
+	if o.State != schemas.StateCancelled || len(o.Reason) > maxOrderReasonBytes || !utf8.ValidString(o.Reason) {
+		t.Fatalf("order %s, reason of %d bytes (valid UTF-8: %t)", o.State, len(o.Reason), utf8.ValidString(o.Reason))
+	}
+	// An order stored under an id the rules now refuse (an older version
+	// took it) can still be cancelled.
+	old := limitsOrder("o\x002", 1, 8)
+	st.orders[old.OrderID] = newOrder(old, 1)
+	cancel = &schemas.OrderEvent{OrderID: old.OrderID, Type: schemas.EventCancelled, LineIDs: []string{}}
+	if err := r.OrderEvent(st, testWorld{net}, &capture{}, []byte(old.OrderID), cancel, 4); err != nil {
+		t.Fatalf("CANCELLED for a stored order with a NUL in its id: %v", err)
+	}
+	if got := st.orders[old.OrderID].State; got != schemas.StateCancelled {
+		t.Fatalf("old order is %s, want CANCELLED", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/invroute/invroute/schemas"
 )
@@ -142,18 +143,21 @@ type step struct {
 
 // OrderEvent applies an event of the orders topic.
 func (r *Router) OrderEvent(st Store, w World, out Out, key []byte, ev *schemas.OrderEvent, ts int64) error {
-	if err := checkIDs("order_id", ev.OrderID); err != nil {
-		return err
+	// A new order's id is checked in full (validatePlaced); an event for
+	// an order the router keeps names it by the id it was stored under,
+	// which a version before the id rules may have accepted.
+	if ev.OrderID == "" {
+		return invalid("empty order_id")
 	}
-	if len(ev.Reason) > maxReasonBytes || len(ev.LineIDs) > r.cfg.MaxLines {
-		return invalid("order %s: reason of %d bytes (at most %d) or %d line_ids (at most %d)",
-			ev.OrderID, len(ev.Reason), maxReasonBytes, len(ev.LineIDs), r.cfg.MaxLines)
+	if len(ev.LineIDs) > r.cfg.MaxLines {
+		return invalid("order %s: %d line_ids, more than %d", ev.OrderID, len(ev.LineIDs), r.cfg.MaxLines)
 	}
 	for _, id := range ev.LineIDs {
-		if err := checkIDs("line_id", id); err != nil {
-			return err
+		if len(id) > schemas.MaxIDBytes {
+			return invalid("order %s: a line_id of %d bytes, more than %d", ev.OrderID, len(id), schemas.MaxIDBytes)
 		}
 	}
+	ev.Reason = clip(ev.Reason, maxReasonBytes)
 	if string(key) != ev.OrderID {
 		return invalid("record key %q disagrees with order_id %q", key, ev.OrderID)
 	}
@@ -204,12 +208,28 @@ const (
 // bytes fit; with ids of schemas.MaxIDBytes, 128 lines.
 const maxLinesIDBytes = 64 << 10
 
-// maxReasonBytes bounds the free text of an event or a feedback (kept in
-// the order's state and shown in its status).
-const maxReasonBytes = 1024
+// maxReasonBytes bounds the free text of an event or a feedback: longer
+// text is cut (clip). An order's own reason, which quotes them and ids, is
+// cut at maxOrderReasonBytes when it is stored.
+const (
+	maxReasonBytes      = 1024
+	maxOrderReasonBytes = 4096
+)
+
+// clip cuts s to at most n bytes, at a rune boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n - len("…")
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
 
 // checkIDs checks (field, id) pairs with schemas.CheckID; an optional id
-// (customer_id, a feedback's node) is passed only when set.
+// (channel_id, customer_id) is passed only when set.
 func checkIDs(fieldIDs ...string) error {
 	for i := 0; i+1 < len(fieldIDs); i += 2 {
 		if err := schemas.CheckID(fieldIDs[i], fieldIDs[i+1]); err != nil {
@@ -265,8 +285,13 @@ func (r *Router) validatePlaced(ev *schemas.OrderEvent, ts int64) error {
 	case ev.DeliveryMethod == schemas.DeliveryPickup && (ev.PickupNodeID == nil || *ev.PickupNodeID == ""):
 		return invalid("PICKUP order %s without pickup_node_id", ev.OrderID)
 	}
-	if err := checkIDs("channel_id", ev.ChannelID); err != nil {
+	if err := checkIDs("order_id", ev.OrderID); err != nil {
 		return err
+	}
+	if ev.ChannelID != "" {
+		if err := checkIDs("channel_id", ev.ChannelID); err != nil {
+			return err
+		}
 	}
 	if ev.CustomerID != "" {
 		if err := checkIDs("customer_id", ev.CustomerID); err != nil {
@@ -1219,12 +1244,13 @@ func (r *Router) Feedback(st Store, w World, out Out, key []byte, f *schemas.Ful
 		return invalid("record key %q disagrees with order_id %q", key, f.OrderID)
 	case f.QtyShort <= 0 || f.QtyShort > maxQty:
 		return invalid("%s qty_short must be in [1, %d], got %d", f.Type, int64(maxQty), f.QtyShort)
-	case len(f.Reason) > maxReasonBytes:
-		return invalid("feedback reason of %d bytes, more than %d", len(f.Reason), maxReasonBytes)
+	case f.FeedbackID == "" || len(f.FeedbackID) > schemas.MaxIDBytes:
+		// Kept (the last 64 of an order, to drop repeats).
+		return invalid("feedback_id of %d bytes: it must have 1 to %d", len(f.FeedbackID), schemas.MaxIDBytes)
 	}
-	if err := checkIDs("feedback_id", f.FeedbackID, "line_id", f.LineID, "node_id", f.NodeID); err != nil {
-		return err
-	}
+	// line_id and node_id are only compared with the order's lines and
+	// holds (feedback for anything else is ignored, and says so).
+	f.Reason = clip(f.Reason, maxReasonBytes)
 	cur, err := st.Order(f.OrderID)
 	if err != nil {
 		return err
@@ -1246,7 +1272,7 @@ func (r *Router) Feedback(st Store, w World, out Out, key []byte, f *schemas.Ful
 		return !h.Tentative && h.LineID == f.LineID && h.NodeID == f.NodeID
 	})
 	if i < 0 || j < 0 {
-		s.o.Reason = fmt.Sprintf("feedback %s ignored: line %s is not held at %s", f.FeedbackID, f.LineID, f.NodeID)
+		s.o.Reason = fmt.Sprintf("feedback %s ignored: line %s is not held at %s", f.FeedbackID, clip(f.LineID, 64), clip(f.NodeID, 64))
 		return s.save()
 	}
 	h := &s.o.Holds[j]
@@ -1320,6 +1346,7 @@ func (s *step) save() error {
 		return s.err
 	}
 	s.o.State = s.deriveState()
+	s.o.Reason = clip(s.o.Reason, maxOrderReasonBytes)
 	if p := s.prev; p == nil || p.State != s.o.State || p.Reason != s.o.Reason || !slices.Equal(p.Lines, s.o.Lines) {
 		s.o.Version++
 		s.out.Status(s.status())
