@@ -50,7 +50,7 @@ func TestStaleCheckpointRestoresFromStart(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Another owner deleted k1 and wrote k9 while this store was away.
-			for _, r := range map[bool][]*kgo.Record{true: nil, false:  []*kgo.Record{{Topic: "st-changelog", Key: []byte("k1")}, {Topic: "st-changelog", Key: []byte("k9"), Value: []byte("v")}}}[tc.quiet] {
+			for _, r := range map[bool][]*kgo.Record{true: nil, false: []*kgo.Record{{Topic: "st-changelog", Key: []byte("k1")}, {Topic: "st-changelog", Key: []byte("k9"), Value: []byte("v")}}}[tc.quiet] {
 				if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
 					t.Fatal(err)
 				}
