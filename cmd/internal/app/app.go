@@ -51,7 +51,7 @@ type Options struct {
 	SchemaIDs         string        `json:"schema_ids" yaml:"schema_ids" doc:"Confluent schema ids accepted on inputs, comma-separated (empty: Confluent framing refused)"`
 	DedupeWindow      time.Duration `json:"dedupe_window" yaml:"dedupe_window" doc:"how long (by occurred_at, against the partition's newest movement) a movement id is remembered"`
 	DedupeMax         int           `json:"dedupe_max" yaml:"dedupe_max" doc:"movement ids remembered per partition (at least this many, at most 8,192 more; about 30 bytes each)"`
-	ReemitBatch       int           `json:"reemit_batch" yaml:"reemit_batch" doc:"SKUs re-emitted per transaction after a channel change"`
+	ReemitBatch       int           `json:"reemit_batch" yaml:"reemit_batch" doc:"SKUs re-emitted per transaction after a channel change, and after a node change past its first batch"`
 	SessionTimeout    time.Duration `json:"session_timeout" yaml:"session_timeout" doc:"consumer group session timeout: how long a crashed instance's partitions wait"`
 	TxnTimeout        time.Duration `json:"txn_timeout" yaml:"txn_timeout" doc:"Kafka transaction timeout: how long an open transaction of an instance that never comes back holds up its partitions' readers and new owner"`
 	Standbys          int           `json:"standbys" yaml:"standbys" doc:"other instances that keep a warm copy of each partition's state (tail its changelogs) for fast failover; 0: none"`
