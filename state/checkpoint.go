@@ -21,6 +21,14 @@ type Checkpoint struct {
 	// that the store's contents do not yet reflect. Informational, for logs
 	// and consistency checks: the group's committed offsets are authoritative.
 	InputOffsets map[string]int64
+
+	// SyncedAt is when the store last saw its changelog: the wall clock of
+	// the commit, or of the restore batch, that wrote this checkpoint, in
+	// Unix milliseconds; 0 if unknown (written before it was kept). The
+	// log cleaner keeps tombstones only so long, so a store that has not
+	// seen its changelog for longer may miss deletions on a replay.
+	// Informational like InputOffsets: Equal does not compare it.
+	SyncedAt int64
 }
 
 // Clone returns a deep copy of cp.
@@ -43,8 +51,12 @@ func (cp Checkpoint) String() string {
 // 0x00 is reserved for metadata.
 var checkpointKey = []byte("\x00checkpoint")
 
-// checkpointV1 is the only checkpoint encoding so far.
-const checkpointV1 = 1
+// Checkpoint encodings: version 1 is the offsets; version 2 (written since
+// the eighth session of 2026-11-28) adds SyncedAt after them. Both are read.
+const (
+	checkpointV1 = 1
+	checkpointV2 = 2
+)
 
 // maxTopicLen bounds topic names when decoding (Kafka allows 249 bytes).
 const maxTopicLen = 1 << 10
@@ -52,7 +64,7 @@ const maxTopicLen = 1 << 10
 // appendCheckpoint encodes cp (format in the Store doc comment). Topics are
 // sorted so that equal checkpoints encode to equal bytes.
 func appendCheckpoint(dst []byte, cp Checkpoint) []byte {
-	dst = append(dst, checkpointV1)
+	dst = append(dst, checkpointV2)
 	dst = binary.AppendVarint(dst, cp.ChangelogOffset)
 	dst = binary.AppendUvarint(dst, uint64(len(cp.InputOffsets)))
 	for _, topic := range slices.Sorted(maps.Keys(cp.InputOffsets)) {
@@ -60,7 +72,7 @@ func appendCheckpoint(dst []byte, cp Checkpoint) []byte {
 		dst = append(dst, topic...)
 		dst = binary.AppendVarint(dst, cp.InputOffsets[topic])
 	}
-	return dst
+	return binary.AppendVarint(dst, cp.SyncedAt)
 }
 
 // decodeCheckpoint decodes what appendCheckpoint wrote. It never panics on
@@ -71,7 +83,8 @@ func decodeCheckpoint(b []byte) (Checkpoint, error) {
 	if len(b) == 0 {
 		return cp, errors.New("empty")
 	}
-	if b[0] != checkpointV1 {
+	version := b[0]
+	if version != checkpointV1 && version != checkpointV2 {
 		return cp, fmt.Errorf("unknown version %d", b[0])
 	}
 	b = b[1:]
@@ -109,6 +122,14 @@ func decodeCheckpoint(b []byte) (Checkpoint, error) {
 			return cp, fmt.Errorf("duplicate topic %q", topic)
 		}
 		cp.InputOffsets[topic] = off
+	}
+	if version == checkpointV2 {
+		at, n := binary.Varint(b)
+		if n <= 0 {
+			return cp, errors.New("bad synced-at time")
+		}
+		cp.SyncedAt = at
+		b = b[n:]
 	}
 	if len(b) != 0 {
 		return cp, fmt.Errorf("%d trailing bytes", len(b))

@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"fmt"
+	"time"
 	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -91,7 +92,8 @@ func (s *Store) txnPending() bool {
 // error the buffered records are dropped and the checkpoint is unchanged, so
 // the caller resumes from Checkpoint().ChangelogOffset.
 func (s *Store) applyRestore() error {
-	cp := Checkpoint{ChangelogOffset: s.restoreLast + 1, InputOffsets: s.cp.InputOffsets}
+	// The store has seen its changelog up to here, now.
+	cp := Checkpoint{ChangelogOffset: s.restoreLast + 1, InputOffsets: s.cp.InputOffsets, SyncedAt: time.Now().UnixMilli()}
 	s.cpBuf = appendCheckpoint(s.cpBuf[:0], cp)
 	err := s.restoreBatch.Set(checkpointKey, s.cpBuf, nil)
 	if err != nil {

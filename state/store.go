@@ -32,14 +32,14 @@ import (
 //
 // Keys and values are stored as they are: the changelog record of a write has
 // the same key (table prefix included) and value, so Restore replays it
-// byte for byte. The checkpoint value, version 1:
+// byte for byte. The checkpoint value, version 2:
 //
-//	+------+-----------------+----------+---------------------------------------+
-//	| 0x01 | ChangelogOffset | n topics | n x (len(topic) | topic | offset)     |
-//	| byte | varint          | uvarint  |      uvarint      bytes   varint      |
-//	+------+-----------------+----------+---------------------------------------+
+//	+------+-----------------+----------+-----------------------------------+----------+
+//	| 0x02 | ChangelogOffset | n topics | n x (len(topic) | topic | offset) | SyncedAt |
+//	| byte | varint          | uvarint  |      uvarint      bytes   varint  | varint   |
+//	+------+-----------------+----------+-----------------------------------+----------+
 //
-// with varint the zig-zag signed varint of encoding/binary and the topics
+// (version 1, still read, is 0x01 and the same without SyncedAt), with varint the zig-zag signed varint of encoding/binary and the topics
 // sorted. The checkpoint is written in the same Pebble batch as the data it
 // describes (every Commit and every Restore batch), so after any crash the
 // contents are exactly those of the checkpoint the store reports.

@@ -133,8 +133,17 @@ func TestCheckpointEncoding(t *testing.T) {
 			t.Errorf("%v with a trailing byte: no error", cp)
 		}
 	}
-	if _, err := decodeCheckpoint([]byte{2, 0, 0}); err == nil || !strings.Contains(err.Error(), "version") {
-		t.Errorf("version 2: %v", err)
+	if _, err := decodeCheckpoint([]byte{3, 0, 0}); err == nil || !strings.Contains(err.Error(), "version") {
+		t.Errorf("version 3: %v", err)
+	}
+	// SyncedAt round-trips; a version 1 checkpoint (no SyncedAt) still reads.
+	cp := Checkpoint{ChangelogOffset: 9, InputOffsets: map[string]int64{"in": 4}, SyncedAt: 1_764_000_000_000}
+	if got, err := decodeCheckpoint(appendCheckpoint(nil, cp)); err != nil || !got.Equal(cp) || got.SyncedAt != cp.SyncedAt {
+		t.Errorf("round trip of %v: %v, %v", cp, got, err)
+	}
+	v1 := []byte{1, 18, 1, 2, 'i', 'n', 8} // offset 9, {"in": 4}, as version 1 wrote it
+	if got, err := decodeCheckpoint(v1); err != nil || got.ChangelogOffset != 9 || got.InputOffsets["in"] != 4 || got.SyncedAt != 0 {
+		t.Errorf("version 1: %v, %v", got, err)
 	}
 	// Encoding is deterministic whatever the map order.
 	a := appendCheckpoint(nil, cpAt(3))

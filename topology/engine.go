@@ -1179,7 +1179,9 @@ func (e *Engine) applyTask(ts *taskState) error {
 		return nil
 	}
 	for i, st := range ts.stores {
-		cp := state.Checkpoint{ChangelogOffset: ts.cp[i].ChangelogOffset, InputOffsets: map[string]int64{}}
+		// SyncedAt: Kafka committed this transaction, so the store has seen
+		// its changelog up to now (see tombstonesMayBeGone).
+		cp := state.Checkpoint{ChangelogOffset: ts.cp[i].ChangelogOffset, InputOffsets: map[string]int64{}, SyncedAt: time.Now().UnixMilli()}
 		for k, v := range ts.cp[i].InputOffsets {
 			cp.InputOffsets[k] = v
 		}

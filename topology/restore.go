@@ -125,7 +125,7 @@ func (e *Engine) restore(ctx context.Context, st *state.Store, topic string, p i
 	}
 	stale := from < start
 	if !stale && from > start && from < end {
-		if stale, err = e.tombstonesMayBeGone(ctx, topic, p, from, end); err != nil {
+		if stale, err = e.tombstonesMayBeGone(ctx, topic, p, from, end, st.Checkpoint().SyncedAt); err != nil {
 			return err
 		}
 	}
@@ -170,17 +170,16 @@ const kafkaDefaultDeleteRetention = 24 * time.Hour
 // delete.retention.ms after it cleans it, and no longer: a store that comes
 // back to a partition after that long (it moved to another instance and
 // back, days later; an instance down that long) would replay the values
-// and miss their deletions, and deleted keys would come back. The records
-// after the checkpoint were written after the store last saw the
-// changelog, at or after their timestamps, oldest first: if the first of
-// them is older than half the retention (half: for clocks that disagree),
-// the store is restored from the beginning. No record to replay (a quiet
-// partition: at most the last commit marker follows the checkpoint) is
-// never stale. The first record the replay would apply is the judge, so
-// compaction that removed every record after the checkpoint up to a
-// recent one (superseded values, and tombstones with them) hides the
-// store's age: see the README's limits.
-func (e *Engine) tombstonesMayBeGone(ctx context.Context, topic string, p int32, from, end int64) (bool, error) {
+// and miss their deletions, and deleted keys would come back. Every record
+// after the checkpoint was written after the store last saw its changelog
+// (the checkpoint's SyncedAt), so none of their tombstones can be gone if
+// that was less than half the retention ago (half: for clocks that
+// disagree). No record to replay (a quiet partition: at most the last
+// commit marker follows the checkpoint) is never stale, however old the
+// store. A checkpoint written before SyncedAt was kept is judged by the
+// timestamp of the first record the replay would apply instead, which
+// compaction can make look younger than the store's absence.
+func (e *Engine) tombstonesMayBeGone(ctx context.Context, topic string, p int32, from, end, syncedAt int64) (bool, error) {
 	var first *kgo.Record
 	_, err := e.replay(ctx, topic, p, from, end, func(r *kgo.Record) error { first = r; return errFirstFound })
 	if err != nil && !errors.Is(err, errFirstFound) {
@@ -199,7 +198,11 @@ func (e *Engine) tombstonesMayBeGone(ctx context.Context, topic string, p int32,
 	if e.cfg.clock != nil {
 		now = e.cfg.clock
 	}
-	return first.Timestamp.Before(now().Add(-retention / 2)), nil
+	cut := now().Add(-retention / 2)
+	if syncedAt > 0 {
+		return time.UnixMilli(syncedAt).Before(cut), nil
+	}
+	return first.Timestamp.Before(cut), nil
 }
 
 var errFirstFound = errors.New("first record found")

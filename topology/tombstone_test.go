@@ -27,11 +27,15 @@ func TestStaleCheckpointRestoresFromStart(t *testing.T) {
 		name     string
 		later    time.Duration // how much later the store comes back
 		quiet    bool          // nobody wrote while it was away
+		recent   bool          // what others wrote is stamped a minute before the store comes back
 		restored float64       // records the restore replays (-1: all, at least 7)
 	}{
-		{"a minute later", time.Minute, false, 2},
-		{"13 hours later", 13 * time.Hour, false, -1},
-		{"13 hours later, nothing written", 13 * time.Hour, true, 0},
+		{"a minute later", time.Minute, false, false, 2},
+		{"13 hours later", 13 * time.Hour, false, false, -1},
+		{"13 hours later, nothing written", 13 * time.Hour, true, false, 0},
+		// As if compaction had removed what was written early in the
+		// absence: the store's own SyncedAt tells its age.
+		{"13 hours later, what was written recent", 13 * time.Hour, false, true, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			brokers := newKfake(t)
@@ -50,12 +54,15 @@ func TestStaleCheckpointRestoresFromStart(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Another owner deleted k1 and wrote k9 while this store was away.
-			for _, r := range map[bool][]*kgo.Record{true: nil, false: []*kgo.Record{{Topic: "st-changelog", Key: []byte("k1")}, {Topic: "st-changelog", Key: []byte("k9"), Value: []byte("v")}}}[tc.quiet] {
+			later := time.Now().Add(tc.later)
+			for _, r := range map[bool][]*kgo.Record{true: nil, false: {{Topic: "st-changelog", Key: []byte("k1")}, {Topic: "st-changelog", Key: []byte("k9"), Value: []byte("v")}}}[tc.quiet] {
+				if tc.recent {
+					r.Timestamp = later.Add(-time.Minute)
+				}
 				if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
 					t.Fatal(err)
 				}
 			}
-			later := time.Now().Add(tc.later)
 			eng, stop := runEngine(t, brokers, dir, echoTopology(), func(c *Config) {
 				c.clock = func() time.Time { return later }
 			})
