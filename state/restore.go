@@ -3,8 +3,8 @@ package state
 import (
 	"context"
 	"fmt"
-	"time"
 	"slices"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
