@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -75,6 +74,36 @@ func (s *Store) FinishRestore() error {
 	return s.applyRestore()
 }
 
+// MarkSynced records in the checkpoint that the store has seen every record
+// its changelog held at the time at (Unix milliseconds): the caller read up
+// to an end it took then. It writes the checkpoint alone, with its offsets
+// unchanged; it returns ErrTxnOpen while a transaction, a pending commit or
+// a restore batch is open.
+func (s *Store) MarkSynced(at int64) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if s.txnPending() || s.pend != nil || s.restoring {
+		return ErrTxnOpen
+	}
+	cp := s.cp
+	cp.SyncedAt = at
+	b := s.db.NewBatch()
+	defer func() {
+		if s.h.err() == nil {
+			_ = b.Close()
+		}
+	}()
+	if err := b.Set(checkpointKey, appendCheckpoint(nil, cp), nil); err != nil {
+		return fmt.Errorf("state: mark synced: %w", s.h.fail(fmt.Errorf("write: %w", err)))
+	}
+	if err := s.apply(b, s.wo); err != nil {
+		return fmt.Errorf("state: mark synced: %w", err)
+	}
+	s.cp = cp
+	return nil
+}
+
 // txnPending reports whether the transaction or a table holds writes.
 func (s *Store) txnPending() bool {
 	if s.txn.Len() > 0 {
@@ -92,8 +121,10 @@ func (s *Store) txnPending() bool {
 // error the buffered records are dropped and the checkpoint is unchanged, so
 // the caller resumes from Checkpoint().ChangelogOffset.
 func (s *Store) applyRestore() error {
-	// The store has seen its changelog up to here, now.
-	cp := Checkpoint{ChangelogOffset: s.restoreLast + 1, InputOffsets: s.cp.InputOffsets, SyncedAt: time.Now().UnixMilli()}
+	// SyncedAt stays: what is left of the changelog to replay may be older
+	// than this batch (the caller marks the store synced once it has read
+	// up to an end it took at a known time: MarkSynced).
+	cp := Checkpoint{ChangelogOffset: s.restoreLast + 1, InputOffsets: s.cp.InputOffsets, SyncedAt: s.cp.SyncedAt}
 	s.cpBuf = appendCheckpoint(s.cpBuf[:0], cp)
 	err := s.restoreBatch.Set(checkpointKey, s.cpBuf, nil)
 	if err != nil {

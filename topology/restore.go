@@ -114,6 +114,9 @@ func (e *Engine) restore(ctx context.Context, st *state.Store, topic string, p i
 		return &untrustedError{topic: topic, p: p,
 			reason: fmt.Sprintf("it was restored from topic id %x, the topic's id is now %x", bound, id)}
 	}
+	// Once the store has read up to end, it has seen every record the
+	// changelog held at synced (MarkSynced; see tombstonesMayBeGone).
+	synced := e.wallClock().UnixMilli()
 	start, end, err := e.stableEnd(ctx, topic, p)
 	if err != nil {
 		return err
@@ -136,6 +139,12 @@ func (e *Engine) restore(ctx context.Context, st *state.Store, topic string, p i
 			return err
 		}
 		from, bound = start, nil
+		// Whatever a replay from the start applies was in the changelog
+		// from now on, so its deletions stay at least the retention: a
+		// replay cut short resumes without being taken for stale.
+		if err := st.MarkSynced(synced); err != nil {
+			return err
+		}
 	}
 	if bound == nil && id != nil {
 		if err := st.SetIdentity(id); err != nil {
@@ -143,7 +152,7 @@ func (e *Engine) restore(ctx context.Context, st *state.Store, topic string, p i
 		}
 	}
 	if from >= end {
-		return nil
+		return st.MarkSynced(synced)
 	}
 	t0 := time.Now()
 	n, err := e.replay(ctx, topic, p, from, end, func(r *kgo.Record) error {
@@ -153,6 +162,9 @@ func (e *Engine) restore(ctx context.Context, st *state.Store, topic string, p i
 		return fmt.Errorf("topology: restoring %s[%d]: %w", topic, p, err)
 	}
 	if err := st.FinishRestore(); err != nil {
+		return err
+	}
+	if err := st.MarkSynced(synced); err != nil {
 		return err
 	}
 	e.m.restored.Add(float64(n))
@@ -180,29 +192,36 @@ const kafkaDefaultDeleteRetention = 24 * time.Hour
 // timestamp of the first record the replay would apply instead, which
 // compaction can make look younger than the store's absence.
 func (e *Engine) tombstonesMayBeGone(ctx context.Context, topic string, p int32, from, end, syncedAt int64) (bool, error) {
-	var first *kgo.Record
-	_, err := e.replay(ctx, topic, p, from, end, func(r *kgo.Record) error { first = r; return errFirstFound })
-	if err != nil && !errors.Is(err, errFirstFound) {
-		return false, fmt.Errorf("topology: reading %s[%d] at %d: %w", topic, p, from, err)
-	}
-	if first == nil {
-		return false, nil
-	}
 	retention := kafkaDefaultDeleteRetention
 	if ms, ok, err := topicConfig(ctx, e.adm, topic, "delete.retention.ms"); err != nil {
 		e.log.Warn("reading the changelog's delete.retention.ms; assuming Kafka's default", "topic", topic, "err", err)
 	} else if ok {
 		retention = time.Duration(ms) * time.Millisecond
 	}
-	now := time.Now
-	if e.cfg.clock != nil {
-		now = e.cfg.clock
+	cut := e.wallClock().Add(-retention / 2)
+	if syncedAt > 0 && !time.UnixMilli(syncedAt).Before(cut) {
+		return false, nil // seen recently: nothing after it can be gone
 	}
-	cut := now().Add(-retention / 2)
-	if syncedAt > 0 {
-		return time.UnixMilli(syncedAt).Before(cut), nil
+	var first *kgo.Record
+	_, err := e.replay(ctx, topic, p, from, end, func(r *kgo.Record) error { first = r; return errFirstFound })
+	if err != nil && !errors.Is(err, errFirstFound) {
+		return false, fmt.Errorf("topology: reading %s[%d] at %d: %w", topic, p, from, err)
+	}
+	switch {
+	case first == nil:
+		return false, nil // nothing to replay
+	case syncedAt > 0:
+		return true, nil
 	}
 	return first.Timestamp.Before(cut), nil
+}
+
+// wallClock is the time now (Config.clock in tests).
+func (e *Engine) wallClock() time.Time {
+	if e.cfg.clock != nil {
+		return e.cfg.clock()
+	}
+	return time.Now()
 }
 
 var errFirstFound = errors.New("first record found")

@@ -58,6 +58,9 @@ type standbyTask struct {
 const (
 	standbyRefresh = 2 * time.Second
 	standbyRetry   = 30 * time.Second
+	// standbySyncedEvery: how often a caught-up standby records that it
+	// has seen its changelog (a checkpoint write per store).
+	standbySyncedEvery = time.Minute
 )
 
 func newStandbys(e *Engine) *standbys {
@@ -297,7 +300,9 @@ func (s *standbys) tail(ctx context.Context, p int32) error {
 	}
 	defer cl.Close()
 	e.log.Info("standby started", "partition", p)
+	marked := map[*state.Store]time.Time{}
 	for {
+		polled := e.wallClock()
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
 			e.log.Info("standby stopped", "partition", p)
@@ -309,22 +314,44 @@ func (s *standbys) tail(ctx context.Context, p int32) error {
 			return ferr
 		}
 		touched := map[*state.Store]bool{}
+		caughtUp := map[*state.Store]bool{}
 		n := 0
-		for it := fs.RecordIter(); !it.Done(); {
-			r := it.Next()
-			st := byTopic[r.Topic]
-			if st == nil || r.Partition != p {
-				continue
+		var rerr error
+		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+			st := byTopic[fp.Topic]
+			if st == nil || fp.Partition != p || rerr != nil {
+				return
 			}
-			if err := st.Restore(r.Key, r.Value, r.Offset); err != nil {
-				return err
+			for _, r := range fp.Records {
+				if rerr = st.Restore(r.Key, r.Value, r.Offset); rerr != nil {
+					return
+				}
+				touched[st] = true
+				n++
 			}
-			touched[st] = true
-			n++
+			// Up to the fetch's stable end, but maybe its last commit
+			// marker: the store has seen what the changelog held when
+			// this poll began.
+			if len(fp.Records) > 0 && fp.Records[len(fp.Records)-1].Offset+2 >= fp.LastStableOffset {
+				caughtUp[st] = true
+			}
+		})
+		if rerr != nil {
+			return rerr
 		}
 		for st := range touched {
 			if err := st.FinishRestore(); err != nil {
 				return err
+			}
+		}
+		// Record it now and then (a checkpoint write): a takeover then
+		// trusts the store (see tombstonesMayBeGone).
+		for st := range caughtUp {
+			if polled.Sub(marked[st]) >= standbySyncedEvery {
+				if err := st.MarkSynced(polled.UnixMilli()); err != nil {
+					return err
+				}
+				marked[st] = polled
 			}
 		}
 		s.records.Add(float64(n))

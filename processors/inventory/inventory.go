@@ -140,7 +140,6 @@ type Stats struct {
 	Duplicates int64 // movements ignored as already applied
 	Negative   int64 // movements that left a node's on_hand below zero
 	Emitted    int64 // ATS updates emitted
-	Unlinked   int64 // movements applied without their order link (ids no order can have)
 }
 
 // Processor is the inventory processor of one partition. It is not safe for
@@ -154,7 +153,10 @@ type Processor struct {
 	ats   schemas.AtsUpdate // scratch of Flush
 	nodes []*schemas.Node   // scratch of Flush
 	hash  *xxhash.Digest
-	Stats Stats
+	// nodeReemitted counts the SKUs node changes marked dirty in this
+	// transaction: together they take at most Config.ReemitBatch.
+	nodeReemitted int
+	Stats         Stats
 }
 
 // New returns a processor with the given configuration.
@@ -238,13 +240,6 @@ const maxSkew = time.Hour
 func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts int64) (*schemas.ReservationResult, error) {
 	if err := Validate(key, m); err != nil {
 		return nil, err
-	}
-	if m.OrderID != nil && m.LineID != nil && checkIDs("order_id", *m.OrderID, "line_id", *m.LineID) != nil {
-		// The order link is no key the router can have made (a version
-		// before the id rules may have: see ValidateCommand): the stock
-		// moved all the same, so the movement is applied, without it.
-		m.OrderID, m.LineID = nil, nil
-		p.Stats.Unlinked++
 	}
 	if ts > 0 && m.OccurredAt > ts+maxSkew.Milliseconds() {
 		return nil, invalid("occurred_at %d lies more than %v after the record's timestamp %d", m.OccurredAt, maxSkew, ts)
@@ -507,17 +502,20 @@ type NodeReemit struct {
 
 // NodeChanged re-emits the ATS of the SKUs stocked at node, found through
 // the node -> SKU index, so the work is proportional to the SKUs at that
-// node. Up to Config.ReemitBatch of them are marked dirty at once (all of
-// them, for most nodes: the next Flush re-emits them); a node with more
-// continues like a channel change, a batch per Flush from a cursor kept in
-// the store. A node stocking a million SKUs would otherwise make one
+// node. Node changes mark up to Config.ReemitBatch SKUs dirty per
+// transaction in all (every SKU of most nodes at once: the next Flush
+// re-emits them); the rest follows like a channel change, a batch per Flush
+// from a cursor per node kept in the store. A node stocking a million SKUs would otherwise make one
 // transaction of a million updates, longer than the transaction timeout,
 // which would abort it at every retry.
 func (p *Processor) NodeChanged(st Store, node string, ts int64) error {
 	c := NodeReemit{Node: node, TS: ts}
-	_, more, err := p.reemitNode(st, &c, p.cfg.ReemitBatch)
-	if err != nil {
-		return err
+	more := true // with no budget left this transaction, all of it later
+	if budget := p.cfg.ReemitBatch - p.nodeReemitted; budget > 0 {
+		var err error
+		if _, more, err = p.reemitNode(st, &c, budget); err != nil {
+			return err
+		}
 	}
 	cur, err := st.NodeReemits()
 	if err != nil {
@@ -546,6 +544,7 @@ func (p *Processor) reemitNode(st Store, c *NodeReemit, limit int) (n int, more 
 		n++
 		return nil
 	})
+	p.nodeReemitted += n
 	return n, more, err
 }
 
@@ -595,12 +594,15 @@ func (p *Processor) continueReemit(st Store) error {
 // continueNodeReemits marks the next Config.ReemitBatch SKUs of the node
 // re-emits dirty, node by node, and moves their cursors.
 func (p *Processor) continueNodeReemits(st Store) error {
+	budget := p.cfg.ReemitBatch - p.nodeReemitted
+	if budget <= 0 {
+		return nil
+	}
 	cur, err := st.NodeReemits()
 	if err != nil || len(cur) == 0 {
 		return err
 	}
 	next := slices.Clone(cur)
-	budget := p.cfg.ReemitBatch
 	for i := range next {
 		if budget == 0 {
 			break
@@ -682,6 +684,7 @@ func (p *Processor) Flush(st Store, t Tables, emit func(*schemas.AtsUpdate) erro
 }
 
 func (p *Processor) clearTxn() {
+	p.nodeReemitted = 0
 	if len(p.skus) > 1<<16 {
 		p.skus = make(map[string]int32) // do not keep a re-emit's map
 		p.txn, p.order = nil, nil

@@ -155,27 +155,19 @@ func TestChannelATS(t *testing.T) {
 	}
 }
 
-// A movement whose order link is no id an order can have (an older
-// version may have accepted it): the stock moved all the same, so it is
-// applied, without the link (no CONSUME notice), and counted.
-func TestMovementWithBadOrderLinkApplied(t *testing.T) {
+// A movement's order link (order_id, line_id) is only looked up (a
+// reservation to consume, a notice for the router): ids an older version
+// accepted still reach their order.
+func TestMovementOrderLinkNotChecked(t *testing.T) {
+	order, line := strings.Repeat("o", schemas.MaxIDBytes+1), "1\x00x"
+	m := &schemas.StockMovement{MovementID: "m2", SKU: "A", NodeID: "W1", Type: schemas.Shipment, Qty: 2, OrderID: &order, LineID: &line, OccurredAt: 1}
+	if err := Validate([]byte("A"), m); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
 	st := newMemStore()
 	p := New(Config{})
-	order, line := "o\x001", "1"
-	m := &schemas.StockMovement{MovementID: "m1", SKU: "A", NodeID: "W1", Type: schemas.Receipt, Qty: 5, OccurredAt: 1}
-	if _, err := p.Movement(st, []byte("A"), m, 1); err != nil {
-		t.Fatal(err)
-	}
-	m = &schemas.StockMovement{MovementID: "m2", SKU: "A", NodeID: "W1", Type: schemas.Shipment, Qty: 2, OrderID: &order, LineID: &line, OccurredAt: 1}
 	notice, err := p.Movement(st, []byte("A"), m, 1)
-	if err != nil || notice != nil {
-		t.Fatalf("Movement = %v, %v; want applied without a notice", notice, err)
-	}
-	tables := &memTables{nodes: map[string]*schemas.Node{}, channels: map[string]*schemas.Channel{}}
-	if err := p.Flush(st, tables, func(*schemas.AtsUpdate) error { return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if got := st.skus["A"].Nodes[0].OnHand; got != 3 || p.Stats.Unlinked != 1 {
-		t.Fatalf("on_hand %d, unlinked %d; want 3 and 1", got, p.Stats.Unlinked)
+	if err != nil || notice == nil || notice.OrderID != order || notice.LineID != line {
+		t.Fatalf("Movement = %+v, %v; want a CONSUME notice for the order", notice, err)
 	}
 }

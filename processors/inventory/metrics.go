@@ -14,7 +14,6 @@ type Metrics struct {
 	applied    *prometheus.CounterVec
 	duplicates *prometheus.CounterVec
 	negative   *prometheus.CounterVec
-	unlinked   *prometheus.CounterVec
 	emitted    *prometheus.CounterVec
 	commands   *prometheus.CounterVec
 }
@@ -29,12 +28,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		applied:    vec("movements_applied_total", "Stock movements applied (including transactions later aborted)."),
 		duplicates: vec("movements_duplicate_total", "Stock movements ignored because their movement_id was already applied."),
 		negative:   vec("negative_on_hand_total", "Movements that left a node's on_hand below zero (availability clamped at 0)."),
-		unlinked:   vec("movements_unlinked_total", "Movements applied without their order link: order_id or line_id is no id an order can have."),
 		emitted:    vec("ats_updates_total", "ATS updates emitted."),
 	}
 	m.commands = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "invroute_inventory_reservation_commands_total",
 		Help: "Reservation commands by outcome: reserved, refused (not enough stock), released."}, []string{"partition", "outcome"})
-	reg.MustRegister(m.applied, m.duplicates, m.negative, m.unlinked, m.emitted, m.commands)
+	reg.MustRegister(m.applied, m.duplicates, m.negative, m.emitted, m.commands)
 	return m
 }
 
@@ -44,8 +42,7 @@ func (m *Metrics) Observe(p int32, s Stats) {
 	defer m.mu.Unlock()
 	prev := m.last[p]
 	if s.Applied < prev.Applied || s.Duplicates < prev.Duplicates || s.Emitted < prev.Emitted ||
-		s.Reserved < prev.Reserved || s.Refused < prev.Refused || s.Released < prev.Released || s.Negative < prev.Negative ||
-		s.Unlinked < prev.Unlinked {
+		s.Reserved < prev.Reserved || s.Refused < prev.Refused || s.Released < prev.Released || s.Negative < prev.Negative {
 		// a new processor for p after a rebalance
 		prev = Stats{}
 	}
@@ -54,7 +51,6 @@ func (m *Metrics) Observe(p int32, s Stats) {
 	m.applied.WithLabelValues(l).Add(float64(s.Applied - prev.Applied))
 	m.duplicates.WithLabelValues(l).Add(float64(s.Duplicates - prev.Duplicates))
 	m.negative.WithLabelValues(l).Add(float64(s.Negative - prev.Negative))
-	m.unlinked.WithLabelValues(l).Add(float64(s.Unlinked - prev.Unlinked))
 	m.emitted.WithLabelValues(l).Add(float64(s.Emitted - prev.Emitted))
 	m.commands.WithLabelValues(l, "reserved").Add(float64(s.Reserved - prev.Reserved))
 	m.commands.WithLabelValues(l, "refused").Add(float64(s.Refused - prev.Refused))

@@ -75,10 +75,10 @@ func sumKeys(s *sink) int {
 }
 
 // TestNodeReemitOnPebble: a node change re-emits exactly the SKUs stocked
-// at that node, each once, at most two batches per transaction (the one
-// taken at the change and the Flush's), through commits; two nodes that
-// change together share the batches; a task reopened in the middle goes on
-// from the cursor in the store.
+// at that node, each once, at most one batch per transaction, through
+// commits; nodes that change together share the batches (a bulk update of
+// many nodes is no larger a transaction); a task reopened in the middle
+// goes on from the cursor in the store.
 func TestNodeReemitOnPebble(t *testing.T) {
 	dir := t.TempDir()
 	st, err := state.Open(dir, nil)
@@ -93,14 +93,20 @@ func TestNodeReemitOnPebble(t *testing.T) {
 	stockAt(t, tk, st, "W2", w2)
 	stockAt(t, tk, st, "W2", w1[:10]) // ten SKUs at both
 
+	// A SKU at both nodes may be re-emitted once per node (in two
+	// transactions), like a channel re-emit's extra update: harmless.
+	both := map[string]bool{}
+	for _, k := range w1[:10] {
+		both[k] = true
+	}
 	check := func(name string, out *sink, want []string) {
 		t.Helper()
 		if len(out.keys) != len(want) {
 			t.Errorf("%s: %d SKUs re-emitted, want %d", name, len(out.keys), len(want))
 		}
 		for _, k := range want {
-			if out.keys[k] != 1 {
-				t.Errorf("%s: %s re-emitted %d times, want once", name, k, out.keys[k])
+			if n := out.keys[k]; n != 1 && !(both[k] && n == 2) {
+				t.Errorf("%s: %s re-emitted %d times, want once", name, k, n)
 			}
 		}
 	}
@@ -111,8 +117,8 @@ func TestNodeReemitOnPebble(t *testing.T) {
 	}
 	rounds, most := reemitRounds(t, tk, st, out, 100)
 	check("W1", out, w1)
-	if most > 2*batch || rounds > len(w1)/batch {
-		t.Errorf("W1: %d transactions, at most %d updates in one; want at most %d of at most %d", rounds, most, len(w1)/batch, 2*batch)
+	if most > batch || rounds > len(w1)/batch+1 {
+		t.Errorf("W1: %d transactions, at most %d updates in one; want at most %d of at most %d", rounds, most, len(w1)/batch+1, batch)
 	}
 
 	out = &sink{keys: map[string]int{}}
@@ -123,8 +129,8 @@ func TestNodeReemitOnPebble(t *testing.T) {
 	}
 	_, most = reemitRounds(t, tk, st, out, 100)
 	check("W1 and W2", out, append(append([]string{}, w1...), w2...))
-	if most > 3*batch {
-		t.Errorf("W1 and W2: %d updates in one transaction, want at most %d", most, 3*batch)
+	if most > batch {
+		t.Errorf("W1 and W2: %d updates in one transaction, want at most %d", most, batch)
 	}
 
 	// A crash in the middle: the cursor committed, a new task goes on.
