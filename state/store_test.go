@@ -157,6 +157,7 @@ func TestCheckpointEncoding(t *testing.T) {
 func FuzzDecodeCheckpoint(f *testing.F) {
 	f.Add(appendCheckpoint(nil, cpAt(7)))
 	f.Add([]byte{1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add(appendCheckpoint(nil, Checkpoint{ChangelogOffset: 3, SyncedAt: 1_764_000_000_000}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cp, err := decodeCheckpoint(b)
 		if err != nil {
@@ -166,8 +167,8 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 			// Varints have one canonical form per value only if minimal;
 			// decoding must at least round-trip the value.
 			cp2, err := decodeCheckpoint(got)
-			if err != nil || !cp2.Equal(cp) {
-				t.Fatalf("re-encoding %x: %v %v", b, cp2, err)
+			if err != nil || !cp2.Equal(cp) || cp2.SyncedAt != cp.SyncedAt {
+				t.Fatalf("re-encoding %x: %v (synced %d) %v", b, cp2, cp2.SyncedAt, err)
 			}
 		}
 	})

@@ -254,6 +254,24 @@ func NewEngine(cfg Config, topo *Topology) (*Engine, error) {
 	return e, nil
 }
 
+// clientOptsLogger returns the logger Config.ClientOpts sets, if any (read
+// off a client that is built and closed, never used).
+func (e *Engine) clientOptsLogger() kgo.Logger {
+	if len(e.cfg.ClientOpts) == 0 {
+		return nil
+	}
+	probe, err := kgo.NewClient(e.clientOpts()...)
+	if err != nil {
+		return nil
+	}
+	defer probe.Close()
+	l, _ := probe.OptValue(kgo.WithLogger).(kgo.Logger)
+	if _, ours := l.(kgoLogger); ours {
+		return nil
+	}
+	return l
+}
+
 func (e *Engine) clientOpts(extra ...kgo.Opt) []kgo.Opt {
 	opts := []kgo.Opt{kgo.SeedBrokers(e.cfg.Brokers...), kgo.WithLogger(kgoLogger{l: e.log})}
 	opts = append(opts, extra...)
@@ -403,7 +421,7 @@ func (e *Engine) newSession() error {
 	if e.cfg.StaticMembership {
 		opts = append(opts, kgo.InstanceID(e.cfg.InstanceID))
 	}
-	opts = append(opts, kgo.WithLogger(kgoLogger{l: e.log, unconfirmed: &e.endUnconfirmed}))
+	opts = append(opts, kgo.WithLogger(kgoLogger{l: e.log, unconfirmed: &e.endUnconfirmed, next: e.clientOptsLogger()}))
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("topology: session: %w", err)

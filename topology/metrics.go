@@ -119,21 +119,34 @@ type kgoLogger struct {
 	// then reports not committed, as for an abort it chose.
 	// TestUnconfirmedCommitReinitialises fails if the message changes.
 	unconfirmed *atomic.Bool
+	// next, if set, is a logger Config.ClientOpts gave, which this one
+	// stands in for on the session's client: it gets what it asks for.
+	next kgo.Logger
 }
 
 func (k kgoLogger) Level() kgo.LogLevel {
+	lv := kgo.LogLevelWarn
 	if k.unconfirmed != nil {
-		return kgo.LogLevelInfo
+		lv = kgo.LogLevelInfo
 	}
-	return kgo.LogLevelWarn
+	if k.next != nil {
+		lv = max(lv, k.next.Level())
+	}
+	return lv
 }
 
 func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	if level == kgo.LogLevelInfo || level == kgo.LogLevelDebug {
-		if k.unconfirmed != nil && strings.Contains(msg, "unconfirmed") {
-			k.unconfirmed.Store(true)
+	if k.unconfirmed != nil && level == kgo.LogLevelInfo && strings.Contains(msg, "unconfirmed") {
+		k.unconfirmed.Store(true)
+	}
+	if k.next != nil {
+		if level <= k.next.Level() {
+			k.next.Log(level, msg, keyvals...)
 		}
-		return // info is for this alone: the engine logs at warn and above
+		return
+	}
+	if level == kgo.LogLevelInfo || level == kgo.LogLevelDebug {
+		return // info is for the watch alone: the engine logs at warn and above
 	}
 	lv := slog.LevelInfo
 	switch level {

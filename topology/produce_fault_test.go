@@ -1,9 +1,12 @@
 package topology
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -279,7 +282,12 @@ func TestOutputTooLargeDeadLetters(t *testing.T) {
 func TestUnconfirmedCommitReinitialises(t *testing.T) {
 	c := newCluster(t)
 	brokers := c.ListenAddrs()
-	eng, stop := runEngine(t, brokers, t.TempDir(), echoTopology())
+	// A logger of the caller's (Config.ClientOpts) still gets the session
+	// client's logs, the engine's watch notwithstanding.
+	var logs lockedBuffer
+	eng, stop := runEngine(t, brokers, t.TempDir(), echoTopology(), func(c *Config) {
+		c.ClientOpts = append(c.ClientOpts, kgo.WithLogger(kgo.BasicLogger(&logs, kgo.LogLevelInfo, nil)))
+	})
 	defer func() {
 		if err := stop(); err != nil {
 			t.Error(err)
@@ -311,6 +319,9 @@ func TestUnconfirmedCommitReinitialises(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(eng.m.reinits); n < 1 {
 		t.Errorf("re-initialisations: %v, want at least 1 (an unconfirmed commit is an unknown outcome)", n)
+	}
+	if !strings.Contains(logs.String(), "the commit is unconfirmed") {
+		t.Errorf("the ClientOpts logger did not get the session client's message")
 	}
 	n := 0
 	for _, k := range readCommitted(t, brokers, "out", 2*time.Second) {
@@ -362,4 +373,22 @@ func TestRebalanceDoesNotReinitialise(t *testing.T) {
 	if oa+ob != 4 || oa == 0 || ob == 0 {
 		t.Errorf("partitions owned a=%d b=%d, want 4 shared by both", oa, ob)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer for several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
