@@ -975,9 +975,9 @@ func (e *Engine) applyFault(ts *taskState, i int, err error) error {
 	return f
 }
 
-// errCommitNotConfirmed: a commit the client ended as an abort without
-// saying why (see end).
-var errCommitNotConfirmed = errors.New("topology: the commit ended as an abort in the client; its outcome is taken as unknown")
+// errCommitNotConfirmed: a commit franz-go ended as an abort because it
+// could not confirm it (see end).
+var errCommitNotConfirmed = errors.New("topology: the commit was not confirmed (ended as an abort by the client); its outcome is taken as unknown")
 
 // errPoison aborts a transaction in which a record's output was too large
 // to produce; the record is dead-lettered when processing comes back to it.
