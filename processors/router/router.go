@@ -404,12 +404,20 @@ func (s *step) holdReasons() []string {
 		}
 	}
 	if ev.DeliveryMethod == schemas.DeliveryShip && ev.ShipTo != nil {
-		if ch != nil && len(ch.ShipCountries) > 0 && !slices.Contains(ch.ShipCountries, ev.ShipTo.Country) {
-			why = append(why, fmt.Sprintf("ship-to country %q not served by channel %s", ev.ShipTo.Country, ch.ChannelID))
-		}
-		if ev.ShipTo.Lat == 0 && ev.ShipTo.Lon == 0 {
-			why = append(why, "ship-to address has no coordinates")
-		}
+		why = append(why, addressReasons(ch, ev.ShipTo)...)
+	}
+	return why
+}
+
+// addressReasons are the hold rules of a ship-to address under channel ch
+// (nil: not configured).
+func addressReasons(ch *schemas.Channel, to *schemas.Address) []string {
+	var why []string
+	if ch != nil && len(ch.ShipCountries) > 0 && !slices.Contains(ch.ShipCountries, to.Country) {
+		why = append(why, fmt.Sprintf("ship-to country %q not served by channel %s", to.Country, ch.ChannelID))
+	}
+	if to.Lat == 0 && to.Lon == 0 {
+		why = append(why, "ship-to address has no coordinates")
 	}
 	return why
 }
@@ -1182,6 +1190,13 @@ func (s *step) addressChanged(to *schemas.Address) error {
 	}
 	if slices.ContainsFunc(s.o.Lines, func(l schemas.LineStatus) bool { return l.QtyShipped > 0 }) {
 		s.o.Reason = "address change refused: part of the order has shipped"
+		return s.save()
+	}
+	// An address the order could not have been placed with (a country its
+	// channel does not serve, no coordinates) is refused: the order keeps
+	// the one it has.
+	if why := addressReasons(s.w.Channel(s.o.Placed.ChannelID), to); len(why) > 0 {
+		s.o.Reason = "address change refused: " + strings.Join(why, "; ")
 		return s.save()
 	}
 	s.o.Placed.ShipTo = to
