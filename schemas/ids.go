@@ -40,6 +40,17 @@ func CheckCoordinates(lat, lon float64) error {
 	return nil
 }
 
+// CheckIDs checks (field, id) pairs with CheckID and returns the first
+// error.
+func CheckIDs(fieldIDs ...string) error {
+	for i := 0; i+1 < len(fieldIDs); i += 2 {
+		if err := CheckID(fieldIDs[i], fieldIDs[i+1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // MaxQty bounds the quantity of one movement, order line or reservation
 // command (and a COUNT's on_hand): a billion units. Sums of such quantities
 // over a SKU's nodes, or an order's lines, then stay far from int64's limit.

@@ -75,6 +75,9 @@ type Engine struct {
 	// endUnconfirmed: franz-go said the commit End tried is unconfirmed
 	// (see kgoLogger); reset before every End.
 	endUnconfirmed atomic.Bool
+	// optsLogger is the logger Config.ClientOpts sets, if any: the
+	// session's logger passes it what it asks for (clientOptsLogger).
+	optsLogger kgo.Logger
 	// now is the timestamp of the records produced: read from the clock by
 	// the loop after every poll and before the flush, read-only while
 	// tasks run. franz-go would otherwise read the clock for every record
@@ -251,6 +254,7 @@ func NewEngine(cfg Config, topo *Topology) (*Engine, error) {
 	for _, o := range topo.Outputs {
 		e.outputs[o.Topic] = output{Output: o, name: cfg.TopicPrefix + string(o.Topic)}
 	}
+	e.optsLogger = e.clientOptsLogger()
 	return e, nil
 }
 
@@ -421,7 +425,7 @@ func (e *Engine) newSession() error {
 	if e.cfg.StaticMembership {
 		opts = append(opts, kgo.InstanceID(e.cfg.InstanceID))
 	}
-	opts = append(opts, kgo.WithLogger(kgoLogger{l: e.log, unconfirmed: &e.endUnconfirmed, next: e.clientOptsLogger()}))
+	opts = append(opts, kgo.WithLogger(kgoLogger{l: e.log, unconfirmed: &e.endUnconfirmed, next: e.optsLogger}))
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("topology: session: %w", err)

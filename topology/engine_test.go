@@ -60,27 +60,14 @@ func TestGlobalChangeSurvivesAbort(t *testing.T) {
 	defer cl.Close()
 	// Wait until the engine owns its partition (the output topic exists and
 	// the group is stable), then arm: the next commit is refused as abortable.
-	deadline := time.Now().Add(30 * time.Second)
-	for eng.owned.Load() != 1 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitOwned(eng, 1)
 	// The partition has state (global changes are delivered to partitions
 	// whose store holds data; an empty one has no outputs to correct).
 	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte("k"), Value: []byte("v")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, cl, "k")
-	var aborted atomic.Int32
-	c.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		r := req.(*kmsg.EndTxnRequest)
-		if !r.Commit {
-			return nil, nil, false
-		}
-		aborted.Add(1)
-		resp := r.ResponseKind().(*kmsg.EndTxnResponse)
-		resp.ErrorCode = kerr.TransactionAbortable.Code
-		return resp, nil, true
-	})
+	aborted := refuseNextCommit(c, kerr.TransactionAbortable.Code)
 	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "glob", Key: []byte("node-1"), Value: []byte("x")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +75,33 @@ func TestGlobalChangeSurvivesAbort(t *testing.T) {
 	if aborted.Load() != 1 {
 		t.Errorf("%d commits were refused, want exactly 1", aborted.Load())
 	}
+}
+
+// waitOwned waits (30 s at most) until eng owns n partitions and says
+// whether it does.
+func waitOwned(eng *Engine, n int32) bool {
+	deadline := time.Now().Add(30 * time.Second)
+	for eng.owned.Load() != n && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return eng.owned.Load() == n
+}
+
+// refuseNextCommit makes c answer the next EndTxn that commits with code,
+// without committing; the count says how many it answered (1 once it has).
+func refuseNextCommit(c *kfake.Cluster, code int16) *atomic.Int32 {
+	var refused atomic.Int32
+	c.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		r := req.(*kmsg.EndTxnRequest)
+		if !r.Commit {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		resp := r.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = code
+		return resp, nil, true
+	})
+	return &refused
 }
 
 // newCluster is a one-broker kfake cluster, closed when the test ends.

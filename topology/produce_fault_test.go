@@ -38,6 +38,36 @@ func readCommitted(t *testing.T, brokers []string, topic string, d time.Duration
 	return keys
 }
 
+// countKey counts k in keys.
+func countKey(keys []string, k string) int {
+	n := 0
+	for _, x := range keys {
+		if x == k {
+			n++
+		}
+	}
+	return n
+}
+
+// storeHas says which of keys the store "st" of partition 0 holds.
+func storeHas(t *testing.T, eng *Engine, keys ...string) map[string]bool {
+	t.Helper()
+	got := map[string]bool{}
+	if err := eng.Query(context.Background(), 0, func(s map[string]*state.Store) error {
+		for _, k := range keys {
+			_, ok, err := s["st"].Get([]byte(k))
+			if err != nil {
+				return err
+			}
+			got[k] = ok
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 // The broker refuses a transaction's changelog batch for good
 // (INVALID_RECORD fails the records, not the producer id) while the end
 // of the transaction flushes it. The transaction must abort, not commit
@@ -81,10 +111,7 @@ func TestRefusedOutputAborts(t *testing.T) {
 	defer stop()
 	cl := outClient(t, brokers)
 	defer cl.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for eng.owned.Load() != 1 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitOwned(eng, 1)
 	time.Sleep(time.Second) // the task's first writes (global positions) committed: the next changelog batch is k1's
 	tds, err := kadm.NewClient(cl).ListTopics(context.Background(), "st-changelog")
 	if err != nil || tds["st-changelog"].Err != nil {
@@ -102,29 +129,13 @@ func TestRefusedOutputAborts(t *testing.T) {
 	if n := testutil.ToFloat64(eng.m.aborted); n < 1 {
 		t.Errorf("aborted transactions: %v, want at least 1 (the refused changelog's)", n)
 	}
-	n := 0
-	for _, k := range readCommitted(t, brokers, "st-changelog", 2*time.Second) {
-		if k == "k1" {
-			n++
-		}
-	}
-	if n != 1 {
+	if n := countKey(readCommitted(t, brokers, "st-changelog", 2*time.Second), "k1"); n != 1 {
 		t.Errorf("changelog holds k1 %d times (read_committed), want 1: the output committed without its changelog", n)
 	}
-	var inStore bool
-	if err := eng.Query(context.Background(), 0, func(s map[string]*state.Store) error {
-		_, inStore, err = s["st"].Get([]byte("k1"))
-		return err
-	}); err != nil || !inStore {
-		t.Errorf("k1 in the store: %v (%v)", inStore, err)
+	if got := storeHas(t, eng, "k1"); !got["k1"] {
+		t.Errorf("k1 in the store: %v", got["k1"])
 	}
-	outs := 0
-	for _, k := range readCommitted(t, brokers, "out", 2*time.Second) {
-		if k == "k1" {
-			outs++
-		}
-	}
-	if outs != 1 {
+	if outs := countKey(readCommitted(t, brokers, "out", 2*time.Second), "k1"); outs != 1 {
 		t.Errorf("output k1 committed %d times, want 1", outs)
 	}
 }
@@ -264,12 +275,8 @@ func TestOutputTooLargeDeadLetters(t *testing.T) {
 	if n := testutil.ToFloat64(eng.m.aborted); n != 1 {
 		t.Errorf("%v transactions aborted, want 1", n)
 	}
-	var inStore bool
-	if err := eng.Query(context.Background(), 0, func(s map[string]*state.Store) error {
-		_, inStore, err = s["st"].Get([]byte("big"))
-		return err
-	}); err != nil || inStore {
-		t.Errorf("the dead-lettered record is in the store: %v (%v)", inStore, err)
+	if got := storeHas(t, eng, "big"); got["big"] {
+		t.Errorf("the dead-lettered record is in the store")
 	}
 }
 
@@ -299,17 +306,7 @@ func TestUnconfirmedCommitReinitialises(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, cl, "k0")
-	var refused atomic.Int32
-	c.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		r := req.(*kmsg.EndTxnRequest)
-		if !r.Commit {
-			return nil, nil, false
-		}
-		refused.Add(1)
-		resp := r.ResponseKind().(*kmsg.EndTxnResponse)
-		resp.ErrorCode = kerr.UnknownServerError.Code
-		return resp, nil, true
-	})
+	refused := refuseNextCommit(c, kerr.UnknownServerError.Code)
 	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte("k1"), Value: []byte("v")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
@@ -323,13 +320,7 @@ func TestUnconfirmedCommitReinitialises(t *testing.T) {
 	if !strings.Contains(logs.String(), "the commit is unconfirmed") {
 		t.Errorf("the ClientOpts logger did not get the session client's message")
 	}
-	n := 0
-	for _, k := range readCommitted(t, brokers, "out", 2*time.Second) {
-		if k == "k1" {
-			n++
-		}
-	}
-	if n != 1 {
+	if n := countKey(readCommitted(t, brokers, "out", 2*time.Second), "k1"); n != 1 {
 		t.Errorf("output k1 committed %d times, want 1", n)
 	}
 }

@@ -188,11 +188,7 @@ func (env *faultEnv) start(t *testing.T, topo *Topology, cfg func(*Config)) *eng
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &engineRun{eng: eng, cancel: cancel, done: make(chan struct{})}
 	go func() { r.err = eng.Run(ctx); close(r.done) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for eng.owned.Load() != 1 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if eng.owned.Load() != 1 {
+	if !waitOwned(eng, 1) {
 		cancel()
 		<-r.done
 		t.Fatalf("the engine did not take its partition: %v", r.err)

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/invroute/invroute/state"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -67,23 +66,8 @@ func TestStaleCheckpointRestoresFromStart(t *testing.T) {
 				c.clock = func() time.Time { return later }
 			})
 			defer stop()
-			deadline := time.Now().Add(30 * time.Second)
-			for eng.owned.Load() != 1 && time.Now().Before(deadline) {
-				time.Sleep(20 * time.Millisecond)
-			}
-			got := map[string]bool{}
-			if err := eng.Query(context.Background(), 0, func(s map[string]*state.Store) error {
-				for _, k := range []string{"k0", "k1", "k4", "k9"} {
-					_, ok, err := s["st"].Get([]byte(k))
-					if err != nil {
-						return err
-					}
-					got[k] = ok
-				}
-				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
+			waitOwned(eng, 1)
+			got := storeHas(t, eng, "k0", "k1", "k4", "k9")
 			if want := !tc.quiet; !got["k0"] || got["k1"] == want || !got["k4"] || got["k9"] != want {
 				t.Errorf("store holds %v, want k0 and k4, and k9 instead of k1 unless nothing was written", got)
 			}

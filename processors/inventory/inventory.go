@@ -217,10 +217,8 @@ func Validate(key []byte, m *schemas.StockMovement) error {
 
 // checkIDs checks (field, id) pairs with schemas.CheckID.
 func checkIDs(fieldIDs ...string) error {
-	for i := 0; i+1 < len(fieldIDs); i += 2 {
-		if err := schemas.CheckID(fieldIDs[i], fieldIDs[i+1]); err != nil {
-			return &InvalidError{Reason: err.Error()}
-		}
+	if err := schemas.CheckIDs(fieldIDs...); err != nil {
+		return &InvalidError{Reason: err.Error()}
 	}
 	return nil
 }

@@ -22,15 +22,7 @@ func stockAt(t testing.TB, tk *Task, st *state.Store, node string, skus []string
 			t.Fatal(err)
 		}
 		if i%500 == 499 || i == len(skus)-1 {
-			if err := tk.Flush(out); err != nil {
-				t.Fatal(err)
-			}
-			if err := st.Prepare(); err != nil {
-				t.Fatal(err)
-			}
-			if err := st.Commit(state.Checkpoint{}); err != nil {
-				t.Fatal(err)
-			}
+			flushCommit(t, tk, st, out)
 		}
 	}
 }
@@ -49,15 +41,7 @@ func reemitRounds(t testing.TB, tk *Task, st *state.Store, out *sink, limit int)
 	t.Helper()
 	for first := true; first || tk.Pending(); first = false {
 		before := sumKeys(out)
-		if err := tk.Flush(out); err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Prepare(); err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Commit(state.Checkpoint{}); err != nil {
-			t.Fatal(err)
-		}
+		flushCommit(t, tk, st, out)
 		most = max(most, sumKeys(out)-before)
 		if rounds++; rounds > limit {
 			t.Fatalf("re-emit still pending after %d transactions", rounds)
@@ -139,10 +123,7 @@ func TestNodeReemitOnPebble(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 5 {
-		if err := tk.Flush(out); err != nil {
-			t.Fatal(err)
-		}
-		commitStore(t, st)
+		flushCommit(t, tk, st, out)
 	}
 	if err := st.Close(); err != nil {
 		t.Fatal(err)

@@ -28,6 +28,15 @@ func newPebbleTask(t testing.TB, st *state.Store, cfg Config) *Task {
 	return task.(*Task)
 }
 
+// flushCommit flushes tk into out, then prepares and commits st.
+func flushCommit(t testing.TB, tk *Task, st *state.Store, out topology.Emitter) {
+	t.Helper()
+	if err := tk.Flush(out); err != nil {
+		t.Fatal(err)
+	}
+	commitStore(t, st)
+}
+
 // commitStore prepares and commits st's open transaction.
 func commitStore(t testing.TB, st *state.Store) {
 	t.Helper()
@@ -322,15 +331,7 @@ func TestReservationsOnPebble(t *testing.T) {
 	}
 	commit := func(st *state.Store, tk *Task, out topology.Emitter) {
 		t.Helper()
-		if err := tk.Flush(out); err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Prepare(); err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Commit(state.Checkpoint{}); err != nil {
-			t.Fatal(err)
-		}
+		flushCommit(t, tk, st, out)
 	}
 	command := func(tk *Task, out topology.Emitter, c schemas.ReservationCommand) {
 		t.Helper()

@@ -231,10 +231,8 @@ func clip(s string, n int) string {
 // checkIDs checks (field, id) pairs with schemas.CheckID; an optional id
 // (channel_id, customer_id) is passed only when set.
 func checkIDs(fieldIDs ...string) error {
-	for i := 0; i+1 < len(fieldIDs); i += 2 {
-		if err := schemas.CheckID(fieldIDs[i], fieldIDs[i+1]); err != nil {
-			return &InvalidError{Reason: err.Error()}
-		}
+	if err := schemas.CheckIDs(fieldIDs...); err != nil {
+		return &InvalidError{Reason: err.Error()}
 	}
 	return nil
 }
