@@ -372,6 +372,7 @@ var errSessionFailed = errors.New("topology: transactional session failed")
 // passthrough uses them too, so that the comparison is fair.
 func SessionOpts(group, txnID string, txnTimeout, sessionTimeout time.Duration, topics ...string) []kgo.Opt {
 	return []kgo.Opt{
+		kgo.MetadataMinAge(SessionMetadataMinAge),
 		kgo.TransactionalID(txnID),
 		kgo.TransactionTimeout(txnTimeout),
 		kgo.ConsumerGroup(group),
@@ -385,6 +386,23 @@ func SessionOpts(group, txnID string, txnTimeout, sessionTimeout time.Duration, 
 		kgo.SessionTimeout(sessionTimeout),
 	}
 }
+
+// SessionMetadataMinAge is the session client's shortest time between two
+// metadata requests (franz-go's default is 5 s). franz-go retries a
+// produce that failed with a retriable error only after a metadata update,
+// and a retry within that time of the last update waits for the rest of it.
+// A common such error is CONCURRENT_TRANSACTIONS: with Kafka 4's
+// transactions (KIP-890) the first produce of a transaction adds its
+// partitions, and if the broker is still writing the markers of the
+// transaction before, after its own short retries (the broker's
+// add.partitions.to.txn.retry.backoff.max.ms, 100 ms), it answers that. With
+// the default, that transaction then waited 5 s for its flush, and every
+// partition with it: on the local broker in 4 of 22 bench rounds, mostly
+// right after the first commit (TestConcurrentTransactionsRetriedPromptly).
+// The Java client
+// waits retry.backoff.ms (100 ms) before such a metadata refresh; 200 ms
+// keeps a broker that is down from being asked much more often than that.
+const SessionMetadataMinAge = 200 * time.Millisecond
 
 // closeSession leaves the group (bounded: the broker may be down) and
 // closes the session; revocations it triggers belong to the closed session

@@ -473,3 +473,69 @@ func TestOutputTimestamps(t *testing.T) {
 		t.Errorf("timestamps %v then %v: not increasing", produced["first"], produced["second"])
 	}
 }
+
+// TestConcurrentTransactionsRetriedPromptly: the broker answers the first
+// produce of a transaction with CONCURRENT_TRANSACTIONS (it is still
+// writing the markers of the transaction before), twice in a row. franz-go
+// retries it after a metadata update; with its default MetadataMinAge the
+// second retry waited up to 5 s for the update (the first had just
+// happened), and so did every partition. The record must be out well
+// before that.
+func TestConcurrentTransactionsRetriedPromptly(t *testing.T) {
+	c := newCluster(t)
+	brokers := c.ListenAddrs()
+	eng, stop := runEngine(t, brokers, t.TempDir(), echoTopology())
+	defer func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	cl := outClient(t, brokers)
+	defer cl.Close()
+	if !waitOwned(eng, 1) {
+		t.Fatal("the engine did not get its partition")
+	}
+	produce := func(key string) {
+		t.Helper()
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte(key), Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce("k1")
+	waitFor(t, cl, "k1")
+
+	var refused atomic.Int32
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		r := req.(*kmsg.ProduceRequest)
+		if r.TransactionID == nil || refused.Load() >= 2 {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		resp := r.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.ConcurrentTransactions.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	start := time.Now()
+	produce("k2")
+	waitFor(t, cl, "k2")
+	took := time.Since(start)
+	t.Logf("took %v", took)
+	if n := refused.Load(); n != 2 {
+		t.Fatalf("%d produce requests were refused, want 2", n)
+	}
+	// 5 s with franz-go's default; a few hundred ms with the engine's.
+	if took > 3*time.Second {
+		t.Errorf("the record took %v to come out after two CONCURRENT_TRANSACTIONS answers, want well under franz-go's default 5 s metadata wait", took)
+	}
+}
