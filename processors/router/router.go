@@ -920,6 +920,7 @@ func (s *step) reserved(res *schemas.ReservationResult) error {
 	h.Pending = false
 	if res.OK {
 		h.Qty = max(0, res.Qty-s.committedAt(res.LineID, res.NodeID)) // the inventory holds the sum
+		s.capToOpen(h)
 	} else {
 		s.o.Refused = true
 		s.o.Caps = append(s.o.Caps, schemas.Cap{SKU: res.SKU, NodeID: res.NodeID, Available: res.Available})
@@ -938,6 +939,34 @@ func (s *step) reserved(res *schemas.ReservationResult) error {
 		}
 	}
 	return s.save()
+}
+
+// capToOpen lowers a granted tentative hold h to what its line still has
+// open, and the inventory's hold with it. A SHIPMENT counted while the
+// RESERVE was in flight (a retry racing the node's shipment of the line's
+// first units) consumed the committed hold the command's quantity counted
+// on: without the cap the round would hold, and ask the node to ship,
+// units that already left. Only settled holds count against the line
+// (another pending answer caps itself when it comes); lowering a hold is
+// always granted.
+func (s *step) capToOpen(h *schemas.Hold) {
+	i := s.line(h.LineID)
+	if i < 0 {
+		return
+	}
+	l := &s.o.Lines[i]
+	held := int64(0)
+	for _, o := range s.o.Holds {
+		if o.LineID == h.LineID && !o.Pending {
+			held += o.Qty
+		}
+	}
+	excess := held - max(0, l.Qty-l.QtyCancelled-l.QtyShipped)
+	if excess <= 0 || h.Qty == 0 {
+		return
+	}
+	h.Qty -= min(excess, h.Qty)
+	s.setHeld(h.LineID, h.SKU, h.NodeID, s.committedAt(h.LineID, h.NodeID)+h.Qty)
 }
 
 // shipped applies a SHIPMENT of an order line (the inventory consumed the
@@ -1084,17 +1113,48 @@ func (s *step) lineLeftRound(id string) {
 	}
 }
 
-// releaseLine releases every hold of a line.
+// releaseLine releases every hold of a line, when it is done (shipped in
+// full or cancelled).
+//
+// It also releases at every node the line was requested from when the
+// line had commands after its first reservation there (the order had
+// feedback, or the line was routed more than once): such a command may
+// have reached the inventory after a SHIPMENT it did not know of, and its
+// absolute quantity then undid the shipment's decrement, a hold the
+// router's view does not have (the known defect under Guarantees). A
+// RELEASE sets the line's hold at the node to 0 whatever it is, so the
+// leak ends with the line instead of never. Lines routed once, to one
+// node, with no feedback (nearly all) cost no extra command.
 func (s *step) releaseLine(id string) {
+	released := map[string]bool{}
 	s.o.Holds = slices.DeleteFunc(s.o.Holds, func(h schemas.Hold) bool {
 		if h.LineID != id {
 			return false
 		}
 		if h.Qty > 0 || h.Pending {
 			s.command(schemas.Release, h.LineID, h.SKU, h.NodeID, 0, false)
+			released[h.NodeID] = true
 		}
 		return true
 	})
+	type requested struct{ sku, node string }
+	var at []requested
+	for _, sh := range s.o.Shipments {
+		for _, l := range sh.Lines {
+			if l.LineID == id {
+				at = append(at, requested{l.SKU, sh.NodeID})
+			}
+		}
+	}
+	if len(s.o.FeedbackIDs) == 0 && len(at) <= 1 {
+		return
+	}
+	for _, r := range at {
+		if !released[r.node] {
+			s.command(schemas.Release, id, r.sku, r.node, 0, false)
+			released[r.node] = true
+		}
+	}
 }
 
 // cancelRequests sends CANCEL for the lines of requested shipments that
