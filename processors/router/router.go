@@ -1116,15 +1116,15 @@ func (s *step) lineLeftRound(id string) {
 // releaseLine releases every hold of a line, when it is done (shipped in
 // full or cancelled).
 //
-// It also releases at every node the line was requested from when the
-// line had commands after its first reservation there (the order had
-// feedback, or the line was routed more than once): such a command may
+// It also releases at every node the line was requested from unless the
+// line was routed once, in full, and its order had no feedback: otherwise
+// commands may have followed its first reservation, and such a command may
 // have reached the inventory after a SHIPMENT it did not know of, and its
 // absolute quantity then undid the shipment's decrement, a hold the
 // router's view does not have (the known defect under Guarantees). A
 // RELEASE sets the line's hold at the node to 0 whatever it is, so the
-// leak ends with the line instead of never. Lines routed once, to one
-// node, with no feedback (nearly all) cost no extra command.
+// leak ends with the line instead of never. Lines routed once, in full,
+// to one node, with no feedback (nearly all) cost no extra command.
 func (s *step) releaseLine(id string) {
 	released := map[string]bool{}
 	s.o.Holds = slices.DeleteFunc(s.o.Holds, func(h schemas.Hold) bool {
@@ -1139,14 +1139,20 @@ func (s *step) releaseLine(id string) {
 	})
 	type requested struct{ sku, node string }
 	var at []requested
+	var routed int64
 	for _, sh := range s.o.Shipments {
 		for _, l := range sh.Lines {
 			if l.LineID == id {
 				at = append(at, requested{l.SKU, sh.NodeID})
+				routed += l.Qty
 			}
 		}
 	}
-	if len(s.o.FeedbackIDs) == 0 && len(at) <= 1 {
+	// Routed once, in full, without feedback: no command followed the
+	// first reservation. A line routed in part may have had retry rounds
+	// whose absolute commands (hold what is committed) raced a shipment
+	// without adding a shipment.
+	if i := s.line(id); len(s.o.FeedbackIDs) == 0 && len(at) <= 1 && (i < 0 || routed == s.o.Lines[i].Qty) {
 		return
 	}
 	for _, r := range at {
