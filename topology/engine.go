@@ -399,9 +399,9 @@ func SessionOpts(group, txnID string, txnTimeout, sessionTimeout time.Duration, 
 // the default, that transaction then waited 5 s for its flush, and every
 // partition with it: on the local broker in 4 of 22 bench rounds, mostly
 // right after the first commit (TestConcurrentTransactionsRetriedPromptly).
-// The Java client
-// waits retry.backoff.ms (100 ms) before such a metadata refresh; 200 ms
-// keeps a broker that is down from being asked much more often than that.
+// The Java client waits retry.backoff.ms (100 ms) before such a metadata
+// refresh; 200 ms keeps a broker that is down from being asked much more
+// often than that. A ClientOpts MetadataMinAge overrides it.
 const SessionMetadataMinAge = 200 * time.Millisecond
 
 // closeSession leaves the group (bounded: the broker may be down) and
