@@ -186,7 +186,7 @@ func TestEnumSymbols(t *testing.T) {
 		"io.invroute.Priority":          strs(PriorityStandard, PriorityRush),
 		"io.invroute.DeliveryMethod":    strs(DeliveryShip, DeliveryPickup),
 		"io.invroute.FulfillmentPolicy": strs(ShipComplete, ShipAvailable),
-		"io.invroute.ReservationOp":     strs(Reserve, Release, Consume, Restock),
+		"io.invroute.ReservationOp":     strs(Reserve, Release, Consume, Restock, Decrease),
 		"io.invroute.DecisionStatus":    strs(DecisionRouted, DecisionPartiallyRouted, DecisionBackordered, DecisionRejected),
 		"io.invroute.FulfillmentAction": strs(ActionShip, ActionHoldForPickup, ActionCancel),
 		"io.invroute.FeedbackType":      strs(FeedbackShortPicked, FeedbackRejected),

@@ -127,7 +127,7 @@ func TestFastEncoders(t *testing.T) {
 			s.Seen = append(s.Seen, SeenMovement{IDHash: long(), OccurredAt: long()})
 		}
 		checkFastAppend(t, SKUStates, &s)
-		r := ReservationResult{OrderID: str(), LineID: str(), Type: []ReservationOp{Reserve, Release, Consume, Restock}[rng.IntN(4)],
+		r := ReservationResult{OrderID: str(), LineID: str(), Type: []ReservationOp{Reserve, Release, Consume, Restock, Decrease}[rng.IntN(5)],
 			SKU: str(), NodeID: str(), Qty: long(), Attempt: int32(long()), OK: rng.IntN(2) == 1, Reason: str(),
 			Available: long(), DecidedAt: long()}
 		checkFastAppend(t, ReservationResults, &r)

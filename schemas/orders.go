@@ -128,11 +128,18 @@ const (
 	// Restock is never a command: a RETURN_RESTOCK movement naming the
 	// order line put units back on hand; the router marks the line RETURNED.
 	Restock ReservationOp = "RESTOCK"
+	// Decrease lowers what the line holds at the node by Qty units (to no
+	// less than 0), a difference, not a state: it commutes with a SHIPMENT
+	// that consumes from the same hold, which an absolute quantity does not
+	// (a command issued before the router knew of the shipment would undo
+	// its decrement). The router uses it for a short pick. Always granted.
+	Decrease ReservationOp = "DECREASE"
 )
 
 // ReservationCommand asks the inventory processor to hold (Reserve) or stop
-// holding (Release) stock of one order line at one node. Internal topic,
-// key: sku. Both set a state, so a repeated command changes nothing: Reserve
+// holding (Release) stock of one order line at one node, or to hold fewer
+// units (Decrease). Internal topic, key: sku. Reserve and Release set a
+// state, so a repeated one changes nothing: Reserve
 // holds exactly Qty for (order, line, node) if the node can cover the
 // difference; Release holds nothing for it any more.
 type ReservationCommand struct {

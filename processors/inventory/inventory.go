@@ -364,10 +364,11 @@ func (p *Processor) consume(st Store, ns *schemas.NodeStock, m *schemas.StockMov
 // ValidateCommand checks a decoded reservation command against its key.
 func ValidateCommand(key []byte, c *schemas.ReservationCommand) error {
 	// A RESERVE makes a key of the ids: they must pass CheckID. A RELEASE
-	// only finds one, maybe made before the id rules: non-empty is enough.
-	if c.Type == schemas.Release {
+	// or DECREASE only finds one, maybe made before the id rules: non-empty
+	// is enough.
+	if c.Type == schemas.Release || c.Type == schemas.Decrease {
 		if c.OrderID == "" || c.LineID == "" || c.SKU == "" || c.NodeID == "" {
-			return invalid("RELEASE with an empty order_id, line_id, sku or node_id")
+			return invalid("%s with an empty order_id, line_id, sku or node_id", c.Type)
 		}
 	} else if err := checkIDs("order_id", c.OrderID, "line_id", c.LineID, "sku", c.SKU, "node_id", c.NodeID); err != nil {
 		return err
@@ -376,9 +377,9 @@ func ValidateCommand(key []byte, c *schemas.ReservationCommand) error {
 		return invalid("record key %q disagrees with sku %q", key, c.SKU)
 	}
 	switch c.Type {
-	case schemas.Reserve:
+	case schemas.Reserve, schemas.Decrease:
 		if c.Qty <= 0 || c.Qty > schemas.MaxQty {
-			return invalid("RESERVE qty must be in [1, %d], got %d", schemas.MaxQty, c.Qty)
+			return invalid("%s qty must be in [1, %d], got %d", c.Type, schemas.MaxQty, c.Qty)
 		}
 	case schemas.Release:
 	default:
@@ -421,9 +422,13 @@ func (p *Processor) Command(st Store, t Tables, key []byte, c *schemas.Reservati
 		return Available(n, c.SKU, ns.OnHand, ns.Reserved, c.AllowSafetyStock)
 	}
 	want := c.Qty
-	if c.Type == schemas.Release {
+	switch c.Type {
+	case schemas.Release:
 		want = 0
 		res.Qty = held
+	case schemas.Decrease: // a difference: commutes with a shipment's consume
+		want = max(0, held-c.Qty)
+		res.Qty = held - want
 	}
 	switch delta := want - held; {
 	case delta > room():
@@ -444,7 +449,7 @@ func (p *Processor) Command(st Store, t Tables, key []byte, c *schemas.Reservati
 	if c.Type == schemas.Reserve {
 		p.Stats.Reserved++
 	} else {
-		p.Stats.Released++
+		p.Stats.Released++ // RELEASE, DECREASE
 	}
 	res.OK = true
 	res.Available = room()

@@ -259,7 +259,7 @@ func TestDataDriven(t *testing.T) {
 					return "ok\n" + formatResult(res)
 				}
 				return "ok"
-			case "reserve", "release":
+			case "reserve", "release", "decrease":
 				c := &schemas.ReservationCommand{
 					OrderID:          arg(d, "order", ""),
 					LineID:           arg(d, "line", ""),

@@ -1377,7 +1377,20 @@ func (r *Router) Feedback(st Store, w World, out Out, key []byte, f *schemas.Ful
 	if s.o.Attempt > 0 && (dropped || s.pending()) {
 		s.o.Refused = true
 	}
-	s.setHeld(f.LineID, sku, node, s.committedAt(f.LineID, node))
+	if dropped {
+		// A round's RESERVE for this (line, node) may be in flight, with a
+		// quantity that counts what it dropped: state the whole hold after
+		// it (absolute, so a SHIPMENT of the line that overtakes this
+		// command can still leave a hold: see releaseLine).
+		s.setHeld(f.LineID, sku, node, s.committedAt(f.LineID, node))
+	} else {
+		// Lower the hold by what is short: a difference, which commutes
+		// with the SHIPMENT of the picked units the WMS sends at the same
+		// time (it may reach the inventory first; an absolute quantity
+		// would then undo its decrement).
+		s.out.Command(&schemas.ReservationCommand{OrderID: s.o.OrderID, LineID: f.LineID, Type: schemas.Decrease,
+			SKU: sku, NodeID: node, Qty: short, Attempt: 0, IssuedAt: s.ts})
+	}
 	s.dropFromShipments(f.LineID, f.NodeID, short)
 	why := fmt.Sprintf("node %s %s %d unit(s) of line %s", f.NodeID, strings.ToLower(strings.ReplaceAll(string(f.Type), "_", "-")), short, f.LineID)
 	if f.Reason != "" {

@@ -45,7 +45,7 @@ type capture struct {
 func (c *capture) Command(x *schemas.ReservationCommand) {
 	c.cmds = append(c.cmds, x)
 	fmt.Fprintf(&c.b, "%s %s/%s %s@%s", strings.ToLower(string(x.Type)), x.OrderID, x.LineID, x.SKU, x.NodeID)
-	if x.Type == schemas.Reserve {
+	if x.Type == schemas.Reserve || x.Type == schemas.Decrease {
 		fmt.Fprintf(&c.b, " qty=%d", x.Qty)
 	}
 	fmt.Fprintf(&c.b, " attempt=%d\n", x.Attempt)
@@ -126,8 +126,12 @@ func (f *fakeInventory) answer(c *schemas.ReservationCommand, refuse bool) *sche
 		room = max(0, room)
 	}
 	want := c.Qty
-	if c.Type == schemas.Release {
+	switch c.Type {
+	case schemas.Release:
 		want, res.Qty = 0, held
+	case schemas.Decrease: // as the inventory: a difference, at least 0
+		want = max(0, held-c.Qty)
+		res.Qty = held - want
 	}
 	if refuse { // the ats table was stale: the node has none left
 		res.Reason = "insufficient stock"
