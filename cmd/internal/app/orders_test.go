@@ -353,3 +353,86 @@ func TestCustomerScreen(t *testing.T) {
 		return ""
 	})
 }
+
+// TestShortPickRace: the WMS sends the SHIPMENT of the units it picked
+// and the SHORT_PICKED feedback for the rest together. The shipment
+// reaches the inventory in one hop, the feedback's command in two (router,
+// then inventory), so it lands after the shipment consumed its units. The
+// hold at the short node must end at zero while the line is still open
+// (its missing unit re-routed), not at the unit the shipment took: an
+// absolute "hold what is left" after the shipment (before the ninth
+// session) kept 1 unit held there for nothing. Then the line ships in
+// full and nothing is held anywhere.
+func TestShortPickRace(t *testing.T) {
+	brokers, real := testkit.Brokers(t)
+	t.Logf("brokers %s (real Kafka: %t)", brokers, real)
+	prefix := testkit.Prefix(t)
+	eng, stop := startFull(t, testOptions(t, brokers, prefix))
+	defer stop()
+	cl := testkit.Client(t, brokers)
+	stock := testkit.Stock{"A": {"W-PAR": 2, "W-BER": 5}}
+	seedNetwork(t, cl, eng, prefix, stock)
+
+	ev := schemas.OrderEvent{OrderID: "SP1", Type: schemas.EventPlaced, ChannelID: "web", CustomerID: "c",
+		CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard, DeliveryMethod: schemas.DeliveryShip,
+		ShipTo: &schemas.Address{Country: "FR", Lat: 48.85, Lon: 2.35}, Policy: schemas.ShipComplete, LineIDs: []string{},
+		Lines: []schemas.OrderLine{{LineID: "1", SKU: "A", Qty: 2}}}
+	testkit.Produce(t, cl, &kgo.Record{Topic: prefix + "orders", Key: []byte(ev.OrderID), Value: testkit.Encode(t, schemas.OrderEvents, &ev)})
+	ds := testkit.Decisions(t, brokers, prefix, 1, time.Minute)
+	d := ds["SP1"][0]
+	if len(d.Shipments) != 1 || len(d.Shipments[0].Lines) != 1 || d.Shipments[0].Lines[0].Qty != 2 {
+		t.Fatalf("decision %+v: want one shipment of 2 units", d)
+	}
+	short := d.Shipments[0].NodeID
+	other := map[string]string{"W-PAR": "W-BER", "W-BER": "W-PAR"}[short]
+
+	order, line := "SP1", "1"
+	shipment := func(id, node string) *kgo.Record {
+		m := schemas.StockMovement{MovementID: id, SKU: "A", NodeID: node, Type: schemas.Shipment, Qty: 1, OrderID: &order, LineID: &line}
+		return &kgo.Record{Topic: prefix + "stock-movements", Key: []byte("A"), Value: testkit.Encode(t, schemas.StockMovements, &m)}
+	}
+	f := schemas.FulfillmentFeedback{FeedbackID: "f1", OrderID: order, ShipmentID: d.Shipments[0].ShipmentID, NodeID: short,
+		LineID: line, Type: schemas.FeedbackShortPicked, QtyShipped: 1, QtyShort: 1}
+	testkit.Produce(t, cl, shipment("sp-ship-1", short),
+		&kgo.Record{Topic: prefix + "fulfillment-feedback", Key: []byte(order), Value: testkit.Encode(t, schemas.FulfillmentFeedbacks, &f)})
+
+	reservedAt := func() map[string]int64 {
+		r := map[string]int64{}
+		for _, n := range testkit.ReadAll(t, brokers, prefix).Last["A"].Nodes {
+			r[n.NodeID] = n.Reserved
+		}
+		return r
+	}
+	waitReserved := func(want map[string]int64) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			got := reservedAt()
+			if got[short] == want[short] && got[other] == want[other] {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("reserved %v, want %v (the short node is %s)", got, want, short)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	// The line is re-routed: 1 shipped from the short node, 1 held at the other.
+	waitStatuses(t, brokers, prefix, func(st map[string]schemas.OrderStatus) string {
+		s, ok := st[order]
+		if !ok || len(s.Lines) != 1 || s.Lines[0].QtyShipped != 1 || s.Lines[0].NodeID == nil || *s.Lines[0].NodeID != other {
+			return fmt.Sprintf("order %s is %+v, want 1 shipped and the rest routed to %s", order, s, other)
+		}
+		return ""
+	})
+	waitReserved(map[string]int64{short: 0, other: 1})
+
+	testkit.Produce(t, cl, shipment("sp-ship-2", other))
+	waitStatuses(t, brokers, prefix, func(st map[string]schemas.OrderStatus) string {
+		if s := st[order]; s.State != schemas.StateShipped {
+			return fmt.Sprintf("order %s is %s, want SHIPPED", order, s.State)
+		}
+		return ""
+	})
+	waitReserved(map[string]int64{short: 0, other: 0})
+}
