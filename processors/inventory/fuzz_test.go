@@ -27,6 +27,7 @@ func FuzzProcess(f *testing.F) {
 	for _, c := range []schemas.ReservationCommand{
 		{OrderID: "o1", LineID: "1", Type: schemas.Reserve, SKU: "A", NodeID: "W1", Qty: 2, Attempt: 1},
 		{OrderID: "o1", LineID: "1", Type: schemas.Release, SKU: "A", NodeID: "W1", Attempt: 1},
+		{OrderID: "o1", LineID: "1", Type: schemas.Decrease, SKU: "A", NodeID: "W1", Qty: 1},
 	} {
 		b, _ := schemas.ReservationCommands.Encode(&c)
 		f.Add(true, []byte(c.SKU), b)

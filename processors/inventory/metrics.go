@@ -31,7 +31,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		emitted:    vec("ats_updates_total", "ATS updates emitted."),
 	}
 	m.commands = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "invroute_inventory_reservation_commands_total",
-		Help: "Reservation commands by outcome: reserved, refused (not enough stock), released."}, []string{"partition", "outcome"})
+		Help: "Reservation commands by outcome: reserved, refused (not enough stock), released (RELEASE and DECREASE)."}, []string{"partition", "outcome"})
 	reg.MustRegister(m.applied, m.duplicates, m.negative, m.emitted, m.commands)
 	return m
 }

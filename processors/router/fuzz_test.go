@@ -44,6 +44,7 @@ func FuzzProcess(f *testing.F) {
 		{OrderID: "o1", LineID: "2", Type: schemas.Reserve, SKU: "A", NodeID: "W1", Qty: 1, Attempt: 1, Reason: "no", Available: 0},
 		{OrderID: "o1", LineID: "1", Type: schemas.Consume, SKU: "A", NodeID: "W1", Qty: 2, OK: true},
 		{OrderID: "o1", LineID: "1", Type: schemas.Restock, SKU: "A", NodeID: "W1", Qty: 1, OK: true},
+		{OrderID: "o1", LineID: "1", Type: schemas.Decrease, SKU: "A", NodeID: "W1", Qty: 1, OK: true},
 	} {
 		b, _ := schemas.ReservationResults.Encode(&r)
 		f.Add(uint8(1), []byte(r.OrderID), b)

@@ -1383,6 +1383,10 @@ func (r *Router) Feedback(st Store, w World, out Out, key []byte, f *schemas.Ful
 		// it (absolute, so a SHIPMENT of the line that overtakes this
 		// command can still leave a hold: see releaseLine).
 		s.setHeld(f.LineID, sku, node, s.committedAt(f.LineID, node))
+	} else if s.committedAt(f.LineID, node) == 0 {
+		// Nothing stays held there: RELEASE (0 whatever came before, which
+		// commutes with a shipment too, and clears a hold leaked earlier).
+		s.command(schemas.Release, f.LineID, sku, node, 0, false)
 	} else {
 		// Lower the hold by what is short: a difference, which commutes
 		// with the SHIPMENT of the picked units the WMS sends at the same
