@@ -1364,10 +1364,16 @@ func (r *Router) Feedback(st Store, w World, out Out, key []byte, f *schemas.Ful
 	// The node is short: what the open round asked of it for this line goes
 	// too (an answer still in flight is then stale), and the inventory
 	// holds only the committed rest there.
-	dropped := false
+	dropped, inFlight := false, false
+	var settled int64 // what answered tentative holds there added to the inventory's quantity
 	s.o.Holds = slices.DeleteFunc(s.o.Holds, func(t schemas.Hold) bool {
 		if t.Tentative && t.LineID == f.LineID && t.NodeID == node {
 			dropped = true
+			if t.Pending {
+				inFlight = true
+			} else {
+				settled += t.Qty
+			}
 			return true
 		}
 		return false
@@ -1377,23 +1383,25 @@ func (r *Router) Feedback(st Store, w World, out Out, key []byte, f *schemas.Ful
 	if s.o.Attempt > 0 && (dropped || s.pending()) {
 		s.o.Refused = true
 	}
-	if dropped {
-		// A round's RESERVE for this (line, node) may be in flight, with a
-		// quantity that counts what it dropped: state the whole hold after
-		// it (absolute, so a SHIPMENT of the line that overtakes this
-		// command can still leave a hold: see releaseLine).
-		s.setHeld(f.LineID, sku, node, s.committedAt(f.LineID, node))
-	} else if s.committedAt(f.LineID, node) == 0 {
+	switch left := s.committedAt(f.LineID, node); {
+	case left == 0:
 		// Nothing stays held there: RELEASE (0 whatever came before, which
 		// commutes with a shipment too, and clears a hold leaked earlier).
 		s.command(schemas.Release, f.LineID, sku, node, 0, false)
-	} else {
-		// Lower the hold by what is short: a difference, which commutes
-		// with the SHIPMENT of the picked units the WMS sends at the same
-		// time (it may reach the inventory first; an absolute quantity
-		// would then undo its decrement).
+	case inFlight:
+		// A round's RESERVE for this (line, node) is in flight, with a
+		// quantity the router does not know it will be granted: state the
+		// whole hold after it (absolute, so a SHIPMENT of the line that
+		// overtakes this command can still leave a hold: see releaseLine).
+		s.setHeld(f.LineID, sku, node, left)
+	case short+settled > 0:
+		// Lower the hold by what is short and what the dropped tentative
+		// holds added: a difference, which commutes with the SHIPMENT of
+		// the picked units the WMS sends at the same time (it may reach
+		// the inventory first; an absolute quantity would then undo its
+		// decrement).
 		s.out.Command(&schemas.ReservationCommand{OrderID: s.o.OrderID, LineID: f.LineID, Type: schemas.Decrease,
-			SKU: sku, NodeID: node, Qty: short, Attempt: 0, IssuedAt: s.ts})
+			SKU: sku, NodeID: node, Qty: short + settled, Attempt: 0, IssuedAt: s.ts})
 	}
 	s.dropFromShipments(f.LineID, f.NodeID, short)
 	why := fmt.Sprintf("node %s %s %d unit(s) of line %s", f.NodeID, strings.ToLower(strings.ReplaceAll(string(f.Type), "_", "-")), short, f.LineID)

@@ -197,10 +197,18 @@ func TestRouter(t *testing.T) {
 				}
 				return e
 			}
+			// answer n=K answers only the first K queued commands.
+			limit := 0
+			if d.Cmd == "answer" {
+				limit = int(a.num("n", 0))
+			}
 			answerAll := func(refuse []string) {
 				for len(queue) > 0 {
 					batch := queue
 					queue = nil
+					if limit > 0 && len(batch) > limit {
+						batch, queue = batch[:limit], batch[limit:]
+					}
 					out.cmds = nil
 					for _, c := range batch {
 						res := inv.answer(c, slices.Contains(refuse, c.LineID+"@"+c.NodeID))
