@@ -533,13 +533,17 @@ func (s *step) plan() {
 			want[[2]string{l.LineID, sh.NodeID}] += l.Qty
 		}
 	}
-	// Tentative holds the plan no longer wants are released.
-	holds := s.o.Holds[:0]
+	// Tentative holds the plan no longer wants are released. (A new slice:
+	// committedAt reads s.o.Holds whole meanwhile.)
+	holds := make([]schemas.Hold, 0, len(s.o.Holds))
 	for _, h := range s.o.Holds {
 		if h.Tentative {
 			if _, ok := want[[2]string{h.LineID, h.NodeID}]; !ok {
-				if h.Qty > 0 || h.Pending {
+				switch {
+				case h.Pending: // its RESERVE is in flight: state the whole hold after it
 					s.setHeld(h.LineID, h.SKU, h.NodeID, s.committedAt(h.LineID, h.NodeID))
+				case h.Qty > 0:
+					s.lowerHeld(h.LineID, h.SKU, h.NodeID, h.Qty, s.committedAt(h.LineID, h.NodeID))
 				}
 				continue
 			}
@@ -624,6 +628,21 @@ func (s *step) setHeld(line, sku, node string, qty int64) {
 		NodeID: node, Qty: qty, Attempt: 0, AllowSafetyStock: true, IssuedAt: s.ts})
 }
 
+// lowerHeld tells the inventory that line now holds left at node, by units
+// fewer than it did as the router knows it: a RELEASE when left is 0, else a
+// DECREASE by the difference. Both commute with a SHIPMENT of the line the
+// router has not heard of yet (setHeld's absolute RESERVE would undo its
+// decrement), and both are always granted.
+func (s *step) lowerHeld(line, sku, node string, by, left int64) {
+	switch {
+	case left == 0:
+		s.command(schemas.Release, line, sku, node, 0, false)
+	case by > 0:
+		s.out.Command(&schemas.ReservationCommand{OrderID: s.o.OrderID, LineID: line, Type: schemas.Decrease,
+			SKU: sku, NodeID: node, Qty: by, Attempt: 0, IssuedAt: s.ts})
+	}
+}
+
 func (s *step) pending() bool {
 	return slices.ContainsFunc(s.o.Holds, func(h schemas.Hold) bool { return h.Pending })
 }
@@ -653,12 +672,12 @@ func (s *step) finishRound() {
 	}
 	rejected := strings.HasPrefix(s.o.Reason, "rejected: ")
 	if rejected || (!complete && ev.Policy == schemas.ShipComplete) {
-		// Ship nothing: give back what the round holds.
-		holds := s.o.Holds[:0]
+		// Ship nothing: give back what the round holds (every answer is in).
+		holds := make([]schemas.Hold, 0, len(s.o.Holds))
 		for _, h := range s.o.Holds {
 			if h.Tentative {
 				if h.Qty > 0 {
-					s.setHeld(h.LineID, h.SKU, h.NodeID, s.committedAt(h.LineID, h.NodeID))
+					s.lowerHeld(h.LineID, h.SKU, h.NodeID, h.Qty, s.committedAt(h.LineID, h.NodeID))
 				}
 				continue
 			}
@@ -965,8 +984,9 @@ func (s *step) capToOpen(h *schemas.Hold) {
 	if excess <= 0 || h.Qty == 0 {
 		return
 	}
-	h.Qty -= min(excess, h.Qty)
-	s.setHeld(h.LineID, h.SKU, h.NodeID, s.committedAt(h.LineID, h.NodeID)+h.Qty)
+	by := min(excess, h.Qty)
+	h.Qty -= by
+	s.lowerHeld(h.LineID, h.SKU, h.NodeID, by, s.committedAt(h.LineID, h.NodeID)+h.Qty)
 }
 
 // shipped applies a SHIPMENT of an order line (the inventory consumed the
@@ -1383,25 +1403,19 @@ func (r *Router) Feedback(st Store, w World, out Out, key []byte, f *schemas.Ful
 	if s.o.Attempt > 0 && (dropped || s.pending()) {
 		s.o.Refused = true
 	}
-	switch left := s.committedAt(f.LineID, node); {
-	case left == 0:
-		// Nothing stays held there: RELEASE (0 whatever came before, which
-		// commutes with a shipment too, and clears a hold leaked earlier).
-		s.command(schemas.Release, f.LineID, sku, node, 0, false)
-	case inFlight:
+	if left := s.committedAt(f.LineID, node); inFlight && left > 0 {
 		// A round's RESERVE for this (line, node) is in flight, with a
 		// quantity the router does not know it will be granted: state the
 		// whole hold after it (absolute, so a SHIPMENT of the line that
 		// overtakes this command can still leave a hold: see releaseLine).
 		s.setHeld(f.LineID, sku, node, left)
-	case short+settled > 0:
+	} else {
 		// Lower the hold by what is short and what the dropped tentative
-		// holds added: a difference, which commutes with the SHIPMENT of
-		// the picked units the WMS sends at the same time (it may reach
-		// the inventory first; an absolute quantity would then undo its
-		// decrement).
-		s.out.Command(&schemas.ReservationCommand{OrderID: s.o.OrderID, LineID: f.LineID, Type: schemas.Decrease,
-			SKU: sku, NodeID: node, Qty: short + settled, Attempt: 0, IssuedAt: s.ts})
+		// holds added: a difference (or a RELEASE, when nothing is left
+		// there, which also clears a hold leaked before), which commutes
+		// with the SHIPMENT of the picked units the WMS sends at the same
+		// time (it may reach the inventory first).
+		s.lowerHeld(f.LineID, sku, node, short+settled, left)
 	}
 	s.dropFromShipments(f.LineID, f.NodeID, short)
 	why := fmt.Sprintf("node %s %s %d unit(s) of line %s", f.NodeID, strings.ToLower(strings.ReplaceAll(string(f.Type), "_", "-")), short, f.LineID)
