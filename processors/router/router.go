@@ -966,8 +966,10 @@ func (s *step) reserved(res *schemas.ReservationResult) error {
 // first units) consumed the committed hold the command's quantity counted
 // on: without the cap the round would hold, and ask the node to ship,
 // units that already left. Only settled holds count against the line
-// (another pending answer caps itself when it comes); lowering a hold is
-// always granted.
+// (another pending answer caps itself when it comes). The inventory is
+// told with lowerHeld (a DECREASE by the cut, or a RELEASE when nothing
+// stays held there), which is always granted and commutes with a shipment
+// the router has not heard of yet.
 func (s *step) capToOpen(h *schemas.Hold) {
 	i := s.line(h.LineID)
 	if i < 0 {
