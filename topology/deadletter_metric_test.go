@@ -96,19 +96,7 @@ func TestUnwritableOutputDoesNotHang(t *testing.T) {
 			return nil, nil, false
 		}
 		refused.Add(1)
-		resp := r.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range r.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.NotEnoughReplicas.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return failProduce(r, kerr.NotEnoughReplicas.Code), nil, true
 	})
 	eng, err := NewEngine(Config{Brokers: brokers, InstanceID: "a", StateDir: t.TempDir(), Partitions: 1,
 		TxnTimeout: 2 * time.Second, CommitInterval: 20 * time.Millisecond, Logger: discardLogger()}, echoTopology())

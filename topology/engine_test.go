@@ -104,6 +104,23 @@ func refuseNextCommit(c *kfake.Cluster, code int16) *atomic.Int32 {
 	return &refused
 }
 
+// failProduce answers every partition of produce request r with code.
+func failProduce(r *kmsg.ProduceRequest, code int16) *kmsg.ProduceResponse {
+	resp := r.ResponseKind().(*kmsg.ProduceResponse)
+	for _, rt := range r.Topics {
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewProduceResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.ErrorCode = code
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
+
 // newCluster is a one-broker kfake cluster, closed when the test ends.
 func newCluster(t *testing.T) *kfake.Cluster {
 	t.Helper()
@@ -512,19 +529,7 @@ func TestConcurrentTransactionsRetriedPromptly(t *testing.T) {
 			return nil, nil, false
 		}
 		refused.Add(1)
-		resp := r.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range r.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.ConcurrentTransactions.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return failProduce(r, kerr.ConcurrentTransactions.Code), nil, true
 	})
 	start := time.Now()
 	produce("k2")

@@ -93,19 +93,7 @@ func TestRefusedOutputAborts(t *testing.T) {
 			return nil, nil, false
 		}
 		refused.Add(1)
-		resp := r.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range r.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.InvalidRecord.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return failProduce(r, kerr.InvalidRecord.Code), nil, true
 	})
 	eng, stop := runEngine(t, brokers, t.TempDir(), echoTopology())
 	defer stop()

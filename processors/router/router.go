@@ -1148,17 +1148,6 @@ func (s *step) lineLeftRound(id string) {
 // leak ends with the line instead of never. Lines routed once, in full,
 // to one node, with no feedback (nearly all) cost no extra command.
 func (s *step) releaseLine(id string) {
-	released := map[string]bool{}
-	s.o.Holds = slices.DeleteFunc(s.o.Holds, func(h schemas.Hold) bool {
-		if h.LineID != id {
-			return false
-		}
-		if h.Qty > 0 || h.Pending {
-			s.command(schemas.Release, h.LineID, h.SKU, h.NodeID, 0, false)
-			released[h.NodeID] = true
-		}
-		return true
-	})
 	type requested struct{ sku, node string }
 	var at []requested
 	var routed int64
@@ -1174,7 +1163,25 @@ func (s *step) releaseLine(id string) {
 	// first reservation. A line routed in part may have had retry rounds
 	// whose absolute commands (hold what is committed) raced a shipment
 	// without adding a shipment.
-	if i := s.line(id); len(s.o.FeedbackIDs) == 0 && len(at) <= 1 && (i < 0 || routed == s.o.Lines[i].Qty) {
+	i := s.line(id)
+	everywhere := len(s.o.FeedbackIDs) > 0 || len(at) > 1 || (i >= 0 && routed != s.o.Lines[i].Qty)
+	var released map[string]bool
+	if everywhere {
+		released = map[string]bool{}
+	}
+	s.o.Holds = slices.DeleteFunc(s.o.Holds, func(h schemas.Hold) bool {
+		if h.LineID != id {
+			return false
+		}
+		if h.Qty > 0 || h.Pending {
+			s.command(schemas.Release, h.LineID, h.SKU, h.NodeID, 0, false)
+			if everywhere {
+				released[h.NodeID] = true
+			}
+		}
+		return true
+	})
+	if !everywhere {
 		return
 	}
 	for _, r := range at {
