@@ -194,7 +194,9 @@ func (h *Hostile) Movement(k HostileKind, sku string, dup *kgo.Record, now int64
 // of the embedded Stream, with probability Share, one hostile record of a
 // kind drawn uniformly from Kinds. Dead-lettered kinds are added to Bad
 // (so Output.Check requires each in the dead-letter topic exactly once),
-// accepted kinds to the model, duplicates are repeats the model ignores.
+// accepted kinds to the model, duplicates are repeats the model ignores;
+// each when Next returns it, never before: a producer that stops after any
+// call has sent every record the expectations count.
 // HostileHuge records, if in Kinds, are limited to MaxHuge (default 2) per
 // stream: producers of a stream with them need a client with
 // ProducerBatchMaxBytes above HugeBytes and an input topic whose
@@ -208,8 +210,11 @@ type HostileStream struct {
 	// Sent counts the hostile records sent, by kind.
 	Sent map[HostileKind]int
 	// Kind maps a dead-lettered record's value to its kind.
-	Kind    map[string]HostileKind
-	pending *kgo.Record
+	Kind map[string]HostileKind
+	// next: the kind of the hostile record the next call returns, drawn
+	// with the record before it; made (and counted) only when returned.
+	next    HostileKind
+	hasNext bool
 }
 
 // NewHostileStream returns a stream over skus SKUs with share hostile
@@ -224,13 +229,13 @@ func NewHostileStream(seed int64, skus int, prefix string, share float64, kinds 
 
 // Next returns the next record.
 func (s *HostileStream) Next() *kgo.Record {
-	if r := s.pending; r != nil {
-		s.pending = nil
-		return r
+	if s.hasNext {
+		s.hasNext = false
+		return s.hostile(s.next)
 	}
 	r := s.Stream.Next()
 	if s.rnd.Float64() < s.Share {
-		s.pending = s.hostile(s.Kinds[s.rnd.Intn(len(s.Kinds))])
+		s.next, s.hasNext = s.Kinds[s.rnd.Intn(len(s.Kinds))], true
 	}
 	return r
 }

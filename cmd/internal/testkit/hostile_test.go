@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +62,34 @@ func mustEncode(t *testing.T, m *schemas.StockMovement) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestHostileStreamExpectsOnlyWhatItReturned: a producer may stop after
+// any call of Next; the stream must then expect (in Bad, Kind and the
+// model) only records it returned. It once drew and counted a hostile
+// record one call before returning it, and TestInstanceLost, whose load
+// stopped right after such a call, reported that record missing from the
+// dead-letter topic.
+func TestHostileStreamExpectsOnlyWhatItReturned(t *testing.T) {
+	for n := 1; n <= 200; n++ {
+		s := testkit.NewHostileStream(int64(n), 50, "p.", 0.3)
+		returned := map[string]bool{}
+		for range n {
+			r := s.Next()
+			returned[string(r.Value)] = true
+			returned["key:"+string(r.Key)] = true
+		}
+		for v := range s.Bad {
+			if !returned[v] {
+				t.Fatalf("after %d calls: a bad record (%s) is expected in the dead-letter topic but was never returned", n, s.Kind[v])
+			}
+		}
+		for _, sku := range s.Model.SKUs() {
+			if strings.HasPrefix(sku, "UNKNOWN-SKU-") && !returned["key:"+sku] {
+				t.Fatalf("after %d calls: the model has %s, never returned", n, sku)
+			}
+		}
+	}
 }
 
 // TestHostileStream runs the inventory engine on a stream with 5% hostile
