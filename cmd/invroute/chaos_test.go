@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -151,6 +152,15 @@ type chaos struct {
 
 	orders *orderModel
 	gaps   *gapWatch
+	// logs is every process's output, in start order: written to files
+	// when the run has violations (report).
+	logs []procLog
+}
+
+// procLog is one engine process's output.
+type procLog struct {
+	name string // instance id and run number, as chaos1-2
+	buf  *testkit.Buffer
 }
 
 // chaosInst is one engine instance: its id and state directory survive
@@ -239,8 +249,11 @@ func (c *chaos) startInst(i int) {
 	p := &chaosProc{cmd: exec.Command(c.bin, append(slices.Clone(c.args), "-instance-id", in.id, "-state-dir", in.dir)...),
 		log: new(testkit.Buffer), done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if dir := os.Getenv("INVROUTE_CHAOS_LOGS"); dir != "" { // every process's log, kept
-		in.runs++
+	in.runs++
+	c.mu.Lock()
+	c.logs = append(c.logs, procLog{fmt.Sprintf("%s-%d", in.id, in.runs), p.log})
+	c.mu.Unlock()
+	if dir := os.Getenv("INVROUTE_CHAOS_LOGS"); dir != "" { // every process's log, as it is written
 		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.log", in.id, in.runs)))
 		if err != nil {
 			c.t.Fatal(err)
@@ -956,6 +969,68 @@ func (c *chaos) checkMovements() {
 	for _, d := range diffs {
 		c.violate("%s", d)
 	}
+	if len(diffs) > 0 {
+		for _, w := range c.whereSent(c.missingDeadLetters()) {
+			c.violate("%s", w)
+		}
+	}
+}
+
+// missingDeadLetters returns the bad records sent that are not in the
+// dead-letter topic (at most 20).
+func (c *chaos) missingDeadLetters() map[string]bool {
+	out := testkit.ReadAll(c.t, c.brokers, c.prefix)
+	missing := map[string]bool{}
+	for v := range c.stream.Bad {
+		if out.DeadLetters[v] == 0 && len(missing) < 20 {
+			missing[v] = true
+		}
+	}
+	return missing
+}
+
+// whereSent says, for each value, where it is in the stock-movements topic
+// and how far the inventory's group has committed there, or that the
+// topic does not hold it: an input the engine skipped (or whose dead
+// letter it lost) and a record the test never sent look alike otherwise.
+func (c *chaos) whereSent(values map[string]bool) []string {
+	if len(values) == 0 {
+		return nil
+	}
+	topic := c.prefix + "stock-movements"
+	type at struct {
+		p   int32
+		off int64
+	}
+	found := map[string][]at{}
+	testkit.ReadToEnd(c.t, c.brokers, func(r *kgo.Record) {
+		if values[string(r.Value)] {
+			found[string(r.Value)] = append(found[string(r.Value)], at{r.Partition, r.Offset})
+		}
+	}, topic)
+	committed, err := c.adm.FetchOffsets(context.Background(), c.prefix+"inventory")
+	var out []string
+	for _, v := range slices.Sorted(maps.Keys(values)) {
+		what := fmt.Sprintf("bad record %.40q", v)
+		if k, ok := c.stream.Kind[v]; ok {
+			what += " (" + k.String() + ")"
+		}
+		locs := found[v]
+		if len(locs) == 0 {
+			out = append(out, fmt.Sprintf("%s is not in %s: never sent, a fault of the test", what, topic))
+			continue
+		}
+		for _, l := range locs {
+			where := fmt.Sprintf("%s is in %s[%d] at offset %d", what, topic, l.p, l.off)
+			if err != nil {
+				where += fmt.Sprintf("; the group's offsets: %v", err)
+			} else if o, ok := committed.Lookup(topic, l.p); ok {
+				where += fmt.Sprintf("; the group committed offset %d there", o.At)
+			}
+			out = append(out, where)
+		}
+	}
+	return out
 }
 
 // checkNoOpenTransactions: once every instance has stopped, a
@@ -1044,7 +1119,30 @@ func (c *chaos) report() {
 	}
 	if len(c.violations) > 0 {
 		c.t.Logf("events:\n%s", strings.Join(c.events, "\n"))
+		c.keepLogs()
 	}
+}
+
+// keepLogs writes every process's output to a directory that outlives
+// the test (unless INVROUTE_CHAOS_LOGS kept them already), says where and
+// returns it ("" if it wrote none).
+func (c *chaos) keepLogs() string {
+	if os.Getenv("INVROUTE_CHAOS_LOGS") != "" {
+		return ""
+	}
+	dir, err := os.MkdirTemp("", "invroute-"+c.plan.name+"-logs-")
+	if err != nil {
+		c.t.Logf("keeping the instances' logs: %v", err)
+		return ""
+	}
+	for _, l := range c.logs {
+		if err := os.WriteFile(filepath.Join(dir, l.name+".log"), l.buf.Bytes(), 0o644); err != nil {
+			c.t.Logf("keeping the instances' logs: %v", err)
+			return ""
+		}
+	}
+	c.t.Logf("the instances' logs (%d processes) are kept in %s", len(c.logs), dir)
+	return dir
 }
 
 func chaosCommand(p chaosPlan) string {
@@ -1140,4 +1238,57 @@ func (g *gapWatch) report() [][2]string {
 	}
 	out = append(out, [2]string{"whole run", fmt.Sprintf("%.1fs", longest(time.Time{}, time.Now()).Seconds())})
 	return out
+}
+
+// TestWhereSent: the harness tells a bad record it never sent from one
+// the engine left out of the dead-letter topic. (A hostile record counted
+// one call before it was sent once made TestInstanceLost report a missing
+// dead letter that only the input topic could explain.)
+func TestWhereSent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a broker")
+	}
+	brokers, _ := testkit.Brokers(t)
+	c := newChaos(t, lostPlan, brokers, "")
+	sent, unsent := "\xffsent-but-not-dead-lettered", "\xffcounted-but-never-sent"
+	testkit.Produce(t, c.cl, &kgo.Record{Topic: c.prefix + "stock-movements", Key: []byte("S00001"), Value: []byte(sent)})
+	c.stream.Bad[sent], c.stream.Bad[unsent] = true, true
+	missing := c.missingDeadLetters()
+	if len(missing) != 2 {
+		t.Fatalf("missing dead letters: %d, want 2", len(missing))
+	}
+	lines := c.whereSent(missing)
+	if len(lines) != 2 {
+		t.Fatalf("whereSent: %q", lines)
+	}
+	for _, l := range lines {
+		t.Log(l)
+	}
+	// Sorted by value: "\xffcounted..." comes before "\xffsent...".
+	if !strings.Contains(lines[0], "counted-but-never-sent") || !strings.Contains(lines[0], "never sent, a fault of the test") {
+		t.Errorf("the record never sent: %q", lines[0])
+	}
+	if !strings.Contains(lines[1], "sent-but-not-dead-lettered") || !strings.Contains(lines[1], "stock-movements[") ||
+		strings.Contains(lines[1], "never sent") {
+		t.Errorf("the record sent: %q", lines[1])
+	}
+
+	// A run with violations keeps every process's log.
+	t.Setenv("INVROUTE_CHAOS_LOGS", "")
+	for i, text := range []string{"first run of chaos1\n", "its replacement\n"} {
+		b := new(testkit.Buffer)
+		_, _ = b.Write([]byte(text))
+		c.logs = append(c.logs, procLog{fmt.Sprintf("chaos%d-1", i+1), b})
+	}
+	dir := c.keepLogs()
+	if dir == "" {
+		t.Fatal("no logs kept")
+	}
+	defer os.RemoveAll(dir)
+	for i, want := range []string{"first run of chaos1\n", "its replacement\n"} {
+		got, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("chaos%d-1.log", i+1)))
+		if err != nil || string(got) != want {
+			t.Errorf("kept log %d: %q, %v; want %q", i+1, got, err, want)
+		}
+	}
 }
