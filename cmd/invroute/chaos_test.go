@@ -989,26 +989,27 @@ func (c *chaos) missingDeadLetters() map[string]bool {
 	return missing
 }
 
-// whereSent says, for each value, where it is in the stock-movements topic
-// and how far the inventory's group has committed there, or that the
-// topic does not hold it: an input the engine skipped (or whose dead
-// letter it lost) and a record the test never sent look alike otherwise.
+// whereSent says, for each value, where it is in the input topics (bad
+// movements and bad orders) and how far the group that reads it has
+// committed there, or that no input topic holds it: an input the engine
+// skipped (or whose dead letter it lost) and a record the test never sent
+// look alike otherwise.
 func (c *chaos) whereSent(values map[string]bool) []string {
 	if len(values) == 0 {
 		return nil
 	}
-	topic := c.prefix + "stock-movements"
 	type at struct {
-		p   int32
-		off int64
+		topic string
+		p     int32
+		off   int64
 	}
 	found := map[string][]at{}
 	testkit.ReadToEnd(c.t, c.brokers, func(r *kgo.Record) {
 		if values[string(r.Value)] {
-			found[string(r.Value)] = append(found[string(r.Value)], at{r.Partition, r.Offset})
+			found[string(r.Value)] = append(found[string(r.Value)], at{r.Topic, r.Partition, r.Offset})
 		}
-	}, topic)
-	committed, err := c.adm.FetchOffsets(context.Background(), c.prefix+"inventory")
+	}, c.prefix+"stock-movements", c.prefix+"orders")
+	committed := c.committed()
 	var out []string
 	for _, v := range slices.Sorted(maps.Keys(values)) {
 		what := fmt.Sprintf("bad record %.40q", v)
@@ -1017,15 +1018,13 @@ func (c *chaos) whereSent(values map[string]bool) []string {
 		}
 		locs := found[v]
 		if len(locs) == 0 {
-			out = append(out, fmt.Sprintf("%s is not in %s: never sent, a fault of the test", what, topic))
+			out = append(out, what+" is in no input topic: never sent, a fault of the test")
 			continue
 		}
 		for _, l := range locs {
-			where := fmt.Sprintf("%s is in %s[%d] at offset %d", what, topic, l.p, l.off)
-			if err != nil {
-				where += fmt.Sprintf("; the group's offsets: %v", err)
-			} else if o, ok := committed.Lookup(topic, l.p); ok {
-				where += fmt.Sprintf("; the group committed offset %d there", o.At)
+			where := fmt.Sprintf("%s is in %s[%d] at offset %d", what, strings.TrimPrefix(l.topic, c.prefix), l.p, l.off)
+			if o, ok := committed[fmt.Sprintf("%s/%d", l.topic, l.p)]; ok {
+				where += fmt.Sprintf("; its group committed offset %d there", o)
 			}
 			out = append(out, where)
 		}
@@ -1250,27 +1249,36 @@ func TestWhereSent(t *testing.T) {
 	}
 	brokers, _ := testkit.Brokers(t)
 	c := newChaos(t, lostPlan, brokers, "")
-	sent, unsent := "\xffsent-but-not-dead-lettered", "\xffcounted-but-never-sent"
+	order, sent, unsent := "\xffan-order-sent", "\xffsent-but-not-dead-lettered", "\xffcounted-but-never-sent"
 	testkit.Produce(t, c.cl, &kgo.Record{Topic: c.prefix + "stock-movements", Key: []byte("S00001"), Value: []byte(sent)})
+	testkit.Produce(t, c.cl, &kgo.Record{Topic: c.prefix + "orders", Key: []byte("bad1"), Value: []byte(order)})
 	c.stream.Bad[sent], c.stream.Bad[unsent] = true, true
+	c.badOrders[order] = true
+	c.stream.Bad[order] = true // as checkMovements adds them
 	missing := c.missingDeadLetters()
-	if len(missing) != 2 {
-		t.Fatalf("missing dead letters: %d, want 2", len(missing))
+	if len(missing) != 3 {
+		t.Fatalf("missing dead letters: %d, want 3", len(missing))
 	}
 	lines := c.whereSent(missing)
-	if len(lines) != 2 {
+	if len(lines) != 3 {
 		t.Fatalf("whereSent: %q", lines)
 	}
 	for _, l := range lines {
 		t.Log(l)
 	}
-	// Sorted by value: "\xffcounted..." comes before "\xffsent...".
-	if !strings.Contains(lines[0], "counted-but-never-sent") || !strings.Contains(lines[0], "never sent, a fault of the test") {
-		t.Errorf("the record never sent: %q", lines[0])
+	// Sorted by value.
+	for i, want := range [][]string{
+		{"an-order-sent", "is in orders["},
+		{"counted-but-never-sent", "in no input topic: never sent"},
+		{"sent-but-not-dead-lettered", "is in stock-movements["},
+	} {
+		if !strings.Contains(lines[i], want[0]) || !strings.Contains(lines[i], want[1]) {
+			t.Errorf("line %d: %q, want %q", i, lines[i], want)
+		}
 	}
-	if !strings.Contains(lines[1], "sent-but-not-dead-lettered") || !strings.Contains(lines[1], "stock-movements[") ||
-		strings.Contains(lines[1], "never sent") {
-		t.Errorf("the record sent: %q", lines[1])
+
+	if len(c.violations) > 0 {
+		t.Errorf("violations: %q", c.violations)
 	}
 
 	// A run with violations keeps every process's log.
