@@ -153,8 +153,9 @@ type chaos struct {
 	orders *orderModel
 	gaps   *gapWatch
 	// logs is every process's output, in start order: written to files
-	// when the run has violations (report).
-	logs []procLog
+	// when the run has violations or fails (keepLogs), once.
+	logs     []procLog
+	logsKept bool
 }
 
 // procLog is one engine process's output.
@@ -199,6 +200,15 @@ func newChaos(t *testing.T, plan chaosPlan, brokers, bin string) *chaos {
 	for i := range c.insts {
 		c.insts[i] = &chaosInst{id: fmt.Sprintf("chaos%d", i+1), dir: t.TempDir()}
 	}
+	// A run that fails without a report (a t.Fatal on the way) keeps the
+	// logs too; this runs after the processes' own cleanups, which stop them.
+	t.Cleanup(func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if t.Failed() && !c.logsKept {
+			c.keepLogs()
+		}
+	})
 	// The movements' network and the orders' network share the catalog:
 	// both go through the movement model, so its channel sums include the
 	// order nodes (which never hold the stream's SKUs).
@@ -1124,8 +1134,9 @@ func (c *chaos) report() {
 
 // keepLogs writes every process's output to a directory that outlives
 // the test (unless INVROUTE_CHAOS_LOGS kept them already), says where and
-// returns it ("" if it wrote none).
+// returns it ("" if it wrote none). The caller holds c.mu.
 func (c *chaos) keepLogs() string {
+	c.logsKept = true
 	if os.Getenv("INVROUTE_CHAOS_LOGS") != "" {
 		return ""
 	}
@@ -1288,7 +1299,9 @@ func TestWhereSent(t *testing.T) {
 		_, _ = b.Write([]byte(text))
 		c.logs = append(c.logs, procLog{fmt.Sprintf("chaos%d-1", i+1), b})
 	}
+	c.mu.Lock()
 	dir := c.keepLogs()
+	c.mu.Unlock()
 	if dir == "" {
 		t.Fatal("no logs kept")
 	}
