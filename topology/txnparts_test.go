@@ -9,13 +9,21 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // TestTransactionPartitionsMetric: invroute_transaction_partitions counts,
-// per committed transaction, the partitions that had work. Two records wait
-// in two partitions before the engine starts, so its first poll takes both:
-// every committed transaction is counted, and the partitions add up to two
-// (one transaction of two, or, if the fetch split them, two of one).
+// per committed transaction, the partitions that had work. A partition's
+// first transaction after its assignment has work of its own (it records
+// the global tables' positions in its store), so the test waits for those
+// (two partitions in all) before it sends one record to each partition:
+// then every committed transaction is counted, and the partitions add up to
+// two more (one transaction of two, or, if the fetch split them, two of
+// one). It once sent the records first and counted on the first transaction
+// taking them; on a loaded machine that transaction's poll ended before the
+// fetch came back, and the records made a second transaction of two. Every
+// fetch is answered 60 ms late here (the commit interval is 20 ms), which
+// made the old form fail every time.
 func TestTransactionPartitionsMetric(t *testing.T) {
 	c := newCluster(t)
 	ctx := context.Background()
@@ -27,12 +35,39 @@ func TestTransactionPartitionsMetric(t *testing.T) {
 	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 2, -1, nil, "in"); err != nil {
 		t.Fatal(err)
 	}
+	c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		c.SleepControl(func() { time.Sleep(60 * time.Millisecond) })
+		return nil, nil, false
+	})
+	eng, stop := runEngine(t, c.ListenAddrs(), t.TempDir(), echoTopology(), func(cfg *Config) { cfg.Partitions = 2 })
+	hist := func() (count uint64, sum float64) {
+		var m dto.Metric
+		if err := eng.m.txnPartitions.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, sum := hist(); sum >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the partitions' first transactions (recording the global positions) did not commit within 30 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	count0, sum0 := hist()
+	committed0 := testutil.ToFloat64(eng.m.committed)
+	if sum0 != 2 {
+		t.Fatalf("the first transactions had %v partitions with work, want 2", sum0)
+	}
 	for p := range int32(2) {
 		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "in", Partition: p, Key: []byte{'k', '0' + byte(p)}, Value: []byte("v")}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	eng, stop := runEngine(t, c.ListenAddrs(), t.TempDir(), echoTopology(), func(cfg *Config) { cfg.Partitions = 2 })
 	out := outClient(t, c.ListenAddrs())
 	defer out.Close()
 	seen := map[string]bool{}
@@ -49,12 +84,9 @@ func TestTransactionPartitionsMetric(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	var m dto.Metric
-	if err := eng.m.txnPartitions.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	count, sum := m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
-	if committed := testutil.ToFloat64(eng.m.committed); float64(count) != committed {
+	count, sum := hist()
+	count, sum = count-count0, sum-sum0
+	if committed := testutil.ToFloat64(eng.m.committed) - committed0; float64(count) != committed {
 		t.Errorf("%d transactions observed, %v committed", count, committed)
 	}
 	if sum != 2 {
