@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,24 +70,37 @@ func TestQuery(t *testing.T) {
 		t.Errorf("status: %+v", st)
 	}
 	// the loop is busy with a slow query: the next one gives up in time
-	release := make(chan struct{})
+	release, started := make(chan struct{}), make(chan struct{})
+	slowDone := make(chan struct{})
 	go func() {
-		_ = eng.Query(context.Background(), 0, func(map[string]*state.Store) error { <-release; return nil })
+		defer close(slowDone)
+		_ = eng.Query(context.Background(), 0, func(map[string]*state.Store) error { close(started); <-release; return nil })
 	}()
-	time.Sleep(200 * time.Millisecond)
+	select { // the loop is now inside the slow query
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow query did not start within 10 s")
+	}
+	stalledAt := eng.Status().LastRound
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	ran := false
-	err := eng.Query(ctx, 0, func(map[string]*state.Store) error { ran = true; return nil })
+	var ran atomic.Bool
+	err := eng.Query(ctx, 0, func(map[string]*state.Store) error { ran.Store(true); return nil })
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "did not answer") {
 		t.Errorf("query behind a stalled loop: %v", err)
 	}
-	if time.Since(eng.Status().LastRound) < 200*time.Millisecond {
+	if !eng.Status().LastRound.Equal(stalledAt) {
 		t.Error("LastRound moved while the loop was stalled")
 	}
 	close(release)
-	time.Sleep(200 * time.Millisecond)
-	if ran {
+	<-slowDone
+	// A query after the slow one is answered once the loop is back; the
+	// one that gave up must not have run before it (queries are served in
+	// order) or after.
+	if err := eng.Query(context.Background(), 0, func(map[string]*state.Store) error { return nil }); err != nil {
+		t.Errorf("query after the stall: %v", err)
+	}
+	if ran.Load() {
 		t.Error("a query ran after Query gave up")
 	}
 	if err := stop(); err != nil {

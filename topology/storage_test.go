@@ -361,9 +361,11 @@ func TestDiskFullAfterCommit(t *testing.T) {
 	}
 	waitFor(t, cl, "k3")
 	// The engine writes a committed transaction to Pebble during the next
-	// one's flush; with no input, idle transactions (every CommitInterval,
-	// 20 ms) do that. Let them, so that the disk fills after k3 is on it.
-	time.Sleep(200 * time.Millisecond)
+	// one's end; with no input, idle transactions (every CommitInterval,
+	// 20 ms) do that. Wait until the store has nothing pending (asked on the
+	// engine's loop, between transactions), so that the disk fills after k3
+	// is on it.
+	waitApplied(t, r.eng, 0)
 
 	fs.set(faultWrite, "", syscall.ENOSPC)
 	// Larger than half a memtable: Pebble rotates its memtable and WAL to
@@ -807,5 +809,29 @@ func TestHealthyLifecycle(t *testing.T) {
 	}
 	if g := testutil.ToFloat64(eng.m.healthy); g != 0 {
 		t.Errorf("invroute_engine_healthy = %v after Run, want 0", g)
+	}
+}
+
+// waitApplied waits (10 s at most) until partition p's stores have no
+// committed transaction left to write to Pebble, asking on the engine's
+// loop.
+func waitApplied(t *testing.T, eng *Engine, p int32) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pending := false
+		err := eng.Query(context.Background(), p, func(stores map[string]*state.Store) error {
+			for _, st := range stores {
+				pending = pending || st.Pending()
+			}
+			return nil
+		})
+		if err == nil && !pending {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partition %d: a committed transaction still waits to be written to Pebble after 10 s (query: %v)", p, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
