@@ -381,10 +381,16 @@ func TestIdleCommitsNothing(t *testing.T) {
 	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte("k"), Value: []byte("v")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, cl, "k")                // one committed transaction with input,
-	time.Sleep(200 * time.Millisecond) // counted once its apply is done
+	waitFor(t, cl, "k") // one committed transaction with input,
+	// counted once its apply is done (the records counter comes last)
+	for deadline := time.Now().Add(10 * time.Second); testutil.ToFloat64(eng.m.records) < 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the transaction with input was not counted within 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	before := testutil.ToFloat64(eng.m.committed) + testutil.ToFloat64(eng.m.aborted)
-	time.Sleep(500 * time.Millisecond) // about 25 commit intervals, idle
+	time.Sleep(1500 * time.Millisecond) // about 75 commit intervals, idle (and past franz-go's 500 ms hold after an empty commit)
 	if after := testutil.ToFloat64(eng.m.committed) + testutil.ToFloat64(eng.m.aborted); after != before {
 		t.Errorf("%v transactions counted while idle, want none", after-before)
 	}

@@ -364,14 +364,22 @@ func TestHTTPHealth(t *testing.T) {
 	// a stalled processing loop (a query that blocks it for 4 s) fails
 	// liveness after live_timeout and queries after query_timeout, and
 	// liveness comes back with the loop
-	stalled := make(chan error, 1)
+	stalled, started := make(chan error, 1), make(chan struct{})
 	go func() {
 		stalled <- eng.Inventory.Query(context.Background(), 0, func(map[string]*state.Store) error {
+			close(started)
 			time.Sleep(4 * time.Second)
 			return nil
 		})
 	}()
-	time.Sleep(1800 * time.Millisecond)
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stalling query did not start within 10 s")
+	}
+	// The loop's last round began before the query did: 1.2 s on, it is
+	// past live_timeout (1 s), with 2.8 s of the stall left for the checks.
+	time.Sleep(1200 * time.Millisecond)
 	if a := get(t, srv.URL+"/healthz"); a.code != http.StatusServiceUnavailable || !strings.Contains(a.raw, "no round") {
 		t.Errorf("healthz with the loop stalled: %d %s", a.code, a.raw)
 	}
