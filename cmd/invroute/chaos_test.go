@@ -477,12 +477,26 @@ func (c *chaos) committed() map[string]int64 {
 	return out
 }
 
+// inputPartitions: the partitions of the two input topics (6 each), which
+// committed returns offsets of.
+const inputPartitions = 6 * 2
+
+// waitCommittedEverywhere waits (at most d) until both groups have
+// committed offsets on every partition of their input topics: the start of
+// measureRecovery's baseline.
+func (c *chaos) waitCommittedEverywhere(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for len(c.committed()) < inputPartitions && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // measureRecovery waits until every partition of the movements and the
 // orders topics has a commit beyond where it stood at the kill: then the
 // killed instance's partitions are processed again.
 func (c *chaos) measureRecovery(k int, at time.Time, before map[string]int64) {
 	deadline := at.Add(3 * time.Minute)
-	want := 6 * 2
+	want := inputPartitions
 	if len(before) < want {
 		c.violate("kill %d: committed offsets of only %d of %d partitions before the kill", k, len(before), want)
 		return

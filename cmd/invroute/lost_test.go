@@ -41,6 +41,7 @@ func TestInstanceLost(t *testing.T) {
 	c.startInst(0)
 	c.logf("instance %s started", c.insts[0].id)
 	time.Sleep(c.plan.warm)
+	c.waitCommittedEverywhere(time.Minute) // on a loaded machine the warm-up may not be enough
 
 	before := c.committed()
 	at := c.killWhenFlushing(0)
