@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -329,9 +330,13 @@ func TestCoPartitionedInputs(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	// One letter per processing: at least the 5 records of each input (a
+	// transaction aborted on the way, at start-up say, processes its
+	// records again), all by one instance, the same for both inputs.
+	one := func(s string) bool { return len(s) >= 5 && strings.Trim(s, s[:1]) == "" }
 	for p := range parts {
 		a, b := seen[fmt.Sprintf("a/%d", p)], seen[fmt.Sprintf("b/%d", p)]
-		if len(a) != 5 || a != b {
+		if !one(a) || !one(b) || a[0] != b[0] {
 			t.Errorf("partition %d: input a processed by %q, b by %q; want the same single instance", p, a, b)
 		}
 	}
