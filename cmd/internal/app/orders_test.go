@@ -19,6 +19,18 @@ func startFull(t *testing.T, o Options) (*Engine, func()) {
 	return start(t, o, t.Errorf)
 }
 
+// startOrders is the start of an order test: the whole engine (inventory
+// and router, startFull) on the test's broker under a fresh topic prefix,
+// and a client of that broker. stop stops the engine.
+func startOrders(t *testing.T) (brokers, prefix string, eng *Engine, cl *kgo.Client, stop func()) {
+	t.Helper()
+	brokers, real := testkit.Brokers(t)
+	t.Logf("brokers %s (real Kafka: %t)", brokers, real)
+	prefix = testkit.Prefix(t)
+	eng, stop = startFull(t, testOptions(t, brokers, prefix))
+	return brokers, prefix, eng, testkit.Client(t, brokers), stop
+}
+
 // seedNetwork seeds the order network and waits until the router's ats
 // table shows the stock.
 func seedNetwork(t *testing.T, cl *kgo.Client, eng *Engine, prefix string, stock testkit.Stock) {
@@ -50,13 +62,8 @@ func seedNetwork(t *testing.T, cl *kgo.Client, eng *Engine, prefix string, stock
 // exactly once, and what the final ATS shows reserved at each node is
 // exactly what the decisions shipped from it.
 func TestNoOversell(t *testing.T) {
-	brokers, real := testkit.Brokers(t)
-	t.Logf("brokers %s (real Kafka: %t)", brokers, real)
-	prefix := testkit.Prefix(t)
-	o := testOptions(t, brokers, prefix)
-	eng, stop := startFull(t, o)
+	brokers, prefix, eng, cl, stop := startOrders(t)
 	defer stop()
-	cl := testkit.Client(t, brokers)
 
 	skus := []string{"SNEAKER-42", "SNEAKER-43", "JACKET-M", "HAT", "SCARF"}
 	stock := testkit.Stock{}
@@ -94,12 +101,8 @@ func TestNoOversell(t *testing.T) {
 // to end; the final stock, ATS and order statuses equal a model kept by
 // the test from what it did and what the router decided.
 func TestOrderLifecycle(t *testing.T) {
-	brokers, real := testkit.Brokers(t)
-	t.Logf("brokers %s (real Kafka: %t)", brokers, real)
-	prefix := testkit.Prefix(t)
-	eng, stop := startFull(t, testOptions(t, brokers, prefix))
+	brokers, prefix, eng, cl, stop := startOrders(t)
 	defer stop()
-	cl := testkit.Client(t, brokers)
 	skus := []string{"A", "B", "C", "D"}
 	stock := testkit.Stock{}
 	for _, sku := range skus {
@@ -364,12 +367,8 @@ func TestCustomerScreen(t *testing.T) {
 // session) kept 1 unit held there for nothing. Then the line ships in
 // full and nothing is held anywhere.
 func TestShortPickRace(t *testing.T) {
-	brokers, real := testkit.Brokers(t)
-	t.Logf("brokers %s (real Kafka: %t)", brokers, real)
-	prefix := testkit.Prefix(t)
-	eng, stop := startFull(t, testOptions(t, brokers, prefix))
+	brokers, prefix, eng, cl, stop := startOrders(t)
 	defer stop()
-	cl := testkit.Client(t, brokers)
 	stock := testkit.Stock{"A": {"W-PAR": 2, "W-BER": 5}}
 	seedNetwork(t, cl, eng, prefix, stock)
 
