@@ -88,6 +88,17 @@ func waitOwned(eng *Engine, n int32) bool {
 	return eng.owned.Load() == n
 }
 
+// waitUntil polls cond every 20 ms and fails the test if it does not hold
+// within timeout.
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %v", what, timeout)
+		}
+	}
+}
+
 // refuseNextCommit makes c answer the next EndTxn that commits with code,
 // without committing; the count says how many it answered (1 once it has).
 func refuseNextCommit(c *kfake.Cluster, code int16) *atomic.Int32 {

@@ -336,10 +336,24 @@ func TestRebalanceDoesNotReinitialise(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
-	time.Sleep(3 * time.Second)
+	// a works on all four partitions before b joins ...
+	waitUntil(t, 30*time.Second, "a owns the four partitions and commits", func() bool {
+		return a.owned.Load() == 4 && testutil.ToFloat64(a.m.committed) >= 3
+	})
 	b, stopB := runEngine(t, brokers, t.TempDir(), echoTopology(), four("b"))
 	defer stopB()
-	time.Sleep(12 * time.Second)
+	// ... and both commit after the partitions are shared, then records
+	// flow for 3 s more: a re-initialisation would leave the group and
+	// start another rebalance.
+	var bases [2]float64
+	waitUntil(t, time.Minute, "the partitions shared by both instances", func() bool {
+		if oa, ob := a.owned.Load(), b.owned.Load(); oa+ob != 4 || oa == 0 || ob == 0 {
+			bases = [2]float64{testutil.ToFloat64(a.m.committed), testutil.ToFloat64(b.m.committed)}
+			return false
+		}
+		return testutil.ToFloat64(a.m.committed) > bases[0] && testutil.ToFloat64(b.m.committed) > bases[1]
+	})
+	time.Sleep(3 * time.Second)
 	cancel()
 	<-fed
 	ra, rb := testutil.ToFloat64(a.m.reinits), testutil.ToFloat64(b.m.reinits)

@@ -3,6 +3,7 @@ package replay
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -54,6 +55,36 @@ var (
 		{"o6", berlin, schemas.ShipAvailable, map[string]int64{"A": 1, "C": 1}},
 	}
 )
+
+// waitReserved waits (a minute at most) until the router's ats table shows,
+// at every node, the units the decisions routed from it as reserved: the
+// next order then plans on the stock these left.
+func waitReserved(t *testing.T, eng *app.Engine, ds map[string][]schemas.RoutingDecision) {
+	t.Helper()
+	want := map[[2]string]int64{}
+	for _, d := range ds {
+		for _, s := range d[len(d)-1].Shipments {
+			for _, l := range s.Lines {
+				want[[2]string{l.SKU, s.NodeID}] += l.Qty
+			}
+		}
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		behind := ""
+		for k, n := range want {
+			if st, _ := eng.Availability.Stock(k[0], k[1]); st.Reserved != n {
+				behind = fmt.Sprintf("%s at %s: reserved %d, want %d", k[0], k[1], st.Reserved, n)
+				break
+			}
+		}
+		if behind == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the router's ats table never showed the decisions' reservations: %s", behind)
+		}
+	}
+}
 
 // TestReplayWhatIf records a history with the real engine (nodes, stock,
 // six orders decided one after the other, so that no two plan on the same
@@ -107,8 +138,7 @@ func TestReplayWhatIf(t *testing.T) {
 	for i, so := range scenario {
 		ev := so.event()
 		testkit.Produce(t, cl, &kgo.Record{Topic: prefix + "orders", Key: []byte(ev.OrderID), Value: testkit.Encode(t, schemas.OrderEvents, &ev)})
-		testkit.Decisions(t, brokers, prefix, i+1, time.Minute)
-		time.Sleep(300 * time.Millisecond) // the reservation's ATS reaches the router's table
+		waitReserved(t, eng, testkit.Decisions(t, brokers, prefix, i+1, time.Minute))
 	}
 
 	rules, err := ParseRules([]byte("nodes:\n  W-PAR: {active: false}\n"))
