@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,7 @@ type standbys struct {
 
 	partitions prometheus.Gauge
 	records    prometheus.Counter
+	lag        prometheus.Gauge
 }
 
 // standbyTask tails the changelogs of one partition into its stores.
@@ -53,6 +55,10 @@ type standbyTask struct {
 	p      int32
 	cancel context.CancelFunc
 	done   chan struct{}
+	// next is, per changelog topic, the offset the task's store has read
+	// up to (see standbys.measureLag); -1 until the store is open and
+	// restored. Written by the task's goroutine, read by run's.
+	next map[string]*atomic.Int64
 }
 
 const (
@@ -70,9 +76,11 @@ func newStandbys(e *Engine) *standbys {
 			Help: "Partitions whose stores this instance keeps warm as a standby."}),
 		records: prometheus.NewCounter(prometheus.CounterOpts{Name: "invroute_standby_records_total",
 			Help: "Changelog records applied to standby stores."}),
+		lag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "invroute_standby_lag_records",
+			Help: "Changelog offsets between a standby store of this instance and its changelog's last stable offset, the largest over its standby stores (measured every 2 s; a store counts once its first restore is over)."}),
 	}
 	if reg := e.cfg.Registerer; reg != nil {
-		reg.MustRegister(s.partitions, s.records)
+		reg.MustRegister(s.partitions, s.records, s.lag)
 	}
 	return s
 }
@@ -106,6 +114,9 @@ func (s *standbys) run(ctx context.Context) {
 		if err == nil {
 			fails = 0
 			s.place(ctx, want)
+		}
+		if err := s.measureLag(ctx); err != nil && ctx.Err() == nil {
+			s.e.log.Debug("standby lag", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -185,6 +196,52 @@ func standbyShare(ring []string, owner map[int32]string, me string, count int) m
 	return want
 }
 
+// measureLag sets the lag gauge: the largest distance, in offsets, between
+// a running standby's store and the last stable offset of its changelog
+// partition (0 without standbys). A store that has read up to the last
+// stable offset but not past the commit marker there counts as caught up
+// (see tail).
+func (s *standbys) measureLag(ctx context.Context) error {
+	type pos struct {
+		topic string
+		p     int32
+		next  int64
+	}
+	var ps []pos
+	topics := map[string]bool{}
+	s.mu.Lock()
+	for p, t := range s.tasks {
+		for topic, n := range t.next {
+			if next := n.Load(); next >= 0 {
+				ps = append(ps, pos{topic, p, next})
+				topics[topic] = true
+			}
+		}
+	}
+	s.mu.Unlock()
+	if len(ps) == 0 {
+		s.lag.Set(0)
+		return nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ends, err := s.e.adm.ListCommittedOffsets(lctx, slices.Sorted(maps.Keys(topics))...)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return err // the gauge keeps its last value
+	}
+	var lag int64
+	for _, q := range ps {
+		if o, ok := ends.Lookup(q.topic, q.p); ok {
+			lag = max(lag, o.Offset-q.next)
+		}
+	}
+	s.lag.Set(float64(lag))
+	return nil
+}
+
 // place starts and stops standby tasks to match want.
 func (s *standbys) place(ctx context.Context, want map[int32]bool) {
 	s.mu.Lock()
@@ -248,10 +305,15 @@ func (t *standbyTask) stop() {
 // end the task (the next placement may start it again).
 func (s *standbys) start(ctx context.Context, p int32) *standbyTask {
 	ctx, cancel := context.WithCancel(ctx)
-	t := &standbyTask{p: p, cancel: cancel, done: make(chan struct{})}
+	t := &standbyTask{p: p, cancel: cancel, done: make(chan struct{}), next: map[string]*atomic.Int64{}}
+	for _, def := range s.e.topo.Stores {
+		n := new(atomic.Int64)
+		n.Store(-1)
+		t.next[s.e.changelogs[def.Name]] = n
+	}
 	go func() {
 		defer close(t.done)
-		if err := s.tail(ctx, p); err != nil && ctx.Err() == nil {
+		if err := s.tail(ctx, p, t.next); err != nil && ctx.Err() == nil {
 			s.e.log.Warn("standby stopped", "partition", p, "err", err)
 			s.mu.Lock()
 			if s.tasks[p] == t {
@@ -265,8 +327,9 @@ func (s *standbys) start(ctx context.Context, p int32) *standbyTask {
 	return t
 }
 
-// tail keeps p's stores at the end of their changelogs (read_committed).
-func (s *standbys) tail(ctx context.Context, p int32) error {
+// tail keeps p's stores at the end of their changelogs (read_committed),
+// recording in next how far each has read.
+func (s *standbys) tail(ctx context.Context, p int32, next map[string]*atomic.Int64) error {
 	e := s.e
 	var stores []*state.Store
 	var names []string
@@ -292,6 +355,7 @@ func (s *standbys) tail(ctx context.Context, p int32) error {
 		topic := e.changelogs[def.Name]
 		offsets[topic] = map[int32]kgo.Offset{p: kgo.NewOffset().At(st.Checkpoint().ChangelogOffset)}
 		byTopic[topic] = st
+		next[topic].Store(st.Checkpoint().ChangelogOffset)
 	}
 	cl, err := kgo.NewClient(e.clientOpts(kgo.ConsumePartitions(offsets),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(time.Second))...)
@@ -332,8 +396,13 @@ func (s *standbys) tail(ctx context.Context, p int32) error {
 			// Up to the fetch's stable end, but maybe its last commit
 			// marker: the store has seen what the changelog held when
 			// this poll began.
-			if len(fp.Records) > 0 && fp.Records[len(fp.Records)-1].Offset+2 >= fp.LastStableOffset {
-				caughtUp[st] = true
+			if len(fp.Records) > 0 {
+				read := fp.Records[len(fp.Records)-1].Offset + 1
+				if read+1 >= fp.LastStableOffset {
+					caughtUp[st] = true
+					read = max(read, fp.LastStableOffset) // past the marker, if any
+				}
+				next[fp.Topic].Store(read)
 			}
 		})
 		if rerr != nil {

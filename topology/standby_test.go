@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,6 +71,59 @@ func TestStandby(t *testing.T) {
 				t.Errorf("with a standby b replayed %d of %d records: it was not warm", r.replayed, r.moved)
 			}
 		})
+	}
+}
+
+// TestStandbyLag: the lag gauge is the largest distance from a standby
+// store's position to its changelog's end, leaves out stores that are not
+// restored yet, and is 0 without standbys.
+func TestStandbyLag(t *testing.T) {
+	brokers := newKfake(t)
+	e, err := NewEngine(Config{Brokers: brokers, InstanceID: "a", StateDir: t.TempDir(), Partitions: 2,
+		Standbys: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, echoTopology())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	e.adm = kadm.NewClient(cl)
+	if _, err := e.adm.CreateTopic(context.Background(), 2, 1, nil, "st-changelog"); err != nil {
+		t.Fatal(err)
+	}
+	for p, n := range []int{10, 5} {
+		for i := range n {
+			r := &kgo.Record{Topic: "st-changelog", Partition: int32(p), Key: []byte(strconv.Itoa(i))}
+			if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	task := func(next int64) *standbyTask {
+		n := new(atomic.Int64)
+		n.Store(next)
+		return &standbyTask{next: map[string]*atomic.Int64{"st-changelog": n}}
+	}
+	for _, c := range []struct {
+		name  string
+		tasks map[int32]*standbyTask
+		want  float64
+	}{
+		{"none", nil, 0},
+		{"p0 at 4 of 10, p1 restoring", map[int32]*standbyTask{0: task(4), 1: task(-1)}, 6},
+		{"p0 at 4 of 10, p1 at 0 of 5", map[int32]*standbyTask{0: task(4), 1: task(0)}, 6},
+		{"p0 caught up, p1 at 0 of 5", map[int32]*standbyTask{0: task(10), 1: task(0)}, 5},
+		{"both caught up", map[int32]*standbyTask{0: task(10), 1: task(5)}, 0},
+	} {
+		e.sb.tasks = c.tasks
+		if err := e.sb.measureLag(context.Background()); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := testutil.ToFloat64(e.sb.lag); got != c.want {
+			t.Errorf("%s: lag %v, want %v", c.name, got, c.want)
+		}
 	}
 }
 
@@ -256,6 +310,10 @@ func failover(tb testing.TB, standbys, records int) failoverResult {
 		// their start, tailed since.
 		waitUntil("b's standbys to catch up", 2*time.Minute, func() bool {
 			return int(b.e.Status().Restored+testutil.ToFloat64(b.e.sb.records)) >= moved
+		})
+		// And say so: past the last commit marker too.
+		waitUntil("b's standby lag to reach 0", 30*time.Second, func() bool {
+			return testutil.ToFloat64(b.e.sb.lag) == 0 && testutil.ToFloat64(b.e.sb.partitions) > 0
 		})
 	}
 	before := b.e.Status().Restored

@@ -140,6 +140,12 @@ var alertCases = map[string]struct{ fire, quiet string }{
 		fire:  `invroute_session_reinits_total{job="invroute",instance="a",topology="inventory"} 0+1x40`,
 		quiet: `invroute_session_reinits_total{job="invroute",instance="a",topology="inventory"} 0x20 1x20`,
 	},
+	"InvrouteStandbyLagging": {
+		fire: `invroute_standby_lag_records{job="invroute",instance="a",topology="inventory"} 0x10 2000000x30
+		       invroute_standby_lag_records{job="invroute",instance="b",topology="inventory"} 0x40`,
+		quiet: `invroute_standby_lag_records{job="invroute",instance="a",topology="inventory"} 0x30 2000000x10
+		        invroute_standby_lag_records{job="invroute",instance="b",topology="inventory"} 500000x40`,
+	},
 	"InvrouteProcessStalled": {
 		fire:  `invroute_process_stalls_total{job="invroute",instance="a",topology="inventory"} 0x20 1x20`,
 		quiet: `invroute_process_stalls_total{job="invroute",instance="a",topology="inventory"} 0x40`,
