@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/invroute/invroute/processors/catalog"
 	"github.com/invroute/invroute/processors/inventory"
@@ -83,7 +84,7 @@ func FuzzProcess(f *testing.F) {
 		}
 	}
 	task, err := Topology(TopologyOptions{Catalog: cat, Availability: avail, Loads: NewLoads(),
-		Config: Config{CustomerMaxOrders: 2}}).NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: st}, CacheEntries: 100})
+		Config: Config{CustomerMaxOrders: 2, OrderRetention: time.Hour}}).NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: st}, CacheEntries: 100})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -35,6 +35,15 @@ type Config struct {
 	// the customer screen, partitioned by customer id).
 	CustomerMaxOrders int
 	CustomerWindow    time.Duration
+	// OrderRetention, if positive, bounds the router's state: an order
+	// that is finished (see finished: shipped, picked up, returned,
+	// cancelled or rejected, nothing held, no round open) is forgotten
+	// once the partition's stream time (Store.Now) is this far past its
+	// last change: its state is deleted and its status tombstoned (Purge).
+	// A PLACED event placed this long or longer before the stream time is
+	// then invalid, since its order may be one forgotten and would be
+	// routed again. 0 keeps every order.
+	OrderRetention time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -56,6 +65,15 @@ func (c Config) withDefaults() Config {
 type Store interface {
 	Order(id string) (*schemas.RouterOrder, error)
 	PutOrder(o *schemas.RouterOrder)
+	// Now is the partition's stream time: the newest record timestamp it
+	// has processed, in ms (kept only with Config.OrderRetention).
+	Now() int64
+	// Expire sets the stream time at which order id is forgotten (0:
+	// never). Due lists up to max orders due at or before now, earliest
+	// first; Forget deletes an order and its expiry.
+	Expire(id string, due int64) error
+	Due(now int64, max int) ([]string, error)
+	Forget(id string) error
 	// Load is how many shipments this partition gave node on day (days
 	// since the epoch, UTC); AddLoad changes it.
 	Load(node string, day int64) (int64, error)
@@ -80,6 +98,7 @@ type Out interface {
 	Request(r *schemas.FulfillmentRequest) // key node_id
 	Status(s *schemas.OrderStatus)         // key order_id
 	Check(c *schemas.CustomerCheck)        // key customer_id
+	Forget(orderID string)                 // a tombstone for the order's status
 }
 
 // Stats counts what the router saw.
@@ -95,6 +114,7 @@ type Stats struct {
 	Splits      int64 // decisions with more than one shipment
 	Replans     int64 // attempts after a refusal
 	Stale       int64 // results of attempts no longer open
+	Forgotten   int64 // finished orders forgotten after OrderRetention
 }
 
 // Router is the router processor of one partition. It is deterministic:
@@ -169,6 +189,12 @@ func (r *Router) OrderEvent(st Store, w World, out Out, key []byte, ev *schemas.
 		if cur != nil {
 			r.Stats.Duplicates++
 			return nil
+		}
+		if ret := r.cfg.OrderRetention.Milliseconds(); ret > 0 {
+			if placed, now := cmp.Or(ev.PlacedAt, ts), st.Now(); placed <= now-ret {
+				return invalid("order %s: placed_at %d is order_retention (%v) or more before the partition's stream time %d: "+
+					"it may be an order already finished and forgotten, which would be routed again", ev.OrderID, placed, r.cfg.OrderRetention, now)
+			}
 		}
 		if err := r.validatePlaced(ev, ts); err != nil {
 			return err
@@ -1479,7 +1505,59 @@ func (s *step) save() error {
 		s.out.Status(s.status())
 	}
 	s.st.PutOrder(s.o)
+	if ret := s.r.cfg.OrderRetention.Milliseconds(); ret > 0 {
+		switch {
+		case finished(s.o):
+			return s.st.Expire(s.o.OrderID, s.st.Now()+ret)
+		case s.prev != nil && finished(s.prev): // back in business (a return authorized)
+			return s.st.Expire(s.o.OrderID, 0)
+		}
+	}
 	return nil
+}
+
+// finished reports whether nothing more is expected of an order: every
+// line is done (shipped, picked up, returned, cancelled or rejected), it
+// holds no stock and has no round or customer check open. Only a return
+// authorization brings it back (RETURN_PENDING).
+func finished(o *schemas.RouterOrder) bool {
+	switch o.State {
+	case schemas.StateShipped, schemas.StatePickedUp, schemas.StateReturned, schemas.StateCancelled, schemas.StateRejected:
+	default:
+		return false
+	}
+	return o.Attempt == 0 && len(o.Holds) == 0 && !o.Screening
+}
+
+// Purge forgets up to max orders due at the partition's stream time (see
+// Config.OrderRetention): each still finished is deleted and its status
+// tombstoned. It returns how many expiries it handled: max means more may
+// be due.
+func (r *Router) Purge(st Store, out Out, max int) (int, error) {
+	ids, err := st.Due(st.Now(), max)
+	if err != nil {
+		return 0, err
+	}
+	for _, id := range ids {
+		o, err := st.Order(id)
+		if err != nil {
+			return 0, err
+		}
+		if o != nil && !finished(o) { // not expected: save clears the expiry
+			if err := st.Expire(id, 0); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if err := st.Forget(id); err != nil {
+			return 0, err
+		}
+		if o != nil {
+			out.Forget(id)
+			r.Stats.Forgotten++
+		}
+	}
+	return len(ids), nil
 }
 
 // deriveState is the order's state for "where is my order", from its

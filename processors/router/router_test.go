@@ -1,6 +1,7 @@
 package router
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -18,10 +19,36 @@ import (
 type memStore struct {
 	orders map[string]*schemas.RouterOrder
 	load   map[string]int64 // node/day -> shipments
+	now    int64
+	due    map[string]int64 // order -> when it is forgotten
 }
 
 func (m *memStore) Order(id string) (*schemas.RouterOrder, error) { return m.orders[id], nil }
 func (m *memStore) PutOrder(o *schemas.RouterOrder)               { m.orders[o.OrderID] = o }
+func (m *memStore) Now() int64                                    { return m.now }
+func (m *memStore) Expire(id string, due int64) error {
+	if due <= 0 {
+		delete(m.due, id)
+	} else {
+		m.due[id] = due
+	}
+	return nil
+}
+func (m *memStore) Due(now int64, max int) ([]string, error) {
+	var ids []string
+	for id, d := range m.due {
+		if d <= now {
+			ids = append(ids, id)
+		}
+	}
+	slices.SortFunc(ids, func(a, b string) int { return cmp.Or(cmp.Compare(m.due[a], m.due[b]), cmp.Compare(a, b)) })
+	return ids[:min(len(ids), max)], nil
+}
+func (m *memStore) Forget(id string) error {
+	delete(m.orders, id)
+	delete(m.due, id)
+	return nil
+}
 func (m *memStore) Load(node string, day int64) (int64, error) {
 	return m.load[fmt.Sprint(node, "/", day)], nil
 }
@@ -50,6 +77,8 @@ func (c *capture) Command(x *schemas.ReservationCommand) {
 	}
 	fmt.Fprintf(&c.b, " attempt=%d\n", x.Attempt)
 }
+
+func (c *capture) Forget(id string) { fmt.Fprintf(&c.b, "forget %s (status tombstone)\n", id) }
 
 func (c *capture) Check(x *schemas.CustomerCheck) {
 	c.checks = append(c.checks, x)
@@ -167,12 +196,14 @@ func (m screenStore) Put(h *schemas.CustomerHistory)                 { m[h.Custo
 //	holds id=..                           prints the order's holds and shipments
 //	inventory                             prints what the fake inventory holds
 //	check                                 compares the router's holds with the fake inventory's
-//	config customer-max=N customer-window=MS   a router with the customer rule
+//	config customer-max=N customer-window=MS retention=MS   a router with the customer rule, order retention
 //	screen                                the customer screen answers every queued check
+//	due                                   prints when each order is forgotten
+//	purge [max=N]                         forgets the orders due (the stream time is the last ts)
 func TestRouter(t *testing.T) {
 	datadriven.Walk(t, "testdata/router", func(t *testing.T, path string) {
 		net := newTestNet()
-		st := &memStore{orders: map[string]*schemas.RouterOrder{}, load: map[string]int64{}}
+		st := &memStore{orders: map[string]*schemas.RouterOrder{}, load: map[string]int64{}, due: map[string]int64{}}
 		inv := &fakeInventory{net: net, holds: map[[4]string]int64{}}
 		r := New(Config{})
 		var queue []*schemas.ReservationCommand
@@ -182,6 +213,7 @@ func TestRouter(t *testing.T) {
 		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
 			a := args{t, d}
 			ts = int64(a.num("ts", float64(ts+1000)))
+			st.now = max(st.now, ts)
 			if out, ok := netCommand(a, net); ok {
 				return out
 			}
@@ -259,8 +291,23 @@ func TestRouter(t *testing.T) {
 				err = r.Feedback(st, testWorld{net}, out, []byte(f.OrderID), f, ts)
 			case "config":
 				r = New(Config{CustomerMaxOrders: int(a.num("customer-max", 0)),
-					CustomerWindow: time.Duration(a.num("customer-window", 0)) * time.Millisecond})
+					CustomerWindow: time.Duration(a.num("customer-window", 0)) * time.Millisecond,
+					OrderRetention: time.Duration(a.num("retention", 0)) * time.Millisecond})
 				return "ok"
+			case "due":
+				var rows []string
+				for id, d := range st.due {
+					rows = append(rows, fmt.Sprintf("%s at %d (in %d ms)", id, d, d-st.now))
+				}
+				slices.Sort(rows)
+				if len(rows) == 0 {
+					return "none"
+				}
+				return strings.Join(rows, "\n")
+			case "purge":
+				var n int
+				n, err = r.Purge(st, out, int(a.num("max", 100)))
+				fmt.Fprintf(&out.b, "%d due, %d forgotten in all\n", n, r.Stats.Forgotten)
 			case "screen":
 				for _, c := range checks {
 					v, err := screen.Check(screens, []byte(c.CustomerID), c)

@@ -1,9 +1,12 @@
 package router
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/invroute/invroute/processors/catalog"
 	"github.com/invroute/invroute/processors/inventory"
@@ -29,9 +32,26 @@ const (
 //
 //	o/<order_id>   format byte (1) + RouterOrder (Avro)
 //	l/<node_id>    day (8 bytes) + shipments (8 bytes), big endian: this partition's load today
+//
+// With Config.OrderRetention:
+//
+//	t/                       stream time, ms (8 bytes, big endian)
+//	u/<order_id>             when the order is forgotten, ms (8 bytes): its x/ key
+//	x/<due, 16 hex>/<order_id>   empty: the orders to forget, in the order of due
 const (
-	prefixOrder = "o/"
-	prefixLoad  = "l/"
+	prefixOrder  = "o/"
+	prefixLoad   = "l/"
+	keyNow       = "t/"
+	prefixExpiry = "u/"
+	prefixDue    = "x/"
+)
+
+// purgeBatch bounds the orders forgotten per transaction and partition;
+// purgeEvery is how much stream time passes between two looks for orders
+// due (unless the last look found purgeBatch of them).
+const (
+	purgeBatch = 1000
+	purgeEvery = time.Minute
 )
 
 // TopologyOptions configure the router topology.
@@ -93,9 +113,12 @@ type Task struct {
 	ids   schemas.SchemaIDs
 	opts  TopologyOptions
 	store *pebbleStore
-	ev    schemas.OrderEvent
-	res   schemas.ReservationResult
-	fb    schemas.FulfillmentFeedback
+	// nextPurge is the stream time of the next look for orders to forget
+	// (0: at the next flush).
+	nextPurge int64
+	ev        schemas.OrderEvent
+	res       schemas.ReservationResult
+	fb        schemas.FulfillmentFeedback
 }
 
 // world is the router's World for one task.
@@ -147,11 +170,21 @@ func (o *out) Status(s *schemas.OrderStatus) {
 func (o *out) Check(c *schemas.CustomerCheck) {
 	emit(o, schemas.CustomerChecks, screen.TopicChecks, c.CustomerID, c)
 }
+func (o *out) Forget(orderID string) {
+	if o.err == nil {
+		o.em.Emit(TopicStatus, []byte(orderID), nil)
+	}
+}
 
 // Process decodes and applies one record of an input.
 func (t *Task) Process(r *topology.Record, em topology.Emitter) error {
 	o := &out{em: em}
 	w := world{snap: t.opts.Catalog.Snapshot(), t: t}
+	if t.r.cfg.OrderRetention > 0 {
+		if err := t.store.advance(r.Timestamp); err != nil {
+			return err
+		}
+	}
 	var err error
 	switch topology.Topic(r.Topic) {
 	case TopicOrders:
@@ -214,15 +247,48 @@ func (t *Task) Flush(em topology.Emitter) error {
 		em.Emit(TopicLoad, []byte(LoadKey(n, t.part)), b)
 	}
 	clear(t.store.dirty)
+	if err := t.purge(em); err != nil {
+		return err
+	}
 	if t.opts.OnFlush != nil {
 		t.opts.OnFlush(t.part, t.r.Stats)
 	}
 	return nil
 }
 
-// Aborted forgets the transaction's load changes (the store forgets them
-// itself).
-func (t *Task) Aborted() { clear(t.store.dirty) }
+// purge forgets the orders due (Config.OrderRetention), at most purgeBatch
+// of them, once per purgeEvery of stream time, and stores the stream time.
+func (t *Task) purge(em topology.Emitter) error {
+	if t.r.cfg.OrderRetention <= 0 {
+		return nil
+	}
+	if err := t.store.loadNow(); err != nil {
+		return err
+	}
+	now := t.store.now
+	if now > 0 && now >= t.nextPurge {
+		o := &out{em: em}
+		n, err := t.r.Purge(t.store, o, purgeBatch)
+		if err == nil {
+			err = o.err
+		}
+		if err != nil {
+			return err
+		}
+		if t.nextPurge = now + purgeEvery.Milliseconds(); n == purgeBatch {
+			t.nextPurge = now // more due: go on at the next flush
+		}
+	}
+	return t.store.saveNow()
+}
+
+// Aborted forgets the transaction's load changes, stream time and purges
+// (the store forgets their writes itself).
+func (t *Task) Aborted() {
+	clear(t.store.dirty)
+	t.store.nowLoaded, t.store.nowDirty = false, false
+	t.nextPurge = 0
+}
 
 // orderFormat tags stored orders, like inventory's SKU states.
 const orderFormat byte = 1
@@ -245,6 +311,106 @@ type pebbleStore struct {
 	st     *state.Store
 	orders *state.Table[schemas.RouterOrder]
 	dirty  map[string]int64 // node -> day whose load changed in this transaction
+	// now is the stream time (keyNow), read at first use after an abort,
+	// advanced by every record, written at the flush if it moved.
+	now                 int64
+	nowLoaded, nowDirty bool
+}
+
+func (s *pebbleStore) loadNow() error {
+	if s.nowLoaded {
+		return nil
+	}
+	v, ok, err := s.st.Txn().Get([]byte(keyNow))
+	if err != nil {
+		return err
+	}
+	s.now = 0
+	if ok {
+		if len(v) != 8 {
+			return fmt.Errorf("router: corrupt stream time: %d bytes", len(v))
+		}
+		s.now = int64(binary.BigEndian.Uint64(v))
+	}
+	s.nowLoaded = true
+	return nil
+}
+
+func (s *pebbleStore) advance(ts int64) error {
+	if err := s.loadNow(); err != nil {
+		return err
+	}
+	if ts > s.now {
+		s.now, s.nowDirty = ts, true
+	}
+	return nil
+}
+
+func (s *pebbleStore) saveNow() error {
+	if !s.nowDirty {
+		return nil
+	}
+	s.nowDirty = false
+	return s.st.Txn().Set([]byte(keyNow), binary.BigEndian.AppendUint64(nil, uint64(s.now)))
+}
+
+func (s *pebbleStore) Now() int64 { return s.now }
+
+func dueKey(due int64, id string) []byte {
+	return fmt.Appendf(nil, "%s%016x/%s", prefixDue, uint64(due), id)
+}
+
+func (s *pebbleStore) Expire(id string, due int64) error {
+	tx := s.st.Txn()
+	v, ok, err := tx.Get([]byte(prefixExpiry + id))
+	if err != nil {
+		return err
+	}
+	if ok {
+		if len(v) != 8 {
+			return fmt.Errorf("router: corrupt expiry of order %s: %d bytes", id, len(v))
+		}
+		old := int64(binary.BigEndian.Uint64(v))
+		if old == due {
+			return nil
+		}
+		if err := tx.Delete(dueKey(old, id)); err != nil {
+			return err
+		}
+	}
+	if due <= 0 {
+		if !ok {
+			return nil
+		}
+		return tx.Delete([]byte(prefixExpiry + id))
+	}
+	if err := tx.Set(dueKey(due, id), nil); err != nil {
+		return err
+	}
+	return tx.Set([]byte(prefixExpiry+id), binary.BigEndian.AppendUint64(nil, uint64(due)))
+}
+
+var errEnough = errors.New("enough")
+
+func (s *pebbleStore) Due(now int64, max int) ([]string, error) {
+	var ids []string
+	bound := dueKey(now, "")
+	err := s.st.Txn().Iterate([]byte(prefixDue), func(k, _ []byte) error {
+		if len(ids) == max || string(k) > string(bound) && !bytes.HasPrefix(k, bound) {
+			return errEnough
+		}
+		ids = append(ids, string(k[len(bound):]))
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return nil, err
+	}
+	return ids, nil
+}
+
+func (s *pebbleStore) Forget(id string) error {
+	s.orders.Put(id, nil)
+	return s.Expire(id, 0)
 }
 
 func (s *pebbleStore) Order(id string) (*schemas.RouterOrder, error) { return s.orders.Get(id) }

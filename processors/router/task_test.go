@@ -1,10 +1,18 @@
 package router
 
 import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/invroute/invroute/processors/catalog"
+	"github.com/invroute/invroute/processors/inventory"
 	"github.com/invroute/invroute/schemas"
 	"github.com/invroute/invroute/state"
+	"github.com/invroute/invroute/topology"
 )
 
 // TestLoadDays: a node's count is per UTC day; a record stamped with an
@@ -36,4 +44,145 @@ func TestLoadDays(t *testing.T) {
 	if n, _ := s.Load("W1", 102); n != 1 {
 		t.Fatalf("day 102: %d, want 1 (the count starts again)", n)
 	}
+}
+
+// emitted records what a task emits.
+type emitted []string
+
+func (e *emitted) Emit(topic topology.Topic, key, value []byte) {
+	if value == nil {
+		*e = append(*e, fmt.Sprintf("%s %s tombstone", topic, key))
+	} else {
+		*e = append(*e, fmt.Sprintf("%s %s", topic, key))
+	}
+}
+
+// TestRetentionTask runs order retention on Pebble: the stream time and
+// the expiries are stored, a purge forgets a finished order (state,
+// expiry, status tombstone) only once due, an aborted purge is redone,
+// and after a restart an old PLACED event of a forgotten order is refused.
+func TestRetentionTask(t *testing.T) {
+	dir := t.TempDir()
+	st, err := state.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	cat := catalog.New(nil)
+	n := schemas.Node{NodeID: "W1", Type: schemas.Warehouse, Lat: 48.8, Lon: 2.3, Active: true, ShipEnabled: true}
+	if err := cat.ApplyNode([]byte("W1"), encodeT(t, schemas.Nodes, &n)); err != nil {
+		t.Fatal(err)
+	}
+	avail := NewAvailability()
+	u := schemas.AtsUpdate{SKU: "A", Version: 1, Channels: []schemas.ChannelATS{}, Nodes: []schemas.NodeATS{{NodeID: "W1", OnHand: 5, Available: 5, Active: true}}}
+	if err := avail.Apply([]byte("A"), encodeT(t, schemas.AtsUpdates, &u)); err != nil {
+		t.Fatal(err)
+	}
+	topo := Topology(TopologyOptions{Catalog: cat, Availability: avail, Loads: NewLoads(), Config: Config{OrderRetention: 10 * time.Second}})
+	newTask := func() *Task {
+		task, err := topo.NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: st}, CacheEntries: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return task.(*Task)
+	}
+	const t0 = int64(1_800_000_000_000)
+	placed := func(id string, at int64) *topology.Record {
+		ev := schemas.OrderEvent{OrderID: id, Type: schemas.EventPlaced, ChannelID: "web", CustomerTier: schemas.TierStandard,
+			Priority: schemas.PriorityStandard, DeliveryMethod: schemas.DeliveryShip, ShipTo: &schemas.Address{Country: "FR", Lat: 48.8, Lon: 2.3},
+			Lines: []schemas.OrderLine{{LineID: "1", SKU: "A", Qty: 1}}, Policy: schemas.ShipComplete, LineIDs: []string{}, PlacedAt: at}
+		return &topology.Record{Topic: string(TopicOrders), Key: []byte(id), Value: encodeT(t, schemas.OrderEvents, &ev), Timestamp: at}
+	}
+	result := func(id string, typ schemas.ReservationOp, attempt int32, ts int64) *topology.Record {
+		r := schemas.ReservationResult{OrderID: id, LineID: "1", Type: typ, SKU: "A", NodeID: "W1", Qty: 1, Attempt: attempt, OK: true}
+		return &topology.Record{Topic: string(inventory.TopicResults), Key: []byte(id), Value: encodeT(t, schemas.ReservationResults, &r), Timestamp: ts}
+	}
+	// txn processes records and flushes; commit or not.
+	txn := func(task *Task, commit bool, recs ...*topology.Record) emitted {
+		t.Helper()
+		var em emitted
+		for _, r := range recs {
+			if err := task.Process(r, &em); err != nil {
+				t.Fatalf("%s %s: %v", r.Topic, r.Key, err)
+			}
+		}
+		if err := task.Flush(&em); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Prepare(); err != nil {
+			t.Fatal(err)
+		}
+		if commit {
+			if err := st.Commit(state.Checkpoint{}); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			st.Abort()
+			task.Aborted()
+		}
+		return em
+	}
+	has := func(em emitted, s string) bool { return slices.Contains(em, s) }
+	stored := func(key string) bool {
+		_, ok, err := st.Get([]byte(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+
+	task := newTask()
+	// o1 placed, reserved and shipped: finished at t0+2s, due at t0+12s.
+	txn(task, true, placed("o1", t0), result("o1", schemas.Reserve, 1, t0+1000), result("o1", schemas.Consume, 0, t0+2000))
+	if o, _ := task.store.Order("o1"); o == nil || o.State != schemas.StateShipped {
+		t.Fatalf("o1: %+v, want SHIPPED", o)
+	}
+	if !stored("u/o1") || !stored(string(dueKey(t0+12000, "o1"))) {
+		t.Fatal("o1's expiry not stored at t0+12s")
+	}
+	// At t0+5s nothing is due.
+	if em := txn(task, true, placed("o2", t0+5000)); has(em, "order-status o1 tombstone") {
+		t.Fatalf("o1 forgotten before it was due: %v", em)
+	}
+	// A look for orders due comes once a minute of stream time: at t0+70s
+	// o1 is forgotten; the transaction aborts, then is redone.
+	if em := txn(task, false, placed("o3", t0+70000)); !has(em, "order-status o1 tombstone") {
+		t.Fatalf("o1 not forgotten at t0+70s: %v", em)
+	}
+	if o, _ := task.store.Order("o1"); o == nil || !stored("u/o1") {
+		t.Fatal("an aborted purge left o1 forgotten")
+	}
+	if em := txn(task, true, placed("o3", t0+70000)); !has(em, "order-status o1 tombstone") {
+		t.Fatalf("the purge was not redone after the abort: %v", em)
+	}
+	if stored("o/o1") || stored("u/o1") || stored(string(dueKey(t0+12000, "o1"))) {
+		t.Fatal("o1's state or expiry left after the purge")
+	}
+	if !stored("o/o2") || !stored("o/o3") {
+		t.Fatal("open orders forgotten")
+	}
+	// A restart: the stream time comes from the store, and o1's PLACED
+	// event, 70 s old, is refused rather than routed again.
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = state.Open(dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	task = newTask()
+	var em emitted
+	err = task.Process(placed("o1", t0), &em)
+	var bad *topology.BadInputError
+	if !errors.As(err, &bad) || !strings.Contains(err.Error(), "order_retention") {
+		t.Fatalf("o1 placed again after a restart: %v, want a dead letter for order_retention", err)
+	}
+}
+
+func encodeT[T any](t *testing.T, c *schemas.Codec[T], v *T) []byte {
+	t.Helper()
+	b, err := c.Encode(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -208,6 +208,7 @@ func TestConfigValidateAll(t *testing.T) {
 	o.Workers = -1
 	o.MaxAttempts = 0
 	o.CentsPerKm = -1
+	o.OrderRetention = time.Hour
 	o.LogLevel = "loud"
 	o.StateDir = " "
 	o.SchemaIDs = "x"
@@ -225,7 +226,7 @@ func TestConfigValidateAll(t *testing.T) {
 	}
 	for _, key := range []string{"brokers", "commit_interval", "max_txn_records", "max_record_bytes", "partitions",
 		"replication", "cache_mb", "memtable_mb", "state_cache", "dedupe_max", "dedupe_window", "reemit_batch",
-		"session_timeout", "txn_timeout", "workers", "max_attempts", "cents_per_km", "log_level", "state_dir", "schema_ids",
+		"session_timeout", "txn_timeout", "workers", "max_attempts", "cents_per_km", "order_retention", "log_level", "state_dir", "schema_ids",
 		"http_addr", "http_advertise", "admin_addr", "ready_max_lag", "lag_interval", "live_timeout", "query_timeout",
 		"security_protocol"} {
 		if !strings.Contains(err.Error(), key) {

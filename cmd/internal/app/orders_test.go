@@ -27,7 +27,11 @@ func startOrders(t *testing.T) (brokers, prefix string, eng *Engine, cl *kgo.Cli
 	brokers, real := testkit.Brokers(t)
 	t.Logf("brokers %s (real Kafka: %t)", brokers, real)
 	prefix = testkit.Prefix(t)
-	eng, stop = startFull(t, testOptions(t, brokers, prefix))
+	o := testOptions(t, brokers, prefix)
+	// Nothing is due within a test, but the router keeps its stream time
+	// and expiries and looks for orders due, on the engine.
+	o.OrderRetention = 30 * 24 * time.Hour
+	eng, stop = startFull(t, o)
 	return brokers, prefix, eng, testkit.Client(t, brokers), stop
 }
 
