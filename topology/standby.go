@@ -198,9 +198,9 @@ func standbyShare(ring []string, owner map[int32]string, me string, count int) m
 
 // measureLag sets the lag gauge: the largest distance, in offsets, between
 // a running standby's store and the last stable offset of its changelog
-// partition (0 without standbys). A store that has read up to the last
-// stable offset but not past the commit marker there counts as caught up
-// (see tail).
+// partition (0 without standbys). tail reads the transaction markers too,
+// so a caught-up store reads 0, and a store whose changelog ends in an
+// aborted transaction as well.
 func (s *standbys) measureLag(ctx context.Context) error {
 	type pos struct {
 		topic string
@@ -358,7 +358,7 @@ func (s *standbys) tail(ctx context.Context, p int32, next map[string]*atomic.In
 		next[topic].Store(st.Checkpoint().ChangelogOffset)
 	}
 	cl, err := kgo.NewClient(e.clientOpts(kgo.ConsumePartitions(offsets),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(time.Second))...)
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(), kgo.FetchMaxWait(time.Second))...)
 	if err != nil {
 		return err
 	}
@@ -387,20 +387,21 @@ func (s *standbys) tail(ctx context.Context, p int32, next map[string]*atomic.In
 				return
 			}
 			for _, r := range fp.Records {
+				if r.Attrs.IsControl() { // a commit or abort marker
+					continue
+				}
 				if rerr = st.Restore(r.Key, r.Value, r.Offset); rerr != nil {
 					return
 				}
 				touched[st] = true
 				n++
 			}
-			// Up to the fetch's stable end, but maybe its last commit
-			// marker: the store has seen what the changelog held when
-			// this poll began.
+			// Read (markers included) up to the fetch's stable end: the
+			// store has seen what the changelog held when this poll began.
 			if len(fp.Records) > 0 {
 				read := fp.Records[len(fp.Records)-1].Offset + 1
-				if read+1 >= fp.LastStableOffset {
+				if read >= fp.LastStableOffset {
 					caughtUp[st] = true
-					read = max(read, fp.LastStableOffset) // past the marker, if any
 				}
 				next[fp.Topic].Store(read)
 			}

@@ -112,7 +112,7 @@ func TestStandbyLag(t *testing.T) {
 		want  float64
 	}{
 		{"none", nil, 0},
-		{"p0 at 4 of 10, p1 restoring", map[int32]*standbyTask{0: task(4), 1: task(-1)}, 6},
+		{"p0 at 8 of 10, p1 restoring", map[int32]*standbyTask{0: task(8), 1: task(-1)}, 2},
 		{"p0 at 4 of 10, p1 at 0 of 5", map[int32]*standbyTask{0: task(4), 1: task(0)}, 6},
 		{"p0 caught up, p1 at 0 of 5", map[int32]*standbyTask{0: task(10), 1: task(0)}, 5},
 		{"both caught up", map[int32]*standbyTask{0: task(10), 1: task(5)}, 0},
