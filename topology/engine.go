@@ -1087,6 +1087,7 @@ func (e *Engine) process(ts *taskState, r *kgo.Record) error {
 		Key:       r.Key,
 		Value:     r.Value,
 		Timestamp: r.Timestamp.UnixMilli(),
+		Polled:    e.now.UnixMilli(),
 	}
 	var err error
 	if p := ts.poison; p != nil && p.offset == r.Offset && p.topic == r.Topic {

@@ -16,6 +16,10 @@ type Record struct {
 	Key       []byte
 	Value     []byte
 	Timestamp int64 // milliseconds
+	// Polled is the wall-clock time, in milliseconds, of the poll that
+	// returned the record (0 where there is none, as in tests): a bound
+	// for a processor that must not trust Timestamp far ahead of it.
+	Polled int64
 }
 
 // Emitter writes output records inside the open transaction.

@@ -36,13 +36,14 @@ type Config struct {
 	CustomerMaxOrders int
 	CustomerWindow    time.Duration
 	// OrderRetention, if positive, bounds the router's state: an order
-	// that is finished (see finished: shipped, picked up, returned,
-	// cancelled or rejected, nothing held, no round open) is forgotten
-	// once the partition's stream time (Store.Now) is this far past its
-	// last change: its state is deleted and its status tombstoned (Purge).
-	// A PLACED event placed this long or longer before the stream time is
-	// then invalid, since its order may be one forgotten and would be
-	// routed again. 0 keeps every order.
+	// that is finished (see finished: every line shipped, picked up,
+	// returned, cancelled or rejected, nothing held, no round open) is
+	// forgotten once the partition's stream time (Store.Now) is this far
+	// past its last change: its state is deleted and its status
+	// tombstoned (Purge). A PLACED event without placed_at, or placed
+	// this long or longer before the stream time, is then invalid, since
+	// its order may be one forgotten and would be routed again. 0 keeps
+	// every order.
 	OrderRetention time.Duration
 }
 
@@ -65,15 +66,16 @@ func (c Config) withDefaults() Config {
 type Store interface {
 	Order(id string) (*schemas.RouterOrder, error)
 	PutOrder(o *schemas.RouterOrder)
-	// Now is the partition's stream time: the newest record timestamp it
-	// has processed, in ms (kept only with Config.OrderRetention).
+	// Now is the partition's stream time, in ms: the newest time of the
+	// order events it accepted (kept only with Config.OrderRetention).
 	Now() int64
-	// Expire sets the stream time at which order id is forgotten (0:
-	// never). Due lists up to max orders due at or before now, earliest
-	// first; Forget deletes an order and its expiry.
-	Expire(id string, due int64) error
-	Due(now int64, max int) ([]string, error)
-	Forget(id string) error
+	// Expire records that order id finished at stream time at (0: it is
+	// not finished). Due lists up to max finished orders whose at is at
+	// or before t, earliest first; Forget deletes one (its state and its
+	// entry at).
+	Expire(id string, at int64) error
+	Due(t int64, max int) ([]Finished, error)
+	Forget(id string, at int64) error
 	// Load is how many shipments this partition gave node on day (days
 	// since the epoch, UTC); AddLoad changes it.
 	Load(node string, day int64) (int64, error)
@@ -191,9 +193,12 @@ func (r *Router) OrderEvent(st Store, w World, out Out, key []byte, ev *schemas.
 			return nil
 		}
 		if ret := r.cfg.OrderRetention.Milliseconds(); ret > 0 {
-			if placed, now := cmp.Or(ev.PlacedAt, ts), st.Now(); placed <= now-ret {
+			switch now := st.Now(); {
+			case ev.PlacedAt <= 0:
+				return invalid("order %s: no placed_at, which order_retention needs to tell a new order from one forgotten", ev.OrderID)
+			case ev.PlacedAt <= now-ret:
 				return invalid("order %s: placed_at %d is order_retention (%v) or more before the partition's stream time %d: "+
-					"it may be an order already finished and forgotten, which would be routed again", ev.OrderID, placed, r.cfg.OrderRetention, now)
+					"it may be an order already finished and forgotten, which would be routed again", ev.OrderID, ev.PlacedAt, r.cfg.OrderRetention, now)
 			}
 		}
 		if err := r.validatePlaced(ev, ts); err != nil {
@@ -1505,11 +1510,13 @@ func (s *step) save() error {
 		s.out.Status(s.status())
 	}
 	s.st.PutOrder(s.o)
-	if ret := s.r.cfg.OrderRetention.Milliseconds(); ret > 0 {
+	if s.r.cfg.OrderRetention > 0 {
 		switch {
 		case finished(s.o):
-			return s.st.Expire(s.o.OrderID, s.st.Now()+ret)
-		case s.prev != nil && finished(s.prev): // back in business (a return authorized)
+			// Never before placed_at: a PLACED event of the order is
+			// refused (OrderEvent) for as long as it may be forgotten.
+			return s.st.Expire(s.o.OrderID, max(s.st.Now(), s.o.Placed.PlacedAt))
+		case s.prev != nil && finished(s.prev): // back in business
 			return s.st.Expire(s.o.OrderID, 0)
 		}
 	}
@@ -1518,46 +1525,58 @@ func (s *step) save() error {
 
 // finished reports whether nothing more is expected of an order: every
 // line is done (shipped, picked up, returned, cancelled or rejected), it
-// holds no stock and has no round or customer check open. Only a return
-// authorization brings it back (RETURN_PENDING).
+// holds no stock and has no round or customer check open. A return
+// authorization, or an address change that re-plans rejected lines,
+// brings it back.
 func finished(o *schemas.RouterOrder) bool {
-	switch o.State {
-	case schemas.StateShipped, schemas.StatePickedUp, schemas.StateReturned, schemas.StateCancelled, schemas.StateRejected:
-	default:
+	if o.State == schemas.StateOnHold || o.Attempt != 0 || len(o.Holds) > 0 || o.Screening {
 		return false
 	}
-	return o.Attempt == 0 && len(o.Holds) == 0 && !o.Screening
+	for _, l := range o.Lines {
+		switch l.State {
+		case schemas.StateShipped, schemas.StatePickedUp, schemas.StateReturned, schemas.StateCancelled, schemas.StateRejected:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
-// Purge forgets up to max orders due at the partition's stream time (see
-// Config.OrderRetention): each still finished is deleted and its status
-// tombstoned. It returns how many expiries it handled: max means more may
-// be due.
+// Finished is an order Store.Due lists: finished at stream time At.
+type Finished struct {
+	ID string
+	At int64
+}
+
+// Purge forgets up to max orders finished OrderRetention or more before
+// the partition's stream time: each still finished is deleted and its
+// status tombstoned. It returns how many it handled: max means more may be
+// due.
 func (r *Router) Purge(st Store, out Out, max int) (int, error) {
-	ids, err := st.Due(st.Now(), max)
+	due, err := st.Due(st.Now()-r.cfg.OrderRetention.Milliseconds(), max)
 	if err != nil {
 		return 0, err
 	}
-	for _, id := range ids {
-		o, err := st.Order(id)
+	for _, f := range due {
+		o, err := st.Order(f.ID)
 		if err != nil {
 			return 0, err
 		}
-		if o != nil && !finished(o) { // not expected: save clears the expiry
-			if err := st.Expire(id, 0); err != nil {
+		if o != nil && !finished(o) { // not expected: save clears the entry
+			if err := st.Expire(f.ID, 0); err != nil {
 				return 0, err
 			}
 			continue
 		}
-		if err := st.Forget(id); err != nil {
+		if err := st.Forget(f.ID, f.At); err != nil {
 			return 0, err
 		}
 		if o != nil {
-			out.Forget(id)
+			out.Forget(f.ID)
 			r.Stats.Forgotten++
 		}
 	}
-	return len(ids), nil
+	return len(due), nil
 }
 
 // deriveState is the order's state for "where is my order", from its

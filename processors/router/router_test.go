@@ -20,31 +20,31 @@ type memStore struct {
 	orders map[string]*schemas.RouterOrder
 	load   map[string]int64 // node/day -> shipments
 	now    int64
-	due    map[string]int64 // order -> when it is forgotten
+	due    map[string]int64 // finished order -> when it finished
 }
 
 func (m *memStore) Order(id string) (*schemas.RouterOrder, error) { return m.orders[id], nil }
 func (m *memStore) PutOrder(o *schemas.RouterOrder)               { m.orders[o.OrderID] = o }
 func (m *memStore) Now() int64                                    { return m.now }
-func (m *memStore) Expire(id string, due int64) error {
-	if due <= 0 {
+func (m *memStore) Expire(id string, at int64) error {
+	if at <= 0 {
 		delete(m.due, id)
 	} else {
-		m.due[id] = due
+		m.due[id] = at
 	}
 	return nil
 }
-func (m *memStore) Due(now int64, max int) ([]string, error) {
-	var ids []string
-	for id, d := range m.due {
-		if d <= now {
-			ids = append(ids, id)
+func (m *memStore) Due(t int64, max int) ([]Finished, error) {
+	var due []Finished
+	for id, at := range m.due {
+		if at <= t {
+			due = append(due, Finished{id, at})
 		}
 	}
-	slices.SortFunc(ids, func(a, b string) int { return cmp.Or(cmp.Compare(m.due[a], m.due[b]), cmp.Compare(a, b)) })
-	return ids[:min(len(ids), max)], nil
+	slices.SortFunc(due, func(a, b Finished) int { return cmp.Or(cmp.Compare(a.At, b.At), cmp.Compare(a.ID, b.ID)) })
+	return due[:min(len(due), max)], nil
 }
-func (m *memStore) Forget(id string) error {
+func (m *memStore) Forget(id string, _ int64) error {
 	delete(m.orders, id)
 	delete(m.due, id)
 	return nil
@@ -198,8 +198,8 @@ func (m screenStore) Put(h *schemas.CustomerHistory)                 { m[h.Custo
 //	check                                 compares the router's holds with the fake inventory's
 //	config customer-max=N customer-window=MS retention=MS   a router with the customer rule, order retention
 //	screen                                the customer screen answers every queued check
-//	due                                   prints when each order is forgotten
-//	purge [max=N]                         forgets the orders due (the stream time is the last ts)
+//	due                                   prints when each finished order finished
+//	purge [now=MS] [max=N]                forgets the orders due (stream time: the last accepted order event's ts, or now)
 func TestRouter(t *testing.T) {
 	datadriven.Walk(t, "testdata/router", func(t *testing.T, path string) {
 		net := newTestNet()
@@ -213,7 +213,6 @@ func TestRouter(t *testing.T) {
 		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
 			a := args{t, d}
 			ts = int64(a.num("ts", float64(ts+1000)))
-			st.now = max(st.now, ts)
 			if out, ok := netCommand(a, net); ok {
 				return out
 			}
@@ -254,6 +253,16 @@ func TestRouter(t *testing.T) {
 						return
 					}
 				}
+			}
+			// An order event moves the stream time, unless refused (Task).
+			if slices.Contains([]string{"order", "cancel", "release", "address", "rma"}, d.Cmd) {
+				prev := st.now
+				st.now = max(st.now, ts)
+				defer func() {
+					if err != nil {
+						st.now = prev
+					}
+				}()
 			}
 			switch d.Cmd {
 			case "order":
@@ -296,15 +305,16 @@ func TestRouter(t *testing.T) {
 				return "ok"
 			case "due":
 				var rows []string
-				for id, d := range st.due {
-					rows = append(rows, fmt.Sprintf("%s at %d (in %d ms)", id, d, d-st.now))
+				for id, at := range st.due {
+					rows = append(rows, fmt.Sprintf("%s finished at %d (%d ms ago)", id, at, st.now-at))
 				}
 				slices.Sort(rows)
 				if len(rows) == 0 {
 					return "none"
 				}
 				return strings.Join(rows, "\n")
-			case "purge":
+			case "purge": // now=MS: the stream time later order events brought
+				st.now = max(st.now, int64(a.num("now", 0)))
 				var n int
 				n, err = r.Purge(st, out, int(a.num("max", 100)))
 				fmt.Fprintf(&out.b, "%d due, %d forgotten in all\n", n, r.Stats.Forgotten)

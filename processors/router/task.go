@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/invroute/invroute/processors/catalog"
@@ -35,9 +36,9 @@ const (
 //
 // With Config.OrderRetention:
 //
-//	t/                       stream time, ms (8 bytes, big endian)
-//	u/<order_id>             when the order is forgotten, ms (8 bytes): its x/ key
-//	x/<due, 16 hex>/<order_id>   empty: the orders to forget, in the order of due
+//	t/                          stream time, ms (8 bytes, big endian)
+//	u/<order_id>                when the finished order finished, ms (8 bytes): its x/ key
+//	x/<at, 16 hex>/<order_id>   empty: the finished orders, in the order they finished
 const (
 	prefixOrder  = "o/"
 	prefixLoad   = "l/"
@@ -46,9 +47,9 @@ const (
 	prefixDue    = "x/"
 )
 
-// purgeBatch bounds the orders forgotten per transaction and partition;
-// purgeEvery is how much stream time passes between two looks for orders
-// due (unless the last look found purgeBatch of them).
+// purgeBatch bounds the orders forgotten per transaction and partition
+// (Task.purgeBatch); purgeEvery is how much stream time passes between two
+// looks for orders due (unless the last look found purgeBatch of them).
 const (
 	purgeBatch = 1000
 	purgeEvery = time.Minute
@@ -95,11 +96,12 @@ func Topology(o TopologyOptions) *topology.Topology {
 		NewTask: func(tc topology.TaskContext) (topology.Task, error) {
 			st := tc.Stores[StoreName]
 			t := &Task{
-				r:     New(o.Config),
-				part:  tc.Partition,
-				ids:   o.SchemaIDs,
-				opts:  o,
-				store: &pebbleStore{st: st, orders: state.NewTable[schemas.RouterOrder](st, prefixOrder, orderCodec{}, tc.CacheEntries), dirty: map[string]int64{}},
+				r:          New(o.Config),
+				purgeBatch: purgeBatch,
+				part:       tc.Partition,
+				ids:        o.SchemaIDs,
+				opts:       o,
+				store:      &pebbleStore{st: st, orders: state.NewTable[schemas.RouterOrder](st, prefixOrder, orderCodec{}, tc.CacheEntries), dirty: map[string]int64{}},
 			}
 			return t, nil
 		},
@@ -114,11 +116,12 @@ type Task struct {
 	opts  TopologyOptions
 	store *pebbleStore
 	// nextPurge is the stream time of the next look for orders to forget
-	// (0: at the next flush).
-	nextPurge int64
-	ev        schemas.OrderEvent
-	res       schemas.ReservationResult
-	fb        schemas.FulfillmentFeedback
+	// (0: at the next flush); purgeBatch bounds what one look forgets.
+	nextPurge  int64
+	purgeBatch int
+	ev         schemas.OrderEvent
+	res        schemas.ReservationResult
+	fb         schemas.FulfillmentFeedback
 }
 
 // world is the router's World for one task.
@@ -181,7 +184,7 @@ func (t *Task) Process(r *topology.Record, em topology.Emitter) error {
 	o := &out{em: em}
 	w := world{snap: t.opts.Catalog.Snapshot(), t: t}
 	if t.r.cfg.OrderRetention > 0 {
-		if err := t.store.advance(r.Timestamp); err != nil {
+		if err := t.store.loadNow(); err != nil { // every input's saves read it
 			return err
 		}
 	}
@@ -191,6 +194,19 @@ func (t *Task) Process(r *topology.Record, em topology.Emitter) error {
 		t.ev = schemas.OrderEvent{}
 		if err := schemas.OrderEvents.DecodeInput(r.Value, &t.ev, t.ids); err != nil {
 			return topology.BadInput("decode", err)
+		}
+		if t.r.cfg.OrderRetention > 0 {
+			// The event's time is the stream time it is processed at,
+			// unless the router refuses it.
+			now, dirty := t.store.now, t.store.nowDirty
+			if err := t.store.advance(streamTime(r)); err != nil {
+				return err
+			}
+			defer func() {
+				if err != nil {
+					t.store.now, t.store.nowDirty = now, dirty
+				}
+			}()
 		}
 		err = t.r.OrderEvent(t.store, w, o, r.Key, &t.ev, r.Timestamp)
 	case inventory.TopicResults:
@@ -256,6 +272,17 @@ func (t *Task) Flush(em topology.Emitter) error {
 	return nil
 }
 
+// streamTime is the time an accepted order event gives the partition's
+// stream time: its record's, but never more than an hour (the skew
+// validatePlaced allows) past the wall clock of its poll, so that one
+// record stamped far ahead cannot make every order look old.
+func streamTime(r *topology.Record) int64 {
+	if r.Polled > 0 {
+		return min(r.Timestamp, r.Polled+maxSkew.Milliseconds())
+	}
+	return r.Timestamp
+}
+
 // purge forgets the orders due (Config.OrderRetention), at most purgeBatch
 // of them, once per purgeEvery of stream time, and stores the stream time.
 func (t *Task) purge(em topology.Emitter) error {
@@ -268,14 +295,14 @@ func (t *Task) purge(em topology.Emitter) error {
 	now := t.store.now
 	if now > 0 && now >= t.nextPurge {
 		o := &out{em: em}
-		n, err := t.r.Purge(t.store, o, purgeBatch)
+		n, err := t.r.Purge(t.store, o, t.purgeBatch)
 		if err == nil {
 			err = o.err
 		}
 		if err != nil {
 			return err
 		}
-		if t.nextPurge = now + purgeEvery.Milliseconds(); n == purgeBatch {
+		if t.nextPurge = now + purgeEvery.Milliseconds(); n == t.purgeBatch {
 			t.nextPurge = now // more due: go on at the next flush
 		}
 	}
@@ -286,7 +313,7 @@ func (t *Task) purge(em topology.Emitter) error {
 // (the store forgets their writes itself).
 func (t *Task) Aborted() {
 	clear(t.store.dirty)
-	t.store.nowLoaded, t.store.nowDirty = false, false
+	t.store.now, t.store.nowLoaded, t.store.nowDirty = 0, false, false
 	t.nextPurge = 0
 }
 
@@ -356,8 +383,8 @@ func (s *pebbleStore) saveNow() error {
 
 func (s *pebbleStore) Now() int64 { return s.now }
 
-func dueKey(due int64, id string) []byte {
-	return fmt.Appendf(nil, "%s%016x/%s", prefixDue, uint64(due), id)
+func dueKey(at int64, id string) []byte {
+	return fmt.Appendf(nil, "%s%016x/%s", prefixDue, uint64(at), id)
 }
 
 func (s *pebbleStore) Expire(id string, due int64) error {
@@ -392,24 +419,37 @@ func (s *pebbleStore) Expire(id string, due int64) error {
 
 var errEnough = errors.New("enough")
 
-func (s *pebbleStore) Due(now int64, max int) ([]string, error) {
-	var ids []string
-	bound := dueKey(now, "")
+func (s *pebbleStore) Due(t int64, max int) ([]Finished, error) {
+	var due []Finished
+	if t < 0 {
+		return nil, nil
+	}
+	bound := dueKey(t, "")
 	err := s.st.Txn().Iterate([]byte(prefixDue), func(k, _ []byte) error {
-		if len(ids) == max || string(k) > string(bound) && !bytes.HasPrefix(k, bound) {
+		if len(due) == max || string(k) > string(bound) && !bytes.HasPrefix(k, bound) {
 			return errEnough
 		}
-		ids = append(ids, string(k[len(bound):]))
+		at, err := strconv.ParseUint(string(k[len(prefixDue):len(bound)-1]), 16, 64)
+		if err != nil {
+			return fmt.Errorf("router: corrupt key %q: %w", k, err)
+		}
+		due = append(due, Finished{ID: string(k[len(bound):]), At: int64(at)})
 		return nil
 	})
 	if err != nil && !errors.Is(err, errEnough) {
 		return nil, err
 	}
-	return ids, nil
+	return due, nil
 }
 
-func (s *pebbleStore) Forget(id string) error {
+// Forget deletes order id, its entry x/<at>/<id> (the one Due listed,
+// whatever u/<id> says) and u/<id>.
+func (s *pebbleStore) Forget(id string, at int64) error {
 	s.orders.Put(id, nil)
+	tx := s.st.Txn()
+	if err := tx.Delete(dueKey(at, id)); err != nil {
+		return err
+	}
 	return s.Expire(id, 0)
 }
 

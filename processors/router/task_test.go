@@ -58,9 +58,11 @@ func (e *emitted) Emit(topic topology.Topic, key, value []byte) {
 }
 
 // TestRetentionTask runs order retention on Pebble: the stream time and
-// the expiries are stored, a purge forgets a finished order (state,
-// expiry, status tombstone) only once due, an aborted purge is redone,
-// and after a restart an old PLACED event of a forgotten order is refused.
+// the finished orders' entries are stored, a purge forgets a finished
+// order (state, entry, status tombstone) only once due, an aborted purge
+// is redone, an order finished again moves its entry, a look forgets at
+// most purgeBatch, and after a restart an old PLACED event of a forgotten
+// order is refused.
 func TestRetentionTask(t *testing.T) {
 	dir := t.TempDir()
 	st, err := state.Open(dir, nil)
@@ -131,38 +133,94 @@ func TestRetentionTask(t *testing.T) {
 		return ok
 	}
 
+	cancel := func(id string, ts int64) *topology.Record {
+		ev := schemas.OrderEvent{OrderID: id, Type: schemas.EventCancelled, CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard,
+			DeliveryMethod: schemas.DeliveryShip, Policy: schemas.ShipComplete, Lines: []schemas.OrderLine{}, LineIDs: []string{}}
+		return &topology.Record{Topic: string(TopicOrders), Key: []byte(id), Value: encodeT(t, schemas.OrderEvents, &ev), Timestamp: ts}
+	}
+	now := func(task *Task) int64 {
+		if err := task.store.loadNow(); err != nil {
+			t.Fatal(err)
+		}
+		return task.store.Now() - t0
+	}
+	due := func(task *Task, at int64) []string {
+		fs, err := task.store.Due(at, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, f := range fs {
+			ids = append(ids, fmt.Sprintf("%s@%d", f.ID, f.At-t0))
+		}
+		return ids
+	}
+
 	task := newTask()
-	// o1 placed, reserved and shipped: finished at t0+2s, due at t0+12s.
+	// o1 placed at t0, reserved and shipped: finished at stream time t0
+	// (only order events move it).
 	txn(task, true, placed("o1", t0), result("o1", schemas.Reserve, 1, t0+1000), result("o1", schemas.Consume, 0, t0+2000))
 	if o, _ := task.store.Order("o1"); o == nil || o.State != schemas.StateShipped {
 		t.Fatalf("o1: %+v, want SHIPPED", o)
 	}
-	if !stored("u/o1") || !stored(string(dueKey(t0+12000, "o1"))) {
-		t.Fatal("o1's expiry not stored at t0+12s")
+	if !stored("u/o1") || !stored(string(dueKey(t0, "o1"))) || now(task) != 0 {
+		t.Fatalf("o1's entry not stored at t0 (stream time %d)", now(task))
 	}
-	// At t0+5s nothing is due.
-	if em := txn(task, true, placed("o2", t0+5000)); has(em, "order-status o1 tombstone") {
-		t.Fatalf("o1 forgotten before it was due: %v", em)
+	// At t0+15s o1 is due, but the first look was at t0: the next comes
+	// a minute of stream time later.
+	if em := txn(task, true, placed("o2", t0+15000)); has(em, "order-status o1 tombstone") {
+		t.Fatalf("o1 forgotten before the next look: %v", em)
 	}
-	// A look for orders due comes once a minute of stream time: at t0+70s
-	// o1 is forgotten; the transaction aborts, then is redone.
+	// At t0+70s o1 is forgotten; the transaction aborts, then is redone.
 	if em := txn(task, false, placed("o3", t0+70000)); !has(em, "order-status o1 tombstone") {
 		t.Fatalf("o1 not forgotten at t0+70s: %v", em)
 	}
-	if o, _ := task.store.Order("o1"); o == nil || !stored("u/o1") {
-		t.Fatal("an aborted purge left o1 forgotten")
+	if o, _ := task.store.Order("o1"); o == nil || !stored("u/o1") || now(task) != 15000 {
+		t.Fatalf("an aborted purge left o1 forgotten, or the stream time at %d", now(task))
 	}
 	if em := txn(task, true, placed("o3", t0+70000)); !has(em, "order-status o1 tombstone") {
 		t.Fatalf("the purge was not redone after the abort: %v", em)
 	}
-	if stored("o/o1") || stored("u/o1") || stored(string(dueKey(t0+12000, "o1"))) {
-		t.Fatal("o1's state or expiry left after the purge")
+	if stored("o/o1") || stored("u/o1") || stored(string(dueKey(t0, "o1"))) {
+		t.Fatal("o1's state or entry left after the purge")
 	}
 	if !stored("o/o2") || !stored("o/o3") {
 		t.Fatal("open orders forgotten")
 	}
+	// o3 cancelled at t0+71s; cancelled again at t0+72s (refused, a new
+	// status): its entry moves to t0+72s. Due's bound is inclusive.
+	txn(task, true, cancel("o3", t0+71000))
+	if got := due(task, t0+71000); !slices.Equal(got, []string{"o3@71000"}) {
+		t.Fatalf("due at t0+71s: %v", got)
+	}
+	txn(task, true, cancel("o3", t0+72000))
+	if got := due(task, t0+72000); !slices.Equal(got, []string{"o3@72000"}) || stored(string(dueKey(t0+71000, "o3"))) {
+		t.Fatalf("due at t0+72s: %v (the entry at t0+71s must be gone)", got)
+	}
+	if got := due(task, t0+71999); len(got) != 0 {
+		t.Fatalf("due at t0+71.999s: %v", got)
+	}
+	// A refused PLACED event does not move the stream time.
+	var em emitted
+	if err := task.Process(placed("o9", 0), &em); err == nil {
+		t.Fatal("an order without placed_at taken")
+	}
+	if now(task) != 72000 {
+		t.Fatalf("stream time %d after a refused event, want 72000", now(task))
+	}
+	st.Abort()
+	task.Aborted()
+	// o2 cancelled at t0+73s. At t0+140s both are due: with one per look,
+	// one is forgotten in that transaction and the other in the next.
+	txn(task, true, cancel("o2", t0+73000))
+	task.purgeBatch = 1
+	em1 := txn(task, true, placed("o4", t0+135000), placed("o6", t0+140000))
+	em2 := txn(task, true)
+	if !has(em1, "order-status o3 tombstone") || has(em1, "order-status o2 tombstone") || !has(em2, "order-status o2 tombstone") {
+		t.Fatalf("one per look: %v, then %v", em1, em2)
+	}
 	// A restart: the stream time comes from the store, and o1's PLACED
-	// event, 70 s old, is refused rather than routed again.
+	// event, 140 s old, is refused rather than routed again.
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -170,11 +228,19 @@ func TestRetentionTask(t *testing.T) {
 		t.Fatal(err)
 	}
 	task = newTask()
-	var em emitted
+	// o4 shipped by the first records after it: finished at the stored
+	// stream time, not at 0 or at its placed_at.
+	txn(task, true, result("o4", schemas.Reserve, 1, t0+141000), result("o4", schemas.Consume, 0, t0+142000))
+	if got := due(task, t0+200000); !slices.Contains(got, "o4@140000") {
+		t.Fatalf("o4 after the restart: %v, want o4@140000", got)
+	}
 	err = task.Process(placed("o1", t0), &em)
 	var bad *topology.BadInputError
 	if !errors.As(err, &bad) || !strings.Contains(err.Error(), "order_retention") {
 		t.Fatalf("o1 placed again after a restart: %v, want a dead letter for order_retention", err)
+	}
+	if now(task) != 140000 {
+		t.Fatalf("stream time after the restart: %d, want 140000", now(task))
 	}
 }
 

@@ -122,7 +122,7 @@ func TestOrderLifecycle(t *testing.T) {
 		ev := schemas.OrderEvent{OrderID: fmt.Sprintf("L%04d", i), Type: schemas.EventPlaced, ChannelID: "web", CustomerID: "c",
 			CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard, DeliveryMethod: schemas.DeliveryShip,
 			ShipTo: &schemas.Address{Country: "FR", Lat: 44 + rng.Float64()*8, Lon: 2 + rng.Float64()*10},
-			Policy: schemas.ShipAvailable, LineIDs: []string{}}
+			Policy: schemas.ShipAvailable, LineIDs: []string{}, PlacedAt: time.Now().UnixMilli()}
 		if i%5 == 0 {
 			p := "S-OPERA"
 			ev.DeliveryMethod, ev.PickupNodeID, ev.ShipTo = schemas.DeliveryPickup, &p, nil
@@ -379,7 +379,7 @@ func TestShortPickRace(t *testing.T) {
 	ev := schemas.OrderEvent{OrderID: "SP1", Type: schemas.EventPlaced, ChannelID: "web", CustomerID: "c",
 		CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard, DeliveryMethod: schemas.DeliveryShip,
 		ShipTo: &schemas.Address{Country: "FR", Lat: 48.85, Lon: 2.35}, Policy: schemas.ShipComplete, LineIDs: []string{},
-		Lines: []schemas.OrderLine{{LineID: "1", SKU: "A", Qty: 2}}}
+		Lines: []schemas.OrderLine{{LineID: "1", SKU: "A", Qty: 2}}, PlacedAt: time.Now().UnixMilli()}
 	testkit.Produce(t, cl, &kgo.Record{Topic: prefix + "orders", Key: []byte(ev.OrderID), Value: testkit.Encode(t, schemas.OrderEvents, &ev)})
 	ds := testkit.Decisions(t, brokers, prefix, 1, time.Minute)
 	d := ds["SP1"][0]

@@ -76,7 +76,7 @@ func RandomOrders(t testing.TB, rng *rand.Rand, prefix string, ids []string, sku
 			ChannelID: OrderChannels[rng.IntN(len(OrderChannels))], CustomerID: fmt.Sprint("c", rng.IntN(500)),
 			CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard, DeliveryMethod: schemas.DeliveryShip,
 			ShipTo: &schemas.Address{Country: "FR", PostalCode: "75001", Lat: 43 + rng.Float64()*10, Lon: 1 + rng.Float64()*12},
-			Policy: schemas.ShipComplete, LineIDs: []string{}}
+			Policy: schemas.ShipComplete, LineIDs: []string{}, PlacedAt: time.Now().UnixMilli()}
 		if rng.IntN(2) == 0 {
 			ev.Policy = schemas.ShipAvailable
 		}
