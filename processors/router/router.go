@@ -39,11 +39,13 @@ type Config struct {
 	// that is finished (see finished: every line shipped, picked up,
 	// returned, cancelled or rejected, nothing held, no round open) is
 	// forgotten once the partition's stream time (Store.Now) is this far
-	// past its last change: its state is deleted and its status
-	// tombstoned (Purge). A PLACED event without placed_at, or placed
-	// this long or longer before the stream time, is then invalid, since
-	// its order may be one forgotten and would be routed again. 0 keeps
-	// every order.
+	// past the time it finished (never before its placed_at): its state
+	// is deleted and its status tombstoned (Purge). A PLACED event
+	// without placed_at, or placed at or before the newest finish time of
+	// an order forgotten (Store.Horizon, at most this long before the
+	// stream time; it outlives a change of this setting, to 0 included),
+	// is then invalid, since its order may be one forgotten and would be
+	// routed again. 0 keeps every order.
 	OrderRetention time.Duration
 }
 
@@ -67,14 +69,20 @@ type Store interface {
 	Order(id string) (*schemas.RouterOrder, error)
 	PutOrder(o *schemas.RouterOrder)
 	// Now is the partition's stream time, in ms: the newest time of the
-	// order events it accepted (kept only with Config.OrderRetention).
+	// order events it accepted before the one being processed (kept only
+	// with Config.OrderRetention). Horizon is the newest finish time of an
+	// order forgotten (0: none), and Forgot raises it.
 	Now() int64
+	Horizon() int64
+	Forgot(at int64)
 	// Expire records that order id finished at stream time at (0: it is
 	// not finished). Due lists up to max finished orders whose at is at
-	// or before t, earliest first; Forget deletes one (its state and its
-	// entry at).
+	// or before t, earliest first; Unlist deletes the entry at of order id
+	// (and the one Expire recorded); Forget deletes the order and Unlists
+	// it.
 	Expire(id string, at int64) error
 	Due(t int64, max int) ([]Finished, error)
+	Unlist(id string, at int64) error
 	Forget(id string, at int64) error
 	// Load is how many shipments this partition gave node on day (days
 	// since the epoch, UTC); AddLoad changes it.
@@ -192,13 +200,15 @@ func (r *Router) OrderEvent(st Store, w World, out Out, key []byte, ev *schemas.
 			r.Stats.Duplicates++
 			return nil
 		}
-		if ret := r.cfg.OrderRetention.Milliseconds(); ret > 0 {
-			switch now := st.Now(); {
+		// A forgotten order was placed at or before it finished, which
+		// was at or before the horizon.
+		if h := st.Horizon(); r.cfg.OrderRetention > 0 || h > 0 {
+			switch {
 			case ev.PlacedAt <= 0:
 				return invalid("order %s: no placed_at, which order_retention needs to tell a new order from one forgotten", ev.OrderID)
-			case ev.PlacedAt <= now-ret:
-				return invalid("order %s: placed_at %d is order_retention (%v) or more before the partition's stream time %d: "+
-					"it may be an order already finished and forgotten, which would be routed again", ev.OrderID, ev.PlacedAt, r.cfg.OrderRetention, now)
+			case ev.PlacedAt <= h:
+				return invalid("order %s: placed_at %d is not after %d, when the newest order this partition forgot (order_retention) finished: "+
+					"it may be one of them, which would be routed again", ev.OrderID, ev.PlacedAt, h)
 			}
 		}
 		if err := r.validatePlaced(ev, ts); err != nil {
@@ -1563,7 +1573,7 @@ func (r *Router) Purge(st Store, out Out, max int) (int, error) {
 			return 0, err
 		}
 		if o != nil && !finished(o) { // not expected: save clears the entry
-			if err := st.Expire(f.ID, 0); err != nil {
+			if err := st.Unlist(f.ID, f.At); err != nil {
 				return 0, err
 			}
 			continue
@@ -1571,6 +1581,7 @@ func (r *Router) Purge(st Store, out Out, max int) (int, error) {
 		if err := st.Forget(f.ID, f.At); err != nil {
 			return 0, err
 		}
+		st.Forgot(f.At)
 		if o != nil {
 			out.Forget(f.ID)
 			r.Stats.Forgotten++

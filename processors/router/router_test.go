@@ -20,12 +20,19 @@ type memStore struct {
 	orders map[string]*schemas.RouterOrder
 	load   map[string]int64 // node/day -> shipments
 	now    int64
+	hz     int64            // Horizon
 	due    map[string]int64 // finished order -> when it finished
 }
 
 func (m *memStore) Order(id string) (*schemas.RouterOrder, error) { return m.orders[id], nil }
 func (m *memStore) PutOrder(o *schemas.RouterOrder)               { m.orders[o.OrderID] = o }
 func (m *memStore) Now() int64                                    { return m.now }
+func (m *memStore) Horizon() int64                                { return m.hz }
+func (m *memStore) Forgot(at int64)                               { m.hz = max(m.hz, at) }
+func (m *memStore) Unlist(id string, _ int64) error {
+	delete(m.due, id)
+	return nil
+}
 func (m *memStore) Expire(id string, at int64) error {
 	if at <= 0 {
 		delete(m.due, id)
@@ -254,13 +261,11 @@ func TestRouter(t *testing.T) {
 					}
 				}
 			}
-			// An order event moves the stream time, unless refused (Task).
+			// An accepted order event moves the stream time (Task).
 			if slices.Contains([]string{"order", "cancel", "release", "address", "rma"}, d.Cmd) {
-				prev := st.now
-				st.now = max(st.now, ts)
 				defer func() {
-					if err != nil {
-						st.now = prev
+					if err == nil {
+						st.now = max(st.now, ts)
 					}
 				}()
 			}

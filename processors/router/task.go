@@ -36,7 +36,7 @@ const (
 //
 // With Config.OrderRetention:
 //
-//	t/                          stream time, ms (8 bytes, big endian)
+//	t/                          stream time, ms (8 bytes, big endian), then the horizon (8 bytes)
 //	u/<order_id>                when the finished order finished, ms (8 bytes): its x/ key
 //	x/<at, 16 hex>/<order_id>   empty: the finished orders, in the order they finished
 const (
@@ -183,10 +183,8 @@ func (o *out) Forget(orderID string) {
 func (t *Task) Process(r *topology.Record, em topology.Emitter) error {
 	o := &out{em: em}
 	w := world{snap: t.opts.Catalog.Snapshot(), t: t}
-	if t.r.cfg.OrderRetention > 0 {
-		if err := t.store.loadNow(); err != nil { // every input's saves read it
-			return err
-		}
+	if err := t.store.loadNow(); err != nil { // every input's saves and PLACED events read it
+		return err
 	}
 	var err error
 	switch topology.Topic(r.Topic) {
@@ -195,20 +193,17 @@ func (t *Task) Process(r *topology.Record, em topology.Emitter) error {
 		if err := schemas.OrderEvents.DecodeInput(r.Value, &t.ev, t.ids); err != nil {
 			return topology.BadInput("decode", err)
 		}
-		if t.r.cfg.OrderRetention > 0 {
-			// The event's time is the stream time it is processed at,
-			// unless the router refuses it.
-			now, dirty := t.store.now, t.store.nowDirty
-			if err := t.store.advance(streamTime(r)); err != nil {
-				return err
-			}
-			defer func() {
-				if err != nil {
-					t.store.now, t.store.nowDirty = now, dirty
-				}
-			}()
+		if t.ev.Type == schemas.EventPlaced && r.Polled > 0 && t.ev.PlacedAt > streamTime(r)+maxSkew.Milliseconds() {
+			// Beyond what validatePlaced allows of a record stamped no
+			// later than streamTime: such an order would finish, and be
+			// forgotten, only then.
+			return topology.BadInput("validate", fmt.Errorf("router: order %s: placed_at %d lies more than %v after the wall clock of its poll, %d",
+				t.ev.OrderID, t.ev.PlacedAt, 2*maxSkew, r.Polled))
 		}
 		err = t.r.OrderEvent(t.store, w, o, r.Key, &t.ev, r.Timestamp)
+		if err == nil && o.err == nil && t.r.cfg.OrderRetention > 0 {
+			t.store.advance(streamTime(r)) // accepted: the stream time moves
+		}
 	case inventory.TopicResults:
 		t.res = schemas.ReservationResult{}
 		if err := schemas.ReservationResults.Decode(r.Value, &t.res); err != nil {
@@ -273,9 +268,9 @@ func (t *Task) Flush(em topology.Emitter) error {
 }
 
 // streamTime is the time an accepted order event gives the partition's
-// stream time: its record's, but never more than an hour (the skew
-// validatePlaced allows) past the wall clock of its poll, so that one
-// record stamped far ahead cannot make every order look old.
+// stream time: its record's, but never more than an hour past the wall
+// clock of its poll, so that one record stamped far ahead cannot make
+// every finished order look old.
 func streamTime(r *topology.Record) int64 {
 	if r.Polled > 0 {
 		return min(r.Timestamp, r.Polled+maxSkew.Milliseconds())
@@ -313,7 +308,7 @@ func (t *Task) purge(em topology.Emitter) error {
 // (the store forgets their writes itself).
 func (t *Task) Aborted() {
 	clear(t.store.dirty)
-	t.store.now, t.store.nowLoaded, t.store.nowDirty = 0, false, false
+	t.store.now, t.store.horizon, t.store.nowLoaded, t.store.nowDirty = 0, 0, false, false
 	t.nextPurge = 0
 }
 
@@ -338,9 +333,10 @@ type pebbleStore struct {
 	st     *state.Store
 	orders *state.Table[schemas.RouterOrder]
 	dirty  map[string]int64 // node -> day whose load changed in this transaction
-	// now is the stream time (keyNow), read at first use after an abort,
-	// advanced by every record, written at the flush if it moved.
-	now                 int64
+	// now is the stream time and horizon the newest finish time of an
+	// order forgotten (keyNow), read at first use after an abort, moved by
+	// accepted order events and purges, written at the flush if they moved.
+	now, horizon        int64
 	nowLoaded, nowDirty bool
 }
 
@@ -352,25 +348,22 @@ func (s *pebbleStore) loadNow() error {
 	if err != nil {
 		return err
 	}
-	s.now = 0
+	s.now, s.horizon = 0, 0
 	if ok {
-		if len(v) != 8 {
+		if len(v) != 16 {
 			return fmt.Errorf("router: corrupt stream time: %d bytes", len(v))
 		}
-		s.now = int64(binary.BigEndian.Uint64(v))
+		s.now, s.horizon = int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:]))
 	}
 	s.nowLoaded = true
 	return nil
 }
 
-func (s *pebbleStore) advance(ts int64) error {
-	if err := s.loadNow(); err != nil {
-		return err
-	}
+// advance moves the stream time to ts if later (loadNow first).
+func (s *pebbleStore) advance(ts int64) {
 	if ts > s.now {
 		s.now, s.nowDirty = ts, true
 	}
-	return nil
 }
 
 func (s *pebbleStore) saveNow() error {
@@ -378,16 +371,23 @@ func (s *pebbleStore) saveNow() error {
 		return nil
 	}
 	s.nowDirty = false
-	return s.st.Txn().Set([]byte(keyNow), binary.BigEndian.AppendUint64(nil, uint64(s.now)))
+	v := binary.BigEndian.AppendUint64(nil, uint64(s.now))
+	return s.st.Txn().Set([]byte(keyNow), binary.BigEndian.AppendUint64(v, uint64(s.horizon)))
 }
 
-func (s *pebbleStore) Now() int64 { return s.now }
+func (s *pebbleStore) Now() int64     { return s.now }
+func (s *pebbleStore) Horizon() int64 { return s.horizon }
+func (s *pebbleStore) Forgot(at int64) {
+	if at > s.horizon {
+		s.horizon, s.nowDirty = at, true
+	}
+}
 
 func dueKey(at int64, id string) []byte {
 	return fmt.Appendf(nil, "%s%016x/%s", prefixDue, uint64(at), id)
 }
 
-func (s *pebbleStore) Expire(id string, due int64) error {
+func (s *pebbleStore) Expire(id string, at int64) error {
 	tx := s.st.Txn()
 	v, ok, err := tx.Get([]byte(prefixExpiry + id))
 	if err != nil {
@@ -398,23 +398,23 @@ func (s *pebbleStore) Expire(id string, due int64) error {
 			return fmt.Errorf("router: corrupt expiry of order %s: %d bytes", id, len(v))
 		}
 		old := int64(binary.BigEndian.Uint64(v))
-		if old == due {
+		if old == at {
 			return nil
 		}
 		if err := tx.Delete(dueKey(old, id)); err != nil {
 			return err
 		}
 	}
-	if due <= 0 {
+	if at <= 0 {
 		if !ok {
 			return nil
 		}
 		return tx.Delete([]byte(prefixExpiry + id))
 	}
-	if err := tx.Set(dueKey(due, id), nil); err != nil {
+	if err := tx.Set(dueKey(at, id), nil); err != nil {
 		return err
 	}
-	return tx.Set([]byte(prefixExpiry+id), binary.BigEndian.AppendUint64(nil, uint64(due)))
+	return tx.Set([]byte(prefixExpiry+id), binary.BigEndian.AppendUint64(nil, uint64(at)))
 }
 
 var errEnough = errors.New("enough")
@@ -442,15 +442,18 @@ func (s *pebbleStore) Due(t int64, max int) ([]Finished, error) {
 	return due, nil
 }
 
-// Forget deletes order id, its entry x/<at>/<id> (the one Due listed,
-// whatever u/<id> says) and u/<id>.
-func (s *pebbleStore) Forget(id string, at int64) error {
-	s.orders.Put(id, nil)
-	tx := s.st.Txn()
-	if err := tx.Delete(dueKey(at, id)); err != nil {
+// Unlist deletes x/<at>/<id> (the entry Due listed, whatever u/<id> says)
+// and the entry u/<id> names.
+func (s *pebbleStore) Unlist(id string, at int64) error {
+	if err := s.st.Txn().Delete(dueKey(at, id)); err != nil {
 		return err
 	}
 	return s.Expire(id, 0)
+}
+
+func (s *pebbleStore) Forget(id string, at int64) error {
+	s.orders.Put(id, nil)
+	return s.Unlist(id, at)
 }
 
 func (s *pebbleStore) Order(id string) (*schemas.RouterOrder, error) { return s.orders.Get(id) }

@@ -187,22 +187,25 @@ func TestRetentionTask(t *testing.T) {
 	if !stored("o/o2") || !stored("o/o3") {
 		t.Fatal("open orders forgotten")
 	}
-	// o3 cancelled at t0+71s; cancelled again at t0+72s (refused, a new
-	// status): its entry moves to t0+72s. Due's bound is inclusive.
+	// o3 cancelled at t0+71s: finished at the stream time before, t0+70s;
+	// cancelled again at t0+72s (refused, a new status): its entry moves
+	// to t0+71s. Due's bound is inclusive.
 	txn(task, true, cancel("o3", t0+71000))
-	if got := due(task, t0+71000); !slices.Equal(got, []string{"o3@71000"}) {
-		t.Fatalf("due at t0+71s: %v", got)
+	if got := due(task, t0+70000); !slices.Equal(got, []string{"o3@70000"}) {
+		t.Fatalf("due at t0+70s: %v", got)
 	}
 	txn(task, true, cancel("o3", t0+72000))
-	if got := due(task, t0+72000); !slices.Equal(got, []string{"o3@72000"}) || stored(string(dueKey(t0+71000, "o3"))) {
-		t.Fatalf("due at t0+72s: %v (the entry at t0+71s must be gone)", got)
+	if got := due(task, t0+71000); !slices.Equal(got, []string{"o3@71000"}) || stored(string(dueKey(t0+70000, "o3"))) {
+		t.Fatalf("due at t0+71s: %v (the entry at t0+70s must be gone)", got)
 	}
-	if got := due(task, t0+71999); len(got) != 0 {
-		t.Fatalf("due at t0+71.999s: %v", got)
+	if got := due(task, t0+70999); len(got) != 0 {
+		t.Fatalf("due at t0+70.999s: %v", got)
 	}
 	// A refused PLACED event does not move the stream time.
 	var em emitted
-	if err := task.Process(placed("o9", 0), &em); err == nil {
+	refused := placed("o9", 0)
+	refused.Timestamp = t0 + 500000
+	if err := task.Process(refused, &em); err == nil {
 		t.Fatal("an order without placed_at taken")
 	}
 	if now(task) != 72000 {
@@ -210,7 +213,8 @@ func TestRetentionTask(t *testing.T) {
 	}
 	st.Abort()
 	task.Aborted()
-	// o2 cancelled at t0+73s. At t0+140s both are due: with one per look,
+	// o2 cancelled at t0+73s (finished at t0+72s). At t0+140s both are
+	// due: with one per look,
 	// one is forgotten in that transaction and the other in the next.
 	txn(task, true, cancel("o2", t0+73000))
 	task.purgeBatch = 1
@@ -241,6 +245,20 @@ func TestRetentionTask(t *testing.T) {
 	}
 	if now(task) != 140000 {
 		t.Fatalf("stream time after the restart: %d, want 140000", now(task))
+	}
+	// A record stamped far ahead of the wall clock of its poll moves the
+	// stream time by an hour past that clock at most, and a placed_at
+	// more than two hours past it is refused.
+	ahead := placed("o7", t0+150000)
+	ahead.Timestamp, ahead.Polled = t0+1e10, t0+150000
+	txn(task, true, ahead)
+	if now(task) != 150000+3600000 {
+		t.Fatalf("stream time after a record stamped far ahead: %d, want %d", now(task), 150000+3600000)
+	}
+	far := placed("o8", t0+150000+2*3600000+1)
+	far.Polled = t0 + 150000
+	if err := task.Process(far, &em); !errors.As(err, &bad) {
+		t.Fatalf("an order placed more than two hours past its poll: %v, want a dead letter", err)
 	}
 }
 

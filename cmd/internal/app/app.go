@@ -63,7 +63,7 @@ type Options struct {
 	CentsPerKm        float64       `json:"cents_per_km" yaml:"cents_per_km" doc:"distance part of a shipment's cost (cost = node's shipment_cost_cents + km x this)"`
 	CustomerMaxOrders int           `json:"customer_max_orders" yaml:"customer_max_orders" doc:"hold an order whose customer has this many other orders placed within customer_window of it (0: off; on, it runs the customer screen)"`
 	CustomerWindow    time.Duration `json:"customer_window" yaml:"customer_window" doc:"window of customer_max_orders, by placed_at"`
-	OrderRetention    time.Duration `json:"order_retention" yaml:"order_retention" doc:"forget a finished order (every line shipped, picked up, returned, cancelled or rejected; nothing held) this long after it finished, by the newest order event time of its partition, and refuse PLACED events placed this long before it or without placed_at (0: keep every order)"`
+	OrderRetention    time.Duration `json:"order_retention" yaml:"order_retention" doc:"forget a finished order (every line shipped, picked up, returned, cancelled or rejected; nothing held) this long after it finished, by the newest order event time of its partition; PLACED events placed no later than the newest order forgotten finished, or without placed_at, are then refused (0: keep every order)"`
 	LogLevel          string        `json:"log_level" yaml:"log_level" doc:"debug, info, warn or error"`
 
 	// HTTP (http.go, README "HTTP API").
@@ -170,7 +170,7 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("customer_max_orders %d must be in [0, %d] and customer_window %v positive", o.CustomerMaxOrders, screen.MaxOrdersLimit, o.CustomerWindow))
 	}
 	if o.OrderRetention != 0 && o.OrderRetention < minOrderRetention {
-		errs = append(errs, fmt.Errorf("order_retention %v must be 0 (keep every order) or at least %v: a PLACED event placed that long before the newest order event is refused", o.OrderRetention, minOrderRetention))
+		errs = append(errs, fmt.Errorf("order_retention %v must be 0 (keep every order) or at least %v: a PLACED event placed about that long before the newest order event is refused", o.OrderRetention, minOrderRetention))
 	}
 	if o.CentsPerKm < 0 {
 		errs = append(errs, fmt.Errorf("cents_per_km %g must not be negative", o.CentsPerKm))
