@@ -193,7 +193,8 @@ func (t *Task) Process(r *topology.Record, em topology.Emitter) error {
 		if err := schemas.OrderEvents.DecodeInput(r.Value, &t.ev, t.ids); err != nil {
 			return topology.BadInput("decode", err)
 		}
-		if t.ev.Type == schemas.EventPlaced && r.Polled > 0 && t.ev.PlacedAt > streamTime(r)+maxSkew.Milliseconds() {
+		retain := t.r.cfg.OrderRetention > 0 || t.store.horizon > 0
+		if retain && t.ev.Type == schemas.EventPlaced && r.Polled > 0 && t.ev.PlacedAt > streamTime(r)+maxSkew.Milliseconds() {
 			// Beyond what validatePlaced allows of a record stamped no
 			// later than streamTime: such an order would finish, and be
 			// forgotten, only then.
