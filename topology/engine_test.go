@@ -90,11 +90,11 @@ func waitOwned(eng *Engine, n int32) bool {
 
 // waitUntil polls cond every 20 ms and fails the test if it does not hold
 // within timeout.
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
+func waitUntil(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
 	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %v", what, timeout)
+			tb.Fatalf("%s: not after %v", what, timeout)
 		}
 	}
 }
@@ -399,12 +399,7 @@ func TestIdleCommitsNothing(t *testing.T) {
 	}
 	waitFor(t, cl, "k") // one committed transaction with input,
 	// counted once its apply is done (the records counter comes last)
-	for deadline := time.Now().Add(10 * time.Second); testutil.ToFloat64(eng.m.records) < 1; {
-		if time.Now().After(deadline) {
-			t.Fatal("the transaction with input was not counted within 10 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, 10*time.Second, "the transaction with input counted", func() bool { return testutil.ToFloat64(eng.m.records) >= 1 })
 	before := testutil.ToFloat64(eng.m.committed) + testutil.ToFloat64(eng.m.aborted)
 	time.Sleep(1500 * time.Millisecond) // about 75 commit intervals, idle (and past franz-go's 500 ms hold after an empty commit)
 	if after := testutil.ToFloat64(eng.m.committed) + testutil.ToFloat64(eng.m.aborted); after != before {

@@ -214,15 +214,6 @@ func failover(tb testing.TB, standbys, records int) failoverResult {
 			return runErr
 		}}
 	}
-	waitUntil := func(what string, timeout time.Duration, ok func() bool) {
-		deadline := time.Now().Add(timeout)
-		for !ok() {
-			if time.Now().After(deadline) {
-				tb.Fatalf("timed out after %v waiting for %s", timeout, what)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
 	settled := func(is ...inst) bool {
 		var owned int32
 		for _, i := range is {
@@ -236,10 +227,10 @@ func failover(tb testing.TB, standbys, records int) failoverResult {
 	}
 	a := start("a")
 	defer func() { _ = a.stop() }()
-	waitUntil("a to own every partition", 30*time.Second, func() bool { return settled(a) })
+	waitUntil(tb, 30*time.Second, "a to own every partition", func() bool { return settled(a) })
 	b := start("b")
 	defer func() { _ = b.stop() }()
-	waitUntil("a and b to share the partitions", 60*time.Second, func() bool { return settled(a, b) })
+	waitUntil(tb, 60*time.Second, "a and b to share the partitions", func() bool { return settled(a, b) })
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
@@ -308,11 +299,11 @@ func failover(tb testing.TB, standbys, records int) failoverResult {
 	if standbys > 0 {
 		// b's standbys have the changelogs of a's partitions: restored at
 		// their start, tailed since.
-		waitUntil("b's standbys to catch up", 2*time.Minute, func() bool {
+		waitUntil(tb, 2*time.Minute, "b's standbys to catch up", func() bool {
 			return int(b.e.Status().Restored+testutil.ToFloat64(b.e.sb.records)) >= moved
 		})
 		// And say so: past the last commit marker too.
-		waitUntil("b's standby lag to reach 0", 30*time.Second, func() bool {
+		waitUntil(tb, 30*time.Second, "b's standby lag to reach 0", func() bool {
 			return testutil.ToFloat64(b.e.sb.lag) == 0 && testutil.ToFloat64(b.e.sb.partitions) > 0
 		})
 	}
@@ -324,7 +315,7 @@ func failover(tb testing.TB, standbys, records int) failoverResult {
 	if err := a.stop(); err != nil {
 		tb.Fatal(err)
 	}
-	waitUntil("b to own every partition", 2*time.Minute, func() bool { return settled(b) })
+	waitUntil(tb, 2*time.Minute, "b to own every partition", func() bool { return settled(b) })
 	r := failoverResult{moved: moved, replayed: int(b.e.Status().Restored - before), took: time.Since(t0)}
 	logMu.Lock()
 	for _, d := range tooks {

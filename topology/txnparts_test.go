@@ -48,16 +48,10 @@ func TestTransactionPartitionsMetric(t *testing.T) {
 		}
 		return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, sum := hist(); sum >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the partitions' first transactions (recording the global positions) did not commit within 30 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, 30*time.Second, "the partitions' first transactions (recording the global positions) committed", func() bool {
+		_, sum := hist()
+		return sum >= 2
+	})
 	count0, sum0 := hist()
 	committed0 := testutil.ToFloat64(eng.m.committed)
 	if sum0 != 2 {

@@ -51,10 +51,9 @@ func (m *memStore) Due(t int64, max int) ([]Finished, error) {
 	slices.SortFunc(due, func(a, b Finished) int { return cmp.Or(cmp.Compare(a.At, b.At), cmp.Compare(a.ID, b.ID)) })
 	return due[:min(len(due), max)], nil
 }
-func (m *memStore) Forget(id string, _ int64) error {
+func (m *memStore) Forget(id string, at int64) error {
 	delete(m.orders, id)
-	delete(m.due, id)
-	return nil
+	return m.Unlist(id, at)
 }
 func (m *memStore) Load(node string, day int64) (int64, error) {
 	return m.load[fmt.Sprint(node, "/", day)], nil
