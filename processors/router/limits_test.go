@@ -32,7 +32,7 @@ func TestLargestOrderStores(t *testing.T) {
 		t.Run(fmt.Sprintf("%dx%dB", size.lines, size.idBytes), func(t *testing.T) {
 			net := newTestNet()
 			net.nodes["W1"] = &schemas.Node{NodeID: "W1", Active: true, ShipEnabled: true, Lat: 48.8, Lon: 2.3}
-			st := &memStore{orders: map[string]*schemas.RouterOrder{}, load: map[string]int64{}}
+			st := newMemStore()
 			id := strings.Repeat("o", schemas.MaxIDBytes)
 			if err := r.OrderEvent(st, testWorld{net}, &capture{}, []byte(id), limitsOrder(id, size.lines+1, size.idBytes), 1); !IsInvalid(err) {
 				t.Fatalf("one line more: %v, want invalid", err)
@@ -85,7 +85,7 @@ func TestLargestOrderStores(t *testing.T) {
 func TestRouterRefusesBadIDs(t *testing.T) {
 	net := newTestNet()
 	net.nodes["W1"] = &schemas.Node{NodeID: "W1", Active: true, ShipEnabled: true, Lat: 48.8, Lon: 2.3}
-	st := &memStore{orders: map[string]*schemas.RouterOrder{}, load: map[string]int64{}}
+	st := newMemStore()
 	r := New(Config{})
 	long := strings.Repeat("x", schemas.MaxIDBytes+1)
 	for _, tc := range []struct {
@@ -146,7 +146,7 @@ func TestRouterRefusesBadIDs(t *testing.T) {
 func TestRouterBoundsWhatItShows(t *testing.T) {
 	net := newTestNet()
 	net.nodes["W1"] = &schemas.Node{NodeID: "W1", Active: true, ShipEnabled: true, Lat: 48.8, Lon: 2.3}
-	st := &memStore{orders: map[string]*schemas.RouterOrder{}, load: map[string]int64{}}
+	st := newMemStore()
 	r := New(Config{})
 	ev := limitsOrder("o1", 1, 8)
 	ev.ChannelID = ""

@@ -47,6 +47,9 @@ type Config struct {
 	// is then invalid, since its order may be one forgotten and would be
 	// routed again. 0 keeps every order.
 	OrderRetention time.Duration
+	// NoBackorderRetry turns off the automatic retry of backordered lines
+	// (RetryBackorders); a RELEASED event still retries an order.
+	NoBackorderRetry bool
 }
 
 func (c Config) withDefaults() Config {
@@ -84,6 +87,13 @@ type Store interface {
 	Due(t int64, max int) ([]Finished, error)
 	Unlist(id string, at int64) error
 	Forget(id string, at int64) error
+	// IndexBackorders records that order id, placed at placedAt, waits
+	// for stock of skus (sorted), instead of old (what it waited for
+	// before). Backorders lists up to max orders waiting for sku after
+	// position after (the zero Waiting: from the first), earliest placed
+	// first.
+	IndexBackorders(id string, placedAt int64, old, skus []string) error
+	Backorders(sku string, after Waiting, max int) ([]Waiting, error)
 	// Load is how many shipments this partition gave node on day (days
 	// since the epoch, UTC); AddLoad changes it.
 	Load(node string, day int64) (int64, error)
@@ -125,6 +135,7 @@ type Stats struct {
 	Replans     int64 // attempts after a refusal
 	Stale       int64 // results of attempts no longer open
 	Forgotten   int64 // finished orders forgotten after OrderRetention
+	Retried     int64 // backordered orders retried when stock arrived
 }
 
 // Router is the router processor of one partition. It is deterministic:
@@ -520,32 +531,7 @@ func (s *step) startRound(lines []string) {
 // RELEASE where it no longer wants stock.
 func (s *step) plan() {
 	ev := &s.o.Placed
-	var lines []schemas.OrderLine
-	for _, id := range s.o.RoundLines {
-		i := s.line(id)
-		if i < 0 {
-			continue
-		}
-		committed, _ := s.held(id)
-		l := &s.o.Lines[i]
-		if n := l.Qty - l.QtyCancelled - l.QtyShipped - committed; n > 0 {
-			lines = append(lines, schemas.OrderLine{LineID: id, SKU: l.SKU, Qty: n, UnitPriceCents: l.UnitPriceCents})
-		}
-	}
-	useSafety := ev.CustomerTier == schemas.TierVIP && !s.r.cfg.NoVIPSafetyStock
-	d := day(s.ts)
-	net := &orderNetwork{s: s, day: d}
-	var p *Plan
-	cands, reasons, reject := Eligible(s.r.cfg.Plan, ev, lines, net, useSafety, s.adjust)
-	if reject != "" {
-		p = &Plan{Unplanned: lines, Reasons: []string{reject}}
-	} else {
-		p = PlanOrder(s.r.cfg.Plan, lines, cands, ev.Priority == schemas.PriorityRush)
-		p.Reasons = append(p.Reasons, reasons...)
-		if useSafety && len(p.Shipments) > 0 {
-			p.Reasons = append(p.Reasons, "VIP: safety stock usable")
-		}
-	}
+	p, reject, useSafety := s.planLines(s.o.RoundLines)
 	if s.o.Attempt > 1 {
 		var at []string
 		for _, c := range s.o.Caps {
@@ -618,6 +604,36 @@ func (s *step) plan() {
 	if !s.pending() {
 		s.finishRound()
 	}
+}
+
+// planLines plans what lines (ids) still need with what the order may use
+// now; reject is the reason the order cannot ship at all, if any.
+func (s *step) planLines(ids []string) (p *Plan, reject string, useSafety bool) {
+	ev := &s.o.Placed
+	var lines []schemas.OrderLine
+	for _, id := range ids {
+		i := s.line(id)
+		if i < 0 {
+			continue
+		}
+		committed, _ := s.held(id)
+		l := &s.o.Lines[i]
+		if n := l.Qty - l.QtyCancelled - l.QtyShipped - committed; n > 0 {
+			lines = append(lines, schemas.OrderLine{LineID: id, SKU: l.SKU, Qty: n, UnitPriceCents: l.UnitPriceCents})
+		}
+	}
+	useSafety = ev.CustomerTier == schemas.TierVIP && !s.r.cfg.NoVIPSafetyStock
+	net := &orderNetwork{s: s, day: day(s.ts)}
+	cands, reasons, reject := Eligible(s.r.cfg.Plan, ev, lines, net, useSafety, s.adjust)
+	if reject != "" {
+		return &Plan{Unplanned: lines, Reasons: []string{reject}}, reject, useSafety
+	}
+	p = PlanOrder(s.r.cfg.Plan, lines, cands, ev.Priority == schemas.PriorityRush)
+	p.Reasons = append(p.Reasons, reasons...)
+	if useSafety && len(p.Shipments) > 0 {
+		p.Reasons = append(p.Reasons, "VIP: safety stock usable")
+	}
+	return p, "", useSafety
 }
 
 // adjust gives the order back what it holds itself at a node (its own
@@ -1282,7 +1298,7 @@ func (s *step) release(why string) error {
 			return err
 		}
 		if why != "" && s.o.State != schemas.StateOnHold {
-			s.o.Reason = strings.TrimPrefix(s.o.Reason+"\nreleased: "+why, "\n")
+			s.o.Reason = joinReason(s.o.Reason, "released: "+why)
 			return s.save()
 		}
 		return nil
@@ -1293,7 +1309,7 @@ func (s *step) release(why string) error {
 			return nil // nothing to resume: a late or repeated verdict
 		}
 		s.startRound(open)
-		s.o.Reason = strings.TrimPrefix(s.o.Reason+"\nretried: "+cmp.Or(why, "RELEASED"), "\n")
+		s.o.Reason = joinReason(s.o.Reason, "retried: "+cmp.Or(why, "RELEASED"))
 		return s.save()
 	}
 	s.o.Reason = ""
@@ -1304,9 +1320,17 @@ func (s *step) release(why string) error {
 	}
 	s.startRound(s.allOpenLines())
 	if why != "" {
-		s.o.Reason = strings.TrimPrefix(s.o.Reason+"\nreleased: "+why, "\n")
+		s.o.Reason = joinReason(s.o.Reason, "released: "+why)
 	}
 	return s.save()
+}
+
+// joinReason adds line to an order's reasons.
+func joinReason(reason, line string) string {
+	if reason == "" {
+		return line
+	}
+	return reason + "\n" + line
 }
 
 // addressChanged re-plans an order whose shipments have not shipped; after
@@ -1520,6 +1544,9 @@ func (s *step) save() error {
 		s.out.Status(s.status())
 	}
 	s.st.PutOrder(s.o)
+	if err := s.indexBackorders(); err != nil {
+		return err
+	}
 	if s.r.cfg.OrderRetention > 0 {
 		switch {
 		case finished(s.o):

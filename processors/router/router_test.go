@@ -22,6 +22,40 @@ type memStore struct {
 	now    int64
 	hz     int64            // Horizon
 	due    map[string]int64 // finished order -> when it finished
+	wait   map[string]map[Waiting]bool
+}
+
+func newMemStore() *memStore {
+	return &memStore{orders: map[string]*schemas.RouterOrder{}, load: map[string]int64{}, due: map[string]int64{}, wait: map[string]map[Waiting]bool{}}
+}
+
+func (m *memStore) IndexBackorders(id string, placedAt int64, old, skus []string) error {
+	w := Waiting{PlacedAt: placedAt, ID: id}
+	for _, sku := range old {
+		delete(m.wait[sku], w)
+	}
+	for _, sku := range skus {
+		if m.wait[sku] == nil {
+			m.wait[sku] = map[Waiting]bool{}
+		}
+		m.wait[sku][w] = true
+	}
+	return nil
+}
+
+func cmpWaiting(a, b Waiting) int {
+	return cmp.Or(cmp.Compare(a.PlacedAt, b.PlacedAt), cmp.Compare(a.ID, b.ID))
+}
+
+func (m *memStore) Backorders(sku string, after Waiting, max int) ([]Waiting, error) {
+	var list []Waiting
+	for w := range m.wait[sku] {
+		if after.ID == "" || cmpWaiting(w, after) > 0 {
+			list = append(list, w)
+		}
+	}
+	slices.SortFunc(list, cmpWaiting)
+	return list[:min(len(list), max)], nil
 }
 
 func (m *memStore) Order(id string) (*schemas.RouterOrder, error) { return m.orders[id], nil }
@@ -202,14 +236,16 @@ func (m screenStore) Put(h *schemas.CustomerHistory)                 { m[h.Custo
 //	holds id=..                           prints the order's holds and shipments
 //	inventory                             prints what the fake inventory holds
 //	check                                 compares the router's holds with the fake inventory's
-//	config customer-max=N customer-window=MS retention=MS   a router with the customer rule, order retention
+//	config customer-max=N customer-window=MS retention=MS backorder-retry=off   a router with the customer rule, order retention, no backorder index
 //	screen                                the customer screen answers every queued check
 //	due                                   prints when each finished order finished
 //	purge [now=MS] [max=N]                forgets the orders due (stream time: the last accepted order event's ts, or now)
+//	waiting                               prints the backorder index
+//	retry sku=.. [max=N] [after=ID]       stock of sku arrived: RetryBackorders
 func TestRouter(t *testing.T) {
 	datadriven.Walk(t, "testdata/router", func(t *testing.T, path string) {
 		net := newTestNet()
-		st := &memStore{orders: map[string]*schemas.RouterOrder{}, load: map[string]int64{}, due: map[string]int64{}}
+		st := newMemStore()
 		inv := &fakeInventory{net: net, holds: map[[4]string]int64{}}
 		r := New(Config{})
 		var queue []*schemas.ReservationCommand
@@ -304,8 +340,9 @@ func TestRouter(t *testing.T) {
 				err = r.Feedback(st, testWorld{net}, out, []byte(f.OrderID), f, ts)
 			case "config":
 				r = New(Config{CustomerMaxOrders: int(a.num("customer-max", 0)),
-					CustomerWindow: time.Duration(a.num("customer-window", 0)) * time.Millisecond,
-					OrderRetention: time.Duration(a.num("retention", 0)) * time.Millisecond})
+					CustomerWindow:   time.Duration(a.num("customer-window", 0)) * time.Millisecond,
+					OrderRetention:   time.Duration(a.num("retention", 0)) * time.Millisecond,
+					NoBackorderRetry: a.str("backorder-retry", "on") == "off"})
 				return "ok"
 			case "due":
 				var rows []string
@@ -322,6 +359,27 @@ func TestRouter(t *testing.T) {
 				var n int
 				n, err = r.Purge(st, out, int(a.num("max", 100)))
 				fmt.Fprintf(&out.b, "%d due, %d forgotten in all\n", n, r.Stats.Forgotten)
+			case "waiting": // the backorder index
+				var rows []string
+				for sku, ws := range st.wait {
+					for w := range ws {
+						rows = append(rows, fmt.Sprintf("%s: %s placed at %d", sku, w.ID, w.PlacedAt))
+					}
+				}
+				slices.Sort(rows)
+				if len(rows) == 0 {
+					return "none"
+				}
+				return strings.Join(rows, "\n")
+			case "retry": // sku=.. [max=N] [after=ID]: stock of sku arrived at ts
+				var after Waiting
+				if id := a.str("after", ""); id != "" {
+					after = Waiting{PlacedAt: st.orders[id].Placed.PlacedAt, ID: id}
+				}
+				var last Waiting
+				var n int
+				last, n, err = r.RetryBackorders(st, testWorld{net}, out, a.str("sku", ""), after, ts, int(a.num("max", 100)))
+				fmt.Fprintf(&out.b, "looked at %d, last %q, %d retried in all\n", n, last.ID, r.Stats.Retried)
 			case "screen":
 				for _, c := range checks {
 					v, err := screen.Check(screens, []byte(c.CustomerID), c)

@@ -14,13 +14,33 @@ import (
 // safe for concurrent use: the global reader applies records while tasks
 // read.
 //
-// Memory: about 24 bytes per (sku, node) with stock plus the SKU key; node
-// ids are interned.
+// Memory: about 24 bytes per (sku, node) with stock plus the SKU key and 8
+// bytes of updated_at; node ids are interned; the log of rises holds up to
+// riseLog SKU strings.
+//
+// It also keeps a log of the SKUs whose availability rose (Rises), for the
+// retry of backordered lines: the last riseLog of them.
 type Availability struct {
 	mu    sync.RWMutex
 	skus  map[string][]stockEntry
-	nodes []string       // interned node ids
-	index map[string]int // node id -> position in nodes
+	at    map[string]int64 // sku -> updated_at of its last update
+	nodes []string         // interned node ids
+	index map[string]int   // node id -> position in nodes
+	rises []string         // ring of riseLog SKUs
+	seq   uint64           // rises appended so far
+}
+
+// riseLog bounds the log of rises: a task that falls further behind
+// looks at every SKU it has orders waiting for.
+const riseLog = 1 << 16
+
+// available is what a SKU's entries leave to sell, over all nodes.
+func available(es []stockEntry) int64 {
+	var n int64
+	for _, e := range es {
+		n += max(0, e.onHand-e.reserved)
+	}
+	return n
 }
 
 type stockEntry struct {
@@ -31,7 +51,7 @@ type stockEntry struct {
 
 // NewAvailability returns an empty table.
 func NewAvailability() *Availability {
-	return &Availability{skus: map[string][]stockEntry{}, index: map[string]int{}}
+	return &Availability{skus: map[string][]stockEntry{}, at: map[string]int64{}, index: map[string]int{}}
 }
 
 // Apply applies one record of the ats topic; an empty value deletes.
@@ -39,6 +59,7 @@ func (a *Availability) Apply(key, value []byte) error {
 	if len(value) == 0 {
 		a.mu.Lock()
 		delete(a.skus, string(key))
+		delete(a.at, string(key))
 		a.mu.Unlock()
 		return nil
 	}
@@ -58,8 +79,40 @@ func (a *Availability) Apply(key, value []byte) error {
 		}
 		es = append(es, stockEntry{node: uint32(i), onHand: n.OnHand, reserved: n.Reserved})
 	}
+	if available(es) > available(a.skus[u.SKU]) {
+		if len(a.rises) < riseLog {
+			a.rises = append(a.rises, u.SKU)
+		} else {
+			a.rises[a.seq%riseLog] = u.SKU
+		}
+		a.seq++
+	}
 	a.skus[u.SKU] = es
+	a.at[u.SKU] = u.UpdatedAt
 	return nil
+}
+
+// Rises calls fn, in order, with the SKUs whose availability (on hand less
+// reserved, summed over the nodes) rose from rise from on (0: the first),
+// and returns the next position. lost reports rises no longer in the log
+// (more than riseLog since from): fn has then seen only the newest.
+func (a *Availability) Rises(from uint64, fn func(sku string)) (next uint64, lost bool) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if a.seq-min(from, a.seq) > riseLog {
+		from, lost = a.seq-riseLog, true
+	}
+	for i := from; i < a.seq; i++ {
+		fn(a.rises[i%riseLog])
+	}
+	return a.seq, lost
+}
+
+// UpdatedAt is the updated_at of sku's last update (0: none).
+func (a *Availability) UpdatedAt(sku string) int64 {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.at[sku]
 }
 
 // Stock returns the last known stock of sku at node.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -39,12 +40,17 @@ const (
 //	t/                          stream time, ms (8 bytes, big endian), then the horizon (8 bytes)
 //	u/<order_id>                when the finished order finished, ms (8 bytes): its x/ key
 //	x/<at, 16 hex>/<order_id>   empty: the finished orders, in the order they finished
+//
+// Unless Config.NoBackorderRetry:
+//
+//	b/<sku> 0x00 <placed_at, 16 hex, sign bit flipped>/<order_id>   empty: the orders waiting for stock of sku
 const (
 	prefixOrder  = "o/"
 	prefixLoad   = "l/"
 	keyNow       = "t/"
 	prefixExpiry = "u/"
 	prefixDue    = "x/"
+	prefixWait   = "b/"
 )
 
 // purgeBatch bounds the orders forgotten per transaction and partition
@@ -54,6 +60,11 @@ const (
 	purgeBatch = 1000
 	purgeEvery = time.Minute
 )
+
+// retryBatch bounds the waiting orders (or SKUs without any) looked at per
+// transaction and partition for the retry of backordered lines
+// (Task.retryBatch).
+const retryBatch = 200
 
 // TopologyOptions configure the router topology.
 type TopologyOptions struct {
@@ -98,6 +109,8 @@ func Topology(o TopologyOptions) *topology.Topology {
 			t := &Task{
 				r:          New(o.Config),
 				purgeBatch: purgeBatch,
+				retryBatch: retryBatch,
+				queued:     map[string]uint8{},
 				part:       tc.Partition,
 				ids:        o.SchemaIDs,
 				opts:       o,
@@ -119,6 +132,16 @@ type Task struct {
 	// (0: at the next flush); purgeBatch bounds what one look forgets.
 	nextPurge  int64
 	purgeBatch int
+	// The retry of backordered lines (retry): riseSeq is the position in
+	// the ats table's log of rises; queue the SKUs to look at, in order
+	// (queued: 1, or 2 if it rose again while its orders were being
+	// looked at); cursor the position in queue[0]'s orders; retryBatch
+	// bounds what one transaction looks at.
+	riseSeq    uint64
+	queue      []string
+	queued     map[string]uint8
+	cursor     Waiting
+	retryBatch int
 	ev         schemas.OrderEvent
 	res        schemas.ReservationResult
 	fb         schemas.FulfillmentFeedback
@@ -241,6 +264,9 @@ func (t *Task) GlobalChanged(topology.Topic, []byte, int64, topology.Emitter) er
 // Flush publishes this partition's load of the nodes it routed to in the
 // transaction, so that other partitions see the capacity it used.
 func (t *Task) Flush(em topology.Emitter) error {
+	if err := t.retry(em); err != nil {
+		return err
+	}
 	nodes := make([]string, 0, len(t.store.dirty))
 	for n := range t.store.dirty {
 		nodes = append(nodes, n)
@@ -305,9 +331,104 @@ func (t *Task) purge(em topology.Emitter) error {
 	return t.store.saveNow()
 }
 
-// Aborted forgets the transaction's load changes, stream time and purges
-// (the store forgets their writes itself).
+// Pending reports whether stock arrived for orders of the partition that
+// wait for it (the runtime then flushes the task even without input).
+func (t *Task) Pending() bool {
+	if t.r.cfg.NoBackorderRetry {
+		return false
+	}
+	if err := t.collectRises(); err != nil {
+		return true // the flush meets it again and reports it
+	}
+	return len(t.queue) > 0
+}
+
+// collectRises queues the SKUs whose availability rose since the last look
+// and which orders of the partition wait for; after a start or an abort,
+// every SKU waited for.
+func (t *Task) collectRises() error {
+	if t.r.cfg.NoBackorderRetry {
+		return nil
+	}
+	if t.store.waiting == nil {
+		if err := t.store.loadWaiting(); err != nil {
+			return err
+		}
+		t.queueAll()
+	}
+	var lost bool
+	t.riseSeq, lost = t.opts.Availability.Rises(t.riseSeq, func(sku string) {
+		if t.store.waiting[sku] {
+			t.enqueue(sku)
+		}
+	})
+	if lost {
+		t.queueAll()
+	}
+	return nil
+}
+
+func (t *Task) queueAll() {
+	for _, sku := range slices.Sorted(maps.Keys(t.store.waiting)) {
+		t.enqueue(sku)
+	}
+}
+
+func (t *Task) enqueue(sku string) {
+	switch {
+	case t.queued[sku] == 0:
+		t.queued[sku] = 1
+		t.queue = append(t.queue, sku)
+	case sku == t.queue[0] && t.cursor.ID != "":
+		t.queued[sku] = 2 // look at its orders before the cursor again
+	}
+}
+
+// retry retries the orders waiting for the queued SKUs (RetryBackorders),
+// looking at up to retryBatch orders, or SKUs without any.
+func (t *Task) retry(em topology.Emitter) error {
+	if err := t.collectRises(); err != nil {
+		return err
+	}
+	o := &out{em: em}
+	w := world{snap: t.opts.Catalog.Snapshot(), t: t}
+	for budget := t.retryBatch; budget > 0 && len(t.queue) > 0; {
+		sku := t.queue[0]
+		fresh := t.cursor.ID == "" // looking from its first order
+		n := -1                    // no stock known: nothing to look at
+		if ts := t.opts.Availability.UpdatedAt(sku); ts > 0 {
+			var err error
+			t.cursor, n, err = t.r.RetryBackorders(t.store, w, o, sku, t.cursor, ts, budget)
+			if err == nil {
+				err = o.err
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if n == budget {
+			break // more may wait: the next transaction goes on from the cursor
+		}
+		budget -= max(1, n)
+		t.queue, t.cursor = t.queue[1:], Waiting{}
+		if t.queued[sku] == 2 {
+			t.queued[sku] = 1
+			t.queue = append(t.queue, sku)
+		} else {
+			delete(t.queued, sku)
+		}
+		if n == 0 && fresh {
+			delete(t.store.waiting, sku) // nobody waits for it (the set is read again after an abort)
+		}
+	}
+	return nil
+}
+
+// Aborted forgets the transaction's load changes, stream time, purges and
+// retries (the store forgets their writes itself).
 func (t *Task) Aborted() {
+	t.store.waiting, t.queue, t.cursor = nil, nil, Waiting{}
+	clear(t.queued)
 	clear(t.store.dirty)
 	t.store.now, t.store.horizon, t.store.nowLoaded, t.store.nowDirty = 0, 0, false, false
 	t.nextPurge = 0
@@ -339,6 +460,9 @@ type pebbleStore struct {
 	// accepted order events and purges, written at the flush if they moved.
 	now, horizon        int64
 	nowLoaded, nowDirty bool
+	// waiting holds every SKU with orders waiting for it in the backorder
+	// index, and maybe more (nil: not read yet; read again after an abort).
+	waiting map[string]bool
 }
 
 func (s *pebbleStore) loadNow() error {
@@ -455,6 +579,89 @@ func (s *pebbleStore) Unlist(id string, at int64) error {
 func (s *pebbleStore) Forget(id string, at int64) error {
 	s.orders.Put(id, nil)
 	return s.Unlist(id, at)
+}
+
+// waitKey is the backorder index's key of order id, placed at placedAt,
+// waiting for sku (IDs hold no control characters: 0x00 ends the SKU).
+func waitKey(sku string, w Waiting) []byte {
+	return fmt.Appendf(nil, "%s%s\x00%016x/%s", prefixWait, sku, uint64(w.PlacedAt)^1<<63, w.ID)
+}
+
+func (s *pebbleStore) IndexBackorders(id string, placedAt int64, old, skus []string) error {
+	tx := s.st.Txn()
+	w := Waiting{PlacedAt: placedAt, ID: id}
+	for _, sku := range old {
+		if !slices.Contains(skus, sku) {
+			if err := tx.Delete(waitKey(sku, w)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, sku := range skus {
+		if err := tx.Set(waitKey(sku, w), nil); err != nil {
+			return err
+		}
+		if s.waiting != nil {
+			s.waiting[sku] = true
+		}
+	}
+	return nil
+}
+
+func (s *pebbleStore) Backorders(sku string, after Waiting, max int) ([]Waiting, error) {
+	prefix := fmt.Appendf(nil, "%s%s\x00", prefixWait, sku)
+	var from []byte
+	if after.ID != "" {
+		from = append(waitKey(sku, after), 0) // the first key after it
+	}
+	var list []Waiting
+	err := s.st.Txn().IterateFrom(prefix, from, func(k, _ []byte) error {
+		if len(list) == max {
+			return errEnough
+		}
+		w, err := parseWait(k[len(prefix):])
+		if err != nil {
+			return fmt.Errorf("router: corrupt key %q: %w", k, err)
+		}
+		list = append(list, w)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return nil, err
+	}
+	return list, nil
+}
+
+// parseWait reads "<placed_at, 16 hex>/<order_id>".
+func parseWait(b []byte) (Waiting, error) {
+	if len(b) < 18 || b[16] != '/' {
+		return Waiting{}, errors.New("want <16 hex digits>/<order id>")
+	}
+	at, err := strconv.ParseUint(string(b[:16]), 16, 64)
+	if err != nil {
+		return Waiting{}, err
+	}
+	return Waiting{PlacedAt: int64(at ^ 1<<63), ID: string(b[17:])}, nil
+}
+
+// loadWaiting reads the SKUs with orders waiting (pebbleStore.waiting).
+func (s *pebbleStore) loadWaiting() error {
+	m := map[string]bool{}
+	err := s.st.Txn().Iterate([]byte(prefixWait), func(k, _ []byte) error {
+		sku, _, ok := bytes.Cut(k[len(prefixWait):], []byte{0})
+		if !ok {
+			return fmt.Errorf("router: corrupt key %q", k)
+		}
+		if !m[string(sku)] {
+			m[string(sku)] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.waiting = m
+	return nil
 }
 
 func (s *pebbleStore) Order(id string) (*schemas.RouterOrder, error) { return s.orders.Get(id) }

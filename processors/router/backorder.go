@@ -1,0 +1,144 @@
+package router
+
+import (
+	"slices"
+
+	"github.com/invroute/invroute/schemas"
+)
+
+// Backordered lines are retried when stock arrives. The router keeps an
+// index of the orders waiting for each SKU (Store.IndexBackorders, kept by
+// save); the task hands RetryBackorders the SKUs whose availability rose in
+// the ats table, and it re-plans the orders waiting for them, earliest
+// placed first, that the table now shows a way to ship.
+
+// Waiting is an order waiting for stock of a SKU: its position in the
+// SKU's list is (PlacedAt, ID).
+type Waiting struct {
+	PlacedAt int64
+	ID       string
+}
+
+// waitingSKUs are the SKUs an order waits for: those of its lines that
+// still need units routed (backordered, or routed in part), unless the
+// order is rejected, cancelled or on hold, or a round or a customer check
+// is open (sorted).
+func waitingSKUs(o *schemas.RouterOrder) []string {
+	if o == nil || o.Attempt != 0 || o.Screening {
+		return nil
+	}
+	switch o.State {
+	case schemas.StateOnHold, schemas.StateRejected, schemas.StateCancelled:
+		return nil
+	}
+	s := &step{o: o}
+	var skus []string
+	for i, l := range o.Lines {
+		if l.State != schemas.StateRejected && s.need(i) > 0 && !slices.Contains(skus, l.SKU) {
+			skus = append(skus, l.SKU)
+		}
+	}
+	slices.Sort(skus)
+	return skus
+}
+
+// indexBackorders keeps the order's entries in the backorder index: every
+// SKU it waits for now (written again, so that an order backordered before
+// the index existed gets its entries at its next change), none of those it
+// no longer waits for.
+func (s *step) indexBackorders() error {
+	var skus []string
+	if !s.r.cfg.NoBackorderRetry {
+		skus = waitingSKUs(s.o)
+	}
+	old := waitingSKUs(s.prev)
+	if len(skus) == 0 && len(old) == 0 {
+		return nil
+	}
+	return s.st.IndexBackorders(s.o.OrderID, s.o.Placed.PlacedAt, old, skus)
+}
+
+// RetryBackorders looks at up to max orders waiting for sku, after position
+// after, earliest placed first, at time ts (when the stock arrived). An
+// order is retried, like after a RELEASED event, if a plan of its open
+// lines with the availability the router sees now would ship something (for
+// SHIP_COMPLETE: everything); what the orders retried before it in the call
+// asked for counts as reserved. It returns the position of the last order
+// looked at and how many it looked at: fewer than max means that was the
+// last one waiting.
+func (r *Router) RetryBackorders(st Store, w World, out Out, sku string, after Waiting, ts int64, max int) (Waiting, int, error) {
+	list, err := st.Backorders(sku, after, max)
+	if err != nil {
+		return after, 0, err
+	}
+	cw := &claimWorld{World: w, claimed: map[[2]string]int64{}}
+	co := &claimOut{Out: out}
+	for _, e := range list {
+		cur, err := st.Order(e.ID)
+		if err != nil {
+			return after, 0, err
+		}
+		after = e
+		if cur == nil || !slices.Contains(waitingSKUs(cur), sku) {
+			// Not expected (save keeps the index): drop the entry.
+			if err := st.IndexBackorders(e.ID, e.PlacedAt, []string{sku}, nil); err != nil {
+				return after, 0, err
+			}
+			continue
+		}
+		s := &step{r: r, st: st, w: cw, out: co, ts: ts, o: cloneOrder(cur), prev: cur}
+		open := s.allOpenLines()
+		if len(open) == 0 || !s.wouldShip(open) {
+			continue
+		}
+		r.Stats.Retried++
+		co.cmds = co.cmds[:0]
+		s.startRound(open)
+		for _, c := range co.cmds { // what the round asks for beyond what the order held
+			cw.claimed[[2]string{c.SKU, c.NodeID}] += c.Qty - s.committedAt(c.LineID, c.NodeID)
+		}
+		s.o.Reason = joinReason(s.o.Reason, "retried: stock of "+sku+" arrived")
+		if err := s.save(); err != nil {
+			return after, 0, err
+		}
+	}
+	return after, len(list), nil
+}
+
+// wouldShip reports whether a round of lines planned now would ship
+// something, and for a SHIP_COMPLETE order everything.
+func (s *step) wouldShip(lines []string) bool {
+	p, reject, _ := s.planLines(lines)
+	if reject != "" || len(p.Shipments) == 0 {
+		return false
+	}
+	return s.o.Placed.Policy != schemas.ShipComplete || len(p.Unplanned) == 0
+}
+
+// claimWorld is a World in which the reservations asked for so far count
+// as reserved, until the ats table shows them.
+type claimWorld struct {
+	World
+	claimed map[[2]string]int64 // (sku, node) -> units asked for
+}
+
+func (w *claimWorld) Stock(sku, node string) (schemas.NodeATS, bool) {
+	a, ok := w.World.Stock(sku, node)
+	if ok {
+		a.Reserved += w.claimed[[2]string{sku, node}]
+	}
+	return a, ok
+}
+
+// claimOut notes the RESERVE commands that pass.
+type claimOut struct {
+	Out
+	cmds []*schemas.ReservationCommand
+}
+
+func (o *claimOut) Command(c *schemas.ReservationCommand) {
+	if c.Type == schemas.Reserve {
+		o.cmds = append(o.cmds, c)
+	}
+	o.Out.Command(c)
+}
