@@ -26,7 +26,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Routing decisions by outcome (routed, partially_routed, backordered, rejected) and split shipments (split)."},
 			[]string{"partition", "outcome"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "invroute_router_events_total",
-			Help: "Other router events: holds, replans (attempts after a refused reservation), duplicates, stale results, finished orders forgotten (order_retention)."},
+			Help: "Other router events: holds, replans (attempts after a refused reservation), duplicates, stale results, finished orders forgotten (order_retention), backordered orders retried when stock arrived (retried)."},
 			[]string{"partition", "event"}),
 	}
 	reg.MustRegister(m.orders, m.decisions, m.events)
@@ -60,7 +60,7 @@ func (m *Metrics) Observe(p int32, s Stats) {
 	}{
 		{"hold", s.Holds, prev.Holds}, {"replan", s.Replans, prev.Replans},
 		{"duplicate", s.Duplicates, prev.Duplicates}, {"stale", s.Stale, prev.Stale},
-		{"forgotten", s.Forgotten, prev.Forgotten},
+		{"forgotten", s.Forgotten, prev.Forgotten}, {"retried", s.Retried, prev.Retried},
 	} {
 		m.events.WithLabelValues(l, c.name).Add(float64(max(0, c.cur-c.prev)))
 	}

@@ -24,6 +24,12 @@ func startFull(t *testing.T, o Options) (*Engine, func()) {
 // and a client of that broker. stop stops the engine.
 func startOrders(t *testing.T) (brokers, prefix string, eng *Engine, cl *kgo.Client, stop func()) {
 	t.Helper()
+	return startOrdersWith(t, func(*Options) {})
+}
+
+// startOrdersWith is startOrders with options changed by opts.
+func startOrdersWith(t *testing.T, opts func(*Options)) (brokers, prefix string, eng *Engine, cl *kgo.Client, stop func()) {
+	t.Helper()
 	brokers, real := testkit.Brokers(t)
 	t.Logf("brokers %s (real Kafka: %t)", brokers, real)
 	prefix = testkit.Prefix(t)
@@ -31,6 +37,7 @@ func startOrders(t *testing.T) (brokers, prefix string, eng *Engine, cl *kgo.Cli
 	// Nothing is due within a test, but the router keeps its stream time
 	// and expiries and looks for orders due, on the engine.
 	o.OrderRetention = 30 * 24 * time.Hour
+	opts(&o)
 	eng, stop = startFull(t, o)
 	return brokers, prefix, eng, testkit.Client(t, brokers), stop
 }
@@ -105,7 +112,9 @@ func TestNoOversell(t *testing.T) {
 // to end; the final stock, ATS and order statuses equal a model kept by
 // the test from what it did and what the router decided.
 func TestOrderLifecycle(t *testing.T) {
-	brokers, prefix, eng, cl, stop := startOrders(t)
+	// The model keeps backordered orders as they are: the stock its
+	// cancellations and returns give back must not retry them.
+	brokers, prefix, eng, cl, stop := startOrdersWith(t, func(o *Options) { o.BackorderRetry = false })
 	defer stop()
 	skus := []string{"A", "B", "C", "D"}
 	stock := testkit.Stock{}
@@ -359,6 +368,53 @@ func TestCustomerScreen(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// TestBackorderRetried: orders backordered for want of stock are routed,
+// without any RELEASED event, once receipts bring the stock: one for more
+// units than the network had, one for a SKU it never had.
+func TestBackorderRetried(t *testing.T) {
+	brokers, prefix, eng, cl, stop := startOrders(t)
+	defer stop()
+	seedNetwork(t, cl, eng, prefix, testkit.Stock{"A": {"W-PAR": 1}})
+	place := func(id, sku string, qty int64) *kgo.Record {
+		ev := schemas.OrderEvent{OrderID: id, Type: schemas.EventPlaced, ChannelID: "web", CustomerID: "c", PlacedAt: time.Now().UnixMilli(),
+			CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard, DeliveryMethod: schemas.DeliveryShip,
+			ShipTo: &schemas.Address{Country: "FR", Lat: 48.8, Lon: 2.3}, Policy: schemas.ShipComplete, LineIDs: []string{},
+			Lines: []schemas.OrderLine{{LineID: "1", SKU: sku, Qty: qty}}}
+		return &kgo.Record{Topic: prefix + "orders", Key: []byte(id), Value: testkit.Encode(t, schemas.OrderEvents, &ev)}
+	}
+	testkit.Produce(t, cl, place("r1", "A", 3), place("r2", "B", 1))
+	waitStatuses(t, brokers, prefix, func(st map[string]schemas.OrderStatus) string {
+		for _, id := range []string{"r1", "r2"} {
+			if s := st[id]; s.State != schemas.StateBackordered {
+				return fmt.Sprintf("order %s is %s (%s), want BACKORDERED", id, s.State, s.Reason)
+			}
+		}
+		return ""
+	})
+	receipt := func(id, sku, node string, qty int64) *kgo.Record {
+		m := schemas.StockMovement{MovementID: id, SKU: sku, NodeID: node, Type: schemas.Receipt, Qty: qty}
+		return &kgo.Record{Topic: prefix + "stock-movements", Key: []byte(sku), Value: testkit.Encode(t, schemas.StockMovements, &m)}
+	}
+	testkit.Produce(t, cl, receipt("in-1", "A", "W-BER", 5), receipt("in-2", "B", "W-MIL", 2))
+	waitStatuses(t, brokers, prefix, func(st map[string]schemas.OrderStatus) string {
+		for _, id := range []string{"r1", "r2"} {
+			if s := st[id]; s.State != schemas.StateRouted {
+				return fmt.Sprintf("order %s is %s (%s), want ROUTED once the stock arrived", id, s.State, s.Reason)
+			}
+		}
+		return ""
+	})
+	ds := testkit.Decisions(t, brokers, prefix, 2, time.Minute)
+	for id, node := range map[string]string{"r1": "W-BER", "r2": "W-MIL"} {
+		list := ds[id]
+		testkit.CheckDecided(t, id, list)
+		if len(list) < 2 || list[0].Status != schemas.DecisionBackordered || list[len(list)-1].Status != schemas.DecisionRouted ||
+			list[len(list)-1].Shipments[0].NodeID != node {
+			t.Errorf("order %s: decisions %+v, want BACKORDERED, then ROUTED from %s", id, list, node)
+		}
+	}
 }
 
 // TestShortPickRace: the WMS sends the SHIPMENT of the units it picked

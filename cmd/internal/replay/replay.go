@@ -35,8 +35,9 @@
 //
 // Not modelled: re-plans after a refused reservation (orders planned
 // concurrently on the same stock), short picks and rejections
-// (fulfillment-feedback), address changes, retries of backorders by
-// RELEASED, the customer screen. So a recorded decision can differ from
+// (fulfillment-feedback), address changes, retries of backorders (by
+// RELEASED, or when stock arrives: only an order's first decision is
+// compared), the customer screen. So a recorded decision can differ from
 // the replay under the current rules; the agreement figure says how often.
 //
 // Memory: the on-hand table (per SKU and node, like the router's ats
