@@ -59,21 +59,29 @@ func (s *step) indexBackorders() error {
 }
 
 // RetryBackorders looks at up to max orders waiting for sku, after position
-// after, earliest placed first, at time ts (when the stock arrived). An
-// order is retried, like after a RELEASED event, if a plan of its open
-// lines with the availability the router sees now would ship something (for
-// SHIP_COMPLETE: everything); what the orders retried before it in the call
-// asked for counts as reserved. It returns the position of the last order
-// looked at and how many it looked at: fewer than max means that was the
-// last one waiting.
-func (r *Router) RetryBackorders(st Store, w World, out Out, sku string, after Waiting, ts int64, max int) (Waiting, int, error) {
+// after, earliest placed first, at time ts. An order is retried, like after
+// a RELEASED event, if a plan of its open lines with the availability the
+// router sees now would ship something (for SHIP_COMPLETE: everything). The
+// units asked for by the orders retried are added to claimed ((sku, node)
+// -> units), which counts as reserved on top of what w shows: the caller
+// keeps it until the ats table shows those reservations. The look stops
+// early once no node shows any of sku left. It returns the position of
+// the last order looked at and how many it listed: fewer than max means
+// none waits after it; -1 that it stopped for want of stock.
+func (r *Router) RetryBackorders(st Store, w World, out Out, sku string, after Waiting, ts int64, max int, claimed map[[2]string]int64) (Waiting, int, error) {
+	cw := &claimWorld{World: w, claimed: claimed}
+	if !cw.anyLeft(sku) {
+		return after, -1, nil
+	}
 	list, err := st.Backorders(sku, after, max)
 	if err != nil {
 		return after, 0, err
 	}
-	cw := &claimWorld{World: w, claimed: map[[2]string]int64{}}
 	co := &claimOut{Out: out}
-	for _, e := range list {
+	for i, e := range list {
+		if i > 0 && !cw.anyLeft(sku) {
+			return after, -1, nil
+		}
 		cur, err := st.Order(e.ID)
 		if err != nil {
 			return after, 0, err
@@ -95,7 +103,7 @@ func (r *Router) RetryBackorders(st Store, w World, out Out, sku string, after W
 		co.cmds = co.cmds[:0]
 		s.startRound(open)
 		for _, c := range co.cmds { // what the round asks for beyond what the order held
-			cw.claimed[[2]string{c.SKU, c.NodeID}] += c.Qty - s.committedAt(c.LineID, c.NodeID)
+			claimed[[2]string{c.SKU, c.NodeID}] += c.Qty - s.committedAt(c.LineID, c.NodeID)
 		}
 		s.o.Reason = joinReason(s.o.Reason, "retried: stock of "+sku+" arrived")
 		if err := s.save(); err != nil {
@@ -120,6 +128,17 @@ func (s *step) wouldShip(lines []string) bool {
 type claimWorld struct {
 	World
 	claimed map[[2]string]int64 // (sku, node) -> units asked for
+}
+
+// anyLeft reports whether some node shows units of sku not reserved or
+// claimed.
+func (w *claimWorld) anyLeft(sku string) bool {
+	for _, n := range w.Nodes() {
+		if a, ok := w.Stock(sku, n.NodeID); ok && a.OnHand-a.Reserved > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *claimWorld) Stock(sku, node string) (schemas.NodeATS, bool) {

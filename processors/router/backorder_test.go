@@ -12,201 +12,336 @@ import (
 	"github.com/invroute/invroute/topology"
 )
 
+// retryRig runs router tasks on one Pebble store with one active node, W1,
+// and an ats table the test writes.
+type retryRig struct {
+	t     *testing.T
+	dir   string
+	st    *state.Store
+	avail *Availability
+	cat   *catalog.Catalog
+	cfg   Config
+}
+
+const t0 = int64(1_800_000_000_000)
+
+func newRetryRig(t *testing.T) *retryRig {
+	g := &retryRig{t: t, dir: t.TempDir(), avail: NewAvailability(), cat: catalog.New(nil)}
+	var err error
+	if g.st, err = state.Open(g.dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.st.Close() })
+	n := schemas.Node{NodeID: "W1", Type: schemas.Warehouse, Lat: 48.8, Lon: 2.3, Active: true, ShipEnabled: true}
+	if err := g.cat.ApplyNode([]byte("W1"), encodeT(t, schemas.Nodes, &n)); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// stock writes sku's ats record: W1 has onHand, reserved.
+func (g *retryRig) stock(sku string, onHand, reserved int64) {
+	g.t.Helper()
+	u := schemas.AtsUpdate{SKU: sku, Version: 1, UpdatedAt: t0, Channels: []schemas.ChannelATS{},
+		Nodes: []schemas.NodeATS{{NodeID: "W1", OnHand: onHand, Reserved: reserved, Active: true}}}
+	if err := g.avail.Apply([]byte(sku), encodeT(g.t, schemas.AtsUpdates, &u)); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// restart closes and opens the store (a new process); the next task reads it.
+func (g *retryRig) restart() {
+	g.t.Helper()
+	if err := g.st.Close(); err != nil {
+		g.t.Fatal(err)
+	}
+	var err error
+	if g.st, err = state.Open(g.dir, nil); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+func (g *retryRig) task() *Task {
+	g.t.Helper()
+	topo := Topology(TopologyOptions{Catalog: g.cat, Availability: g.avail, Loads: NewLoads(), Config: g.cfg})
+	task, err := topo.NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: g.st}, CacheEntries: 100})
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return task.(*Task)
+}
+
+// placed is a PLACED order of one line: qty of sku.
+func (g *retryRig) placed(id, sku string, qty int64, policy schemas.FulfillmentPolicy, at int64) *topology.Record {
+	ev := schemas.OrderEvent{OrderID: id, Type: schemas.EventPlaced, ChannelID: "web", CustomerTier: schemas.TierStandard,
+		Priority: schemas.PriorityStandard, DeliveryMethod: schemas.DeliveryShip, ShipTo: &schemas.Address{Country: "FR", Lat: 48.8, Lon: 2.3},
+		Lines: []schemas.OrderLine{{LineID: "1", SKU: sku, Qty: qty}}, Policy: policy, LineIDs: []string{}, PlacedAt: at}
+	return &topology.Record{Topic: string(TopicOrders), Key: []byte(id), Value: encodeT(g.t, schemas.OrderEvents, &ev), Timestamp: at}
+}
+
+// granted is the inventory's answer to a RESERVE of qty.
+func (g *retryRig) granted(id, sku string, qty int64, attempt int32) *topology.Record {
+	r := schemas.ReservationResult{OrderID: id, LineID: "1", Type: schemas.Reserve, SKU: sku, NodeID: "W1", Qty: qty, Attempt: attempt, OK: true}
+	return &topology.Record{Topic: string(inventory.TopicResults), Key: []byte(id), Value: encodeT(g.t, schemas.ReservationResults, &r), Timestamp: t0 + 9000}
+}
+
+// txn runs one transaction: records, then the flush if the runtime would
+// call it (input, or Pending); commit or abort.
+func (g *retryRig) txn(task *Task, commit bool, recs ...*topology.Record) (em emitted, flushed bool) {
+	g.t.Helper()
+	for _, r := range recs {
+		if err := task.Process(r, &em); err != nil {
+			g.t.Fatalf("%s %s: %v", r.Topic, r.Key, err)
+		}
+	}
+	if len(recs) == 0 && !task.Pending() {
+		return nil, false
+	}
+	if err := task.Flush(&em); err != nil {
+		g.t.Fatal(err)
+	}
+	if err := g.st.Prepare(); err != nil {
+		g.t.Fatal(err)
+	}
+	if commit {
+		if err := g.st.Commit(state.Checkpoint{}); err != nil {
+			g.t.Fatal(err)
+		}
+	} else {
+		g.st.Abort()
+		task.Aborted()
+	}
+	return em, true
+}
+
+// idle runs transactions while the task has work without input, at most
+// max, and returns the orders whose status each emitted.
+func (g *retryRig) idle(task *Task, max int) [][]string {
+	g.t.Helper()
+	var out [][]string
+	for {
+		em, flushed := g.txn(task, true)
+		if !flushed {
+			return out
+		}
+		if len(out) == max {
+			g.t.Fatalf("still pending after %d transactions without input", max)
+		}
+		out = append(out, statuses(em))
+	}
+}
+
+// statuses lists the orders whose status em holds.
+func statuses(em emitted) []string {
+	var ids []string
+	for _, s := range em {
+		if id, ok := cutPrefix(s, string(TopicStatus)+" "); ok {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func cutPrefix(s, p string) (string, bool) {
+	if len(s) >= len(p) && s[:len(p)] == p {
+		return s[len(p):], true
+	}
+	return "", false
+}
+
+func reserves(em emitted, sku string) int {
+	n := 0
+	for _, s := range em {
+		if s == string(inventory.TopicCommands)+" "+sku {
+			n++
+		}
+	}
+	return n
+}
+
 // TestBackorderRetryTask runs the retry of backordered lines on Pebble:
 // the task looks at the orders waiting for a SKU when the ats table shows
 // its availability rise (and at every SKU waited for after a start or an
 // abort), within retryBatch per transaction, and only then; an aborted
-// retry is redone; the index survives a restart.
+// retry is redone; units a retry asked for stay taken until the table
+// changes; the index survives a restart; with the retry off nothing is
+// indexed.
 func TestBackorderRetryTask(t *testing.T) {
-	dir := t.TempDir()
-	st, err := state.Open(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
-	cat := catalog.New(nil)
-	n := schemas.Node{NodeID: "W1", Type: schemas.Warehouse, Lat: 48.8, Lon: 2.3, Active: true, ShipEnabled: true}
-	if err := cat.ApplyNode([]byte("W1"), encodeT(t, schemas.Nodes, &n)); err != nil {
-		t.Fatal(err)
-	}
-	avail := NewAvailability()
-	const t0 = int64(1_800_000_000_000)
-	stock := func(sku string, onHand, reserved int64) {
-		t.Helper()
-		u := schemas.AtsUpdate{SKU: sku, Version: 1, UpdatedAt: t0 + 60_000, Channels: []schemas.ChannelATS{},
-			Nodes: []schemas.NodeATS{{NodeID: "W1", OnHand: onHand, Reserved: reserved, Active: true}}}
-		if err := avail.Apply([]byte(sku), encodeT(t, schemas.AtsUpdates, &u)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stock("A", 0, 0)
-	topo := Topology(TopologyOptions{Catalog: cat, Availability: avail, Loads: NewLoads()})
-	newTask := func() *Task {
-		task, err := topo.NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: st}, CacheEntries: 100})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return task.(*Task)
-	}
-	placed := func(id string, qty int64, at int64) *topology.Record {
-		ev := schemas.OrderEvent{OrderID: id, Type: schemas.EventPlaced, ChannelID: "web", CustomerTier: schemas.TierStandard,
-			Priority: schemas.PriorityStandard, DeliveryMethod: schemas.DeliveryShip, ShipTo: &schemas.Address{Country: "FR", Lat: 48.8, Lon: 2.3},
-			Lines: []schemas.OrderLine{{LineID: "1", SKU: "A", Qty: qty}}, Policy: schemas.ShipComplete, LineIDs: []string{}, PlacedAt: at}
-		return &topology.Record{Topic: string(TopicOrders), Key: []byte(id), Value: encodeT(t, schemas.OrderEvents, &ev), Timestamp: at}
-	}
-	// txn runs one transaction: records, then the flush if the runtime
-	// would call it (input, or Pending); commit or abort.
-	txn := func(task *Task, commit bool, recs ...*topology.Record) (em emitted, flushed bool) {
-		t.Helper()
-		for _, r := range recs {
-			if err := task.Process(r, &em); err != nil {
-				t.Fatalf("%s %s: %v", r.Topic, r.Key, err)
-			}
-		}
-		if len(recs) == 0 && !task.Pending() {
-			return nil, false
-		}
-		if err := task.Flush(&em); err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Prepare(); err != nil {
-			t.Fatal(err)
-		}
-		if commit {
-			if err := st.Commit(state.Checkpoint{}); err != nil {
-				t.Fatal(err)
-			}
-		} else {
-			st.Abort()
-			task.Aborted()
-		}
-		return em, true
-	}
-	reserves := func(em emitted) int {
-		return len(slices.DeleteFunc(slices.Clone(em), func(s string) bool { return s != string(inventory.TopicCommands)+" A" }))
-	}
-
-	task := newTask()
+	g := newRetryRig(t)
+	g.stock("A", 0, 0)
+	task := g.task()
 	// Three orders wait for A; nothing is in stock. The look at every SKU
 	// waited for, at the start, finds nothing to ship.
-	em, _ := txn(task, true, placed("o1", 2, t0+1000), placed("o2", 1, t0+2000), placed("o3", 1, t0+3000))
-	if reserves(em) != 0 {
+	em, _ := g.txn(task, true, g.placed("o1", "A", 2, schemas.ShipComplete, t0+1000), g.placed("o2", "A", 1, schemas.ShipComplete, t0+2000),
+		g.placed("o3", "A", 1, schemas.ShipComplete, t0+3000))
+	if reserves(em, "A") != 0 {
 		t.Fatalf("reserved with no stock: %v", em)
 	}
-	if _, flushed := txn(task, true); flushed {
-		if _, flushed := txn(task, true); flushed {
-			t.Fatal("still pending after a look with nothing new")
-		}
+	if got := g.idle(task, 1); len(got) > 0 && len(got[0]) > 0 {
+		t.Fatalf("the first look retried %v with no stock", got)
 	}
-	// A rise of a SKU nobody waits for is not work.
-	stock("B", 5, 0)
+	// A rise of a SKU nobody waits for is not work; nor is a fall.
+	g.stock("B", 5, 0)
 	if task.Pending() {
 		t.Fatal("pending after a rise of a SKU nobody waits for")
 	}
-	// A falls: not work either.
-	stock("A", 0, 0)
+	g.stock("A", 0, 0)
 	if task.Pending() {
 		t.Fatal("pending after A did not rise")
 	}
 
-	// Two arrive: o1 takes both; o2 and o3 are not retried (claimed).
-	stock("A", 2, 0)
+	// Two arrive: o1 takes both; o2 and o3 are not retried.
+	g.stock("A", 2, 0)
 	if !task.Pending() {
 		t.Fatal("A rose, orders wait for it, and the task has no work")
 	}
 	// Aborted: the look is redone.
-	em, _ = txn(task, false)
-	if reserves(em) != 1 || !slices.Contains(em, string(TopicStatus)+" o1") {
+	em, _ = g.txn(task, false)
+	if reserves(em, "A") != 1 || !slices.Equal(statuses(em), []string{"o1"}) {
 		t.Fatalf("first look: %v, want o1's RESERVE and status", em)
 	}
-	em, flushed := txn(task, true)
-	if !flushed || reserves(em) != 1 || !slices.Contains(em, string(TopicStatus)+" o1") {
-		t.Fatalf("after the abort: flushed %t, %v; want o1 retried again", flushed, em)
+	if got := g.idle(task, 2); len(got) != 1 || !slices.Equal(got[0], []string{"o1"}) {
+		t.Fatalf("after the abort: %v, want o1 retried again, once", got)
 	}
-	if _, flushed := txn(task, true); flushed {
-		t.Fatal("pending after the look")
-	}
-	o1, err := task.store.Order("o1")
-	if err != nil || o1 == nil || o1.Attempt != 1 {
+	if o1, err := task.store.Order("o1"); err != nil || o1 == nil || o1.Attempt != 1 {
 		t.Fatalf("o1: %+v, %v; want a round open", o1, err)
 	}
 
-	// Bounded: one order per transaction; o2 and o3 (one each) both get a
-	// look once more arrive.
+	// Bounded: one order per transaction; the units o2's retry asked for
+	// stay taken in the next transaction, until the table changes.
 	task.retryBatch = 1
-	stock("A", 5, 2) // 3 left: a rise
-	var retried []string
-	for i := 0; ; i++ {
-		em, flushed := txn(task, true)
-		if !flushed {
-			break
-		}
-		if i == 3 {
-			t.Fatal("more than 3 transactions for 2 orders")
-		}
-		if r := reserves(em); r > 1 {
-			t.Fatalf("transaction %d: %d RESERVEs with retryBatch 1", i, r)
-		}
-		for _, id := range []string{"o2", "o3"} {
-			if slices.Contains(em, string(TopicStatus)+" "+id) {
-				retried = append(retried, id)
-			}
-		}
+	g.stock("A", 2, 2) // the table shows o1's reservation
+	g.stock("A", 3, 2) // one more: a rise
+	if got := g.idle(task, 3); !slices.Equal(got[0], []string{"o2"}) || slices.ContainsFunc(got, func(ids []string) bool { return slices.Contains(ids, "o3") }) {
+		t.Fatalf("one unit for o2 and o3: %v, want o2 retried, not o3", got)
 	}
-	if !slices.Equal(retried, []string{"o2", "o3"}) {
-		t.Fatalf("retried %v, want o2 then o3 (earliest placed first)", retried)
+	g.stock("A", 3, 3) // the table shows o2's unit reserved
+	g.stock("A", 4, 3) // one more
+	if got := g.idle(task, 3); len(got) == 0 || !slices.Equal(got[0], []string{"o3"}) {
+		t.Fatalf("one more unit: %v, want o3 retried", got)
 	}
 
 	// After a restart the index is read again: o4 waits, and the first
-	// look retries it.
+	// look retries it (the log of rises read to its end before: the look
+	// at every SKU waited for finds it).
 	task.retryBatch = retryBatch
-	stock("A", 5, 5)
-	if _, flushed := txn(task, true, placed("o4", 1, t0+4000)); !flushed {
+	g.stock("A", 4, 4)
+	if _, flushed := g.txn(task, true, g.placed("o4", "A", 1, schemas.ShipComplete, t0+4000)); !flushed {
 		t.Fatal("no flush")
 	}
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if st, err = state.Open(dir, nil); err != nil {
-		t.Fatal(err)
-	}
-	stock("A", 6, 5)
-	task = newTask()
-	em, flushed = txn(task, true)
-	if !flushed || !slices.Contains(em, string(TopicStatus)+" o4") {
-		t.Fatalf("after a restart: flushed %t, %v; want o4 retried", flushed, em)
+	g.stock("A", 5, 4)
+	g.restart()
+	task = g.task()
+	task.riseSeq = g.avail.Seq()
+	if got := g.idle(task, 2); len(got) == 0 || !slices.Equal(got[0], []string{"o4"}) {
+		t.Fatalf("after a restart: %v, want o4 retried", got)
 	}
 
-	// With the retry off the task has no such work.
-	if _, flushed := txn(task, true, placed("o5", 9, t0+5000)); !flushed {
-		t.Fatal("no flush")
-	}
-	task.r.cfg.NoBackorderRetry = true
-	stock("A", 9, 4)
+	// With the retry off the task has no such work and indexes nothing.
+	g.restart()
+	g.cfg.NoBackorderRetry = true
+	task = g.task()
+	g.stock("A", 9, 5)
 	if task.Pending() {
 		t.Fatal("pending with the retry off")
 	}
+	g.txn(task, true, g.placed("o5", "A", 99, schemas.ShipComplete, t0+5000))
+	if list, err := task.store.Backorders("A", Waiting{}, 10); err != nil || slices.ContainsFunc(list, func(w Waiting) bool { return w.ID == "o5" }) {
+		t.Fatalf("A's waiting orders with the retry off: %v, %v; want no o5", list, err)
+	}
 }
 
-// TestRisesLost: a task that falls more than riseLog rises behind looks
-// at every SKU waited for.
-func TestRisesLost(t *testing.T) {
+// TestBackorderRoseDuringRound: stock that arrives while an order's round
+// is open (the order does not wait yet) is looked at once the round ends
+// with the order waiting.
+func TestBackorderRoseDuringRound(t *testing.T) {
+	g := newRetryRig(t)
+	g.stock("C", 1, 0)
+	task := g.task()
+	em, _ := g.txn(task, true, g.placed("o1", "C", 3, schemas.ShipAvailable, t0+1000))
+	if reserves(em, "C") != 1 {
+		t.Fatalf("o1: %v, want a RESERVE", em)
+	}
+	g.idle(task, 2)
+	g.stock("C", 3, 0) // two more, while the RESERVE is in flight
+	if got := g.idle(task, 2); len(got) > 0 && len(got[0]) > 0 {
+		t.Fatalf("the rise retried %v while o1's round was open", got)
+	}
+	// The answer: 1 unit; o1 ships it and waits for 2 more, which the
+	// table already shows: it is retried for them, in that transaction's
+	// flush or in the next.
+	em, _ = g.txn(task, true, g.granted("o1", "C", 1, 1))
+	n := reserves(em, "C")
+	for range 2 {
+		e, flushed := g.txn(task, true)
+		if !flushed {
+			break
+		}
+		n += reserves(e, "C")
+	}
+	if n != 1 {
+		t.Fatalf("after the answer: %d RESERVEs, want 1: o1 retried for the 2 units that came during its round", n)
+	}
+	if o1, err := task.store.Order("o1"); err != nil || o1.Attempt != 1 {
+		t.Fatalf("o1: %+v, %v; want a round open", o1, err)
+	}
+}
+
+// TestBackorderTurns: a SKU whose orders fill a transaction's look goes
+// to the end of the queue: the other SKUs' orders are not held up.
+func TestBackorderTurns(t *testing.T) {
+	g := newRetryRig(t)
+	g.stock("X", 0, 0)
+	g.stock("Y", 0, 0)
+	task := g.task()
+	task.retryBatch = 1
+	g.txn(task, true, g.placed("x1", "X", 1, schemas.ShipComplete, t0+1000), g.placed("x2", "X", 1, schemas.ShipComplete, t0+2000),
+		g.placed("y1", "Y", 1, schemas.ShipComplete, t0+3000))
+	g.idle(task, 4)
+	g.stock("X", 5, 0)
+	g.stock("Y", 5, 0)
+	var order []string
+	for _, ids := range g.idle(task, 6) {
+		order = append(order, ids...)
+	}
+	if !slices.Equal(order, []string{"x1", "y1", "x2"}) {
+		t.Fatalf("retried in order %v, want x1, y1, x2", order)
+	}
+}
+
+// TestRises: a rise at one node counts even when another node's fall
+// hides it in the sum; a task that falls more than riseLog rises behind
+// is told so.
+func TestRises(t *testing.T) {
 	a := NewAvailability()
-	for i := range riseLog + 10 {
-		sku := fmt.Sprint("S", i)
-		u := schemas.AtsUpdate{SKU: sku, Version: 1, Channels: []schemas.ChannelATS{}, Nodes: []schemas.NodeATS{{NodeID: "W1", OnHand: 1}}}
+	apply := func(sku string, nodes ...schemas.NodeATS) {
+		t.Helper()
+		u := schemas.AtsUpdate{SKU: sku, Version: 1, Channels: []schemas.ChannelATS{}, Nodes: nodes}
 		if err := a.Apply([]byte(sku), encodeT(t, schemas.AtsUpdates, &u)); err != nil {
 			t.Fatal(err)
 		}
 	}
+	apply("A", schemas.NodeATS{NodeID: "W1", OnHand: 5}, schemas.NodeATS{NodeID: "W2"})
+	apply("A", schemas.NodeATS{NodeID: "W1", OnHand: 5, Reserved: 5}, schemas.NodeATS{NodeID: "W2", OnHand: 5})
+	apply("A", schemas.NodeATS{NodeID: "W1", OnHand: 5, Reserved: 5}, schemas.NodeATS{NodeID: "W2", OnHand: 4})
 	var seen []string
-	next, lost := a.Rises(0, func(sku string) { seen = append(seen, sku) })
-	if !lost || next != riseLog+10 || len(seen) != riseLog || seen[0] != "S10" {
-		t.Fatalf("from 0: lost %t, next %d, %d seen from %s; want lost, %d, %d from S10", lost, next, len(seen), seen[0], riseLog+10, riseLog)
+	if next, lost := a.Rises(0, func(sku string) { seen = append(seen, sku) }); lost || next != 2 || len(seen) != 2 {
+		t.Fatalf("rises %v (next %d, lost %t), want A twice: the first record, and W2's rise W1's fall hides", seen, next, lost)
+	}
+	if a.RoseAt("A") != 2 || a.RoseAt("B") != 0 {
+		t.Fatalf("RoseAt A %d, B %d; want 2, 0", a.RoseAt("A"), a.RoseAt("B"))
+	}
+	for i := range riseLog + 10 {
+		apply(fmt.Sprint("S", i), schemas.NodeATS{NodeID: "W1", OnHand: 1})
 	}
 	seen = nil
-	next, lost = a.Rises(riseLog+5, func(sku string) { seen = append(seen, sku) })
-	if lost || next != riseLog+10 || len(seen) != 5 || seen[0] != fmt.Sprint("S", riseLog+5) {
-		t.Fatalf("from riseLog+5: lost %t, next %d, seen %v", lost, next, seen)
+	next, lost := a.Rises(0, func(sku string) { seen = append(seen, sku) })
+	if !lost || next != riseLog+12 || len(seen) != riseLog || seen[0] != "S10" {
+		t.Fatalf("from 0: lost %t, next %d, %d seen from %s; want lost, %d, %d from S10 (the two rises of A and S0..S9 are gone)", lost, next, len(seen), seen[0], riseLog+12, riseLog)
+	}
+	seen = nil
+	next, lost = a.Rises(riseLog+7, func(sku string) { seen = append(seen, sku) })
+	if lost || next != riseLog+12 || len(seen) != 5 || seen[0] != fmt.Sprint("S", riseLog+5) {
+		t.Fatalf("from riseLog+7: lost %t, next %d, seen %v", lost, next, seen)
 	}
 }

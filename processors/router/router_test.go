@@ -378,7 +378,7 @@ func TestRouter(t *testing.T) {
 				}
 				var last Waiting
 				var n int
-				last, n, err = r.RetryBackorders(st, testWorld{net}, out, a.str("sku", ""), after, ts, int(a.num("max", 100)))
+				last, n, err = r.RetryBackorders(st, testWorld{net}, out, a.str("sku", ""), after, ts, int(a.num("max", 100)), map[[2]string]int64{})
 				fmt.Fprintf(&out.b, "looked at %d, last %q, %d retried in all\n", n, last.ID, r.Stats.Retried)
 			case "screen":
 				for _, c := range checks {

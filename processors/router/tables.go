@@ -14,33 +14,27 @@ import (
 // safe for concurrent use: the global reader applies records while tasks
 // read.
 //
-// Memory: about 24 bytes per (sku, node) with stock plus the SKU key and 8
-// bytes of updated_at; node ids are interned; the log of rises holds up to
-// riseLog SKU strings.
+// It also keeps a log of the SKUs whose availability rose at some node
+// (Rises), for the retry of backordered lines: the last riseLog of them.
 //
-// It also keeps a log of the SKUs whose availability rose (Rises), for the
-// retry of backordered lines: the last riseLog of them.
+// Memory: about 24 bytes per (sku, node) with stock, plus the SKU key and
+// 40 bytes per SKU; node ids are interned; the log holds up to riseLog SKU
+// strings.
 type Availability struct {
-	mu    sync.RWMutex
-	skus  map[string][]stockEntry
-	at    map[string]int64 // sku -> updated_at of its last update
-	nodes []string         // interned node ids
-	index map[string]int   // node id -> position in nodes
-	rises []string         // ring of riseLog SKUs
-	seq   uint64           // rises appended so far
+	mu      sync.RWMutex
+	skus    map[string]*skuStock
+	nodes   []string       // interned node ids
+	index   map[string]int // node id -> position in nodes
+	rises   []string       // ring of riseLog SKUs
+	seq     uint64         // rises appended so far
+	updates uint64         // records applied so far
 }
 
-// riseLog bounds the log of rises: a task that falls further behind
-// looks at every SKU it has orders waiting for.
-const riseLog = 1 << 16
-
-// available is what a SKU's entries leave to sell, over all nodes.
-func available(es []stockEntry) int64 {
-	var n int64
-	for _, e := range es {
-		n += max(0, e.onHand-e.reserved)
-	}
-	return n
+// skuStock is what the table knows of one SKU.
+type skuStock struct {
+	nodes []stockEntry
+	ver   uint64 // Availability.updates after its last update
+	rose  uint64 // Availability.seq after its last rise (0: none)
 }
 
 type stockEntry struct {
@@ -49,9 +43,31 @@ type stockEntry struct {
 	reserved int64
 }
 
+// riseLog bounds the log of rises: a task that falls further behind
+// looks at every SKU it has orders waiting for.
+const riseLog = 1 << 16
+
+// rose reports whether some node has more to sell (on hand less reserved,
+// at least 0) in next than in prev.
+func rose(prev, next []stockEntry) bool {
+	for _, e := range next {
+		had := int64(0)
+		for _, p := range prev {
+			if p.node == e.node {
+				had = max(0, p.onHand-p.reserved)
+				break
+			}
+		}
+		if max(0, e.onHand-e.reserved) > had {
+			return true
+		}
+	}
+	return false
+}
+
 // NewAvailability returns an empty table.
 func NewAvailability() *Availability {
-	return &Availability{skus: map[string][]stockEntry{}, at: map[string]int64{}, index: map[string]int{}}
+	return &Availability{skus: map[string]*skuStock{}, index: map[string]int{}}
 }
 
 // Apply applies one record of the ats topic; an empty value deletes.
@@ -59,7 +75,7 @@ func (a *Availability) Apply(key, value []byte) error {
 	if len(value) == 0 {
 		a.mu.Lock()
 		delete(a.skus, string(key))
-		delete(a.at, string(key))
+		a.updates++
 		a.mu.Unlock()
 		return nil
 	}
@@ -79,23 +95,29 @@ func (a *Availability) Apply(key, value []byte) error {
 		}
 		es = append(es, stockEntry{node: uint32(i), onHand: n.OnHand, reserved: n.Reserved})
 	}
-	if available(es) > available(a.skus[u.SKU]) {
+	st := a.skus[u.SKU]
+	if st == nil {
+		st = &skuStock{}
+		a.skus[u.SKU] = st
+	}
+	if rose(st.nodes, es) {
 		if len(a.rises) < riseLog {
 			a.rises = append(a.rises, u.SKU)
 		} else {
 			a.rises[a.seq%riseLog] = u.SKU
 		}
 		a.seq++
+		st.rose = a.seq
 	}
-	a.skus[u.SKU] = es
-	a.at[u.SKU] = u.UpdatedAt
+	a.updates++
+	st.nodes, st.ver = es, a.updates
 	return nil
 }
 
-// Rises calls fn, in order, with the SKUs whose availability (on hand less
-// reserved, summed over the nodes) rose from rise from on (0: the first),
-// and returns the next position. lost reports rises no longer in the log
-// (more than riseLog since from): fn has then seen only the newest.
+// Rises calls fn, in order, with the SKUs whose availability rose at some
+// node from rise from on (0: the first), and returns the next position.
+// lost reports rises no longer in the log (more than riseLog since from):
+// fn has then seen only the newest.
 func (a *Availability) Rises(from uint64, fn func(sku string)) (next uint64, lost bool) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
@@ -108,11 +130,31 @@ func (a *Availability) Rises(from uint64, fn func(sku string)) (next uint64, los
 	return a.seq, lost
 }
 
-// UpdatedAt is the updated_at of sku's last update (0: none).
-func (a *Availability) UpdatedAt(sku string) int64 {
+// Seq is the position after the newest rise.
+func (a *Availability) Seq() uint64 {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	return a.at[sku]
+	return a.seq
+}
+
+// RoseAt is the position after sku's newest rise (0: none known).
+func (a *Availability) RoseAt(sku string) uint64 {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if st := a.skus[sku]; st != nil {
+		return st.rose
+	}
+	return 0
+}
+
+// Version changes whenever sku's record does (0: none known).
+func (a *Availability) Version(sku string) uint64 {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if st := a.skus[sku]; st != nil {
+		return st.ver
+	}
+	return 0
 }
 
 // Stock returns the last known stock of sku at node.
@@ -123,7 +165,11 @@ func (a *Availability) Stock(sku, node string) (schemas.NodeATS, bool) {
 	if !ok {
 		return schemas.NodeATS{}, false
 	}
-	for _, e := range a.skus[sku] {
+	st := a.skus[sku]
+	if st == nil {
+		return schemas.NodeATS{}, false
+	}
+	for _, e := range st.nodes {
 		if e.node == uint32(i) {
 			return schemas.NodeATS{NodeID: node, OnHand: e.onHand, Reserved: e.reserved}, true
 		}

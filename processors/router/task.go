@@ -111,11 +111,17 @@ func Topology(o TopologyOptions) *topology.Topology {
 				purgeBatch: purgeBatch,
 				retryBatch: retryBatch,
 				queued:     map[string]uint8{},
+				cursors:    map[string]Waiting{},
+				claims:     map[[2]string]int64{},
+				claimVer:   map[string]uint64{},
+				opened:     map[string]uint64{},
+				now:        time.Now,
 				part:       tc.Partition,
 				ids:        o.SchemaIDs,
 				opts:       o,
 				store:      &pebbleStore{st: st, orders: state.NewTable[schemas.RouterOrder](st, prefixOrder, orderCodec{}, tc.CacheEntries), dirty: map[string]int64{}},
 			}
+			t.store.onPut = t.noteOrder
 			return t, nil
 		},
 	}
@@ -132,16 +138,24 @@ type Task struct {
 	// (0: at the next flush); purgeBatch bounds what one look forgets.
 	nextPurge  int64
 	purgeBatch int
-	// The retry of backordered lines (retry): riseSeq is the position in
-	// the ats table's log of rises; queue the SKUs to look at, in order
-	// (queued: 1, or 2 if it rose again while its orders were being
-	// looked at); cursor the position in queue[0]'s orders; retryBatch
-	// bounds what one transaction looks at.
+	// The retry of backordered lines (retry.go's part in the task, see
+	// retry): riseSeq is the position in the ats table's log of rises;
+	// queue the SKUs to look at, in turn (queued: 1, or 2 if it rose again
+	// while its orders were being looked at); cursors the position in the
+	// orders of a SKU whose look goes on; claims the units asked for by
+	// retries ((sku, node) -> units), until the table's record of the SKU
+	// changes from claimVer; opened the table's position when each order
+	// with a round open was first seen so; retryBatch bounds what one
+	// transaction looks at; now is the clock of the retries.
 	riseSeq    uint64
 	queue      []string
 	queued     map[string]uint8
-	cursor     Waiting
+	cursors    map[string]Waiting
+	claims     map[[2]string]int64
+	claimVer   map[string]uint64
+	opened     map[string]uint64
 	retryBatch int
+	now        func() time.Time
 	ev         schemas.OrderEvent
 	res        schemas.ReservationResult
 	fb         schemas.FulfillmentFeedback
@@ -375,49 +389,103 @@ func (t *Task) queueAll() {
 }
 
 func (t *Task) enqueue(sku string) {
-	switch {
+	switch _, resumed := t.cursors[sku]; {
 	case t.queued[sku] == 0:
 		t.queued[sku] = 1
 		t.queue = append(t.queue, sku)
-	case sku == t.queue[0] && t.cursor.ID != "":
+	case resumed:
 		t.queued[sku] = 2 // look at its orders before the cursor again
 	}
 }
 
+// noteOrder sees every order saved (prev: as stored before). Stock that
+// rose while an order had a round open could not retry it (it did not wait
+// then): when the round ends with the order waiting, the SKUs it waits for
+// that rose meanwhile are looked at.
+func (t *Task) noteOrder(prev, o *schemas.RouterOrder) {
+	if t.r.cfg.NoBackorderRetry {
+		return
+	}
+	a := t.opts.Availability
+	if o.Attempt != 0 || o.Screening {
+		if _, ok := t.opened[o.OrderID]; !ok {
+			t.opened[o.OrderID] = a.Seq()
+		}
+		return
+	}
+	since, ok := t.opened[o.OrderID]
+	delete(t.opened, o.OrderID)
+	if !ok {
+		if prev == nil || prev.Attempt == 0 && !prev.Screening {
+			return // no round was open
+		}
+		// Opened before a restart or an abort: any rise counts.
+	}
+	for _, sku := range waitingSKUs(o) {
+		if a.RoseAt(sku) > since {
+			t.enqueue(sku)
+		}
+	}
+}
+
 // retry retries the orders waiting for the queued SKUs (RetryBackorders),
-// looking at up to retryBatch orders, or SKUs without any.
+// looking at up to retryBatch orders (a SKU with none, or with no stock
+// left, counts as one); a SKU whose orders fill the batch goes to the end
+// of the queue, and on from its cursor at its next turn.
 func (t *Task) retry(em topology.Emitter) error {
 	if err := t.collectRises(); err != nil {
 		return err
 	}
+	if len(t.queue) == 0 {
+		return nil
+	}
+	if err := t.store.loadNow(); err != nil { // saves read it (order_retention)
+		return err
+	}
+	a := t.opts.Availability
+	for k := range t.claims { // the table has changed: it shows them, or will not need them
+		if a.Version(k[0]) != t.claimVer[k[0]] {
+			delete(t.claims, k)
+		}
+	}
+	for sku := range t.claimVer {
+		if a.Version(sku) != t.claimVer[sku] {
+			delete(t.claimVer, sku)
+		}
+	}
 	o := &out{em: em}
 	w := world{snap: t.opts.Catalog.Snapshot(), t: t}
+	ts := t.now().UnixMilli()
 	for budget := t.retryBatch; budget > 0 && len(t.queue) > 0; {
 		sku := t.queue[0]
-		fresh := t.cursor.ID == "" // looking from its first order
-		n := -1                    // no stock known: nothing to look at
-		if ts := t.opts.Availability.UpdatedAt(sku); ts > 0 {
-			var err error
-			t.cursor, n, err = t.r.RetryBackorders(t.store, w, o, sku, t.cursor, ts, budget)
-			if err == nil {
-				err = o.err
-			}
-			if err != nil {
-				return err
+		from, resumed := t.cursors[sku]
+		next, n, err := t.r.RetryBackorders(t.store, w, o, sku, from, ts, budget, t.claims)
+		if err == nil {
+			err = o.err
+		}
+		if err != nil {
+			return err
+		}
+		for k := range t.claims {
+			if _, ok := t.claimVer[k[0]]; !ok {
+				t.claimVer[k[0]] = a.Version(k[0])
 			}
 		}
-		if n == budget {
-			break // more may wait: the next transaction goes on from the cursor
+		if n == budget { // more may wait: the others' turn first
+			t.cursors[sku] = next
+			t.queue = append(t.queue[1:], sku)
+			break
 		}
 		budget -= max(1, n)
-		t.queue, t.cursor = t.queue[1:], Waiting{}
+		t.queue = t.queue[1:]
+		delete(t.cursors, sku)
 		if t.queued[sku] == 2 {
 			t.queued[sku] = 1
 			t.queue = append(t.queue, sku)
 		} else {
 			delete(t.queued, sku)
 		}
-		if n == 0 && fresh {
+		if n == 0 && !resumed {
 			delete(t.store.waiting, sku) // nobody waits for it (the set is read again after an abort)
 		}
 	}
@@ -425,10 +493,15 @@ func (t *Task) retry(em topology.Emitter) error {
 }
 
 // Aborted forgets the transaction's load changes, stream time, purges and
-// retries (the store forgets their writes itself).
+// retries (the store forgets their writes itself; everything waiting is
+// looked at again).
 func (t *Task) Aborted() {
-	t.store.waiting, t.queue, t.cursor = nil, nil, Waiting{}
+	t.store.waiting, t.queue = nil, nil
 	clear(t.queued)
+	clear(t.cursors)
+	clear(t.claims)
+	clear(t.claimVer)
+	clear(t.opened)
 	clear(t.store.dirty)
 	t.store.now, t.store.horizon, t.store.nowLoaded, t.store.nowDirty = 0, 0, false, false
 	t.nextPurge = 0
@@ -463,6 +536,9 @@ type pebbleStore struct {
 	// waiting holds every SKU with orders waiting for it in the backorder
 	// index, and maybe more (nil: not read yet; read again after an abort).
 	waiting map[string]bool
+	// onPut, if set, sees every order saved, and the order as stored
+	// before.
+	onPut func(prev, o *schemas.RouterOrder)
 }
 
 func (s *pebbleStore) loadNow() error {
@@ -619,11 +695,9 @@ func (s *pebbleStore) Backorders(sku string, after Waiting, max int) ([]Waiting,
 		if len(list) == max {
 			return errEnough
 		}
-		w, err := parseWait(k[len(prefix):])
-		if err != nil {
-			return fmt.Errorf("router: corrupt key %q: %w", k, err)
-		}
-		list = append(list, w)
+		if w, err := parseWait(k[len(prefix):]); err == nil {
+			list = append(list, w)
+		} // else the key of a SKU that holds 0x00 (accepted before the id rules): never retried
 		return nil
 	})
 	if err != nil && !errors.Is(err, errEnough) {
@@ -644,28 +718,42 @@ func parseWait(b []byte) (Waiting, error) {
 	return Waiting{PlacedAt: int64(at ^ 1<<63), ID: string(b[17:])}, nil
 }
 
-// loadWaiting reads the SKUs with orders waiting (pebbleStore.waiting).
+// loadWaiting reads the SKUs with orders waiting (pebbleStore.waiting):
+// one seek per SKU.
 func (s *pebbleStore) loadWaiting() error {
 	m := map[string]bool{}
-	err := s.st.Txn().Iterate([]byte(prefixWait), func(k, _ []byte) error {
-		sku, _, ok := bytes.Cut(k[len(prefixWait):], []byte{0})
-		if !ok {
-			return fmt.Errorf("router: corrupt key %q", k)
+	var from []byte
+	for {
+		var sku []byte
+		err := s.st.Txn().IterateFrom([]byte(prefixWait), from, func(k, _ []byte) error {
+			sku, _, _ = bytes.Cut(k[len(prefixWait):], []byte{0})
+			sku = bytes.Clone(sku)
+			return errEnough
+		})
+		if err != nil && !errors.Is(err, errEnough) {
+			return err
 		}
-		if !m[string(sku)] {
-			m[string(sku)] = true
+		if sku == nil {
+			break
 		}
-		return nil
-	})
-	if err != nil {
-		return err
+		m[string(sku)] = true
+		from = append(append([]byte(prefixWait), sku...), 1) // past its orders
 	}
 	s.waiting = m
 	return nil
 }
 
 func (s *pebbleStore) Order(id string) (*schemas.RouterOrder, error) { return s.orders.Get(id) }
-func (s *pebbleStore) PutOrder(o *schemas.RouterOrder)               { s.orders.Put(o.OrderID, o) }
+func (s *pebbleStore) PutOrder(o *schemas.RouterOrder) {
+	if s.onPut != nil {
+		prev, err := s.orders.Get(o.OrderID)
+		if err != nil {
+			prev = nil // a hint only: the save's own reads report a failing store
+		}
+		s.onPut(prev, o)
+	}
+	s.orders.Put(o.OrderID, o)
+}
 
 func (s *pebbleStore) Load(node string, day int64) (int64, error) {
 	v, ok, err := s.st.Txn().Get([]byte(prefixLoad + node))
