@@ -520,7 +520,7 @@ func (s *step) allOpenLines() []string {
 func (s *step) startRound(lines []string) {
 	s.o.Attempt = 1
 	s.o.Refused = false
-	s.o.Caps = s.o.Caps[:0]
+	s.o.Caps = keepShorts(s.o.Caps)
 	s.o.RoundLines = lines
 	s.o.State = schemas.StatePlaced
 	s.plan()
@@ -648,7 +648,11 @@ func (s *step) adjust(sku, node string, v int64) int64 {
 	}
 	for _, c := range s.o.Caps {
 		if c.SKU == sku && c.NodeID == node {
-			v = min(v, c.Available)
+			if c.Available >= 0 {
+				v = min(v, c.Available)
+			} else if a, _ := s.w.Stock(sku, node); a.OnHand <= shortOnHand(c) {
+				v = 0 // short-picked, and no stock has come in since
+			}
 		}
 	}
 	return v + own
@@ -901,7 +905,7 @@ func (s *step) addLoad(node string, day, delta int64) {
 func (s *step) closeRound() {
 	s.o.Attempt = 0
 	s.o.RoundLines = s.o.RoundLines[:0]
-	s.o.Caps = s.o.Caps[:0]
+	s.o.Caps = keepShorts(s.o.Caps)
 	s.o.Refused = false
 }
 
@@ -1325,6 +1329,32 @@ func (s *step) release(why string) error {
 	return s.save()
 }
 
+// A node's short pick (or rejection) of a line keeps the order's plans,
+// this round's and later ones (a RELEASED event's, a backorder retry's),
+// away from that (SKU, node) until the node's on_hand rises above what it
+// was then (a receipt, a count up): the short pick leaves on_hand as it
+// was, and the stock the node shows may not be there. It is kept as a Cap
+// with Available -1 - the node's on_hand at the time (refusals, which last
+// one round, are >= 0); an order keeps its maxShorts newest.
+const maxShorts = 16
+
+func shortOnHand(c schemas.Cap) int64 { return -1 - c.Available }
+
+// keepShorts drops the caps of refusals: what survives a round.
+func keepShorts(caps []schemas.Cap) []schemas.Cap {
+	return slices.DeleteFunc(caps, func(c schemas.Cap) bool { return c.Available >= 0 })
+}
+
+func (s *step) addShort(sku, node string) {
+	a, _ := s.w.Stock(sku, node)
+	s.o.Caps = slices.DeleteFunc(s.o.Caps, func(c schemas.Cap) bool { return c.Available < 0 && c.SKU == sku && c.NodeID == node })
+	if shorts := len(s.o.Caps) - len(keepShorts(slices.Clone(s.o.Caps))); shorts >= maxShorts {
+		i := slices.IndexFunc(s.o.Caps, func(c schemas.Cap) bool { return c.Available < 0 })
+		s.o.Caps = slices.Delete(s.o.Caps, i, i+1)
+	}
+	s.o.Caps = append(s.o.Caps, schemas.Cap{SKU: sku, NodeID: node, Available: -1 - max(0, a.OnHand)})
+}
+
 // joinReason adds line to an order's reasons.
 func joinReason(reason, line string) string {
 	if reason == "" {
@@ -1500,12 +1530,12 @@ func (r *Router) Feedback(st Store, w World, out Out, key []byte, f *schemas.Ful
 	sku = s.o.Lines[i].SKU
 	if s.o.Attempt == 0 {
 		s.o.Attempt = 1
-		s.o.Caps = s.o.Caps[:0]
+		s.o.Caps = keepShorts(s.o.Caps)
 		s.o.RoundLines = []string{f.LineID}
 	} else if !slices.Contains(s.o.RoundLines, f.LineID) {
 		s.o.RoundLines = append(s.o.RoundLines, f.LineID)
 	}
-	s.o.Caps = append(s.o.Caps, schemas.Cap{SKU: sku, NodeID: f.NodeID, Available: 0})
+	s.addShort(sku, f.NodeID)
 	if !s.pending() {
 		s.plan()
 		s.o.Reason = "re-routed: " + why + "\n" + s.o.Reason
