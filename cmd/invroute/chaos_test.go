@@ -197,7 +197,11 @@ func newChaos(t *testing.T, plan chaosPlan, brokers, bin string) *chaos {
 		stream: testkit.NewHostileStream(42, 2000, prefix, 0.01)}
 	c.args = []string{"run", "-brokers", brokers, "-topic-prefix", prefix, "-group", o.Group,
 		"-session-timeout", chaosSession.String(), "-commit-interval", "100ms",
-		"-max-record-bytes", strconv.Itoa(testkit.MaxRecordBytes), "-max-txn-records", "1000", "-standbys", "1", "-log-level", "info"}
+		"-max-record-bytes", strconv.Itoa(testkit.MaxRecordBytes), "-max-txn-records", "1000", "-standbys", "1", "-log-level", "info",
+		// The order model books one decision per order and keeps backorders
+		// as they are; the stock its cancellations and returns give back
+		// would retry them (TestKill9Orders runs the retries under kills).
+		"-backorder-retry=false"}
 	for i := range c.insts {
 		c.insts[i] = &chaosInst{id: fmt.Sprintf("chaos%d", i+1), dir: t.TempDir()}
 	}
