@@ -192,8 +192,8 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	})
 	ok, total := gen.check(w)
 	fmt.Fprintf(out, "check: ATS of %d/%d SKUs equals the generator's model (caught up: %t)\n", ok, total, caught)
-	fmt.Fprintf(out, "orders: placed=%d cancelled=%d shipped_lines=%d returned=%d\n",
-		ords.placed.Load(), ords.cancelled.Load(), ords.shipped.Load(), ords.returned.Load())
+	fmt.Fprintf(out, "orders: placed=%d cancelled=%d shipped_lines=%d returned=%d retried=%d\n",
+		ords.placed.Load(), ords.cancelled.Load(), ords.shipped.Load(), ords.returned.Load(), w.retried.Load())
 	fmt.Fprintf(out, "summary: movements=%d ats_updates=%d dead_letters=%d orders=%d decisions=%d splits=%d backordered=%d\n",
 		gen.movements.Load(), w.atsUpdates.Load(), w.deadLetters.Load(), ords.placed.Load(), w.decisions.Load(),
 		w.splits.Load(), w.backordered.Load())

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,8 +30,10 @@ type watcher struct {
 	atsUpdates  atomic.Int64
 	deadLetters atomic.Int64
 	decisions   atomic.Int64
+	retried     atomic.Int64 // decisions of orders decided before: backordered lines retried
 	splits      atomic.Int64
 	backordered atomic.Int64 // decisions BACKORDERED or PARTIALLY_ROUTED
+	decided     []uint64     // bit n: order n of the demo decided (run's only)
 	regressions atomic.Int64 // versions that did not increase
 	last        atomic.Int64 // unix nanos of the last record read
 
@@ -72,6 +75,9 @@ func (w *watcher) run(ctx context.Context) {
 					return
 				}
 				w.decisions.Add(1)
+				if w.decidedBefore(d.OrderID) {
+					w.retried.Add(1)
+				}
 				if d.Split {
 					w.splits.Add(1)
 				}
@@ -168,4 +174,20 @@ func (p *progress) hot() string {
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, " ")
+}
+
+// decidedBefore reports whether order id (ORD-<seed>-<n>) had a decision
+// already, and notes that it has: one bit per order of the demo.
+func (w *watcher) decidedBefore(id string) bool {
+	n, err := strconv.ParseUint(id[strings.LastIndexByte(id, '-')+1:], 10, 64)
+	if err != nil || n >= 1<<28 { // 32 MiB of bits at most
+		return false
+	}
+	i, bit := n/64, uint64(1)<<(n%64)
+	if i >= uint64(len(w.decided)) {
+		w.decided = append(w.decided, make([]uint64, i+1-uint64(len(w.decided)))...)
+	}
+	seen := w.decided[i]&bit != 0
+	w.decided[i] |= bit
+	return seen
 }
