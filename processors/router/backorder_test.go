@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/invroute/invroute/processors/catalog"
 	"github.com/invroute/invroute/processors/inventory"
@@ -343,5 +344,47 @@ func TestRises(t *testing.T) {
 	next, lost = a.Rises(riseLog+7, func(sku string) { seen = append(seen, sku) })
 	if lost || next != riseLog+12 || len(seen) != 5 || seen[0] != fmt.Sprint("S", riseLog+5) {
 		t.Fatalf("from riseLog+7: lost %t, next %d, seen %v", lost, next, seen)
+	}
+}
+
+// TestShortCaps: an order keeps at most maxShorts short caps, the newest,
+// whatever refusal caps the round holds; a short cap holds for a day, and
+// while the node's on_hand is no higher than at the short pick.
+func TestShortCaps(t *testing.T) {
+	net := newTestNet()
+	net.stock[[2]string{"A", "W1"}] = schemas.NodeATS{NodeID: "W1", OnHand: 7}
+	s := &step{w: testWorld{net}, ts: t0, o: &schemas.RouterOrder{}}
+	for i := range 20 {
+		s.o.Caps = append(s.o.Caps, schemas.Cap{SKU: "A", NodeID: fmt.Sprint("R", i), Available: int64(i % 2)})
+	}
+	for i := range 20 {
+		s.addShort("A", fmt.Sprint("N", i))
+	}
+	var shorts []string
+	for _, c := range s.o.Caps {
+		if c.Available < 0 {
+			shorts = append(shorts, c.NodeID)
+		}
+	}
+	if len(s.o.Caps) != 20+maxShorts || len(shorts) != maxShorts || shorts[0] != "N4" || shorts[maxShorts-1] != "N19" {
+		t.Fatalf("%d caps, shorts %v; want 20 refusals and N4..N19", len(s.o.Caps), shorts)
+	}
+	s.addShort("A", "W1")
+	c := s.o.Caps[len(s.o.Caps)-1]
+	if !s.shortHolds(c) {
+		t.Fatal("a short cap does not hold at once")
+	}
+	net.stock[[2]string{"A", "W1"}] = schemas.NodeATS{NodeID: "W1", OnHand: 3} // a count down, a shipment
+	if !s.shortHolds(c) {
+		t.Fatal("a short cap does not hold with on_hand lower")
+	}
+	s.ts = t0 + 24*time.Hour.Milliseconds()
+	if s.shortHolds(c) {
+		t.Fatal("a short cap holds after a day")
+	}
+	s.ts = t0 + time.Hour.Milliseconds()
+	net.stock[[2]string{"A", "W1"}] = schemas.NodeATS{NodeID: "W1", OnHand: 8}
+	if s.shortHolds(c) {
+		t.Fatal("a short cap holds with on_hand above what it was")
 	}
 }

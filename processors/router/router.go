@@ -533,15 +533,23 @@ func (s *step) plan() {
 	ev := &s.o.Placed
 	p, reject, useSafety := s.planLines(s.o.RoundLines)
 	if s.o.Attempt > 1 {
-		var at []string
+		var at, short []string
 		for _, c := range s.o.Caps {
-			at = append(at, c.SKU+"@"+c.NodeID)
+			switch {
+			case c.Available >= 0:
+				at = append(at, c.SKU+"@"+c.NodeID)
+			case s.shortHolds(c):
+				short = append(short, c.SKU+"@"+c.NodeID)
+			}
 		}
-		if len(at) == 0 {
-			p.Reasons = append(p.Reasons, fmt.Sprintf("attempt %d: re-planned", s.o.Attempt))
-		} else {
-			p.Reasons = append(p.Reasons, fmt.Sprintf("attempt %d: re-planned after reservations were refused (%s)", s.o.Attempt, strings.Join(at, ", ")))
+		why := fmt.Sprintf("attempt %d: re-planned", s.o.Attempt)
+		if len(at) > 0 {
+			why += fmt.Sprintf(" after reservations were refused (%s)", strings.Join(at, ", "))
 		}
+		if len(short) > 0 {
+			why += fmt.Sprintf(" without what was short-picked (%s)", strings.Join(short, ", "))
+		}
+		p.Reasons = append(p.Reasons, why)
 	}
 	s.o.Reason = strings.Join(p.Reasons, "\n")
 	if reject != "" {
@@ -650,8 +658,8 @@ func (s *step) adjust(sku, node string, v int64) int64 {
 		if c.SKU == sku && c.NodeID == node {
 			if c.Available >= 0 {
 				v = min(v, c.Available)
-			} else if a, _ := s.w.Stock(sku, node); a.OnHand <= shortOnHand(c) {
-				v = 0 // short-picked, and no stock has come in since
+			} else if s.shortHolds(c) {
+				v = 0
 			}
 		}
 	}
@@ -1312,6 +1320,7 @@ func (s *step) release(why string) error {
 		if s.o.Attempt > 0 || len(open) == 0 || s.o.State == schemas.StateRejected || s.o.State == schemas.StateCancelled {
 			return nil // nothing to resume: a late or repeated verdict
 		}
+		s.o.Caps = dropShorts(s.o.Caps) // the operator's call: short picks no longer keep nodes away
 		s.startRound(open)
 		s.o.Reason = joinReason(s.o.Reason, "retried: "+cmp.Or(why, "RELEASED"))
 		return s.save()
@@ -1330,29 +1339,56 @@ func (s *step) release(why string) error {
 }
 
 // A node's short pick (or rejection) of a line keeps the order's plans,
-// this round's and later ones (a RELEASED event's, a backorder retry's),
-// away from that (SKU, node) until the node's on_hand rises above what it
-// was then (a receipt, a count up): the short pick leaves on_hand as it
-// was, and the stock the node shows may not be there. It is kept as a Cap
-// with Available -1 - the node's on_hand at the time (refusals, which last
-// one round, are >= 0); an order keeps its maxShorts newest.
-const maxShorts = 16
+// this round's and later ones (a backorder retry's), away from that (SKU,
+// node) for a day, or until the node's on_hand rises above what it was
+// then (a receipt): the short pick leaves on_hand as it was, and the stock
+// the node shows may not be there. A RELEASED event clears them. It is
+// kept as a Cap with a negative Available, -1 - (minute << 30 | on_hand),
+// minute being the feedback's time in minutes since the epoch and on_hand
+// the node's then (refusals, which last one round, are >= 0); an order
+// keeps its maxShorts newest.
+const (
+	maxShorts  = 16
+	shortFor   = 24 * 60 // minutes
+	shortLimit = 1<<30 - 1
+)
 
-func shortOnHand(c schemas.Cap) int64 { return -1 - c.Available }
+func shortCap(sku, node string, ts, onHand int64) schemas.Cap {
+	minute := min(max(0, ts/60_000), 1<<33-1)
+	return schemas.Cap{SKU: sku, NodeID: node, Available: -1 - (minute<<30 | min(max(0, onHand), shortLimit))}
+}
+
+// shortHolds reports whether short cap c still keeps the order away from
+// its node: less than a day old, and the node's on_hand no higher.
+func (s *step) shortHolds(c schemas.Cap) bool {
+	x := -1 - c.Available
+	minute, onHand := x>>30, x&shortLimit
+	if s.ts/60_000-minute >= shortFor {
+		return false
+	}
+	a, _ := s.w.Stock(c.SKU, c.NodeID)
+	return a.OnHand <= onHand
+}
 
 // keepShorts drops the caps of refusals: what survives a round.
 func keepShorts(caps []schemas.Cap) []schemas.Cap {
 	return slices.DeleteFunc(caps, func(c schemas.Cap) bool { return c.Available >= 0 })
 }
 
+// dropShorts drops the short caps (a RELEASED event: the operator's call).
+func dropShorts(caps []schemas.Cap) []schemas.Cap {
+	return slices.DeleteFunc(caps, func(c schemas.Cap) bool { return c.Available < 0 })
+}
+
 func (s *step) addShort(sku, node string) {
 	a, _ := s.w.Stock(sku, node)
-	s.o.Caps = slices.DeleteFunc(s.o.Caps, func(c schemas.Cap) bool { return c.Available < 0 && c.SKU == sku && c.NodeID == node })
-	if shorts := len(s.o.Caps) - len(keepShorts(slices.Clone(s.o.Caps))); shorts >= maxShorts {
-		i := slices.IndexFunc(s.o.Caps, func(c schemas.Cap) bool { return c.Available < 0 })
+	isShort := func(c schemas.Cap) bool { return c.Available < 0 }
+	s.o.Caps = slices.DeleteFunc(s.o.Caps, func(c schemas.Cap) bool { return isShort(c) && c.SKU == sku && c.NodeID == node })
+	if shorts := len(slices.DeleteFunc(slices.Clone(s.o.Caps), func(c schemas.Cap) bool { return !isShort(c) })); shorts >= maxShorts {
+		i := slices.IndexFunc(s.o.Caps, isShort) // the oldest
 		s.o.Caps = slices.Delete(s.o.Caps, i, i+1)
 	}
-	s.o.Caps = append(s.o.Caps, schemas.Cap{SKU: sku, NodeID: node, Available: -1 - max(0, a.OnHand)})
+	s.o.Caps = append(s.o.Caps, shortCap(sku, node, s.ts, a.OnHand))
 }
 
 // joinReason adds line to an order's reasons.
