@@ -18,7 +18,9 @@ type RouterOrder struct {
 	// Holds is the stock the inventory holds, or is asked to hold, for the
 	// order, per line and node.
 	Holds []Hold `avro:"holds"`
-	// Caps is availability learnt from refusals in the open round.
+	// Caps is availability learnt from refusals in the open round
+	// (Available >= 0), and the order's short picks, kept across rounds
+	// (Available < 0: see the router's shortCap).
 	Caps         []Cap            `avro:"caps"`
 	Shipments    []RoutedShipment `avro:"shipments"` // requested, not cancelled
 	NextShipment int32            `avro:"next_shipment"`
@@ -41,7 +43,7 @@ type Hold struct {
 }
 
 // Cap is what a node was found to have of a SKU when it refused a
-// reservation.
+// reservation, or (Available < 0) that it short-picked it.
 type Cap struct {
 	SKU       string `avro:"sku"`
 	NodeID    string `avro:"node_id"`

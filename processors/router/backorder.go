@@ -58,6 +58,14 @@ func (s *step) indexBackorders() error {
 	return s.st.IndexBackorders(s.o.OrderID, s.o.Placed.PlacedAt, old, skus)
 }
 
+// Look is what RetryBackorders did.
+type Look struct {
+	Next    Waiting // the last order looked at (the cursor for the next look)
+	Looked  int     // orders looked at
+	Done    bool    // nothing left to look at: no order after Next, or no stock left
+	NoStock bool    // it stopped because no node shows any of the SKU left
+}
+
 // RetryBackorders looks at up to max orders waiting for sku, after position
 // after, earliest placed first, at time ts. An order is retried, like after
 // a RELEASED event, if a plan of its open lines with the availability the
@@ -65,32 +73,35 @@ func (s *step) indexBackorders() error {
 // units asked for by the orders retried are added to claimed ((sku, node)
 // -> units), which counts as reserved on top of what w shows: the caller
 // keeps it until the ats table shows those reservations. The look stops
-// early once no node shows any of sku left. It returns the position of
-// the last order looked at and how many it listed: fewer than max means
-// none waits after it; -1 that it stopped for want of stock.
-func (r *Router) RetryBackorders(st Store, w World, out Out, sku string, after Waiting, ts int64, max int, claimed map[[2]string]int64) (Waiting, int, error) {
+// once no node shows any of sku left.
+func (r *Router) RetryBackorders(st Store, w World, out Out, sku string, after Waiting, ts int64, max int, claimed map[[2]string]int64) (Look, error) {
+	look := Look{Next: after}
 	cw := &claimWorld{World: w, claimed: claimed}
 	if !cw.anyLeft(sku) {
-		return after, -1, nil
+		look.Done, look.NoStock = true, true
+		return look, nil
 	}
 	list, err := st.Backorders(sku, after, max)
 	if err != nil {
-		return after, 0, err
+		return look, err
 	}
+	look.Done = len(list) < max
 	co := &claimOut{Out: out}
 	for i, e := range list {
 		if i > 0 && !cw.anyLeft(sku) {
-			return after, -1, nil
+			look.Done, look.NoStock = true, true
+			return look, nil
 		}
 		cur, err := st.Order(e.ID)
 		if err != nil {
-			return after, 0, err
+			return look, err
 		}
-		after = e
+		look.Next = e
+		look.Looked++
 		if cur == nil || !slices.Contains(waitingSKUs(cur), sku) {
 			// Not expected (save keeps the index): drop the entry.
 			if err := st.IndexBackorders(e.ID, e.PlacedAt, []string{sku}, nil); err != nil {
-				return after, 0, err
+				return look, err
 			}
 			continue
 		}
@@ -107,10 +118,10 @@ func (r *Router) RetryBackorders(st Store, w World, out Out, sku string, after W
 		}
 		s.o.Reason = joinReason(s.o.Reason, "retried: stock of "+sku+" arrived")
 		if err := s.save(); err != nil {
-			return after, 0, err
+			return look, err
 		}
 	}
-	return after, len(list), nil
+	return look, nil
 }
 
 // wouldShip reports whether a round of lines planned now would ship

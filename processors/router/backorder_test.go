@@ -388,3 +388,36 @@ func TestShortCaps(t *testing.T) {
 		t.Fatal("a short cap holds with on_hand above what it was")
 	}
 }
+
+// TestClaimExpires: units a retry asked for that the ats table never shows
+// reserved (the inventory refused them) stop counting after claimFor.
+func TestClaimExpires(t *testing.T) {
+	g := newRetryRig(t)
+	clock := time.UnixMilli(t0)
+	ats := func(w1, w2 int64) { // W2 is not in the catalog: its rises only wake the task
+		t.Helper()
+		u := schemas.AtsUpdate{SKU: "A", Version: 1, Channels: []schemas.ChannelATS{},
+			Nodes: []schemas.NodeATS{{NodeID: "W1", OnHand: w1, Active: true}, {NodeID: "W2", OnHand: w2}}}
+		if err := g.avail.Apply([]byte("A"), encodeT(t, schemas.AtsUpdates, &u)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ats(0, 0)
+	task := g.task()
+	task.now = func() time.Time { return clock }
+	g.txn(task, true, g.placed("o1", "A", 1, schemas.ShipComplete, t0+1000), g.placed("o2", "A", 1, schemas.ShipComplete, t0+2000))
+	g.idle(task, 2)
+	ats(1, 0)
+	if got := g.idle(task, 2); len(got) != 1 || !slices.Equal(got[0], []string{"o1"}) {
+		t.Fatalf("one unit: %v, want o1 retried", got)
+	}
+	ats(1, 1) // the table does not show o1's unit reserved
+	if got := g.idle(task, 2); len(got) > 0 && len(got[0]) > 0 {
+		t.Fatalf("the unit is claimed: %v, want nothing retried", got)
+	}
+	clock = clock.Add(claimFor)
+	ats(1, 2)
+	if got := g.idle(task, 2); len(got) != 1 || !slices.Equal(got[0], []string{"o2"}) {
+		t.Fatalf("after claimFor: %v, want o2 retried", got)
+	}
+}

@@ -376,10 +376,9 @@ func TestRouter(t *testing.T) {
 				if id := a.str("after", ""); id != "" {
 					after = Waiting{PlacedAt: st.orders[id].Placed.PlacedAt, ID: id}
 				}
-				var last Waiting
-				var n int
-				last, n, err = r.RetryBackorders(st, testWorld{net}, out, a.str("sku", ""), after, ts, int(a.num("max", 100)), map[[2]string]int64{})
-				fmt.Fprintf(&out.b, "looked at %d, last %q, %d retried in all\n", n, last.ID, r.Stats.Retried)
+				var look Look
+				look, err = r.RetryBackorders(st, testWorld{net}, out, a.str("sku", ""), after, ts, int(a.num("max", 100)), map[[2]string]int64{})
+				fmt.Fprintf(&out.b, "looked at %d, last %q, done %t, no stock %t, %d retried in all\n", look.Looked, look.Next.ID, look.Done, look.NoStock, r.Stats.Retried)
 			case "screen":
 				for _, c := range checks {
 					v, err := screen.Check(screens, []byte(c.CustomerID), c)

@@ -28,6 +28,7 @@ type Availability struct {
 	rises   []string       // ring of riseLog SKUs
 	seq     uint64         // rises appended so far
 	updates uint64         // records applied so far
+	had     []int64        // rose's scratch space, one per node
 }
 
 // skuStock is what the table knows of one SKU.
@@ -48,21 +49,20 @@ type stockEntry struct {
 const riseLog = 1 << 16
 
 // rose reports whether some node has more to sell (on hand less reserved,
-// at least 0) in next than in prev.
-func rose(prev, next []stockEntry) bool {
-	for _, e := range next {
-		had := int64(0)
-		for _, p := range prev {
-			if p.node == e.node {
-				had = max(0, p.onHand-p.reserved)
-				break
-			}
-		}
-		if max(0, e.onHand-e.reserved) > had {
-			return true
-		}
+// at least 0) in next than in prev; had is scratch space (Apply's, under
+// the lock), indexed by interned node.
+func rose(prev, next []stockEntry, had []int64) bool {
+	for _, p := range prev {
+		had[p.node] = max(0, p.onHand-p.reserved)
 	}
-	return false
+	up := false
+	for _, e := range next {
+		up = up || max(0, e.onHand-e.reserved) > had[e.node]
+	}
+	for _, p := range prev {
+		had[p.node] = 0
+	}
+	return up
 }
 
 // NewAvailability returns an empty table.
@@ -100,7 +100,10 @@ func (a *Availability) Apply(key, value []byte) error {
 		st = &skuStock{}
 		a.skus[u.SKU] = st
 	}
-	if rose(st.nodes, es) {
+	if len(a.had) < len(a.nodes) {
+		a.had = make([]int64, len(a.nodes))
+	}
+	if rose(st.nodes, es, a.had) {
 		if len(a.rises) < riseLog {
 			a.rises = append(a.rises, u.SKU)
 		} else {

@@ -112,8 +112,7 @@ func Topology(o TopologyOptions) *topology.Topology {
 				retryBatch: retryBatch,
 				queued:     map[string]uint8{},
 				cursors:    map[string]Waiting{},
-				claims:     map[[2]string]int64{},
-				claimVer:   map[string]uint64{},
+				claims:     map[[2]string]*claim{},
 				opened:     map[string]uint64{},
 				now:        time.Now,
 				part:       tc.Partition,
@@ -121,7 +120,9 @@ func Topology(o TopologyOptions) *topology.Topology {
 				opts:       o,
 				store:      &pebbleStore{st: st, orders: state.NewTable[schemas.RouterOrder](st, prefixOrder, orderCodec{}, tc.CacheEntries), dirty: map[string]int64{}},
 			}
-			t.store.onPut = t.noteOrder
+			if !o.Config.NoBackorderRetry {
+				t.store.onPut = t.noteOrder
+			}
 			return t, nil
 		},
 	}
@@ -138,21 +139,22 @@ type Task struct {
 	// (0: at the next flush); purgeBatch bounds what one look forgets.
 	nextPurge  int64
 	purgeBatch int
-	// The retry of backordered lines (retry.go's part in the task, see
-	// retry): riseSeq is the position in the ats table's log of rises;
+	// The retry of backordered lines (see retry): riseSeq is the
+	// position in the ats table's log of rises;
 	// queue the SKUs to look at, in turn (queued: 1, or 2 if it rose again
 	// while its orders were being looked at); cursors the position in the
-	// orders of a SKU whose look goes on; claims the units asked for by
-	// retries ((sku, node) -> units), until the table's record of the SKU
-	// changes from claimVer; opened the table's position when each order
-	// with a round open was first seen so; retryBatch bounds what one
-	// transaction looks at; now is the clock of the retries.
+	// orders of a SKU whose look goes on; claims the units retries asked
+	// for, until the ats table shows them reserved (or claimFor passes);
+	// seq the table's log position at the start of the record or look
+	// being processed; opened that position when each order with a round
+	// open was first seen so (noteOrder); retryBatch bounds the orders
+	// one transaction looks at; now is the clock of the retries.
 	riseSeq    uint64
 	queue      []string
 	queued     map[string]uint8
 	cursors    map[string]Waiting
-	claims     map[[2]string]int64
-	claimVer   map[string]uint64
+	claims     map[[2]string]*claim
+	seq        uint64
 	opened     map[string]uint64
 	retryBatch int
 	now        func() time.Time
@@ -222,6 +224,9 @@ func (t *Task) Process(r *topology.Record, em topology.Emitter) error {
 	w := world{snap: t.opts.Catalog.Snapshot(), t: t}
 	if err := t.store.loadNow(); err != nil { // every input's saves and PLACED events read it
 		return err
+	}
+	if t.store.onPut != nil {
+		t.seq = t.opts.Availability.Seq() // before any plan reads the table (noteOrder)
 	}
 	var err error
 	switch topology.Topic(r.Topic) {
@@ -409,7 +414,7 @@ func (t *Task) noteOrder(prev, o *schemas.RouterOrder) {
 	a := t.opts.Availability
 	if o.Attempt != 0 || o.Screening {
 		if _, ok := t.opened[o.OrderID]; !ok {
-			t.opened[o.OrderID] = a.Seq()
+			t.opened[o.OrderID] = t.seq
 		}
 		return
 	}
@@ -443,40 +448,41 @@ func (t *Task) retry(em topology.Emitter) error {
 		return err
 	}
 	a := t.opts.Availability
-	for k := range t.claims { // the table has changed: it shows them, or will not need them
-		if a.Version(k[0]) != t.claimVer[k[0]] {
-			delete(t.claims, k)
-		}
-	}
-	for sku := range t.claimVer {
-		if a.Version(sku) != t.claimVer[sku] {
-			delete(t.claimVer, sku)
+	now := t.now()
+	claimed := map[[2]string]int64{} // what is still claimed, as RetryBackorders counts it
+	for k, c := range t.claims {
+		st, _ := a.Stock(k[0], k[1])
+		if left := c.qty - max(0, st.Reserved-c.reserved); left > 0 && now.Sub(c.at) < claimFor {
+			claimed[k] = left
+		} else {
+			delete(t.claims, k) // the table shows it reserved, or the reservation was refused long ago
 		}
 	}
 	o := &out{em: em}
 	w := world{snap: t.opts.Catalog.Snapshot(), t: t}
-	ts := t.now().UnixMilli()
 	for budget := t.retryBatch; budget > 0 && len(t.queue) > 0; {
 		sku := t.queue[0]
 		from, resumed := t.cursors[sku]
-		next, n, err := t.r.RetryBackorders(t.store, w, o, sku, from, ts, budget, t.claims)
+		before := maps.Clone(claimed)
+		t.seq = a.Seq()
+		look, err := t.r.RetryBackorders(t.store, w, o, sku, from, now.UnixMilli(), budget, claimed)
 		if err == nil {
 			err = o.err
 		}
 		if err != nil {
 			return err
 		}
-		for k := range t.claims {
-			if _, ok := t.claimVer[k[0]]; !ok {
-				t.claimVer[k[0]] = a.Version(k[0])
+		for k, v := range claimed {
+			if add := v - before[k]; add > 0 {
+				t.claim(k, add, now)
 			}
 		}
-		if n == budget { // more may wait: the others' turn first
-			t.cursors[sku] = next
+		budget -= max(1, look.Looked)
+		if !look.Done { // more may wait: the others' turn first
+			t.cursors[sku] = look.Next
 			t.queue = append(t.queue[1:], sku)
-			break
+			continue
 		}
-		budget -= max(1, n)
 		t.queue = t.queue[1:]
 		delete(t.cursors, sku)
 		if t.queued[sku] == 2 {
@@ -485,11 +491,33 @@ func (t *Task) retry(em topology.Emitter) error {
 		} else {
 			delete(t.queued, sku)
 		}
-		if n == 0 && !resumed {
+		if look.Looked == 0 && !look.NoStock && !resumed {
 			delete(t.store.waiting, sku) // nobody waits for it (the set is read again after an abort)
 		}
 	}
 	return nil
+}
+
+// claimFor bounds how long units a retry asked for stay claimed when the
+// ats table does not show them reserved (the inventory refused them).
+const claimFor = 30 * time.Second
+
+// claim is units retries asked for at a node: they count as reserved until
+// the node's reserved in the ats table has risen by as much from reserved.
+type claim struct {
+	qty, reserved int64
+	at            time.Time
+}
+
+func (t *Task) claim(k [2]string, add int64, now time.Time) {
+	c := t.claims[k]
+	if c == nil {
+		st, _ := t.opts.Availability.Stock(k[0], k[1])
+		c = &claim{reserved: st.Reserved}
+		t.claims[k] = c
+	}
+	c.qty += add
+	c.at = now
 }
 
 // Aborted forgets the transaction's load changes, stream time, purges and
@@ -500,7 +528,6 @@ func (t *Task) Aborted() {
 	clear(t.queued)
 	clear(t.cursors)
 	clear(t.claims)
-	clear(t.claimVer)
 	clear(t.opened)
 	clear(t.store.dirty)
 	t.store.now, t.store.horizon, t.store.nowLoaded, t.store.nowDirty = 0, 0, false, false

@@ -147,7 +147,7 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 
 	gen := newGenerator(o)
 	ords := newOrders(gen)
-	w, err := newWatcher(brokers, ords.decided)
+	w, err := newWatcher(brokers, fmt.Sprintf("ORD-%d-", o.Seed), ords.decided)
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,7 @@ type watcher struct {
 	splits      atomic.Int64
 	backordered atomic.Int64 // decisions BACKORDERED or PARTIALLY_ROUTED
 	decided     []uint64     // bit n: order n of the demo decided (run's only)
+	orderPrefix string       // of the demo's order ids, before n
 	regressions atomic.Int64 // versions that did not increase
 	last        atomic.Int64 // unix nanos of the last record read
 
@@ -42,7 +43,9 @@ type watcher struct {
 	version map[string]int64
 }
 
-func newWatcher(brokers string, onDecision func(schemas.RoutingDecision)) (*watcher, error) {
+// newWatcher starts a watcher; orderPrefix is how the ids of the demo's
+// orders begin (a decision of another order is never counted as retried).
+func newWatcher(brokers, orderPrefix string, onDecision func(schemas.RoutingDecision)) (*watcher, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers),
 		kgo.ConsumeTopics(string(inventory.TopicATS), string(inventory.TopicDeadLetter), string(router.TopicDecisions)),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -52,7 +55,7 @@ func newWatcher(brokers string, onDecision func(schemas.RoutingDecision)) (*watc
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &watcher{cl: cl, cancel: cancel, done: make(chan struct{}), ats: map[string]schemas.AtsUpdate{},
-		version: map[string]int64{}, onDecision: onDecision}
+		version: map[string]int64{}, onDecision: onDecision, orderPrefix: orderPrefix}
 	w.last.Store(time.Now().UnixNano())
 	go w.run(ctx)
 	return w, nil
@@ -176,10 +179,14 @@ func (p *progress) hot() string {
 	return strings.Join(parts, " ")
 }
 
-// decidedBefore reports whether order id (ORD-<seed>-<n>) had a decision
+// decidedBefore reports whether order id (orderPrefix then n) had a decision
 // already, and notes that it has: one bit per order of the demo.
 func (w *watcher) decidedBefore(id string) bool {
-	n, err := strconv.ParseUint(id[strings.LastIndexByte(id, '-')+1:], 10, 64)
+	num, ok := strings.CutPrefix(id, w.orderPrefix)
+	if !ok {
+		return false
+	}
+	n, err := strconv.ParseUint(num, 10, 64)
 	if err != nil || n >= 1<<28 { // 32 MiB of bits at most
 		return false
 	}
