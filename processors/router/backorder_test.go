@@ -421,3 +421,51 @@ func TestClaimExpires(t *testing.T) {
 		t.Fatalf("after claimFor: %v, want o2 retried", got)
 	}
 }
+
+// TestBackorderCatalogAndDay: a node activated with the stock it already
+// had, and a new day that gives a node its capacity back, are looked at
+// like stock arriving.
+func TestBackorderCatalogAndDay(t *testing.T) {
+	g := newRetryRig(t)
+	clock := time.UnixMilli(t0)
+	node := func(id string, active bool, capacity int32) {
+		t.Helper()
+		n := schemas.Node{NodeID: id, Type: schemas.Warehouse, Lat: 48.8, Lon: 2.3, Active: active, ShipEnabled: true, DailyCapacity: capacity}
+		if err := g.cat.ApplyNode([]byte(id), encodeT(t, schemas.Nodes, &n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	node("W1", true, 1)
+	g.stock("A", 5, 0)
+	task := g.task()
+	task.now = func() time.Time { return clock }
+	// o0 takes W1's one shipment of the day; o1 waits for it.
+	em, _ := g.txn(task, true, g.placed("o0", "A", 1, schemas.ShipComplete, t0))
+	if reserves(em, "A") != 1 {
+		t.Fatalf("o0: %v", em)
+	}
+	g.txn(task, true, g.granted("o0", "A", 1, 1))
+	g.stock("A", 5, 1)
+	g.txn(task, true, g.placed("o1", "A", 1, schemas.ShipComplete, t0+1000))
+	if got := g.idle(task, 2); len(got) > 0 && len(got[0]) > 0 {
+		t.Fatalf("W1 is at capacity today: %v retried", got)
+	}
+	clock = clock.Add(24 * time.Hour)
+	if got := g.idle(task, 2); len(got) != 1 || !slices.Equal(got[0], []string{"o1"}) {
+		t.Fatalf("the next day: %v, want o1 retried", got)
+	}
+
+	// o2 waits for B, which only an inactive node has; the node is
+	// activated.
+	node("W2", false, 0)
+	u := schemas.AtsUpdate{SKU: "B", Version: 1, Channels: []schemas.ChannelATS{}, Nodes: []schemas.NodeATS{{NodeID: "W2", OnHand: 3}}}
+	if err := g.avail.Apply([]byte("B"), encodeT(t, schemas.AtsUpdates, &u)); err != nil {
+		t.Fatal(err)
+	}
+	g.txn(task, true, g.placed("o2", "B", 1, schemas.ShipComplete, t0+2000))
+	g.idle(task, 3)
+	node("W2", true, 0)
+	if got := g.idle(task, 3); len(got) == 0 || !slices.Contains(got[0], "o2") {
+		t.Fatalf("W2 activated: %v, want o2 retried", got)
+	}
+}

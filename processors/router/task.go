@@ -147,7 +147,8 @@ type Task struct {
 	// for, until the ats table shows them reserved (or claimFor passes);
 	// seq the table's log position at the start of the record or look
 	// being processed; opened that position when each order with a round
-	// open was first seen so (noteOrder); retryBatch bounds the orders
+	// open was first seen so (noteOrder); snap and day the catalog and
+	// the UTC day (of now) at the last look; retryBatch bounds the orders
 	// one transaction looks at; now is the clock of the retries.
 	riseSeq    uint64
 	queue      []string
@@ -156,6 +157,8 @@ type Task struct {
 	claims     map[[2]string]*claim
 	seq        uint64
 	opened     map[string]uint64
+	snap       *catalog.Snapshot // the catalog, and the UTC day, at the last look
+	day        int64
 	retryBatch int
 	now        func() time.Time
 	ev         schemas.OrderEvent
@@ -374,6 +377,15 @@ func (t *Task) collectRises() error {
 			return err
 		}
 		t.queueAll()
+	}
+	// A node or channel changed (a node activated, given ship or pickup
+	// rights), or a new day gave the nodes their capacity back: every SKU
+	// waited for is looked at once.
+	if snap, d := t.opts.Catalog.Snapshot(), day(t.now().UnixMilli()); snap != t.snap || d != t.day {
+		if t.snap != nil {
+			t.queueAll()
+		}
+		t.snap, t.day = snap, d
 	}
 	var lost bool
 	t.riseSeq, lost = t.opts.Availability.Rises(t.riseSeq, func(sku string) {
