@@ -71,10 +71,11 @@ type Look struct {
 // a RELEASED event, if a plan of its open lines with the availability the
 // router sees now would ship something (for SHIP_COMPLETE: everything). The
 // units asked for by the orders retried are added to claimed ((sku, node)
-// -> units), which counts as reserved on top of what w shows: the caller
-// keeps it until the ats table shows those reservations. The look stops
-// once no node shows any of sku left.
-func (r *Router) RetryBackorders(st Store, w World, out Out, sku string, after Waiting, ts int64, max int, claimed map[[2]string]int64) (Look, error) {
+// -> units), which counts as reserved on top of what w shows, and told to
+// onClaim (if not nil): the caller keeps them until the inventory answers.
+// The look stops once no node shows any of sku left.
+func (r *Router) RetryBackorders(st Store, w World, out Out, sku string, after Waiting, ts int64, max int,
+	claimed map[[2]string]int64, onClaim func(order, sku, node string, qty int64)) (Look, error) {
 	look := Look{Next: after}
 	cw := &claimWorld{World: w, claimed: claimed}
 	if !cw.anyLeft(sku) {
@@ -114,7 +115,11 @@ func (r *Router) RetryBackorders(st Store, w World, out Out, sku string, after W
 		co.cmds = co.cmds[:0]
 		s.startRound(open)
 		for _, c := range co.cmds { // what the round asks for beyond what the order held
-			claimed[[2]string{c.SKU, c.NodeID}] += c.Qty - s.committedAt(c.LineID, c.NodeID)
+			q := c.Qty - s.committedAt(c.LineID, c.NodeID)
+			claimed[[2]string{c.SKU, c.NodeID}] += q
+			if onClaim != nil {
+				onClaim(c.OrderID, c.SKU, c.NodeID, q)
+			}
 		}
 		s.o.Reason = joinReason(s.o.Reason, "retried: stock of "+sku+" arrived")
 		if err := s.save(); err != nil {

@@ -209,13 +209,15 @@ func TestBackorderRetryTask(t *testing.T) {
 	}
 
 	// Bounded: one order per transaction; the units o2's retry asked for
-	// stay taken in the next transaction, until the table changes.
+	// stay taken in the next transaction, until the inventory answers.
 	task.retryBatch = 1
-	g.stock("A", 2, 2) // the table shows o1's reservation
-	g.stock("A", 3, 2) // one more: a rise
+	g.txn(task, true, g.granted("o1", "A", 2, 1)) // the inventory's answer ends the claim
+	g.stock("A", 2, 2)                            // and the table shows the reservation
+	g.stock("A", 3, 2)                            // one more: a rise
 	if got := g.idle(task, 3); !slices.Equal(got[0], []string{"o2"}) || slices.ContainsFunc(got, func(ids []string) bool { return slices.Contains(ids, "o3") }) {
 		t.Fatalf("one unit for o2 and o3: %v, want o2 retried, not o3", got)
 	}
+	g.txn(task, true, g.granted("o2", "A", 1, 1))
 	g.stock("A", 3, 3) // the table shows o2's unit reserved
 	g.stock("A", 4, 3) // one more
 	if got := g.idle(task, 3); len(got) == 0 || !slices.Equal(got[0], []string{"o3"}) {
@@ -348,8 +350,8 @@ func TestRises(t *testing.T) {
 }
 
 // TestShortCaps: an order keeps at most maxShorts short caps, the newest,
-// whatever refusal caps the round holds; a short cap holds for a day, and
-// while the node's on_hand is no higher than at the short pick.
+// whatever refusal caps the round holds; a short cap holds to the end of
+// the next UTC day, and while the node's on_hand is no higher than then.
 func TestShortCaps(t *testing.T) {
 	net := newTestNet()
 	net.stock[[2]string{"A", "W1"}] = schemas.NodeATS{NodeID: "W1", OnHand: 7}
@@ -379,8 +381,12 @@ func TestShortCaps(t *testing.T) {
 		t.Fatal("a short cap does not hold with on_hand lower")
 	}
 	s.ts = t0 + 24*time.Hour.Milliseconds()
+	if !s.shortHolds(c) {
+		t.Fatal("a short cap does not hold the next UTC day")
+	}
+	s.ts = t0 + 48*time.Hour.Milliseconds()
 	if s.shortHolds(c) {
-		t.Fatal("a short cap holds after a day")
+		t.Fatal("a short cap holds two UTC days later")
 	}
 	s.ts = t0 + time.Hour.Milliseconds()
 	net.stock[[2]string{"A", "W1"}] = schemas.NodeATS{NodeID: "W1", OnHand: 8}
@@ -467,5 +473,55 @@ func TestBackorderCatalogAndDay(t *testing.T) {
 	node("W2", true, 0)
 	if got := g.idle(task, 3); len(got) == 0 || !slices.Contains(got[0], "o2") {
 		t.Fatalf("W2 activated: %v, want o2 retried", got)
+	}
+}
+
+// TestClaimRefused: the inventory's refusal of a retry's RESERVE ends its
+// claim at once, and the SKU is looked at again.
+func TestClaimRefused(t *testing.T) {
+	g := newRetryRig(t)
+	g.stock("A", 0, 0)
+	task := g.task()
+	g.txn(task, true, g.placed("o1", "A", 1, schemas.ShipComplete, t0+1000), g.placed("o2", "A", 1, schemas.ShipAvailable, t0+2000))
+	g.idle(task, 2)
+	g.stock("A", 1, 0)
+	if got := g.idle(task, 2); len(got) != 1 || !slices.Equal(got[0], []string{"o1"}) {
+		t.Fatalf("one unit: %v, want o1 retried", got)
+	}
+	refused := schemas.ReservationResult{OrderID: "o1", LineID: "1", Type: schemas.Reserve, SKU: "A", NodeID: "W1", Qty: 1, Attempt: 1, Available: 1}
+	rec := &topology.Record{Topic: string(inventory.TopicResults), Key: []byte("o1"), Value: encodeT(t, schemas.ReservationResults, &refused), Timestamp: t0 + 5000}
+	// Refused though it reports 1 left (another partition's order took it
+	// and gave it back, say): o1 re-plans within its round; the unit is
+	// claimed no more, and o2 is looked at in the same transaction.
+	em, _ := g.txn(task, true, rec)
+	if !slices.Contains(statuses(em), "o2") {
+		t.Fatalf("after the refusal: %v, want o2 retried", em)
+	}
+}
+
+// TestPhantomStock: after one order's short pick at a node, retries of the
+// partition's other orders stay away from that stock too, until the node's
+// on_hand rises.
+func TestPhantomStock(t *testing.T) {
+	g := newRetryRig(t)
+	g.stock("A", 2, 0)
+	task := g.task()
+	em, _ := g.txn(task, true, g.placed("o1", "A", 2, schemas.ShipComplete, t0+1000))
+	if reserves(em, "A") != 1 {
+		t.Fatalf("o1: %v", em)
+	}
+	g.txn(task, true, g.granted("o1", "A", 2, 1))
+	g.stock("A", 2, 2)
+	g.txn(task, true, g.placed("o2", "A", 1, schemas.ShipComplete, t0+2000)) // waits
+	fb := schemas.FulfillmentFeedback{FeedbackID: "f1", OrderID: "o1", LineID: "1", NodeID: "W1", Type: schemas.FeedbackShortPicked, QtyShort: 2}
+	rec := &topology.Record{Topic: string(TopicFeedback), Key: []byte("o1"), Value: encodeT(t, schemas.FulfillmentFeedbacks, &fb), Timestamp: t0 + 3000}
+	g.txn(task, true, rec)
+	g.stock("A", 2, 0) // the release: the 2 units the node could not find look available
+	if got := g.idle(task, 2); len(got) > 0 && (slices.Contains(got[0], "o1") || slices.Contains(got[0], "o2")) {
+		t.Fatalf("retried to stock a short pick showed missing: %v", got)
+	}
+	g.stock("A", 3, 0) // a receipt: on_hand above what it was
+	if got := g.idle(task, 2); len(got) == 0 || !slices.Contains(got[0], "o1") {
+		t.Fatalf("after a receipt: %v, want o1 retried", got)
 	}
 }

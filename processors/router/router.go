@@ -1011,7 +1011,7 @@ func (s *step) reserved(res *schemas.ReservationResult) error {
 		s.capToOpen(h)
 	} else {
 		s.o.Refused = true
-		s.o.Caps = append(s.o.Caps, schemas.Cap{SKU: res.SKU, NodeID: res.NodeID, Available: res.Available})
+		s.o.Caps = append(s.o.Caps, schemas.Cap{SKU: res.SKU, NodeID: res.NodeID, Available: max(0, res.Available)}) // < 0: a short pick's
 		if h.Qty == 0 {
 			s.o.Holds = slices.Delete(s.o.Holds, j, j+1)
 		}
@@ -1340,16 +1340,16 @@ func (s *step) release(why string) error {
 
 // A node's short pick (or rejection) of a line keeps the order's plans,
 // this round's and later ones (a backorder retry's), away from that (SKU,
-// node) for a day, or until the node's on_hand rises above what it was
-// then (a receipt): the short pick leaves on_hand as it was, and the stock
-// the node shows may not be there. A RELEASED event clears them. It is
+// node) until the end of the next UTC day (when the task's day trigger
+// looks at every order waiting), or until the node's on_hand rises above
+// what it was then (a receipt): the short pick leaves on_hand as it was,
+// and the stock the node shows may not be there. A RELEASED event clears them. It is
 // kept as a Cap with a negative Available, -1 - (minute << 30 | on_hand),
 // minute being the feedback's time in minutes since the epoch and on_hand
 // the node's then (refusals, which last one round, are >= 0); an order
 // keeps its maxShorts newest.
 const (
 	maxShorts  = 16
-	shortFor   = 24 * 60 // minutes
 	shortLimit = 1<<30 - 1
 )
 
@@ -1359,14 +1359,22 @@ func shortCap(sku, node string, ts, onHand int64) schemas.Cap {
 }
 
 // shortHolds reports whether short cap c still keeps the order away from
-// its node: less than a day old, and the node's on_hand no higher.
-func (s *step) shortHolds(c schemas.Cap) bool {
+// its node: at ts, no later than the UTC day after the short pick's, and
+// the node's on_hand no higher.
+func (s *step) shortHolds(c schemas.Cap) bool { return shortHolds(c, s.ts, s.w) }
+
+// stocker is what shortHolds reads: a World, or the ats table itself.
+type stocker interface {
+	Stock(sku, node string) (schemas.NodeATS, bool)
+}
+
+func shortHolds(c schemas.Cap, ts int64, w stocker) bool {
 	x := -1 - c.Available
 	minute, onHand := x>>30, x&shortLimit
-	if s.ts/60_000-minute >= shortFor {
+	if day(ts) > day(minute*60_000)+1 {
 		return false
 	}
-	a, _ := s.w.Stock(c.SKU, c.NodeID)
+	a, _ := w.Stock(c.SKU, c.NodeID)
 	return a.OnHand <= onHand
 }
 

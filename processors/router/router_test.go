@@ -377,7 +377,7 @@ func TestRouter(t *testing.T) {
 					after = Waiting{PlacedAt: st.orders[id].Placed.PlacedAt, ID: id}
 				}
 				var look Look
-				look, err = r.RetryBackorders(st, testWorld{net}, out, a.str("sku", ""), after, ts, int(a.num("max", 100)), map[[2]string]int64{})
+				look, err = r.RetryBackorders(st, testWorld{net}, out, a.str("sku", ""), after, ts, int(a.num("max", 100)), map[[2]string]int64{}, nil)
 				fmt.Fprintf(&out.b, "looked at %d, last %q, done %t, no stock %t, %d retried in all\n", look.Looked, look.Next.ID, look.Done, look.NoStock, r.Stats.Retried)
 			case "screen":
 				for _, c := range checks {

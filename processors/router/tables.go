@@ -27,14 +27,12 @@ type Availability struct {
 	index   map[string]int // node id -> position in nodes
 	rises   []string       // ring of riseLog SKUs
 	seq     uint64         // rises appended so far
-	updates uint64         // records applied so far
 	had     []int64        // rose's scratch space, one per node
 }
 
 // skuStock is what the table knows of one SKU.
 type skuStock struct {
 	nodes []stockEntry
-	ver   uint64 // Availability.updates after its last update
 	rose  uint64 // Availability.seq after its last rise (0: none)
 }
 
@@ -75,7 +73,6 @@ func (a *Availability) Apply(key, value []byte) error {
 	if len(value) == 0 {
 		a.mu.Lock()
 		delete(a.skus, string(key))
-		a.updates++
 		a.mu.Unlock()
 		return nil
 	}
@@ -112,8 +109,7 @@ func (a *Availability) Apply(key, value []byte) error {
 		a.seq++
 		st.rose = a.seq
 	}
-	a.updates++
-	st.nodes, st.ver = es, a.updates
+	st.nodes = es
 	return nil
 }
 
@@ -146,16 +142,6 @@ func (a *Availability) RoseAt(sku string) uint64 {
 	defer a.mu.RUnlock()
 	if st := a.skus[sku]; st != nil {
 		return st.rose
-	}
-	return 0
-}
-
-// Version changes whenever sku's record does (0: none known).
-func (a *Availability) Version(sku string) uint64 {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	if st := a.skus[sku]; st != nil {
-		return st.ver
 	}
 	return 0
 }

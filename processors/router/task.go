@@ -112,7 +112,8 @@ func Topology(o TopologyOptions) *topology.Topology {
 				retryBatch: retryBatch,
 				queued:     map[string]uint8{},
 				cursors:    map[string]Waiting{},
-				claims:     map[[2]string]*claim{},
+				claims:     map[claimKey]*claim{},
+				phantoms:   map[[2]string]schemas.Cap{},
 				opened:     map[string]uint64{},
 				now:        time.Now,
 				part:       tc.Partition,
@@ -144,7 +145,9 @@ type Task struct {
 	// queue the SKUs to look at, in turn (queued: 1, or 2 if it rose again
 	// while its orders were being looked at); cursors the position in the
 	// orders of a SKU whose look goes on; claims the units retries asked
-	// for, until the ats table shows them reserved (or claimFor passes);
+	// for, until the inventory answers (or claimFor passes); phantoms the
+	// short picks of the partition's orders, which keep retries of every
+	// order away from that stock as they keep their own order's plans;
 	// seq the table's log position at the start of the record or look
 	// being processed; opened that position when each order with a round
 	// open was first seen so (noteOrder); snap and day the catalog and
@@ -154,7 +157,8 @@ type Task struct {
 	queue      []string
 	queued     map[string]uint8
 	cursors    map[string]Waiting
-	claims     map[[2]string]*claim
+	claims     map[claimKey]*claim
+	phantoms   map[[2]string]schemas.Cap // (sku, node) -> the newest short pick seen there
 	seq        uint64
 	opened     map[string]uint64
 	snap       *catalog.Snapshot // the catalog, and the UTC day, at the last look
@@ -256,6 +260,12 @@ func (t *Task) Process(r *topology.Record, em topology.Emitter) error {
 			return topology.BadInput("decode", err)
 		}
 		err = t.r.Result(t.store, w, o, r.Key, &t.res, r.Timestamp)
+		if k := (claimKey{sku: t.res.SKU, node: t.res.NodeID, order: t.res.OrderID}); err == nil && t.claims[k] != nil {
+			delete(t.claims, k) // answered: the table shows it, or it was refused
+			if !t.res.OK {
+				t.enqueue(k.sku) // the units may serve another order
+			}
+		}
 	case screen.TopicVerdicts:
 		var v schemas.CustomerVerdict
 		if err := schemas.CustomerVerdicts.Decode(r.Value, &v); err != nil {
@@ -267,7 +277,11 @@ func (t *Task) Process(r *topology.Record, em topology.Emitter) error {
 		if err := schemas.FulfillmentFeedbacks.DecodeInput(r.Value, &t.fb, t.ids); err != nil {
 			return topology.BadInput("decode", err)
 		}
-		err = t.r.Feedback(t.store, w, o, r.Key, &t.fb, r.Timestamp)
+		ts := r.Timestamp
+		if r.Polled > 0 { // a WMS clock far off must not make a short pick last too long or not at all
+			ts = min(max(ts, r.Polled-maxSkew.Milliseconds()), r.Polled+maxSkew.Milliseconds())
+		}
+		err = t.r.Feedback(t.store, w, o, r.Key, &t.fb, ts)
 	default:
 		return fmt.Errorf("router: record of unexpected topic %q", r.Topic)
 	}
@@ -381,11 +395,25 @@ func (t *Task) collectRises() error {
 	// A node or channel changed (a node activated, given ship or pickup
 	// rights), or a new day gave the nodes their capacity back: every SKU
 	// waited for is looked at once.
-	if snap, d := t.opts.Catalog.Snapshot(), day(t.now().UnixMilli()); snap != t.snap || d != t.day {
+	now := t.now()
+	if snap, d := t.opts.Catalog.Snapshot(), day(now.UnixMilli()); snap != t.snap || d != t.day {
 		if t.snap != nil {
 			t.queueAll()
 		}
+		if d != t.day {
+			for k, c := range t.phantoms {
+				if !shortHolds(c, now.UnixMilli(), t.opts.Availability) {
+					delete(t.phantoms, k)
+				}
+			}
+		}
 		t.snap, t.day = snap, d
+	}
+	for k, c := range t.claims {
+		if now.Sub(c.at) >= claimFor { // never answered in time: the units count again
+			delete(t.claims, k)
+			t.enqueue(k.sku)
+		}
 	}
 	var lost bool
 	t.riseSeq, lost = t.opts.Availability.Rises(t.riseSeq, func(sku string) {
@@ -424,6 +452,11 @@ func (t *Task) noteOrder(prev, o *schemas.RouterOrder) {
 		return
 	}
 	a := t.opts.Availability
+	for _, c := range o.Caps {
+		if c.Available < 0 && (prev == nil || !slices.Contains(prev.Caps, c)) {
+			t.phantoms[[2]string{c.SKU, c.NodeID}] = c
+		}
+	}
 	if o.Attempt != 0 || o.Screening {
 		if _, ok := t.opened[o.OrderID]; !ok {
 			t.opened[o.OrderID] = t.seq
@@ -461,33 +494,30 @@ func (t *Task) retry(em topology.Emitter) error {
 	}
 	a := t.opts.Availability
 	now := t.now()
-	claimed := map[[2]string]int64{} // what is still claimed, as RetryBackorders counts it
+	claimed := map[[2]string]int64{} // units asked for, not answered yet, as RetryBackorders counts them
 	for k, c := range t.claims {
-		st, _ := a.Stock(k[0], k[1])
-		if left := c.qty - max(0, st.Reserved-c.reserved); left > 0 && now.Sub(c.at) < claimFor {
-			claimed[k] = left
-		} else {
-			delete(t.claims, k) // the table shows it reserved, or the reservation was refused long ago
+		claimed[[2]string{k.sku, k.node}] += c.qty
+	}
+	onClaim := func(order, sku, node string, qty int64) {
+		k := claimKey{sku: sku, node: node, order: order}
+		if t.claims[k] == nil {
+			t.claims[k] = &claim{}
 		}
+		t.claims[k].qty += qty
+		t.claims[k].at = now
 	}
 	o := &out{em: em}
-	w := world{snap: t.opts.Catalog.Snapshot(), t: t}
+	w := retryWorld{world: world{snap: t.opts.Catalog.Snapshot(), t: t}, now: now.UnixMilli()}
 	for budget := t.retryBatch; budget > 0 && len(t.queue) > 0; {
 		sku := t.queue[0]
 		from, resumed := t.cursors[sku]
-		before := maps.Clone(claimed)
 		t.seq = a.Seq()
-		look, err := t.r.RetryBackorders(t.store, w, o, sku, from, now.UnixMilli(), budget, claimed)
+		look, err := t.r.RetryBackorders(t.store, w, o, sku, from, now.UnixMilli(), budget, claimed, onClaim)
 		if err == nil {
 			err = o.err
 		}
 		if err != nil {
 			return err
-		}
-		for k, v := range claimed {
-			if add := v - before[k]; add > 0 {
-				t.claim(k, add, now)
-			}
 		}
 		budget -= max(1, look.Looked)
 		if !look.Done { // more may wait: the others' turn first
@@ -511,25 +541,31 @@ func (t *Task) retry(em topology.Emitter) error {
 }
 
 // claimFor bounds how long units a retry asked for stay claimed when the
-// ats table does not show them reserved (the inventory refused them).
+// inventory's answer does not come.
 const claimFor = 30 * time.Second
 
-// claim is units retries asked for at a node: they count as reserved until
-// the node's reserved in the ats table has risen by as much from reserved.
+// claimKey is units a retry asked of node for an order: they count as
+// reserved until the order's answer for sku there (Process).
+type claimKey struct{ sku, node, order string }
+
 type claim struct {
-	qty, reserved int64
-	at            time.Time
+	qty int64
+	at  time.Time
 }
 
-func (t *Task) claim(k [2]string, add int64, now time.Time) {
-	c := t.claims[k]
-	if c == nil {
-		st, _ := t.opts.Availability.Stock(k[0], k[1])
-		c = &claim{reserved: st.Reserved}
-		t.claims[k] = c
+// retryWorld is the World of retries: stock that a short pick of one of
+// the partition's orders showed may not be there counts as reserved.
+type retryWorld struct {
+	world
+	now int64
+}
+
+func (w retryWorld) Stock(sku, node string) (schemas.NodeATS, bool) {
+	a, ok := w.world.Stock(sku, node)
+	if c, short := w.t.phantoms[[2]string{sku, node}]; short && ok && shortHolds(c, w.now, w.world) {
+		a.Reserved = max(a.Reserved, a.OnHand)
 	}
-	c.qty += add
-	c.at = now
+	return a, ok
 }
 
 // Aborted forgets the transaction's load changes, stream time, purges and
