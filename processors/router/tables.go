@@ -21,13 +21,13 @@ import (
 // 40 bytes per SKU; node ids are interned; the log holds up to riseLog SKU
 // strings.
 type Availability struct {
-	mu      sync.RWMutex
-	skus    map[string]*skuStock
-	nodes   []string       // interned node ids
-	index   map[string]int // node id -> position in nodes
-	rises   []string       // ring of riseLog SKUs
-	seq     uint64         // rises appended so far
-	had     []int64        // rose's scratch space, one per node
+	mu    sync.RWMutex
+	skus  map[string]*skuStock
+	nodes []string       // interned node ids
+	index map[string]int // node id -> position in nodes
+	rises []string       // ring of riseLog SKUs
+	seq   uint64         // rises appended so far
+	had   []int64        // rose's scratch space, one per node
 }
 
 // skuStock is what the table knows of one SKU.
