@@ -63,7 +63,7 @@ type Options struct {
 	CentsPerKm        float64       `json:"cents_per_km" yaml:"cents_per_km" doc:"distance part of a shipment's cost (cost = node's shipment_cost_cents + km x this)"`
 	CustomerMaxOrders int           `json:"customer_max_orders" yaml:"customer_max_orders" doc:"hold an order whose customer has this many other orders placed within customer_window of it (0: off; on, it runs the customer screen)"`
 	CustomerWindow    time.Duration `json:"customer_window" yaml:"customer_window" doc:"window of customer_max_orders, by placed_at"`
-	BackorderRetry    bool          `json:"backorder_retry" yaml:"backorder_retry" doc:"retry an order's backordered lines when the stock the router sees rises for one of their SKUs and a plan would ship them (false: only a RELEASED event retries them)"`
+	BackorderRetry    bool          `json:"backorder_retry" yaml:"backorder_retry" doc:"retry an order's backordered lines when a plan would ship them after the stock the router sees rises for one of their SKUs, a node or channel changes, or a new UTC day begins (false: only a RELEASED event retries them)"`
 	OrderRetention    time.Duration `json:"order_retention" yaml:"order_retention" doc:"forget a finished order (every line shipped, picked up, returned, cancelled or rejected; nothing held) this long after it finished, by the newest order event time of its partition; PLACED events placed no later than the newest order forgotten finished, or without placed_at, are then refused (0: keep every order)"`
 	LogLevel          string        `json:"log_level" yaml:"log_level" doc:"debug, info, warn or error"`
 
