@@ -1343,11 +1343,11 @@ func (s *step) release(why string) error {
 // node) until the end of the next UTC day (when the task's day trigger
 // looks at every order waiting), or until the node's on_hand rises above
 // what it was then (a receipt): the short pick leaves on_hand as it was,
-// and the stock the node shows may not be there. A RELEASED event clears them. It is
-// kept as a Cap with a negative Available, -1 - (minute << 30 | on_hand),
-// minute being the feedback's time in minutes since the epoch and on_hand
-// the node's then (refusals, which last one round, are >= 0); an order
-// keeps its maxShorts newest.
+// and the stock the node shows may not be there. A RELEASED event clears
+// them. It is kept as a Cap with a negative Available, -1 - (minute << 30
+// | on_hand), minute being the feedback's time in minutes since the epoch
+// and on_hand the node's then (refusals, which last one round, are >= 0);
+// an order keeps its maxShorts newest.
 const (
 	maxShorts  = 16
 	shortLimit = 1<<30 - 1
