@@ -3,6 +3,7 @@ package router
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,14 +41,19 @@ func newRetryRig(t *testing.T) *retryRig {
 	return g
 }
 
+// applyATS applies sku's ats record with nodes to a.
+func applyATS(t *testing.T, a *Availability, sku string, nodes ...schemas.NodeATS) {
+	t.Helper()
+	u := schemas.AtsUpdate{SKU: sku, Version: 1, UpdatedAt: t0, Channels: []schemas.ChannelATS{}, Nodes: nodes}
+	if err := a.Apply([]byte(sku), encodeT(t, schemas.AtsUpdates, &u)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // stock writes sku's ats record: W1 has onHand, reserved.
 func (g *retryRig) stock(sku string, onHand, reserved int64) {
 	g.t.Helper()
-	u := schemas.AtsUpdate{SKU: sku, Version: 1, UpdatedAt: t0, Channels: []schemas.ChannelATS{},
-		Nodes: []schemas.NodeATS{{NodeID: "W1", OnHand: onHand, Reserved: reserved, Active: true}}}
-	if err := g.avail.Apply([]byte(sku), encodeT(g.t, schemas.AtsUpdates, &u)); err != nil {
-		g.t.Fatal(err)
-	}
+	applyATS(g.t, g.avail, sku, schemas.NodeATS{NodeID: "W1", OnHand: onHand, Reserved: reserved, Active: true})
 }
 
 // restart closes and opens the store (a new process); the next task reads it.
@@ -136,18 +142,11 @@ func (g *retryRig) idle(task *Task, max int) [][]string {
 func statuses(em emitted) []string {
 	var ids []string
 	for _, s := range em {
-		if id, ok := cutPrefix(s, string(TopicStatus)+" "); ok {
+		if id, ok := strings.CutPrefix(s, string(TopicStatus)+" "); ok {
 			ids = append(ids, id)
 		}
 	}
 	return ids
-}
-
-func cutPrefix(s, p string) (string, bool) {
-	if len(s) >= len(p) && s[:len(p)] == p {
-		return s[len(p):], true
-	}
-	return "", false
 }
 
 func reserves(em emitted, sku string) int {
@@ -317,13 +316,7 @@ func TestBackorderTurns(t *testing.T) {
 // is told so.
 func TestRises(t *testing.T) {
 	a := NewAvailability()
-	apply := func(sku string, nodes ...schemas.NodeATS) {
-		t.Helper()
-		u := schemas.AtsUpdate{SKU: sku, Version: 1, Channels: []schemas.ChannelATS{}, Nodes: nodes}
-		if err := a.Apply([]byte(sku), encodeT(t, schemas.AtsUpdates, &u)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	apply := func(sku string, nodes ...schemas.NodeATS) { t.Helper(); applyATS(t, a, sku, nodes...) }
 	apply("A", schemas.NodeATS{NodeID: "W1", OnHand: 5}, schemas.NodeATS{NodeID: "W2"})
 	apply("A", schemas.NodeATS{NodeID: "W1", OnHand: 5, Reserved: 5}, schemas.NodeATS{NodeID: "W2", OnHand: 5})
 	apply("A", schemas.NodeATS{NodeID: "W1", OnHand: 5, Reserved: 5}, schemas.NodeATS{NodeID: "W2", OnHand: 4})
@@ -402,11 +395,7 @@ func TestClaimExpires(t *testing.T) {
 	clock := time.UnixMilli(t0)
 	ats := func(w1, w2 int64) { // W2 is not in the catalog: its rises only wake the task
 		t.Helper()
-		u := schemas.AtsUpdate{SKU: "A", Version: 1, Channels: []schemas.ChannelATS{},
-			Nodes: []schemas.NodeATS{{NodeID: "W1", OnHand: w1, Active: true}, {NodeID: "W2", OnHand: w2}}}
-		if err := g.avail.Apply([]byte("A"), encodeT(t, schemas.AtsUpdates, &u)); err != nil {
-			t.Fatal(err)
-		}
+		applyATS(t, g.avail, "A", schemas.NodeATS{NodeID: "W1", OnHand: w1, Active: true}, schemas.NodeATS{NodeID: "W2", OnHand: w2})
 	}
 	ats(0, 0)
 	task := g.task()
@@ -464,10 +453,7 @@ func TestBackorderCatalogAndDay(t *testing.T) {
 	// o2 waits for B, which only an inactive node has; the node is
 	// activated.
 	node("W2", false, 0)
-	u := schemas.AtsUpdate{SKU: "B", Version: 1, Channels: []schemas.ChannelATS{}, Nodes: []schemas.NodeATS{{NodeID: "W2", OnHand: 3}}}
-	if err := g.avail.Apply([]byte("B"), encodeT(t, schemas.AtsUpdates, &u)); err != nil {
-		t.Fatal(err)
-	}
+	applyATS(t, g.avail, "B", schemas.NodeATS{NodeID: "W2", OnHand: 3})
 	g.txn(task, true, g.placed("o2", "B", 1, schemas.ShipComplete, t0+2000))
 	g.idle(task, 3)
 	node("W2", true, 0)

@@ -1392,7 +1392,7 @@ func (s *step) addShort(sku, node string) {
 	a, _ := s.w.Stock(sku, node)
 	isShort := func(c schemas.Cap) bool { return c.Available < 0 }
 	s.o.Caps = slices.DeleteFunc(s.o.Caps, func(c schemas.Cap) bool { return isShort(c) && c.SKU == sku && c.NodeID == node })
-	if shorts := len(slices.DeleteFunc(slices.Clone(s.o.Caps), func(c schemas.Cap) bool { return !isShort(c) })); shorts >= maxShorts {
+	if len(keepShorts(slices.Clone(s.o.Caps))) >= maxShorts {
 		i := slices.IndexFunc(s.o.Caps, isShort) // the oldest
 		s.o.Caps = slices.Delete(s.o.Caps, i, i+1)
 	}

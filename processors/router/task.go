@@ -370,9 +370,6 @@ func (t *Task) purge(em topology.Emitter) error {
 // Pending reports whether stock arrived for orders of the partition that
 // wait for it (the runtime then flushes the task even without input).
 func (t *Task) Pending() bool {
-	if t.r.cfg.NoBackorderRetry {
-		return false
-	}
 	if err := t.collectRises(); err != nil {
 		return true // the flush meets it again and reports it
 	}
@@ -443,14 +440,12 @@ func (t *Task) enqueue(sku string) {
 	}
 }
 
-// noteOrder sees every order saved (prev: as stored before). Stock that
+// noteOrder sees every order saved (prev: as stored before), with the
+// retry on (it is the store's onPut then). Stock that
 // rose while an order had a round open could not retry it (it did not wait
 // then): when the round ends with the order waiting, the SKUs it waits for
 // that rose meanwhile are looked at.
 func (t *Task) noteOrder(prev, o *schemas.RouterOrder) {
-	if t.r.cfg.NoBackorderRetry {
-		return
-	}
 	a := t.opts.Availability
 	for _, c := range o.Caps {
 		if c.Available < 0 && (prev == nil || !slices.Contains(prev.Caps, c)) {
