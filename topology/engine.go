@@ -18,6 +18,7 @@ import (
 	"github.com/invroute/invroute/state"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Engine runs a Topology: one consume-transform-produce loop per instance on
@@ -78,6 +79,9 @@ type Engine struct {
 	// optsLogger is the logger Config.ClientOpts sets, if any: the
 	// session's logger passes it what it asks for (clientOptsLogger).
 	optsLogger kgo.Logger
+	// topicIDs are the input topics' ids as the fetches last gave them
+	// (loop only), for keepOffsets.
+	topicIDs map[string][16]byte
 	// now is the timestamp of the records produced: read from the clock by
 	// the loop after every poll and before the flush, read-only while
 	// tasks run. franz-go would otherwise read the clock for every record
@@ -768,6 +772,7 @@ func (e *Engine) transaction(ctx context.Context) error {
 				e.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
 			}
 		})
+		e.noteTopicIDs(fs)
 		var work []*taskState
 		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
 			if procErr != nil || len(fp.Records) == 0 {
@@ -935,6 +940,9 @@ func (e *Engine) end(commit kgo.TransactionEndTry, stalls uint64) (bool, error) 
 	ctx, cancel := context.WithTimeout(context.Background(), max(e.cfg.SessionTimeout, 5*time.Second))
 	defer cancel()
 	defer e.stall.cancelOnStall(cancel)()
+	if commit == kgo.TryCommit {
+		ctx = kgo.PreTxnCommitFnContext(ctx, e.keepOffsets(e.sess.Client().CommittedOffsets()))
+	}
 	e.endUnconfirmed.Store(false)
 	committed, err := e.sess.End(ctx, commit)
 	if err == nil && !committed && commit == kgo.TryCommit && e.endUnconfirmed.Load() {
@@ -954,6 +962,58 @@ func (e *Engine) end(commit kgo.TransactionEndTry, stalls uint64) (bool, error) 
 		e.sess.Client().UnsafeAbortBufferedRecords()
 	}
 	return committed, err
+}
+
+// keepOffsets returns the hook that completes the offset commit of a
+// transaction without input (global changes, a task's PendingWork) with the
+// offset one owned input partition has committed already, unchanged.
+// franz-go learns from the offset commit's answer whether the broker has
+// KIP-447; after a committed transaction that sent no offsets it cannot
+// tell, holds its session lock for 500 ms to let the markers land before a
+// rebalance, and End returns only then: the engine would stand still for
+// half a second after every such transaction. The offset sent is the
+// group's own, so the commit moves nothing; if the partition moved to
+// another member meanwhile, the group refuses it (another generation) or
+// the session aborts (revoked), as for any commit. With no committed offset
+// yet (a partition that never had input), or no topic id (a broker before
+// Kafka 3.1, or nothing fetched since the start), nothing is added: the
+// offset commit of KIP-1319 names topics by id alone.
+func (e *Engine) keepOffsets(committed map[string]map[int32]kgo.EpochOffset) func(*kmsg.TxnOffsetCommitRequest) error {
+	return func(req *kmsg.TxnOffsetCommitRequest) error {
+		if len(req.Topics) > 0 {
+			return nil
+		}
+		for _, in := range e.inputs {
+			for _, ts := range e.sortedTasks() {
+				eo, ok := committed[in][ts.p]
+				id, known := e.topicIDs[in]
+				if !ok || eo.Offset <= 0 || !known {
+					continue
+				}
+				p := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+				p.Partition, p.Offset, p.LeaderEpoch, p.Metadata = ts.p, eo.Offset, eo.Epoch, &req.MemberID
+				t := kmsg.NewTxnOffsetCommitRequestTopic()
+				t.Topic, t.TopicID, t.Partitions = in, id, []kmsg.TxnOffsetCommitRequestTopicPartition{p}
+				req.Topics = append(req.Topics, t)
+				return nil
+			}
+		}
+		return nil
+	}
+}
+
+// noteTopicIDs keeps the topic ids fs carries (Kafka 3.1 and later).
+func (e *Engine) noteTopicIDs(fs kgo.Fetches) {
+	for _, f := range fs {
+		for _, t := range f.Topics {
+			if t.TopicID != ([16]byte{}) && e.topicIDs[t.Topic] != t.TopicID {
+				if e.topicIDs == nil {
+					e.topicIDs = make(map[string][16]byte)
+				}
+				e.topicIDs[t.Topic] = t.TopicID
+			}
+		}
+	}
 }
 
 func (e *Engine) anyPending() bool {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/invroute/invroute/state"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -560,4 +561,120 @@ func TestConcurrentTransactionsRetriedPromptly(t *testing.T) {
 	if took > 3*time.Second {
 		t.Errorf("the record took %v to come out after two CONCURRENT_TRANSACTIONS answers, want well under franz-go's default 5 s metadata wait", took)
 	}
+}
+
+// countingLogger counts franz-go's messages that contain sub, at every level.
+type countingLogger struct {
+	sub string
+	n   atomic.Int32
+}
+
+func (l *countingLogger) Level() kgo.LogLevel { return kgo.LogLevelDebug }
+func (l *countingLogger) Log(_ kgo.LogLevel, msg string, _ ...any) {
+	if strings.Contains(msg, l.sub) {
+		l.n.Add(1)
+	}
+}
+
+// TestCommitWithoutInputKeepsOffsets: a transaction with output and no
+// input (here global changes; in the router, a backorder retry) commits the
+// partitions' offsets as they are. franz-go learns from the offset commit's
+// answer that the broker has KIP-447; after a commit without one it holds
+// its session lock for 500 ms (it says so at debug level), and End returns
+// only then: the engine stood still for half a second after every such
+// transaction. The group's offset must not move. On kfake, or on the broker
+// of KAFKA_BROKERS.
+func TestCommitWithoutInputKeepsOffsets(t *testing.T) {
+	var c *kfake.Cluster
+	brokers := []string{os.Getenv("KAFKA_BROKERS")}
+	if brokers[0] == "" {
+		c = newCluster(t)
+		brokers = c.ListenAddrs()
+	}
+	prefix := fmt.Sprintf("t%d-keep.", time.Now().UnixNano()%1e9)
+	topo := echoTopology(Global{Topic: "glob", Apply: func(k, v []byte) error { return nil }})
+	topo.Group = prefix + "g"
+	held := &countingLogger{sub: "sleeping 500ms"}
+	eng, stop := runEngine(t, brokers, t.TempDir(), topo, func(cfg *Config) {
+		cfg.TopicPrefix = prefix
+		cfg.ClientOpts = append(cfg.ClientOpts, kgo.WithLogger(held))
+	})
+	defer func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if !waitOwned(eng, 1) {
+		t.Fatal("the engine does not own its partition")
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(prefix+"out"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	produce := func(topic, key string) {
+		t.Helper()
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: prefix + topic, Key: []byte(key), Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, cl, key)
+	}
+	produce("in", "k")
+	waitUntil(t, 10*time.Second, "the transaction with input counted", func() bool { return testutil.ToFloat64(eng.m.records) >= 1 })
+	adm := kadm.NewClient(cl)
+	topics, err := adm.ListTopics(context.Background(), prefix+"in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inID := [16]byte(topics[prefix+"in"].ID)
+	var sent atomic.Int32
+	var watching atomic.Bool
+	watching.Store(true)
+	if c != nil {
+		c.ControlKey(int16(kmsg.TxnOffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
+			c.KeepControl()
+			if !watching.Load() {
+				return nil, nil, false
+			}
+			r := req.(*kmsg.TxnOffsetCommitRequest)
+			for _, tp := range r.Topics {
+				topic := tp.Topic // v6 (KIP-1319) names the topic by id alone
+				if r.Version >= 6 && tp.TopicID == inID {
+					topic = prefix + "in"
+				}
+				for _, p := range tp.Partitions {
+					if topic != prefix+"in" || p.Partition != 0 || p.Offset != 1 {
+						t.Errorf("offset commit (v%d) of %q (id %x)/%d at %d, want in/0 at 1", r.Version, tp.Topic, tp.TopicID, p.Partition, p.Offset)
+					}
+					sent.Add(1)
+				}
+			}
+			return nil, nil, false
+		})
+	}
+	// (A transaction before that one, with nothing committed to keep,
+	// may have been held.)
+	heldBefore := held.n.Load()
+	before := testutil.ToFloat64(eng.m.committed)
+	for i := range 3 {
+		produce("glob", fmt.Sprint("node-", i))
+	}
+	waitUntil(t, 10*time.Second, "three transactions without input committed", func() bool { return testutil.ToFloat64(eng.m.committed)-before >= 3 })
+	if n := held.n.Load() - heldBefore; n != 0 {
+		t.Errorf("franz-go held its session lock for 500 ms after %d commits", n)
+	}
+	if c != nil && sent.Load() < 3 {
+		t.Errorf("%d partition offsets sent with 3 commits without input, want one each", sent.Load())
+	}
+	offs, err := adm.FetchOffsets(context.Background(), topo.Group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := offs.Lookup(prefix+"in", 0); !ok || o.At != 1 {
+		t.Errorf("the group's offset of in/0 is %+v, want 1", o)
+	}
+	// The engine goes on with input after them.
+	watching.Store(false)
+	produce("in", "k2")
 }
