@@ -21,6 +21,7 @@ type retryRig struct {
 	dir   string
 	st    *state.Store
 	avail *Availability
+	loads *Loads // what the global reader would read back of the node-load records committed
 	cat   *catalog.Catalog
 	cfg   Config
 }
@@ -28,7 +29,7 @@ type retryRig struct {
 const t0 = int64(1_800_000_000_000)
 
 func newRetryRig(t *testing.T) *retryRig {
-	g := &retryRig{t: t, dir: t.TempDir(), avail: NewAvailability(), cat: catalog.New(nil)}
+	g := &retryRig{t: t, dir: t.TempDir(), avail: NewAvailability(), loads: NewLoads(), cat: catalog.New(nil)}
 	var err error
 	if g.st, err = state.Open(g.dir, nil); err != nil {
 		t.Fatal(err)
@@ -70,7 +71,7 @@ func (g *retryRig) restart() {
 
 func (g *retryRig) task() *Task {
 	g.t.Helper()
-	topo := Topology(TopologyOptions{Catalog: g.cat, Availability: g.avail, Loads: NewLoads(), Config: g.cfg})
+	topo := Topology(TopologyOptions{Catalog: g.cat, Availability: g.avail, Loads: g.loads, Config: g.cfg})
 	task, err := topo.NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: g.st}, CacheEntries: 100})
 	if err != nil {
 		g.t.Fatal(err)
@@ -104,7 +105,8 @@ func (g *retryRig) txn(task *Task, commit bool, recs ...*topology.Record) (em em
 	if len(recs) == 0 && !task.Pending() {
 		return nil, false
 	}
-	if err := task.Flush(&em); err != nil {
+	tee := loadTee{em: &em}
+	if err := task.Flush(&tee); err != nil {
 		g.t.Fatal(err)
 	}
 	if err := g.st.Prepare(); err != nil {
@@ -114,11 +116,30 @@ func (g *retryRig) txn(task *Task, commit bool, recs ...*topology.Record) (em em
 		if err := g.st.Commit(state.Checkpoint{}); err != nil {
 			g.t.Fatal(err)
 		}
+		for _, kv := range tee.loads {
+			if err := g.loads.Apply(kv[0], kv[1]); err != nil {
+				g.t.Fatal(err)
+			}
+		}
 	} else {
 		g.st.Abort()
 		task.Aborted()
 	}
 	return em, true
+}
+
+// loadTee passes what a flush emits on to em and keeps the node-load
+// records.
+type loadTee struct {
+	em    *emitted
+	loads [][2][]byte
+}
+
+func (l *loadTee) Emit(topic topology.Topic, key, value []byte) {
+	if topic == TopicLoad {
+		l.loads = append(l.loads, [2][]byte{key, value})
+	}
+	l.em.Emit(topic, key, value)
 }
 
 // idle runs transactions while the task has work without input, at most
@@ -459,6 +480,117 @@ func TestBackorderCatalogAndDay(t *testing.T) {
 	node("W2", true, 0)
 	if got := g.idle(task, 3); len(got) == 0 || !slices.Contains(got[0], "o2") {
 		t.Fatalf("W2 activated: %v, want o2 retried", got)
+	}
+}
+
+// TestBackorderCapacityBack: an order that waits because the node with the
+// stock is at its daily capacity is retried when the node gets capacity
+// back the same day: another partition's count of shipments there falls,
+// or this partition's own order is cancelled with its shipment of today.
+func TestBackorderCapacityBack(t *testing.T) {
+	g := newRetryRig(t)
+	clock := time.UnixMilli(t0)
+	n := schemas.Node{NodeID: "W1", Type: schemas.Warehouse, Lat: 48.8, Lon: 2.3, Active: true, ShipEnabled: true, DailyCapacity: 1}
+	if err := g.cat.ApplyNode([]byte("W1"), encodeT(t, schemas.Nodes, &n)); err != nil {
+		t.Fatal(err)
+	}
+	otherP := func(p int32, shipments int64) {
+		t.Helper()
+		v := encodeT(t, schemas.NodeLoads, &schemas.NodeLoad{NodeID: "W1", Partition: p, Day: day(clock.UnixMilli()), Shipments: shipments})
+		if err := g.loads.Apply([]byte(LoadKey("W1", p)), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := func(shipments int64) { t.Helper(); otherP(7, shipments) }
+	g.stock("A", 5, 0)
+	task := g.task()
+	task.now = func() time.Time { return clock }
+	// Partition 7 used W1's one shipment of the day: o1 waits.
+	other(1)
+	g.txn(task, true, g.placed("o1", "A", 1, schemas.ShipComplete, t0+1000))
+	if got := g.idle(task, 2); len(got) > 0 && len(got[0]) > 0 {
+		t.Fatalf("W1 is at capacity today: %v retried", got)
+	}
+	other(1) // the same count again: nothing back
+	if got := g.idle(task, 2); len(got) > 0 && len(got[0]) > 0 {
+		t.Fatalf("nothing given back: %v retried", got)
+	}
+	// Partition 7's shipment is cancelled, and partition 8 takes the
+	// capacity before the look: none left, nothing to retry.
+	otherP(8, 1)
+	other(0)
+	if got := g.idle(task, 2); len(got) > 0 && len(got[0]) > 0 {
+		t.Fatalf("W1 is at capacity again: %v retried", got)
+	}
+	otherP(8, 0) // its shipment cancelled too
+	if got := g.idle(task, 2); len(got) != 1 || !slices.Equal(got[0], []string{"o1"}) {
+		t.Fatalf("partition 8 gave W1's shipment back: %v, want o1 retried", got)
+	}
+	g.txn(task, true, g.granted("o1", "A", 1, 1))
+	g.stock("A", 5, 1)
+	g.idle(task, 2)
+
+	// o1 holds W1's shipment of the day now; o2, for B, waits; o1 is
+	// cancelled. The release of o1's A is no rise of B: only the capacity
+	// back can retry o2.
+	g.stock("B", 5, 0)
+	g.txn(task, true, g.placed("o2", "B", 1, schemas.ShipComplete, t0+2000))
+	if got := g.idle(task, 2); len(got) > 0 && len(got[0]) > 0 {
+		t.Fatalf("W1 is at capacity today: %v retried", got)
+	}
+	cancel := schemas.OrderEvent{OrderID: "o1", Type: schemas.EventCancelled, CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard,
+		DeliveryMethod: schemas.DeliveryShip, Policy: schemas.ShipComplete, Lines: []schemas.OrderLine{}, LineIDs: []string{}, PlacedAt: t0 + 3000}
+	em, _ := g.txn(task, true, &topology.Record{Topic: string(TopicOrders), Key: []byte("o1"), Value: encodeT(t, schemas.OrderEvents, &cancel), Timestamp: t0 + 3000})
+	if !slices.Contains(em, string(TopicLoad)+" "+LoadKey("W1", 0)) {
+		t.Fatalf("o1 cancelled: no load record in %v", em)
+	}
+	got := g.idle(task, 3)
+	if !slices.ContainsFunc(got, func(ids []string) bool { return slices.Contains(ids, "o2") }) {
+		t.Fatalf("o1's shipment cancelled: %v, want o2 retried", got)
+	}
+}
+
+// TestLoadsBack: the node-load table tells which nodes got capacity back:
+// a partition's count falling within a day, or a count that goes; not a
+// new day's count, not a rise.
+func TestLoadsBack(t *testing.T) {
+	l := NewLoads()
+	set := func(node string, p int32, d, n int64) {
+		t.Helper()
+		if err := l.Apply([]byte(LoadKey(node, p)), encodeT(t, schemas.NodeLoads, &schemas.NodeLoad{NodeID: node, Partition: p, Day: d, Shipments: n})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	back := func(from uint64) (nodes []string, next uint64) {
+		next = l.Back(from, func(n string) { nodes = append(nodes, n) })
+		slices.Sort(nodes)
+		return nodes, next
+	}
+	set("W1", 0, 100, 3)
+	set("W1", 1, 100, 2)
+	set("W2", 0, 100, 1)
+	set("W1", 0, 100, 4) // a rise
+	set("W2", 0, 101, 0) // a new day
+	if nodes, _ := back(0); len(nodes) != 0 {
+		t.Fatalf("no capacity back yet: %v", nodes)
+	}
+	set("W1", 1, 100, 1)
+	nodes, seq := back(0)
+	if !slices.Equal(nodes, []string{"W1"}) {
+		t.Fatalf("W1's count fell: %v", nodes)
+	}
+	if nodes, _ := back(seq); len(nodes) != 0 {
+		t.Fatalf("nothing new since: %v", nodes)
+	}
+	if err := l.Apply([]byte(LoadKey("W3", 2)), nil); err != nil { // unknown: nothing
+		t.Fatal(err)
+	}
+	set("W3", 2, 100, 2)
+	if err := l.Apply([]byte(LoadKey("W3", 2)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if nodes, _ := back(seq); !slices.Equal(nodes, []string{"W3"}) {
+		t.Fatalf("W3's count went: %v", nodes)
 	}
 }
 

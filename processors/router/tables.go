@@ -179,10 +179,39 @@ func (a *Availability) SKUs() int {
 type Loads struct {
 	mu sync.RWMutex
 	m  map[string]map[int32]schemas.NodeLoad
+	// back is, per node, the value of seq after the last time a
+	// partition's count of the node's shipments fell within a day (a
+	// cancelled shipment gave its capacity back) or went; seq counts those.
+	back map[string]uint64
+	seq  uint64
 }
 
 // NewLoads returns an empty table.
-func NewLoads() *Loads { return &Loads{m: map[string]map[int32]schemas.NodeLoad{}} }
+func NewLoads() *Loads {
+	return &Loads{m: map[string]map[int32]schemas.NodeLoad{}, back: map[string]uint64{}}
+}
+
+// gaveBack notes that node has capacity back. l.mu is held.
+func (l *Loads) gaveBack(node string) {
+	l.seq++
+	l.back[node] = l.seq
+}
+
+// Back calls fn for every node that got capacity back after from (a value
+// Back returned) and returns the value to pass next time.
+func (l *Loads) Back(from uint64, fn func(node string)) uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if from >= l.seq {
+		return l.seq
+	}
+	for n, s := range l.back {
+		if s > from {
+			fn(n)
+		}
+	}
+	return l.seq
+}
 
 // LoadKey is the record key of a partition's load at a node.
 func LoadKey(node string, partition int32) string {
@@ -198,6 +227,9 @@ func (l *Loads) Apply(key, value []byte) error {
 			return fmt.Errorf("router: node-load key %q: want node/partition", key)
 		}
 		l.mu.Lock()
+		if old, ok := l.m[node][int32(n)]; ok && old.Shipments > 0 {
+			l.gaveBack(node)
+		}
 		delete(l.m[node], int32(n))
 		l.mu.Unlock()
 		return nil
@@ -210,6 +242,9 @@ func (l *Loads) Apply(key, value []byte) error {
 	defer l.mu.Unlock()
 	if l.m[v.NodeID] == nil {
 		l.m[v.NodeID] = map[int32]schemas.NodeLoad{}
+	}
+	if old, ok := l.m[v.NodeID][v.Partition]; ok && old.Day == v.Day && v.Shipments < old.Shipments {
+		l.gaveBack(v.NodeID)
 	}
 	l.m[v.NodeID][v.Partition] = v
 	return nil

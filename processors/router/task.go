@@ -151,9 +151,11 @@ type Task struct {
 	// seq the table's log position at the start of the record or look
 	// being processed; opened that position when each order with a round
 	// open was first seen so (noteOrder); snap and day the catalog and
-	// the UTC day (of now) at the last look; retryBatch bounds the orders
-	// one transaction looks at; now is the clock of the retries.
+	// the UTC day (of now) at the last look; loadSeq the position in the
+	// node-load table's give-backs; retryBatch bounds the orders one
+	// transaction looks at; now is the clock of the retries.
 	riseSeq    uint64
+	loadSeq    uint64
 	queue      []string
 	queued     map[string]uint8
 	cursors    map[string]Waiting
@@ -421,7 +423,58 @@ func (t *Task) collectRises() error {
 	if lost {
 		t.queueAll()
 	}
+	// A node with a daily capacity got some back during the day (a whole
+	// shipment of today cancelled, here or in another partition) and has
+	// some left: the SKUs waited for that it has in stock.
+	var back []string
+	var err error
+	t.loadSeq = t.opts.Loads.Back(t.loadSeq, func(node string) { back = append(back, node) })
+	slices.Sort(back)
+	back = slices.DeleteFunc(back, func(node string) bool {
+		left, e := t.capacityLeft(node, day(now.UnixMilli()))
+		if e != nil && err == nil {
+			err = e
+		}
+		return !left
+	})
+	if err != nil {
+		return err
+	}
+	if len(back) > 0 {
+		t.queueStocked(back)
+	}
 	return nil
+}
+
+// capacityLeft says whether node has a daily capacity and shipments of it
+// left on day, counting every partition's.
+func (t *Task) capacityLeft(node string, d int64) (bool, error) {
+	n := t.snap.Node(node)
+	if n == nil || n.DailyCapacity <= 0 {
+		return false, nil
+	}
+	mine, err := t.store.Load(node, d)
+	if err != nil {
+		return false, err
+	}
+	return mine+t.opts.Loads.Other(node, d, t.part) < int64(n.DailyCapacity), nil
+}
+
+// queueStocked queues the SKUs waited for that one of nodes has available.
+func (t *Task) queueStocked(nodes []string) {
+	var skus []string
+	for sku := range t.store.waiting {
+		for _, n := range nodes {
+			if st, ok := t.opts.Availability.Stock(sku, n); ok && st.OnHand-st.Reserved > 0 {
+				skus = append(skus, sku)
+				break
+			}
+		}
+	}
+	slices.Sort(skus)
+	for _, sku := range skus {
+		t.enqueue(sku)
+	}
 }
 
 func (t *Task) queueAll() {
