@@ -310,6 +310,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		return err
 	}
 	e.dlqLimit = deadLetterTopicLimit(ctx, e.adm, e.dlq, e.log)
+	e.inputIDs(ctx)
 	if err := e.cfg.FS.MkdirAll(e.cfg.StateDir, 0o755); err != nil {
 		return fmt.Errorf("topology: state dir: %w", err)
 	}
@@ -975,9 +976,14 @@ func (e *Engine) end(commit kgo.TransactionEndTry, stalls uint64) (bool, error) 
 // group's own, so the commit moves nothing; if the partition moved to
 // another member meanwhile, the group refuses it (another generation) or
 // the session aborts (revoked), as for any commit. With no committed offset
-// yet (a partition that never had input), or no topic id (a broker before
-// Kafka 3.1, or nothing fetched since the start), nothing is added: the
-// offset commit of KIP-1319 names topics by id alone.
+// yet (a partition that never had input), or no topic id (a broker too old
+// to give one), nothing is added: the offset commit of KIP-1319 names
+// topics by id alone (franz-go puts in the id it consumes the topic under
+// when it has one). Such a transaction now goes through the group like one
+// with input: it waits for a join in progress, and a group error aborts it.
+// An input topic deleted and recreated under a running engine is not
+// supported: in the moment before the client's metadata sees the new id,
+// this would commit the old topic's offset on the new one by name.
 func (e *Engine) keepOffsets(committed map[string]map[int32]kgo.EpochOffset) func(*kmsg.TxnOffsetCommitRequest) error {
 	return func(req *kmsg.TxnOffsetCommitRequest) error {
 		if len(req.Topics) > 0 {
@@ -999,6 +1005,24 @@ func (e *Engine) keepOffsets(committed map[string]map[int32]kgo.EpochOffset) fun
 			}
 		}
 		return nil
+	}
+}
+
+// inputIDs notes the input topics' ids as the metadata gives them (Kafka
+// 2.8 and later), for keepOffsets before the first fetch; best effort (the
+// fetches give them too).
+func (e *Engine) inputIDs(ctx context.Context) {
+	ts, err := e.adm.ListTopics(ctx, e.inputs...)
+	if err != nil {
+		return
+	}
+	for name, d := range ts {
+		if d.Err == nil && d.ID != (kadm.TopicID{}) {
+			if e.topicIDs == nil {
+				e.topicIDs = make(map[string][16]byte)
+			}
+			e.topicIDs[name] = [16]byte(d.ID)
+		}
 	}
 }
 
