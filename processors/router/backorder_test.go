@@ -486,74 +486,124 @@ func TestBackorderCatalogAndDay(t *testing.T) {
 // TestBackorderCapacityBack: an order that waits because the node with the
 // stock is at its daily capacity is retried when the node gets capacity
 // back the same day: another partition's count of shipments there falls,
-// or this partition's own order is cancelled with its shipment of today.
+// or this partition's own order is cancelled with its shipment of today,
+// even in the transaction that filled the node. Only a node that was full
+// and has capacity left after the fall is looked at, and only for the SKUs
+// waited for that it has available.
 func TestBackorderCapacityBack(t *testing.T) {
 	g := newRetryRig(t)
 	clock := time.UnixMilli(t0)
-	n := schemas.Node{NodeID: "W1", Type: schemas.Warehouse, Lat: 48.8, Lon: 2.3, Active: true, ShipEnabled: true, DailyCapacity: 1}
-	if err := g.cat.ApplyNode([]byte("W1"), encodeT(t, schemas.Nodes, &n)); err != nil {
-		t.Fatal(err)
-	}
-	otherP := func(p int32, shipments int64) {
+	node := func(id string, active bool, capacity int32) {
 		t.Helper()
-		v := encodeT(t, schemas.NodeLoads, &schemas.NodeLoad{NodeID: "W1", Partition: p, Day: day(clock.UnixMilli()), Shipments: shipments})
-		if err := g.loads.Apply([]byte(LoadKey("W1", p)), v); err != nil {
+		n := schemas.Node{NodeID: id, Type: schemas.Warehouse, Lat: 48.8, Lon: 2.3, Active: active, ShipEnabled: true, DailyCapacity: capacity}
+		if err := g.cat.ApplyNode([]byte(id), encodeT(t, schemas.Nodes, &n)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	other := func(shipments int64) { t.Helper(); otherP(7, shipments) }
-	g.stock("A", 5, 0)
+	loadOn := func(node string, p int32, d, shipments int64) {
+		t.Helper()
+		v := encodeT(t, schemas.NodeLoads, &schemas.NodeLoad{NodeID: node, Partition: p, Day: d, Shipments: shipments})
+		if err := g.loads.Apply([]byte(LoadKey(node, p)), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	load := func(node string, p int32, shipments int64) {
+		t.Helper()
+		loadOn(node, p, day(clock.UnixMilli()), shipments)
+	}
+	node("W1", true, 1)
+	node("W2", false, 5) // inactive: it ships nothing, but has A and a capacity
+	applyATS(t, g.avail, "A", schemas.NodeATS{NodeID: "W1", OnHand: 5, Active: true}, schemas.NodeATS{NodeID: "W2", OnHand: 5})
+	g.stock("C", 0, 0)
 	task := g.task()
 	task.now = func() time.Time { return clock }
-	// Partition 7 used W1's one shipment of the day: o1 waits.
-	other(1)
-	g.txn(task, true, g.placed("o1", "A", 1, schemas.ShipComplete, t0+1000))
-	if got := g.idle(task, 2); len(got) > 0 && len(got[0]) > 0 {
-		t.Fatalf("W1 is at capacity today: %v retried", got)
+	noLook := func(what string) {
+		t.Helper()
+		if task.Pending() || len(task.queue) > 0 {
+			t.Fatalf("%s: queued %v", what, task.queue)
+		}
 	}
-	other(1) // the same count again: nothing back
-	if got := g.idle(task, 2); len(got) > 0 && len(got[0]) > 0 {
-		t.Fatalf("nothing given back: %v retried", got)
+	// Partition 7 used W1's one shipment of the day: o1 (A) waits; o3
+	// waits for C, which no node has.
+	load("W1", 7, 1)
+	g.txn(task, true, g.placed("o1", "A", 1, schemas.ShipComplete, t0+1000), g.placed("o3", "C", 1, schemas.ShipComplete, t0+1500))
+	g.idle(task, 2)
+	noLook("W1 at capacity")
+	load("W1", 7, 1)
+	noLook("the same count again")
+	loadOn("W1", 9, day(clock.UnixMilli())-1, 1)
+	loadOn("W1", 9, day(clock.UnixMilli())-1, 0)
+	noLook("a count of yesterday fell")
+	load("W2", 3, 2)
+	load("W2", 3, 1)
+	noLook("W2's count fell, but W2 was not full")
+	load("W1", 8, 1)
+	load("W1", 7, 0)
+	noLook("partition 7 gave W1's shipment back and partition 8 took it")
+	load("W1", 8, 0)
+	if !task.Pending() || !slices.Equal(task.queue, []string{"A"}) {
+		t.Fatalf("partition 8 gave W1's shipment back: queued %v, want A (W1 has no C)", task.queue)
 	}
-	// Partition 7's shipment is cancelled, and partition 8 takes the
-	// capacity before the look: none left, nothing to retry.
-	otherP(8, 1)
-	other(0)
-	if got := g.idle(task, 2); len(got) > 0 && len(got[0]) > 0 {
-		t.Fatalf("W1 is at capacity again: %v retried", got)
-	}
-	otherP(8, 0) // its shipment cancelled too
 	if got := g.idle(task, 2); len(got) != 1 || !slices.Equal(got[0], []string{"o1"}) {
 		t.Fatalf("partition 8 gave W1's shipment back: %v, want o1 retried", got)
 	}
 	g.txn(task, true, g.granted("o1", "A", 1, 1))
-	g.stock("A", 5, 1)
 	g.idle(task, 2)
 
 	// o1 holds W1's shipment of the day now; o2, for B, waits; o1 is
 	// cancelled. The release of o1's A is no rise of B: only the capacity
-	// back can retry o2.
+	// back can retry o2, in the cancellation's own transaction.
 	g.stock("B", 5, 0)
 	g.txn(task, true, g.placed("o2", "B", 1, schemas.ShipComplete, t0+2000))
-	if got := g.idle(task, 2); len(got) > 0 && len(got[0]) > 0 {
-		t.Fatalf("W1 is at capacity today: %v retried", got)
+	g.idle(task, 2)
+	noLook("W1 at capacity")
+	cancel := func(id string) *topology.Record {
+		ev := schemas.OrderEvent{OrderID: id, Type: schemas.EventCancelled, CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard,
+			DeliveryMethod: schemas.DeliveryShip, Policy: schemas.ShipComplete, Lines: []schemas.OrderLine{}, LineIDs: []string{}, PlacedAt: t0 + 3000}
+		return &topology.Record{Topic: string(TopicOrders), Key: []byte(id), Value: encodeT(t, schemas.OrderEvents, &ev), Timestamp: t0 + 3000}
 	}
-	cancel := schemas.OrderEvent{OrderID: "o1", Type: schemas.EventCancelled, CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard,
-		DeliveryMethod: schemas.DeliveryShip, Policy: schemas.ShipComplete, Lines: []schemas.OrderLine{}, LineIDs: []string{}, PlacedAt: t0 + 3000}
-	em, _ := g.txn(task, true, &topology.Record{Topic: string(TopicOrders), Key: []byte("o1"), Value: encodeT(t, schemas.OrderEvents, &cancel), Timestamp: t0 + 3000})
-	if !slices.Contains(em, string(TopicLoad)+" "+LoadKey("W1", 0)) {
-		t.Fatalf("o1 cancelled: no load record in %v", em)
+	// retried says whether the transaction em, or the ones without input
+	// after it, retried id with a RESERVE of sku.
+	retried := func(em emitted, id, sku string) bool {
+		t.Helper()
+		for {
+			if slices.Contains(statuses(em), id) && reserves(em, sku) == 1 {
+				return true
+			}
+			var flushed bool
+			if em, flushed = g.txn(task, true); !flushed {
+				return false
+			}
+		}
 	}
-	got := g.idle(task, 3)
-	if !slices.ContainsFunc(got, func(ids []string) bool { return slices.Contains(ids, "o2") }) {
-		t.Fatalf("o1's shipment cancelled: %v, want o2 retried", got)
+	em, _ := g.txn(task, true, cancel("o1"))
+	if !retried(em, "o2", "B") {
+		t.Fatalf("o1's shipment cancelled: %v, want o2 retried", em)
+	}
+	g.txn(task, true, g.granted("o2", "B", 1, 1))
+	g.idle(task, 2)
+
+	// In one transaction: o5 is granted W1's shipment (the node is full),
+	// o6 (E) waits for it, o5 is cancelled. The count the partition
+	// publishes is the same as before the transaction: only the fall seen as
+	// it happens retries o6.
+	g.txn(task, true, cancel("o2"))
+	g.idle(task, 2)
+	g.stock("D", 5, 0)
+	g.stock("E", 5, 0)
+	g.txn(task, true, g.placed("o5", "D", 1, schemas.ShipComplete, t0+4000))
+	g.idle(task, 2)
+	em, _ = g.txn(task, true, g.granted("o5", "D", 1, 1), g.placed("o6", "E", 1, schemas.ShipComplete, t0+5000), cancel("o5"))
+	if !retried(em, "o6", "E") {
+		t.Fatalf("o5 cancelled in the transaction o6 waited in: %v, want o6 retried", em)
 	}
 }
 
-// TestLoadsBack: the node-load table tells which nodes got capacity back:
-// a partition's count falling within a day, or a count that goes; not a
-// new day's count, not a rise.
-func TestLoadsBack(t *testing.T) {
+// TestLoadsFalls: the node-load table logs a partition's count of a
+// node's shipments falling within a day, with every partition's count that
+// day before it; not a new day's count, not a rise; a reader too far behind
+// is told.
+func TestLoadsFalls(t *testing.T) {
 	l := NewLoads()
 	set := func(node string, p int32, d, n int64) {
 		t.Helper()
@@ -561,36 +611,33 @@ func TestLoadsBack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	back := func(from uint64) (nodes []string, next uint64) {
-		next = l.Back(from, func(n string) { nodes = append(nodes, n) })
-		slices.Sort(nodes)
-		return nodes, next
+	falls := func(from uint64) (fs []Fall, next uint64, lost bool) {
+		next, lost = l.Falls(from, func(f Fall) { fs = append(fs, f) })
+		return fs, next, lost
 	}
 	set("W1", 0, 100, 3)
 	set("W1", 1, 100, 2)
+	set("W1", 2, 99, 9) // another day: not counted
 	set("W2", 0, 100, 1)
 	set("W1", 0, 100, 4) // a rise
 	set("W2", 0, 101, 0) // a new day
-	if nodes, _ := back(0); len(nodes) != 0 {
-		t.Fatalf("no capacity back yet: %v", nodes)
+	if fs, _, _ := falls(0); len(fs) != 0 {
+		t.Fatalf("no fall yet: %v", fs)
 	}
 	set("W1", 1, 100, 1)
-	nodes, seq := back(0)
-	if !slices.Equal(nodes, []string{"W1"}) {
-		t.Fatalf("W1's count fell: %v", nodes)
+	fs, seq, lost := falls(0)
+	if want := []Fall{{Node: "W1", Partition: 1, Day: 100, Before: 6}}; !slices.Equal(fs, want) || lost {
+		t.Fatalf("W1's count fell: %v (lost %v), want %v", fs, lost, want)
 	}
-	if nodes, _ := back(seq); len(nodes) != 0 {
-		t.Fatalf("nothing new since: %v", nodes)
+	if fs, _, _ := falls(seq); len(fs) != 0 {
+		t.Fatalf("nothing new since: %v", fs)
 	}
-	if err := l.Apply([]byte(LoadKey("W3", 2)), nil); err != nil { // unknown: nothing
-		t.Fatal(err)
+	for i := range fallLog + 2 { // a first count, then fallLog+1 falls
+		set("W3", 0, 100, int64(2*fallLog-i))
 	}
-	set("W3", 2, 100, 2)
-	if err := l.Apply([]byte(LoadKey("W3", 2)), nil); err != nil {
-		t.Fatal(err)
-	}
-	if nodes, _ := back(seq); !slices.Equal(nodes, []string{"W3"}) {
-		t.Fatalf("W3's count went: %v", nodes)
+	fs, _, lost = falls(seq)
+	if len(fs) != fallLog || !lost || fs[len(fs)-1].Before != fallLog {
+		t.Fatalf("%d falls (lost %v), want the newest %d and lost", len(fs), lost, fallLog)
 	}
 }
 

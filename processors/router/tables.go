@@ -179,37 +179,46 @@ func (a *Availability) SKUs() int {
 type Loads struct {
 	mu sync.RWMutex
 	m  map[string]map[int32]schemas.NodeLoad
-	// back is, per node, the value of seq after the last time a
-	// partition's count of the node's shipments fell within a day (a
-	// cancelled shipment gave its capacity back) or went; seq counts those.
-	back map[string]uint64
-	seq  uint64
+	// falls logs, in a ring of fallLog, each time a partition's count of a
+	// node's shipments fell within a day (a cancelled shipment gave its
+	// capacity back); seq counts them.
+	falls []Fall
+	seq   uint64
 }
+
+// Fall is a partition's count of a node's shipments falling within a day.
+type Fall struct {
+	Node      string
+	Partition int32
+	Day       int64
+	Before    int64 // every partition's shipments at the node that day, before it fell
+}
+
+// fallLog bounds the log of falls; a reader further behind is told so.
+const fallLog = 4096
 
 // NewLoads returns an empty table.
-func NewLoads() *Loads {
-	return &Loads{m: map[string]map[int32]schemas.NodeLoad{}, back: map[string]uint64{}}
-}
+func NewLoads() *Loads { return &Loads{m: map[string]map[int32]schemas.NodeLoad{}} }
 
-// gaveBack notes that node has capacity back. l.mu is held.
-func (l *Loads) gaveBack(node string) {
-	l.seq++
-	l.back[node] = l.seq
-}
-
-// Back calls fn for every node that got capacity back after from (a value
-// Back returned) and returns the value to pass next time.
-func (l *Loads) Back(from uint64, fn func(node string)) uint64 {
+// Falls calls fn, in order, with the falls from position from on, and
+// returns the next position. lost reports falls no longer in the log (more
+// than fallLog since from): fn has then seen only the newest.
+func (l *Loads) Falls(from uint64, fn func(Fall)) (next uint64, lost bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	if from >= l.seq {
-		return l.seq
+	if l.seq-min(from, l.seq) > fallLog {
+		from, lost = l.seq-fallLog, true
 	}
-	for n, s := range l.back {
-		if s > from {
-			fn(n)
-		}
+	for i := from; i < l.seq; i++ {
+		fn(l.falls[i%fallLog])
 	}
+	return l.seq, lost
+}
+
+// FallSeq is the position after the newest fall.
+func (l *Loads) FallSeq() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
 	return l.seq
 }
 
@@ -227,9 +236,6 @@ func (l *Loads) Apply(key, value []byte) error {
 			return fmt.Errorf("router: node-load key %q: want node/partition", key)
 		}
 		l.mu.Lock()
-		if old, ok := l.m[node][int32(n)]; ok && old.Shipments > 0 {
-			l.gaveBack(node)
-		}
 		delete(l.m[node], int32(n))
 		l.mu.Unlock()
 		return nil
@@ -244,7 +250,18 @@ func (l *Loads) Apply(key, value []byte) error {
 		l.m[v.NodeID] = map[int32]schemas.NodeLoad{}
 	}
 	if old, ok := l.m[v.NodeID][v.Partition]; ok && old.Day == v.Day && v.Shipments < old.Shipments {
-		l.gaveBack(v.NodeID)
+		f := Fall{Node: v.NodeID, Partition: v.Partition, Day: v.Day}
+		for _, o := range l.m[v.NodeID] {
+			if o.Day == v.Day {
+				f.Before += o.Shipments
+			}
+		}
+		if len(l.falls) < fallLog {
+			l.falls = append(l.falls, f)
+		} else {
+			l.falls[l.seq%fallLog] = f
+		}
+		l.seq++
 	}
 	l.m[v.NodeID][v.Partition] = v
 	return nil

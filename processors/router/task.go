@@ -123,6 +123,8 @@ func Topology(o TopologyOptions) *topology.Topology {
 			}
 			if !o.Config.NoBackorderRetry {
 				t.store.onPut = t.noteOrder
+				t.store.onFall = t.noteFall
+				t.fallSeq = o.Loads.FallSeq() // the start looks at every SKU waited for anyway
 			}
 			return t, nil
 		},
@@ -151,11 +153,14 @@ type Task struct {
 	// seq the table's log position at the start of the record or look
 	// being processed; opened that position when each order with a round
 	// open was first seen so (noteOrder); snap and day the catalog and
-	// the UTC day (of now) at the last look; loadSeq the position in the
-	// node-load table's give-backs; retryBatch bounds the orders one
+	// the UTC day (of now) at the last look; fallSeq the position in the
+	// node-load table's log of falls, and freed the nodes that got
+	// capacity back when full, since the last look (noteFall, and the
+	// other partitions' falls); retryBatch bounds the orders one
 	// transaction looks at; now is the clock of the retries.
 	riseSeq    uint64
-	loadSeq    uint64
+	fallSeq    uint64
+	freed      map[string]int64 // node -> day
 	queue      []string
 	queued     map[string]uint8
 	cursors    map[string]Waiting
@@ -423,27 +428,55 @@ func (t *Task) collectRises() error {
 	if lost {
 		t.queueAll()
 	}
-	// A node with a daily capacity got some back during the day (a whole
-	// shipment of today cancelled, here or in another partition) and has
-	// some left: the SKUs waited for that it has in stock.
-	var back []string
-	var err error
-	t.loadSeq = t.opts.Loads.Back(t.loadSeq, func(node string) { back = append(back, node) })
-	slices.Sort(back)
-	back = slices.DeleteFunc(back, func(node string) bool {
-		left, e := t.capacityLeft(node, day(now.UnixMilli()))
-		if e != nil && err == nil {
-			err = e
+	// A node at its daily capacity got some back (a whole shipment of
+	// today cancelled, here or in another partition): the SKUs waited for
+	// that it has in stock, if it has capacity left now.
+	var lostFalls bool
+	t.fallSeq, lostFalls = t.opts.Loads.Falls(t.fallSeq, func(f Fall) {
+		if f.Partition != t.part { // this partition's own are noted as they happen
+			t.noteFreed(f.Node, f.Day, f.Before)
 		}
-		return !left
 	})
-	if err != nil {
-		return err
+	if lostFalls {
+		t.queueAll()
 	}
-	if len(back) > 0 {
-		t.queueStocked(back)
+	if len(t.freed) > 0 {
+		var back []string
+		for _, node := range slices.Sorted(maps.Keys(t.freed)) {
+			d := t.freed[node]
+			left, err := t.capacityLeft(node, d)
+			if err != nil {
+				return err
+			}
+			if left && d == day(now.UnixMilli()) {
+				back = append(back, node)
+			}
+		}
+		clear(t.freed)
+		if len(back) > 0 {
+			t.queueStocked(back)
+		}
 	}
 	return nil
+}
+
+// noteFall sees this partition's count of node's shipments on day fall
+// from before (the store's onFall).
+func (t *Task) noteFall(node string, day, before int64) {
+	t.noteFreed(node, day, before+t.opts.Loads.Other(node, day, t.part))
+}
+
+// noteFreed notes node if it was at its daily capacity (before, every
+// partition's shipments) when a count of its shipments fell on day.
+func (t *Task) noteFreed(node string, day, before int64) {
+	n := t.opts.Catalog.Snapshot().Node(node)
+	if n == nil || n.DailyCapacity <= 0 || before < int64(n.DailyCapacity) {
+		return
+	}
+	if t.freed == nil {
+		t.freed = map[string]int64{}
+	}
+	t.freed[node] = max(t.freed[node], day)
 }
 
 // capacityLeft says whether node has a daily capacity and shipments of it
@@ -621,6 +654,7 @@ func (w retryWorld) Stock(sku, node string) (schemas.NodeATS, bool) {
 // looked at again).
 func (t *Task) Aborted() {
 	t.store.waiting, t.queue = nil, nil
+	clear(t.freed) // noted in the transaction aborted; the next look is at every SKU waited for
 	clear(t.queued)
 	clear(t.cursors)
 	clear(t.claims)
@@ -662,6 +696,9 @@ type pebbleStore struct {
 	// onPut, if set, sees every order saved, and the order as stored
 	// before.
 	onPut func(prev, o *schemas.RouterOrder)
+	// onFall, if set, sees the partition's count of node's shipments on
+	// day fall from before.
+	onFall func(node string, day, before int64)
 }
 
 func (s *pebbleStore) loadNow() error {
@@ -910,5 +947,8 @@ func (s *pebbleStore) AddLoad(node string, day int64, delta int64) error {
 		return err
 	}
 	s.dirty[node] = day
+	if delta < 0 && cur > 0 && s.onFall != nil {
+		s.onFall(node, day, cur)
+	}
 	return nil
 }
