@@ -191,7 +191,25 @@ type Fall struct {
 	Node      string
 	Partition int32
 	Day       int64
-	Before    int64 // every partition's shipments at the node that day, before it fell
+	Before    int64 // every partition's shipments at the node that day, before it fell, as the table had them
+	counts    []partCount
+}
+
+type partCount struct {
+	p int32
+	n int64
+}
+
+// BeforeWith is Before with partition part's count taken as own: the
+// table learns a partition's count only once its transaction committed and
+// the record was read back, and the partition itself knows it sooner.
+func (f Fall) BeforeWith(part int32, own int64) int64 {
+	for _, c := range f.counts {
+		if c.p == part {
+			return f.Before - c.n + own
+		}
+	}
+	return f.Before + own
 }
 
 // fallLog bounds the log of falls; a reader further behind is told so.
@@ -251,9 +269,10 @@ func (l *Loads) Apply(key, value []byte) error {
 	}
 	if old, ok := l.m[v.NodeID][v.Partition]; ok && old.Day == v.Day && v.Shipments < old.Shipments {
 		f := Fall{Node: v.NodeID, Partition: v.Partition, Day: v.Day}
-		for _, o := range l.m[v.NodeID] {
-			if o.Day == v.Day {
+		for p, o := range l.m[v.NodeID] {
+			if o.Day == v.Day && o.Shipments > 0 {
 				f.Before += o.Shipments
+				f.counts = append(f.counts, partCount{p, o.Shipments})
 			}
 		}
 		if len(l.falls) < fallLog {

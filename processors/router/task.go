@@ -431,12 +431,20 @@ func (t *Task) collectRises() error {
 	// A node at its daily capacity got some back (a whole shipment of
 	// today cancelled, here or in another partition): the SKUs waited for
 	// that it has in stock, if it has capacity left now.
-	var lostFalls bool
-	t.fallSeq, lostFalls = t.opts.Loads.Falls(t.fallSeq, func(f Fall) {
+	var falls []Fall
+	next, lostFalls := t.opts.Loads.Falls(t.fallSeq, func(f Fall) {
 		if f.Partition != t.part { // this partition's own are noted as they happen
-			t.noteFreed(f.Node, f.Day, f.Before)
+			falls = append(falls, f)
 		}
 	})
+	for _, f := range falls {
+		own, err := t.store.Load(f.Node, f.Day)
+		if err != nil {
+			return err // looked at again next time
+		}
+		t.noteFreed(f.Node, f.Day, f.BeforeWith(t.part, own))
+	}
+	t.fallSeq = next
 	if lostFalls {
 		t.queueAll()
 	}
