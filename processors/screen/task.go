@@ -1,7 +1,11 @@
 package screen
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/invroute/invroute/schemas"
 	"github.com/invroute/invroute/state"
@@ -27,19 +31,61 @@ func Topology(group string, deadLetter topology.Topic) *topology.Topology {
 		DeadLetter: deadLetter,
 		NewTask: func(tc topology.TaskContext) (topology.Task, error) {
 			st := tc.Stores[StoreName]
-			return &Task{hist: state.NewTable[schemas.CustomerHistory](st, "c/", historyCodec{}, tc.CacheEntries)}, nil
+			return &Task{st: st, hist: state.NewTable[schemas.CustomerHistory](st, prefixHistory, historyCodec{}, tc.CacheEntries),
+				purgeBatch: purgeBatch}, nil
 		},
 	}
 }
 
+// Keys of the screen's store besides the histories (c/<customer>): the
+// partition's stream time (t), and the retention of idle customers: when
+// each history expires (e/<customer>: 8 bytes) and the index of those
+// times (x/<expiry, 16 hex digits>/<customer>).
+const (
+	prefixHistory = "c/"
+	prefixExpiry  = "e/"
+	prefixDue     = "x/"
+	keyNow        = "t"
+)
+
+// Retention of idle customers: a history is forgotten once the partition's
+// stream time (the newest placed_at of its checks, each at most maxSkew
+// past its record's timestamp) passes its newest order by two windows plus
+// grace; by then Check would drop every order in it at the customer's next
+// order. purgeEvery of stream time apart, a flush forgets at most
+// purgeBatch of them.
+const (
+	maxSkew    = time.Hour
+	grace      = time.Hour
+	purgeEvery = time.Minute
+	purgeBatch = 1000
+)
+
 // Task runs the screen for one partition.
 type Task struct {
+	st   *state.Store
 	hist *state.Table[schemas.CustomerHistory]
 	c    schemas.CustomerCheck
+	at   int64 // the placed_at of the check being processed, at most maxSkew past its record's timestamp
+	// now is the stream time, read at first use after an abort (loaded),
+	// written at the flush if it moved (dirty); nextPurge is the stream
+	// time of the next purge (0: at the next flush).
+	now, nextPurge int64
+	loaded, dirty  bool
+	purgeBatch     int
+	storeErr       error // a write of Put's that failed, returned by Process
 }
 
 func (t *Task) Get(customer string) (*schemas.CustomerHistory, error) { return t.hist.Get(customer) }
-func (t *Task) Put(h *schemas.CustomerHistory)                        { t.hist.Put(h.CustomerID, h) }
+
+// Put stores h and when it expires: two windows of the check that wrote it
+// plus grace after the order checked (a placed_at past the record's
+// timestamp counted as at most maxSkew past it), or later if an order
+// checked before made it so.
+func (t *Task) Put(h *schemas.CustomerHistory) {
+	t.hist.Put(h.CustomerID, h)
+	t.expire(h.CustomerID, t.at+2*t.c.WindowMs+grace.Milliseconds())
+}
 
 // Process answers one check.
 func (t *Task) Process(r *topology.Record, out topology.Emitter) error {
@@ -47,12 +93,25 @@ func (t *Task) Process(r *topology.Record, out topology.Emitter) error {
 	if err := schemas.CustomerChecks.Decode(r.Value, &t.c); err != nil {
 		return topology.BadInput("decode", err)
 	}
+	t.at = t.c.PlacedAt
+	if r.Timestamp > 0 {
+		t.at = min(t.at, r.Timestamp+maxSkew.Milliseconds())
+	}
 	v, err := Check(t, r.Key, &t.c)
 	if IsInvalid(err) {
 		return topology.BadInput("validate", err)
 	}
+	if err == nil {
+		err = t.storeErr
+	}
 	if err != nil {
 		return err
+	}
+	if err := t.load(); err != nil {
+		return err
+	}
+	if t.at > t.now {
+		t.now, t.dirty = t.at, true
 	}
 	b, err := schemas.CustomerVerdicts.Encode(v)
 	if err != nil {
@@ -63,8 +122,135 @@ func (t *Task) Process(r *topology.Record, out topology.Emitter) error {
 }
 
 func (t *Task) GlobalChanged(topology.Topic, []byte, int64, topology.Emitter) error { return nil }
-func (t *Task) Flush(topology.Emitter) error                                        { return nil }
-func (t *Task) Aborted()                                                            {}
+
+// Flush forgets the idle customers due, once per purgeEvery of stream
+// time, and stores the stream time.
+func (t *Task) Flush(topology.Emitter) error {
+	if err := t.load(); err != nil {
+		return err
+	}
+	if t.now > 0 && t.now >= t.nextPurge {
+		n, err := t.purge()
+		if err != nil {
+			return err
+		}
+		if t.nextPurge = t.now + purgeEvery.Milliseconds(); n == t.purgeBatch {
+			t.nextPurge = t.now // more due: go on at the next flush
+		}
+	}
+	if t.dirty {
+		if err := t.st.Txn().Set([]byte(keyNow), binary.BigEndian.AppendUint64(nil, uint64(t.now))); err != nil {
+			return err
+		}
+		t.dirty = false
+	}
+	return nil
+}
+
+func (t *Task) Aborted() {
+	t.loaded, t.dirty, t.now, t.nextPurge, t.storeErr = false, false, 0, 0, nil
+}
+
+func (t *Task) load() error {
+	if t.loaded {
+		return nil
+	}
+	v, ok, err := t.st.Txn().Get([]byte(keyNow))
+	if err != nil {
+		return err
+	}
+	t.now = 0
+	if ok {
+		if len(v) != 8 {
+			return fmt.Errorf("screen: corrupt stream time: %d bytes", len(v))
+		}
+		t.now = int64(binary.BigEndian.Uint64(v))
+	}
+	t.loaded = true
+	return nil
+}
+
+func dueKey(at int64, customer string) []byte {
+	return fmt.Appendf(nil, "%s%016x/%s", prefixDue, uint64(max(at, 0)), customer)
+}
+
+// expire records that customer's history expires at at, unless it expires
+// later already (and forgets the index entry of the expiry it had). Put
+// cannot fail: an error is kept for Process to return.
+func (t *Task) expire(customer string, at int64) {
+	if t.storeErr != nil {
+		return
+	}
+	tx := t.st.Txn()
+	old, ok, err := tx.Get([]byte(prefixExpiry + customer))
+	if err == nil && ok && len(old) == 8 {
+		prev := int64(binary.BigEndian.Uint64(old))
+		if prev >= at {
+			return
+		}
+		err = tx.Delete(dueKey(prev, customer))
+	}
+	if err == nil {
+		err = tx.Set([]byte(prefixExpiry+customer), binary.BigEndian.AppendUint64(nil, uint64(at)))
+	}
+	if err == nil {
+		err = tx.Set(dueKey(at, customer), nil)
+	}
+	t.storeErr = err
+}
+
+var errEnough = errors.New("enough")
+
+// purge forgets, in expiry order, at most purgeBatch histories whose expiry
+// the stream time reached (an index entry whose customer expires later
+// now, written again since, only goes), and returns how many entries it
+// took.
+func (t *Task) purge() (int, error) {
+	type due struct {
+		at       int64
+		customer string
+	}
+	var dues []due
+	err := t.st.Txn().Iterate([]byte(prefixDue), func(k, _ []byte) error {
+		if len(dues) == t.purgeBatch {
+			return errEnough
+		}
+		rest := k[len(prefixDue):]
+		if len(rest) < 17 || rest[16] != '/' {
+			return fmt.Errorf("screen: corrupt key %q", k)
+		}
+		at, err := strconv.ParseUint(string(rest[:16]), 16, 64)
+		if err != nil {
+			return fmt.Errorf("screen: corrupt key %q: %w", k, err)
+		}
+		if int64(at) > t.now {
+			return errEnough
+		}
+		dues = append(dues, due{int64(at), string(rest[17:])})
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return 0, err
+	}
+	tx := t.st.Txn()
+	for _, d := range dues {
+		if err := tx.Delete(dueKey(d.at, d.customer)); err != nil {
+			return 0, err
+		}
+		cur, ok, err := tx.Get([]byte(prefixExpiry + d.customer))
+		if err != nil {
+			return 0, err
+		}
+		if ok && len(cur) == 8 && int64(binary.BigEndian.Uint64(cur)) > d.at {
+			continue // written again since: it expires later
+		}
+		if err := tx.Delete([]byte(prefixExpiry + d.customer)); err != nil {
+			return 0, err
+		}
+		t.hist.Delete(d.customer)
+	}
+	return len(dues), nil
+}
 
 const historyFormat byte = 1
 
