@@ -39,21 +39,27 @@ func Topology(group string, deadLetter topology.Topic) *topology.Topology {
 
 // Keys of the screen's store besides the histories (c/<customer>): the
 // partition's stream time (t), and the retention of idle customers: when
-// each history expires (e/<customer>: 8 bytes) and the index of those
-// times (x/<expiry, 16 hex digits>/<customer>).
+// each history expires (e/<customer>: 8 bytes), the index of those times
+// (x/<expiry, 16 hex digits>/<customer>), and how far the indexing of the
+// histories stored before retention existed got (m: the last customer
+// indexed, or migrated when done).
 const (
 	prefixHistory = "c/"
 	prefixExpiry  = "e/"
 	prefixDue     = "x/"
 	keyNow        = "t"
+	keyMigrated   = "m"
+	migrated      = "\xff"
 )
 
-// Retention of idle customers: a history is forgotten once the partition's
-// stream time (the newest placed_at of its checks, each at most maxSkew
-// past its record's timestamp) passes its newest order by two windows plus
-// grace; by then Check would drop every order in it at the customer's next
-// order. purgeEvery of stream time apart, a flush forgets at most
-// purgeBatch of them.
+// Retention of idle customers: a history expires two windows plus grace
+// after the order checked (each placed_at counted as at most maxSkew past
+// its record's timestamp and its poll), and never before grace after the
+// partition's stream time (the newest such placed_at) at that check, so
+// that orders checked late still count each other. From its expiry on, by
+// stream time, a history counts as gone (Get), whether or not a purge has
+// deleted it yet: verdicts do not depend on when purges run. purgeEvery of
+// stream time apart, a flush deletes at most purgeBatch of them.
 const (
 	maxSkew    = time.Hour
 	grace      = time.Hour
@@ -74,17 +80,31 @@ type Task struct {
 	loaded, dirty  bool
 	purgeBatch     int
 	storeErr       error // a write of Put's that failed, returned by Process
+	// window is the window of the last check processed (0: none yet);
+	// migrationDone says the histories from before retention are indexed.
+	window        int64
+	migrationDone bool
 }
 
-func (t *Task) Get(customer string) (*schemas.CustomerHistory, error) { return t.hist.Get(customer) }
+// Get returns customer's history, nil if none or expired by the stream
+// time.
+func (t *Task) Get(customer string) (*schemas.CustomerHistory, error) {
+	at, ok, err := t.expiry(customer)
+	if err != nil {
+		return nil, err
+	}
+	if ok && at <= t.now {
+		return nil, nil // expired; a purge deletes it
+	}
+	return t.hist.Get(customer)
+}
 
 // Put stores h and when it expires: two windows of the check that wrote it
-// plus grace after the order checked (a placed_at past the record's
-// timestamp counted as at most maxSkew past it), or later if an order
-// checked before made it so.
+// plus grace after the order checked, at least grace after the stream time,
+// or later if an order checked before made it so.
 func (t *Task) Put(h *schemas.CustomerHistory) {
 	t.hist.Put(h.CustomerID, h)
-	t.expire(h.CustomerID, t.at+2*t.c.WindowMs+grace.Milliseconds())
+	t.expire(h.CustomerID, max(t.at+2*t.c.WindowMs, t.now)+grace.Milliseconds())
 }
 
 // Process answers one check.
@@ -94,8 +114,13 @@ func (t *Task) Process(r *topology.Record, out topology.Emitter) error {
 		return topology.BadInput("decode", err)
 	}
 	t.at = t.c.PlacedAt
-	if r.Timestamp > 0 {
-		t.at = min(t.at, r.Timestamp+maxSkew.Milliseconds())
+	for _, ts := range []int64{r.Timestamp, r.Polled} {
+		if ts > 0 {
+			t.at = min(t.at, ts+maxSkew.Milliseconds())
+		}
+	}
+	if err := t.load(); err != nil {
+		return err
 	}
 	v, err := Check(t, r.Key, &t.c)
 	if IsInvalid(err) {
@@ -107,9 +132,7 @@ func (t *Task) Process(r *topology.Record, out topology.Emitter) error {
 	if err != nil {
 		return err
 	}
-	if err := t.load(); err != nil {
-		return err
-	}
+	t.window = t.c.WindowMs
 	if t.at > t.now {
 		t.now, t.dirty = t.at, true
 	}
@@ -127,6 +150,9 @@ func (t *Task) GlobalChanged(topology.Topic, []byte, int64, topology.Emitter) er
 // time, and stores the stream time.
 func (t *Task) Flush(topology.Emitter) error {
 	if err := t.load(); err != nil {
+		return err
+	}
+	if err := t.migrate(); err != nil {
 		return err
 	}
 	if t.now > 0 && t.now >= t.nextPurge {
@@ -148,7 +174,7 @@ func (t *Task) Flush(topology.Emitter) error {
 }
 
 func (t *Task) Aborted() {
-	t.loaded, t.dirty, t.now, t.nextPurge, t.storeErr = false, false, 0, 0, nil
+	t.loaded, t.dirty, t.now, t.nextPurge, t.storeErr, t.migrationDone = false, false, 0, 0, nil, false
 }
 
 func (t *Task) load() error {
@@ -174,6 +200,18 @@ func dueKey(at int64, customer string) []byte {
 	return fmt.Appendf(nil, "%s%016x/%s", prefixDue, uint64(max(at, 0)), customer)
 }
 
+// expiry returns when customer's history expires, if it has an expiry.
+func (t *Task) expiry(customer string) (int64, bool, error) {
+	v, ok, err := t.st.Txn().Get([]byte(prefixExpiry + customer))
+	if err != nil || !ok {
+		return 0, false, err
+	}
+	if len(v) != 8 {
+		return 0, false, fmt.Errorf("screen: corrupt expiry of customer %q: %d bytes", customer, len(v))
+	}
+	return int64(binary.BigEndian.Uint64(v)), true, nil
+}
+
 // expire records that customer's history expires at at, unless it expires
 // later already (and forgets the index entry of the expiry it had). Put
 // cannot fail: an error is kept for Process to return.
@@ -182,9 +220,8 @@ func (t *Task) expire(customer string, at int64) {
 		return
 	}
 	tx := t.st.Txn()
-	old, ok, err := tx.Get([]byte(prefixExpiry + customer))
-	if err == nil && ok && len(old) == 8 {
-		prev := int64(binary.BigEndian.Uint64(old))
+	prev, ok, err := t.expiry(customer)
+	if err == nil && ok {
 		if prev >= at {
 			return
 		}
@@ -237,11 +274,11 @@ func (t *Task) purge() (int, error) {
 		if err := tx.Delete(dueKey(d.at, d.customer)); err != nil {
 			return 0, err
 		}
-		cur, ok, err := tx.Get([]byte(prefixExpiry + d.customer))
+		cur, ok, err := t.expiry(d.customer)
 		if err != nil {
 			return 0, err
 		}
-		if ok && len(cur) == 8 && int64(binary.BigEndian.Uint64(cur)) > d.at {
+		if ok && cur > d.at {
 			continue // written again since: it expires later
 		}
 		if err := tx.Delete([]byte(prefixExpiry + d.customer)); err != nil {
@@ -265,4 +302,50 @@ func (historyCodec) Decode(b []byte, v *schemas.CustomerHistory) error {
 		return fmt.Errorf("screen: stored history has format %v, this version reads %d", b[:min(len(b), 1)], historyFormat)
 	}
 	return schemas.CustomerHistories.Decode(b[1:], v)
+}
+
+// migrate indexes the histories stored before retention existed (they have
+// no expiry), at most purgeBatch keys per flush, from where it stopped
+// (keyMigrated), until done: each expires two windows (of the checks of
+// this transaction) plus grace after the stream time, as if its customer
+// had ordered now.
+func (t *Task) migrate() error {
+	if t.migrationDone || t.window <= 0 {
+		return nil
+	}
+	tx := t.st.Txn()
+	cursor, ok, err := tx.Get([]byte(keyMigrated))
+	if err != nil {
+		return err
+	}
+	if ok && string(cursor) == migrated {
+		t.migrationDone = true
+		return nil
+	}
+	from := append([]byte(prefixHistory), cursor...)
+	var last string
+	seen := 0
+	err = tx.IterateFrom([]byte(prefixHistory), from, func(k, _ []byte) error {
+		customer := string(k[len(prefixHistory):])
+		if customer == string(cursor) {
+			return nil // indexed by the flush before
+		}
+		if seen == t.purgeBatch {
+			return errEnough
+		}
+		seen++
+		last = customer
+		if _, has, err := t.expiry(customer); err != nil || has {
+			return err
+		}
+		t.expire(customer, t.now+2*t.window+grace.Milliseconds())
+		return t.storeErr
+	})
+	switch {
+	case errors.Is(err, errEnough):
+		return tx.Set([]byte(keyMigrated), []byte(last))
+	case err != nil:
+		return err
+	}
+	return tx.Set([]byte(keyMigrated), []byte(migrated))
 }

@@ -9,168 +9,295 @@ import (
 	"github.com/invroute/invroute/topology"
 )
 
-// TestRetention runs the retention of idle customers on Pebble: a history
-// is forgotten once the partition's stream time (the placed_at of its
-// checks) passes its last order checked by two windows and the grace; a
-// customer checked again meanwhile stays; a late check of an older order
-// does not bring the expiry forward; a placed_at far past its record's time
-// counts as an hour past it; an aborted purge is redone; a flush forgets at
-// most purgeBatch; the stream time survives a restart; the changelog gets
-// the deletions.
-func TestRetention(t *testing.T) {
-	dir := t.TempDir()
-	st, err := state.Open(dir, nil)
-	if err != nil {
+// verdicts keeps the verdicts a task emits, by order.
+type verdicts map[string]schemas.CustomerVerdict
+
+func (v verdicts) Emit(topic topology.Topic, key, value []byte) {
+	if topic != TopicVerdicts {
+		return
+	}
+	var cv schemas.CustomerVerdict
+	if err := schemas.CustomerVerdicts.Decode(value, &cv); err != nil {
+		panic(err)
+	}
+	v[string(key)] = cv
+}
+
+// retentionRig runs screen tasks on one Pebble store.
+type retentionRig struct {
+	t    *testing.T
+	dir  string
+	st   *state.Store
+	topo *topology.Topology
+}
+
+const (
+	t0     = int64(1_800_000_000_000)
+	window = int64(3_600_000) // an hour
+	expiry = 2*window + 3_600_000
+)
+
+func newRetentionRig(t *testing.T) *retentionRig {
+	g := &retentionRig{t: t, dir: t.TempDir(), topo: Topology("g", "dlq")}
+	var err error
+	if g.st, err = state.Open(g.dir, nil); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = st.Close() }()
-	const (
-		t0     = int64(1_800_000_000_000)
-		window = int64(3_600_000) // an hour
-		expiry = 2*window + 3_600_000
-	)
-	topo := Topology("g", "dlq")
-	newTask := func() *Task {
-		task, err := topo.NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: st}, CacheEntries: 100})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return task.(*Task)
-	}
-	check := func(order, customer string, at, ts int64) *topology.Record {
-		c := schemas.CustomerCheck{OrderID: order, CustomerID: customer, ChannelID: "web", PlacedAt: at, MaxOrders: 3, WindowMs: window}
-		v, err := schemas.CustomerChecks.Encode(&c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &topology.Record{Topic: string(TopicChecks), Key: []byte(customer), Value: v, Timestamp: ts}
-	}
-	// txn processes records, flushes and commits (or aborts); it returns
-	// the keys the transaction deleted (what the changelog gets as
-	// tombstones).
-	txn := func(task *Task, commit bool, recs ...*topology.Record) (deleted map[string]bool) {
-		t.Helper()
-		for _, r := range recs {
-			if err := task.Process(r, nopEmitter{}); err != nil {
-				t.Fatalf("%s: %v", r.Key, err)
-			}
-		}
-		if err := task.Flush(nopEmitter{}); err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Prepare(); err != nil {
-			t.Fatal(err)
-		}
-		deleted = map[string]bool{}
-		if err := st.Txn().Writes(func(k, v []byte) error {
-			if v == nil {
-				deleted[string(k)] = true
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if commit {
-			if err := st.Commit(state.Checkpoint{}); err != nil {
-				t.Fatal(err)
-			}
-		} else {
-			st.Abort()
-			task.Aborted()
-		}
-		return deleted
-	}
-	has := func(task *Task, customer string) bool {
-		t.Helper()
-		h, err := task.Get(customer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return h != nil
-	}
+	t.Cleanup(func() { _ = g.st.Close() })
+	return g
+}
 
-	task := newTask()
+func (g *retentionRig) task() *Task {
+	g.t.Helper()
+	task, err := g.topo.NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: g.st}, CacheEntries: 100})
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return task.(*Task)
+}
+
+// restart closes and opens the store; the next task reads it.
+func (g *retentionRig) restart() {
+	g.t.Helper()
+	if err := g.st.Close(); err != nil {
+		g.t.Fatal(err)
+	}
+	var err error
+	if g.st, err = state.Open(g.dir, nil); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// check is a check of order by customer, placed at at, in a record of
+// time ts (at most 2 other orders within the hour).
+func (g *retentionRig) check(order, customer string, at, ts int64) *topology.Record {
+	c := schemas.CustomerCheck{OrderID: order, CustomerID: customer, ChannelID: "web", PlacedAt: at, MaxOrders: 2, WindowMs: window}
+	v, err := schemas.CustomerChecks.Encode(&c)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return &topology.Record{Topic: string(TopicChecks), Key: []byte(customer), Value: v, Timestamp: ts}
+}
+
+// txn processes records, flushes and commits (or aborts); it returns the
+// verdicts and the keys the transaction deleted (the changelog's
+// tombstones).
+func (g *retentionRig) txn(task *Task, commit bool, recs ...*topology.Record) (verdicts, map[string]bool) {
+	g.t.Helper()
+	vs := verdicts{}
+	for _, r := range recs {
+		if err := task.Process(r, vs); err != nil {
+			g.t.Fatalf("%s: %v", r.Key, err)
+		}
+	}
+	if err := task.Flush(vs); err != nil {
+		g.t.Fatal(err)
+	}
+	if err := g.st.Prepare(); err != nil {
+		g.t.Fatal(err)
+	}
+	deleted := map[string]bool{}
+	if err := g.st.Txn().Writes(func(k, v []byte) error {
+		if v == nil {
+			deleted[string(k)] = true
+		}
+		return nil
+	}); err != nil {
+		g.t.Fatal(err)
+	}
+	if commit {
+		if err := g.st.Commit(state.Checkpoint{}); err != nil {
+			g.t.Fatal(err)
+		}
+	} else {
+		g.st.Abort()
+		task.Aborted()
+	}
+	return vs, deleted
+}
+
+// stored says whether customer's history is in the store (committed).
+func (g *retentionRig) stored(customer string) bool {
+	g.t.Helper()
+	_, ok, err := g.st.Get([]byte(prefixHistory + customer))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return ok
+}
+
+// TestRetention runs the retention of idle customers on Pebble: a history
+// counts as gone once the partition's stream time (the placed_at of its
+// checks) passes its expiry (two windows and an hour after the order
+// checked), and a purge deletes it; a customer checked again meanwhile
+// stays; a late check of an older order does not bring the expiry forward;
+// a placed_at far past its record's time counts as an hour past it; an
+// aborted purge is redone and an aborted check's stream time forgotten; a
+// flush deletes at most purgeBatch; the stream time survives a restart; the
+// changelog gets the deletions.
+func TestRetention(t *testing.T) {
+	g := newRetentionRig(t)
+	task := g.task()
 	// c1 and c2 order at t0; c3's order says it was placed a day after its
 	// record (a bad clock): it counts as an hour after.
-	txn(task, true, check("o1", "c1", t0, t0), check("o2", "c2", t0, t0), check("o3", "c3", t0+86_400_000, t0))
+	g.txn(task, true, g.check("o1", "c1", t0, t0), g.check("o2", "c2", t0, t0), g.check("o3", "c3", t0+86_400_000, t0))
 	// c2 orders again an hour later; c1's late check of an order placed
 	// before o1 does not bring c1's expiry forward.
-	txn(task, true, check("o4", "c2", t0+window, t0+window), check("o0", "c1", t0-window, t0+window))
-	// Stream time just before c1's expiry: nobody is forgotten.
-	txn(task, true, check("p1", "c9", t0+expiry-1, t0+expiry-1))
-	if !has(task, "c1") || !has(task, "c2") || !has(task, "c3") {
-		t.Fatal("forgotten before their expiry")
+	g.txn(task, true, g.check("o4", "c2", t0+window, t0+window), g.check("o0", "c1", t0-window, t0+window))
+	// Stream time just before c1's expiry: all there.
+	g.txn(task, true, g.check("p1", "c9", t0+expiry-1, t0+expiry-1))
+	for _, c := range []string{"c1", "c2", "c3"} {
+		if h, _ := task.Get(c); h == nil || !g.stored(c) {
+			t.Fatalf("%s gone before its expiry", c)
+		}
 	}
-	// At c1's expiry: an aborted purge forgets nothing, a committed one
-	// forgets c1 only (c2 ordered later, c3's order counts as an hour
-	// later), with its history in the changelog's deletions.
+	// An aborted check far ahead: its stream time goes with it.
+	g.txn(task, false, g.check("pz", "c9", t0+100*expiry, t0+100*expiry))
+	// At c1's expiry: an aborted purge deletes c1 and is undone, a
+	// committed one deletes c1 only (c2 ordered later, c3's order counts
+	// as an hour later), with its history in the changelog's deletions.
 	task.nextPurge = 0 // a purge at this flush (the last was less than a minute of stream time before)
-	if deleted := txn(task, false, check("p2", "c9", t0+expiry, t0+expiry)); !deleted[prefixHistory+"c1"] || !has(task, "c1") {
-		t.Fatalf("the aborted transaction: deleted %v, c1 kept %v; want c1 deleted in it and kept", deleted, has(task, "c1"))
+	if _, deleted := g.txn(task, false, g.check("p2", "c9", t0+expiry, t0+expiry)); !deleted[prefixHistory+"c1"] || !g.stored("c1") {
+		t.Fatalf("the aborted transaction: deleted %v, c1 kept %v; want c1 deleted in it and kept", deleted, g.stored("c1"))
 	}
 	// Redone at the next flush, though less than a minute of stream time
 	// later.
-	deleted := txn(task, true, check("p2", "c9", t0+expiry, t0+expiry))
-	if has(task, "c1") || !has(task, "c2") || !has(task, "c3") {
-		t.Fatalf("at c1's expiry: c1 %v c2 %v c3 %v; want only c1 forgotten", has(task, "c1"), has(task, "c2"), has(task, "c3"))
+	_, deleted := g.txn(task, true, g.check("p2", "c9", t0+expiry, t0+expiry))
+	if g.stored("c1") || !g.stored("c2") || !g.stored("c3") {
+		t.Fatalf("at c1's expiry: c1 %v c2 %v c3 %v; want only c1 deleted", g.stored("c1"), g.stored("c2"), g.stored("c3"))
 	}
 	if !deleted[prefixHistory+"c1"] || !deleted[prefixExpiry+"c1"] {
 		t.Fatalf("deleted %v, want c1's history and expiry", deleted)
 	}
 	// The stream time reaches c2's and c3's expiry (t0+1h+expiry) in a
-	// transaction that does not purge, then the process restarts: the
-	// stored stream time, not the old order checked next, says they are
-	// due; c9 stays.
+	// transaction that does not purge: they count as gone at once; then the
+	// process restarts: the stored stream time, not the old order checked
+	// next, says they are due; c9 stays.
 	task.nextPurge = 1 << 62
-	txn(task, true, check("p3", "c9", t0+window+expiry, t0+window+expiry))
-	if !has(task, "c2") || !has(task, "c3") {
-		t.Fatal("forgotten without a purge")
+	g.txn(task, true, g.check("p3", "c9", t0+window+expiry, t0+window+expiry))
+	if h, _ := task.Get("c2"); h != nil || !g.stored("c2") || !g.stored("c3") {
+		t.Fatal("c2 counts before its purge, or was deleted without one")
 	}
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if st, err = state.Open(dir, nil); err != nil {
-		t.Fatal(err)
-	}
-	task = newTask()
-	txn(task, true, check("p3", "c8", t0, t0+window+expiry))
-	// (c8's order, placed that long before the stream time, is due at once.)
-	if has(task, "c2") || has(task, "c3") || !has(task, "c9") || has(task, "c8") {
-		t.Fatalf("after the restart: c2 %v c3 %v c9 %v c8 %v, want c2, c3 and c8 forgotten", has(task, "c2"), has(task, "c3"), has(task, "c9"), has(task, "c8"))
+	g.restart()
+	task = g.task()
+	g.txn(task, true, g.check("p4", "c8", t0, t0+window+expiry))
+	// (c8's order, placed that long before the stream time, is due an hour
+	// after it: late orders count each other.)
+	if g.stored("c2") || g.stored("c3") || !g.stored("c9") || !g.stored("c8") {
+		t.Fatalf("after the restart: c2 %v c3 %v c9 %v c8 %v, want c2 and c3 deleted", g.stored("c2"), g.stored("c3"), g.stored("c9"), g.stored("c8"))
 	}
 
-	// A flush forgets at most purgeBatch; the next ones go on.
+	// A flush deletes at most purgeBatch; the next ones go on.
 	task.purgeBatch = 3
 	var recs []*topology.Record
 	at := t0 + 10*expiry
 	for i := range 7 {
-		recs = append(recs, check(fmt.Sprint("b", i), fmt.Sprint("b", i), at, at))
+		recs = append(recs, g.check(fmt.Sprint("b", i), fmt.Sprint("b", i), at, at))
 	}
-	txn(task, true, recs...)
-	txn(task, true, check("p4", "c8", at+expiry, at+expiry))
+	g.txn(task, true, recs...)
+	g.txn(task, true, g.check("p5", "c7", at+expiry, at+expiry))
 	kept := 0
 	for i := range 7 {
-		if has(task, fmt.Sprint("b", i)) {
+		if g.stored(fmt.Sprint("b", i)) {
 			kept++
 		}
 	}
 	if kept != 4 {
-		t.Fatalf("one flush forgot %d, want purgeBatch (3)", 7-kept)
+		t.Fatalf("one flush deleted %d, want purgeBatch (3)", 7-kept)
 	}
 	for range 3 {
-		txn(task, true, check("p5", "c8", at+expiry, at+expiry))
+		g.txn(task, true, g.check("p6", "c7", at+expiry, at+expiry))
 	}
 	for i := range 7 {
-		if has(task, fmt.Sprint("b", i)) {
-			t.Fatalf("b%d not forgotten after four flushes", i)
+		if g.stored(fmt.Sprint("b", i)) {
+			t.Fatalf("b%d not deleted after four flushes", i)
 		}
 	}
 	// Nothing left in the index but the customers not due.
 	var left []string
-	if err := st.Txn().Iterate([]byte(prefixDue), func(k, _ []byte) error { left = append(left, string(k)); return nil }); err != nil {
+	if err := g.st.Txn().Iterate([]byte(prefixDue), func(k, _ []byte) error { left = append(left, string(k)); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(left) != 1 {
-		t.Fatalf("index: %q, want c8's entry only", left)
+		t.Fatalf("index: %q, want c7's entry only", left)
+	}
+}
+
+// TestLateChecksCountEachOther: checks of orders placed well behind the
+// partition's stream time (a channel syncing late) count each other, the
+// same whether they come in one transaction or several: a history counts
+// as gone by its expiry, not by when a purge ran.
+func TestLateChecksCountEachOther(t *testing.T) {
+	for _, split := range []bool{false, true} {
+		t.Run(fmt.Sprint("split=", split), func(t *testing.T) {
+			g := newRetentionRig(t)
+			task := g.task()
+			g.txn(task, true, g.check("n1", "other", t0, t0))
+			late := t0 - 4*window
+			recs := []*topology.Record{g.check("x1", "x", late, t0), g.check("x2", "x", late+1000, t0), g.check("x3", "x", late+2000, t0)}
+			vs := verdicts{}
+			if split {
+				for _, r := range recs {
+					task.nextPurge = 0 // a purge at every flush
+					got, _ := g.txn(task, true, r, g.check(fmt.Sprint("n-", string(r.Key)), "other", t0+60_000, t0+60_000))
+					for k, v := range got {
+						vs[k] = v
+					}
+				}
+			} else {
+				vs, _ = g.txn(task, true, recs...)
+			}
+			if v := vs["x3"]; !v.Hold || v.OrdersInWindow != 2 {
+				t.Fatalf("x3: %+v, want held with 2 others", v)
+			}
+		})
+	}
+}
+
+// TestMigrateOldHistories: histories stored before retention existed (no
+// expiry) are indexed, a bounded number per flush, as if their customers
+// had ordered at the stream time, and deleted once that is two windows and
+// an hour old.
+func TestMigrateOldHistories(t *testing.T) {
+	g := newRetentionRig(t)
+	task := g.task()
+	task.purgeBatch = 2
+	for i := range 5 {
+		id := fmt.Sprint("old", i)
+		task.hist.Put(id, &schemas.CustomerHistory{CustomerID: id, Orders: []schemas.CustomerOrder{{OrderID: "o", PlacedAt: t0 - 100*window}}})
+	}
+	if err := g.st.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.st.Commit(state.Checkpoint{}); err != nil {
+		t.Fatal(err)
+	}
+	indexed := func() int {
+		n := 0
+		for i := range 5 {
+			if _, ok, _ := task.expiry(fmt.Sprint("old", i)); ok {
+				n++
+			}
+		}
+		return n
+	}
+	g.txn(task, true, g.check("n", "new", t0, t0))
+	if n := indexed(); n != 2 { // 2 keys per flush ("new" is not in the store yet)
+		t.Fatalf("%d indexed by the first flush, want 2", n)
+	}
+	for range 2 {
+		g.txn(task, true, g.check("n", "new", t0, t0))
+	}
+	for i := range 5 {
+		if at, ok, err := task.expiry(fmt.Sprint("old", i)); err != nil || !ok || at != t0+2*window+3_600_000 {
+			t.Fatalf("old%d: expiry %d %v %v, want the stream time plus two windows and an hour", i, at, ok, err)
+		}
+	}
+	task.purgeBatch = 10
+	g.txn(task, true, g.check("n2", "new", t0+expiry, t0+expiry))
+	for i := range 5 {
+		if g.stored(fmt.Sprint("old", i)) {
+			t.Fatalf("old%d kept past its expiry", i)
+		}
 	}
 }
