@@ -54,7 +54,7 @@ const (
 
 // Retention of idle customers: a history expires two windows plus grace
 // after the order checked (each placed_at counted as at most maxSkew past
-// its record's timestamp and its poll), and never before grace after the
+// its record's timestamp), and never before grace after the
 // partition's stream time (the newest such placed_at) at that check, so
 // that orders checked late still count each other. From its expiry on, by
 // stream time, a history counts as gone (Get), whether or not a purge has
@@ -96,7 +96,26 @@ func (t *Task) Get(customer string) (*schemas.CustomerHistory, error) {
 	if ok && at <= t.now {
 		return nil, nil // expired; a purge deletes it
 	}
-	return t.hist.Get(customer)
+	h, err := t.hist.Get(customer)
+	if err != nil || h == nil || ok {
+		return h, err
+	}
+	// Stored before retention existed, not indexed yet: it expires as
+	// migrate will say.
+	if oldExpiry(h, t.c.WindowMs) <= t.now {
+		return nil, nil
+	}
+	return h, nil
+}
+
+// oldExpiry is when a history stored before retention existed expires:
+// two windows plus grace after its newest order.
+func oldExpiry(h *schemas.CustomerHistory, window int64) int64 {
+	var newest int64
+	for _, o := range h.Orders {
+		newest = max(newest, o.PlacedAt)
+	}
+	return newest + 2*window + grace.Milliseconds()
 }
 
 // Put stores h and when it expires: two windows of the check that wrote it
@@ -114,10 +133,8 @@ func (t *Task) Process(r *topology.Record, out topology.Emitter) error {
 		return topology.BadInput("decode", err)
 	}
 	t.at = t.c.PlacedAt
-	for _, ts := range []int64{r.Timestamp, r.Polled} {
-		if ts > 0 {
-			t.at = min(t.at, ts+maxSkew.Milliseconds())
-		}
+	if r.Timestamp > 0 { // the record's time, not the poll's: a replay must decide the same
+		t.at = min(t.at, r.Timestamp+maxSkew.Milliseconds())
 	}
 	if err := t.load(); err != nil {
 		return err
@@ -306,9 +323,8 @@ func (historyCodec) Decode(b []byte, v *schemas.CustomerHistory) error {
 
 // migrate indexes the histories stored before retention existed (they have
 // no expiry), at most purgeBatch keys per flush, from where it stopped
-// (keyMigrated), until done: each expires two windows (of the checks of
-// this transaction) plus grace after the stream time, as if its customer
-// had ordered now.
+// (keyMigrated), until done: each expires as oldExpiry says, with the
+// window of the last check, which Get applies to those not indexed yet.
 func (t *Task) migrate() error {
 	if t.migrationDone || t.window <= 0 {
 		return nil
@@ -323,29 +339,42 @@ func (t *Task) migrate() error {
 		return nil
 	}
 	from := append([]byte(prefixHistory), cursor...)
-	var last string
-	seen := 0
+	var keys []string
 	err = tx.IterateFrom([]byte(prefixHistory), from, func(k, _ []byte) error {
 		customer := string(k[len(prefixHistory):])
 		if customer == string(cursor) {
 			return nil // indexed by the flush before
 		}
-		if seen == t.purgeBatch {
+		if len(keys) == t.purgeBatch {
 			return errEnough
 		}
-		seen++
-		last = customer
-		if _, has, err := t.expiry(customer); err != nil || has {
-			return err
-		}
-		t.expire(customer, t.now+2*t.window+grace.Milliseconds())
-		return t.storeErr
+		keys = append(keys, customer)
+		return nil
 	})
-	switch {
-	case errors.Is(err, errEnough):
-		return tx.Set([]byte(keyMigrated), []byte(last))
-	case err != nil:
+	if err != nil && !errors.Is(err, errEnough) {
 		return err
 	}
-	return tx.Set([]byte(keyMigrated), []byte(migrated))
+	done := err == nil
+	for _, customer := range keys {
+		if _, has, err := t.expiry(customer); err != nil || has {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		h, err := t.hist.Get(customer)
+		if err != nil {
+			return err
+		}
+		if h == nil {
+			continue // deleted in this transaction
+		}
+		if t.expire(customer, oldExpiry(h, t.window)); t.storeErr != nil {
+			return t.storeErr
+		}
+	}
+	if done {
+		return tx.Set([]byte(keyMigrated), []byte(migrated))
+	}
+	return tx.Set([]byte(keyMigrated), []byte(keys[len(keys)-1]))
 }

@@ -2,6 +2,7 @@ package screen
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/invroute/invroute/schemas"
@@ -255,17 +256,21 @@ func TestLateChecksCountEachOther(t *testing.T) {
 }
 
 // TestMigrateOldHistories: histories stored before retention existed (no
-// expiry) are indexed, a bounded number per flush, as if their customers
-// had ordered at the stream time, and deleted once that is two windows and
-// an hour old.
+// expiry) expire two windows and an hour after their newest order, whether
+// indexed yet or not (Get), and are indexed a bounded number per flush, with
+// the same expiry whatever the stream time of the flush that reaches them,
+// then deleted when due.
 func TestMigrateOldHistories(t *testing.T) {
 	g := newRetentionRig(t)
 	task := g.task()
 	task.purgeBatch = 2
-	for i := range 5 {
-		id := fmt.Sprint("old", i)
-		task.hist.Put(id, &schemas.CustomerHistory{CustomerID: id, Orders: []schemas.CustomerOrder{{OrderID: "o", PlacedAt: t0 - 100*window}}})
+	old := func(id string, newest int64) {
+		task.hist.Put(id, &schemas.CustomerHistory{CustomerID: id, Orders: []schemas.CustomerOrder{{OrderID: "a", PlacedAt: newest - window/2}, {OrderID: "b", PlacedAt: newest}}})
 	}
+	for i := range 5 {
+		old(fmt.Sprint("old", i), t0)
+	}
+	old("stale", t0-10*window)
 	if err := g.st.Prepare(); err != nil {
 		t.Fatal(err)
 	}
@@ -275,29 +280,63 @@ func TestMigrateOldHistories(t *testing.T) {
 	indexed := func() int {
 		n := 0
 		for i := range 5 {
-			if _, ok, _ := task.expiry(fmt.Sprint("old", i)); ok {
+			at, ok, err := task.expiry(fmt.Sprint("old", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				if at != t0+expiry {
+					t.Fatalf("old%d expires at %d, want its newest order plus two windows and an hour (%d)", i, at, t0+expiry)
+				}
 				n++
 			}
 		}
 		return n
 	}
-	g.txn(task, true, g.check("n", "new", t0, t0))
-	if n := indexed(); n != 2 { // 2 keys per flush ("new" is not in the store yet)
-		t.Fatalf("%d indexed by the first flush, want 2", n)
+	// A late check of old0's customer, before any flush indexed it, counts
+	// its orders; one of stale's does not.
+	vs, _ := g.txn(task, true, g.check("n1", "new", t0, t0), g.check("l1", "old0", t0, t0), g.check("l2", "stale", t0-10*window, t0))
+	if vs["l1"].OrdersInWindow != 2 || vs["l2"].OrdersInWindow != 0 {
+		t.Fatalf("old0's check saw %d others (want 2), stale's %d (want 0: expired)", vs["l1"].OrdersInWindow, vs["l2"].OrdersInWindow)
 	}
-	for range 2 {
-		g.txn(task, true, g.check("n", "new", t0, t0))
+	if n := indexed(); n != 2 { // old0 by its check; old1 by the flush ("new" is not in the store yet), 2 keys per flush
+		t.Fatalf("%d indexed after the first flush, want 2", n)
 	}
-	for i := range 5 {
-		if at, ok, err := task.expiry(fmt.Sprint("old", i)); err != nil || !ok || at != t0+2*window+3_600_000 {
-			t.Fatalf("old%d: expiry %d %v %v, want the stream time plus two windows and an hour", i, at, ok, err)
-		}
+	// Later flushes, at later stream times, index the rest alike.
+	for i := range 3 {
+		g.txn(task, true, g.check(fmt.Sprint("n", i+2), "new", t0+int64(i+1)*window/2, t0+int64(i+1)*window/2))
+	}
+	if n := indexed(); n != 5 {
+		t.Fatalf("%d indexed after four flushes, want 5", n)
 	}
 	task.purgeBatch = 10
-	g.txn(task, true, g.check("n2", "new", t0+expiry, t0+expiry))
-	for i := range 5 {
-		if g.stored(fmt.Sprint("old", i)) {
-			t.Fatalf("old%d kept past its expiry", i)
+	g.txn(task, true, g.check("n9", "new", t0+expiry, t0+expiry))
+	for _, id := range []string{"old0", "old1", "old2", "old3", "old4"} {
+		if g.stored(id) {
+			t.Fatalf("%s kept past its expiry", id)
 		}
+	}
+}
+
+// TestCorruptRetentionState: a stored stream time or expiry of the wrong
+// size is an error, not a value taken for zero.
+func TestCorruptRetentionState(t *testing.T) {
+	for _, key := range []string{keyNow, prefixExpiry + "c1"} {
+		t.Run(key, func(t *testing.T) {
+			g := newRetentionRig(t)
+			if err := g.st.Txn().Set([]byte(key), []byte{1, 2, 3}); err != nil {
+				t.Fatal(err)
+			}
+			if err := g.st.Prepare(); err != nil {
+				t.Fatal(err)
+			}
+			if err := g.st.Commit(state.Checkpoint{}); err != nil {
+				t.Fatal(err)
+			}
+			task := g.task()
+			if err := task.Process(g.check("o1", "c1", t0, t0), verdicts{}); err == nil || !strings.Contains(err.Error(), "corrupt") {
+				t.Fatalf("got %v, want a corrupt-state error", err)
+			}
+		})
 	}
 }
