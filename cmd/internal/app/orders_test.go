@@ -417,6 +417,74 @@ func TestBackorderRetried(t *testing.T) {
 	}
 }
 
+// TestCapacityBackRetried: an order waits because the one node with its
+// SKU is at its daily capacity; the order that took the capacity is
+// cancelled, and the waiting order is routed with no RELEASED event. (The
+// two orders are in one router partition: across partitions, capacity is
+// a soft limit within a commit interval.)
+func TestCapacityBackRetried(t *testing.T) {
+	brokers, prefix, eng, cl, stop := startOrders(t)
+	defer stop()
+	seedNetwork(t, cl, eng, prefix, testkit.Stock{"Y": {"W-PAR": 5}, "Z": {"W-PAR": 5}})
+	for _, n := range testkit.OrderNodes() {
+		if n.NodeID == "W-PAR" {
+			n.DailyCapacity = 1
+			testkit.Produce(t, cl, &kgo.Record{Topic: prefix + "nodes", Key: []byte(n.NodeID), Value: testkit.Encode(t, schemas.Nodes, &n)})
+		}
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		if n := eng.Catalog.Snapshot().Node("W-PAR"); n != nil && n.DailyCapacity == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the catalog does not show W-PAR's daily capacity of 1")
+		}
+	}
+	n, err := eng.partitionCount(context.Background(), prefix+"orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	part := func(id string) int { return keyHasher.Partition(&kgo.Record{Key: []byte(id)}, int(n)) }
+	first, second := "cap-1", ""
+	for i := 2; second == ""; i++ {
+		if id := fmt.Sprint("cap-", i); part(id) == part(first) {
+			second = id
+		}
+	}
+	order := func(id, sku string, typ schemas.OrderEventType) *kgo.Record {
+		ev := schemas.OrderEvent{OrderID: id, Type: typ, ChannelID: "web", CustomerID: "c", PlacedAt: time.Now().UnixMilli(),
+			CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard, DeliveryMethod: schemas.DeliveryShip,
+			ShipTo: &schemas.Address{Country: "FR", Lat: 48.8, Lon: 2.3}, Policy: schemas.ShipComplete, LineIDs: []string{}, Lines: []schemas.OrderLine{}}
+		if typ == schemas.EventPlaced {
+			ev.Lines = []schemas.OrderLine{{LineID: "1", SKU: sku, Qty: 1}}
+		}
+		return &kgo.Record{Topic: prefix + "orders", Key: []byte(id), Value: testkit.Encode(t, schemas.OrderEvents, &ev)}
+	}
+	state := func(id string, want schemas.OrderState) func(map[string]schemas.OrderStatus) string {
+		return func(st map[string]schemas.OrderStatus) string {
+			if s := st[id]; s.State != want {
+				return fmt.Sprintf("order %s is %s (%s), want %s", id, s.State, s.Reason, want)
+			}
+			return ""
+		}
+	}
+	// The first order is for Y, the second for Z: the release of the
+	// first's Y is no rise of Z, and only the capacity back can retry the
+	// second.
+	testkit.Produce(t, cl, order(first, "Y", schemas.EventPlaced))
+	waitStatuses(t, brokers, prefix, state(first, schemas.StateRouted))
+	testkit.Produce(t, cl, order(second, "Z", schemas.EventPlaced))
+	waitStatuses(t, brokers, prefix, state(second, schemas.StateBackordered))
+	testkit.Produce(t, cl, order(first, "", schemas.EventCancelled))
+	waitStatuses(t, brokers, prefix, state(second, schemas.StateRouted))
+	ds := testkit.Decisions(t, brokers, prefix, 2, time.Minute)
+	list := ds[second]
+	testkit.CheckDecided(t, second, list)
+	if len(list) != 2 || list[0].Status != schemas.DecisionBackordered || list[1].Status != schemas.DecisionRouted {
+		t.Errorf("order %s: decisions %+v, want BACKORDERED, then ROUTED", second, list)
+	}
+}
+
 // TestShortPickRace: the WMS sends the SHIPMENT of the units it picked
 // and the SHORT_PICKED feedback for the rest together. The shipment
 // reaches the inventory in one hop, the feedback's command in two (router,
