@@ -976,10 +976,12 @@ func (e *Engine) end(commit kgo.TransactionEndTry, stalls uint64) (bool, error) 
 // group's own, so the commit moves nothing; if the partition moved to
 // another member meanwhile, the group refuses it (another generation) or
 // the session aborts (revoked), as for any commit. With no committed offset
-// yet (a partition that never had input), or no topic id (a broker too old
-// to give one), nothing is added: the offset commit of KIP-1319 names
-// topics by id alone (franz-go puts in the id it consumes the topic under
-// when it has one). Such a transaction now goes through the group like one
+// yet (a partition that never had input), or no topic id known (a broker
+// too old to give one), nothing is added: the offset commit of KIP-1319
+// names topics by id (franz-go puts in the id it consumes the topic under
+// when it has one, and falls back to a version that names them otherwise),
+// and that cautious rule keeps the request to what franz-go itself would
+// send on such a broker. Such a transaction now goes through the group like one
 // with input: it waits for a join in progress, and a group error aborts it.
 // An input topic deleted and recreated under a running engine is not
 // supported: in the moment before the client's metadata sees the new id,

@@ -651,6 +651,20 @@ func TestBackorderCapacityBack(t *testing.T) {
 	if em, _ := g.txn(task, true, cancel("o8")); !retried(em, "o9", "H") {
 		t.Fatalf("o8 cancelled: %v, want o9 retried", em)
 	}
+
+	// Full again (o9 here, partition 7's one); o10 waits. Partition 7's
+	// count falls, and before this partition looks at that, it cancels o9:
+	// its own fall was not at a full node any more, and its count is 0 by
+	// the look; partition 7's fall was at a full node all the same.
+	g.txn(task, true, g.granted("o9", "H", 1, 1))
+	g.stock("I", 5, 0)
+	g.txn(task, true, g.placed("o10", "I", 1, schemas.ShipComplete, t0+9000))
+	g.idle(task, 2)
+	noLook("W1 full with partition 7's shipment and o9")
+	load("W1", 7, 0)
+	if em, _ := g.txn(task, true, cancel("o9")); !retried(em, "o10", "I") {
+		t.Fatalf("partition 7 and o9 gave W1's shipments back: %v, want o10 retried", em)
+	}
 }
 
 // TestLoadsFalls: the node-load table logs a partition's count of a
@@ -687,6 +701,10 @@ func TestLoadsFalls(t *testing.T) {
 	// of the table's: partition 0 had 4, knows 5; partition 5 had none.
 	if b0, b5 := fs[0].BeforeWith(0, 5), fs[0].BeforeWith(5, 1); b0 != 7 || b5 != 7 {
 		t.Fatalf("before with partition 0's own 5: %d, want 7; with partition 5's own 1: %d, want 7", b0, b5)
+	}
+	// An own count that fell since (to 2) is not the one of the fall's time.
+	if b := fs[0].BeforeWith(0, 2); b != 6 {
+		t.Fatalf("before with partition 0's own 2: %d, want 6 (the table's 4)", b)
 	}
 	if fs, _, _ := falls(seq); len(fs) != 0 {
 		t.Fatalf("nothing new since: %v", fs)

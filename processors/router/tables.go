@@ -200,13 +200,15 @@ type partCount struct {
 	n int64
 }
 
-// BeforeWith is Before with partition part's count taken as own: the
-// table learns a partition's count only once its transaction committed and
-// the record was read back, and the partition itself knows it sooner.
+// BeforeWith is Before with partition part's count taken as own if that
+// is higher: the table learns a partition's count only once its
+// transaction committed and the record was read back, and the partition
+// itself knows it sooner; a count of its own that fell since is not the one
+// at the time of this fall (its own fall is noted as it happens).
 func (f Fall) BeforeWith(part int32, own int64) int64 {
 	for _, c := range f.counts {
 		if c.p == part {
-			return f.Before - c.n + own
+			return f.Before - c.n + max(own, c.n)
 		}
 	}
 	return f.Before + own

@@ -1,6 +1,7 @@
 package screen
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -122,8 +123,21 @@ func oldExpiry(h *schemas.CustomerHistory, window int64) int64 {
 // plus grace after the order checked, at least grace after the stream time,
 // or later if an order checked before made it so.
 func (t *Task) Put(h *schemas.CustomerHistory) {
+	at := max(t.at+2*t.c.WindowMs, t.now) + grace.Milliseconds()
+	// A history from before retention, not indexed yet, keeps the expiry
+	// migrate would have given it, as if it had come first.
+	if _, has, err := t.expiry(h.CustomerID); err != nil {
+		t.storeErr = cmp.Or(t.storeErr, err)
+	} else if !has {
+		old, err := t.hist.Get(h.CustomerID)
+		if err != nil {
+			t.storeErr = cmp.Or(t.storeErr, err)
+		} else if old != nil {
+			at = max(at, oldExpiry(old, t.c.WindowMs))
+		}
+	}
 	t.hist.Put(h.CustomerID, h)
-	t.expire(h.CustomerID, max(t.at+2*t.c.WindowMs, t.now)+grace.Milliseconds())
+	t.expire(h.CustomerID, at)
 }
 
 // Process answers one check.

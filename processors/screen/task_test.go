@@ -2,6 +2,7 @@ package screen
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -338,5 +339,41 @@ func TestCorruptRetentionState(t *testing.T) {
 				t.Fatalf("got %v, want a corrupt-state error", err)
 			}
 		})
+	}
+}
+
+// TestOldHistoryVerdictsIgnoreBatching: the same checks give the same
+// verdicts whether the flush that indexes a history from before retention
+// comes before a late check of its customer or after it.
+func TestOldHistoryVerdictsIgnoreBatching(t *testing.T) {
+	seen := map[string]int32{}
+	for name, groups := range map[string][][]int{"together": {{0, 1}, {2}, {3}}, "apart": {{0}, {1}, {2}, {3}}} {
+		g := newRetentionRig(t)
+		task := g.task()
+		task.hist.Put("x", &schemas.CustomerHistory{CustomerID: "x", Orders: []schemas.CustomerOrder{{OrderID: "a", PlacedAt: t0 - window/2}, {OrderID: "b", PlacedAt: t0}}})
+		if err := g.st.Prepare(); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.st.Commit(state.Checkpoint{}); err != nil {
+			t.Fatal(err)
+		}
+		recs := []*topology.Record{
+			g.check("n1", "other", t0, t0),
+			g.check("l1", "x", t0-window, t0), // late
+			g.check("n2", "other", t0+5*window/2, t0+5*window/2),
+			g.check("y", "x", t0+window/2, t0+5*window/2),
+		}
+		for _, group := range groups {
+			var batch []*topology.Record
+			for _, i := range group {
+				batch = append(batch, recs[i])
+			}
+			if vs, _ := g.txn(task, true, batch...); slices.Contains(group, 3) {
+				seen[name] = vs["y"].OrdersInWindow
+			}
+		}
+	}
+	if seen["together"] != seen["apart"] || seen["apart"] != 1 {
+		t.Fatalf("y saw %v others, want 1 both ways", seen)
 	}
 }
