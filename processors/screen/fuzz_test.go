@@ -28,7 +28,7 @@ func FuzzProcess(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer st.Close()
-	task, err := Topology("g", "dlq").NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: st}, CacheEntries: 100})
+	task, err := Topology("g", "dlq", nil).NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: st}, CacheEntries: 100})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -21,9 +21,17 @@ const (
 	StoreName                     = "screen"
 )
 
+// Stats counts what a partition's screen did: checks answered (a check
+// seen again too), orders held, customers forgotten. Work of a transaction
+// that aborts is counted, as the router's is.
+type Stats struct {
+	Checks, Held, Forgotten int64
+}
+
 // Topology returns the customer screen's topology: checks in (key
-// customer_id), verdicts out (key order_id, for the router).
-func Topology(group string, deadLetter topology.Topic) *topology.Topology {
+// customer_id), verdicts out (key order_id, for the router). onFlush, if
+// set, is called with a partition's stats after every flush.
+func Topology(group string, deadLetter topology.Topic, onFlush func(partition int32, s Stats)) *topology.Topology {
 	return &topology.Topology{
 		Group:      group,
 		Inputs:     []topology.Input{{Topic: TopicChecks}},
@@ -33,7 +41,7 @@ func Topology(group string, deadLetter topology.Topic) *topology.Topology {
 		NewTask: func(tc topology.TaskContext) (topology.Task, error) {
 			st := tc.Stores[StoreName]
 			return &Task{st: st, hist: state.NewTable[schemas.CustomerHistory](st, prefixHistory, historyCodec{}, tc.CacheEntries),
-				purgeBatch: purgeBatch}, nil
+				purgeBatch: purgeBatch, part: tc.Partition, onFlush: onFlush}, nil
 		},
 	}
 }
@@ -85,6 +93,9 @@ type Task struct {
 	// migrationDone says the histories from before retention are indexed.
 	window        int64
 	migrationDone bool
+	part          int32
+	onFlush       func(int32, Stats)
+	Stats         Stats
 }
 
 // Get returns customer's history, nil if none or expired by the stream
@@ -164,6 +175,10 @@ func (t *Task) Process(r *topology.Record, out topology.Emitter) error {
 		return err
 	}
 	t.window = t.c.WindowMs
+	t.Stats.Checks++
+	if v.Hold {
+		t.Stats.Held++
+	}
 	if t.at > t.now {
 		t.now, t.dirty = t.at, true
 	}
@@ -200,6 +215,9 @@ func (t *Task) Flush(topology.Emitter) error {
 			return err
 		}
 		t.dirty = false
+	}
+	if t.onFlush != nil {
+		t.onFlush(t.part, t.Stats)
 	}
 	return nil
 }
@@ -316,6 +334,7 @@ func (t *Task) purge() (int, error) {
 			return 0, err
 		}
 		t.hist.Delete(d.customer)
+		t.Stats.Forgotten++
 	}
 	return len(dues), nil
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/invroute/invroute/schemas"
 	"github.com/invroute/invroute/state"
 	"github.com/invroute/invroute/topology"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // verdicts keeps the verdicts a task emits, by order.
@@ -40,7 +42,7 @@ const (
 )
 
 func newRetentionRig(t *testing.T) *retentionRig {
-	g := &retentionRig{t: t, dir: t.TempDir(), topo: Topology("g", "dlq")}
+	g := &retentionRig{t: t, dir: t.TempDir(), topo: Topology("g", "dlq", nil)}
 	var err error
 	if g.st, err = state.Open(g.dir, nil); err != nil {
 		t.Fatal(err)
@@ -375,5 +377,25 @@ func TestOldHistoryVerdictsIgnoreBatching(t *testing.T) {
 	}
 	if seen["together"] != seen["apart"] || seen["apart"] != 1 {
 		t.Fatalf("y saw %v others, want 1 both ways", seen)
+	}
+}
+
+// TestMetrics: the counters follow the stats a task reports after each
+// flush, per partition, and start again for a new task of the partition.
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	g := newRetentionRig(t)
+	g.topo = Topology("g", "dlq", m.Observe)
+	task := g.task()
+	g.txn(task, true, g.check("o1", "c1", t0, t0), g.check("o2", "c1", t0+1, t0), g.check("o3", "c1", t0+2, t0)) // o3 held
+	g.txn(task, true, g.check("o4", "c2", t0+expiry+window, t0+expiry+window))                                   // c1 forgotten
+	g.restart()
+	task = g.task() // a new task
+	g.txn(task, true, g.check("o5", "c3", t0+expiry+window, t0+expiry+window))
+	for event, want := range map[string]float64{"checked": 5, "held": 1, "forgotten": 1} {
+		if got := testutil.ToFloat64(m.events.WithLabelValues("0", event)); got != want {
+			t.Errorf("%s: %v, want %v", event, got, want)
+		}
 	}
 }

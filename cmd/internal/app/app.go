@@ -396,7 +396,8 @@ func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats)
 		e.Router = rt
 	}
 	if o.screen() {
-		sc, err := topology.NewEngine(cfg("screen"), screen.Topology(o.ScreenGroupName(), inventory.TopicDeadLetter))
+		sm := screen.NewMetrics(reg)
+		sc, err := topology.NewEngine(cfg("screen"), screen.Topology(o.ScreenGroupName(), inventory.TopicDeadLetter, sm.Observe))
 		if err != nil {
 			return nil, err
 		}
@@ -446,7 +447,7 @@ func CreateTopics(ctx context.Context, o Options, extra ...kgo.Opt) ([]topology.
 	if o.Router {
 		more := router.Topology(router.TopologyOptions{Catalog: catalog.New(nil), Availability: router.NewAvailability(), Loads: router.NewLoads()}).Topics(o.TopicPrefix)
 		if o.screen() {
-			more = append(more, screen.Topology(o.ScreenGroupName(), inventory.TopicDeadLetter).Topics(o.TopicPrefix)...)
+			more = append(more, screen.Topology(o.ScreenGroupName(), inventory.TopicDeadLetter, nil).Topics(o.TopicPrefix)...)
 		}
 		for _, s := range more {
 			if !slices.ContainsFunc(specs, func(x topology.TopicSpec) bool { return x.Name == s.Name }) {

@@ -341,7 +341,7 @@ func RequiredACLs(o Options) []ACL {
 		topos = append(topos, router.Topology(router.TopologyOptions{Group: o.RouterGroupName(), Catalog: catalog.New(nil),
 			Availability: router.NewAvailability(), Loads: router.NewLoads()}))
 		if o.screen() {
-			topos = append(topos, screen.Topology(o.ScreenGroupName(), inventory.TopicDeadLetter))
+			topos = append(topos, screen.Topology(o.ScreenGroupName(), inventory.TopicDeadLetter, nil))
 		}
 	}
 	const read, write, describeConfigs = "READ", "WRITE", "DESCRIBE_CONFIGS"
