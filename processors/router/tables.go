@@ -25,15 +25,14 @@ type Availability struct {
 	skus  map[string]*skuStock
 	nodes []string       // interned node ids
 	index map[string]int // node id -> position in nodes
-	rises []string       // ring of riseLog SKUs
-	seq   uint64         // rises appended so far
-	had   []int64        // rose's scratch space, one per node
+	rises ringLog[string] // SKUs that rose, riseLog of them
+	had   []int64         // rose's scratch space, one per node
 }
 
 // skuStock is what the table knows of one SKU.
 type skuStock struct {
 	nodes []stockEntry
-	rose  uint64 // Availability.seq after its last rise (0: none)
+	rose  uint64 // the rise log's position after its last rise (0: none)
 }
 
 type stockEntry struct {
@@ -45,6 +44,38 @@ type stockEntry struct {
 // riseLog bounds the log of rises: a task that falls further behind
 // looks at every SKU it has orders waiting for.
 const riseLog = 1 << 16
+
+// ringLog keeps the newest size entries appended, numbered from 0 on; the
+// table that owns it guards it.
+type ringLog[T any] struct {
+	size    uint64
+	entries []T
+	seq     uint64 // entries appended so far
+}
+
+// add appends v and returns the position after it.
+func (r *ringLog[T]) add(v T) uint64 {
+	if uint64(len(r.entries)) < r.size {
+		r.entries = append(r.entries, v)
+	} else {
+		r.entries[r.seq%r.size] = v
+	}
+	r.seq++
+	return r.seq
+}
+
+// since calls fn, in order, with the entries from position from on, and
+// returns the next position. lost reports entries no longer kept (more
+// than size since from): fn has then seen only the newest.
+func (r *ringLog[T]) since(from uint64, fn func(T)) (next uint64, lost bool) {
+	if r.seq-min(from, r.seq) > r.size {
+		from, lost = r.seq-r.size, true
+	}
+	for i := from; i < r.seq; i++ {
+		fn(r.entries[i%r.size])
+	}
+	return r.seq, lost
+}
 
 // rose reports whether some node has more to sell (on hand less reserved,
 // at least 0) in next than in prev; had is scratch space (Apply's, under
@@ -65,7 +96,7 @@ func rose(prev, next []stockEntry, had []int64) bool {
 
 // NewAvailability returns an empty table.
 func NewAvailability() *Availability {
-	return &Availability{skus: map[string]*skuStock{}, index: map[string]int{}}
+	return &Availability{skus: map[string]*skuStock{}, index: map[string]int{}, rises: ringLog[string]{size: riseLog}}
 }
 
 // Apply applies one record of the ats topic; an empty value deletes.
@@ -101,13 +132,7 @@ func (a *Availability) Apply(key, value []byte) error {
 		a.had = make([]int64, len(a.nodes))
 	}
 	if rose(st.nodes, es, a.had) {
-		if len(a.rises) < riseLog {
-			a.rises = append(a.rises, u.SKU)
-		} else {
-			a.rises[a.seq%riseLog] = u.SKU
-		}
-		a.seq++
-		st.rose = a.seq
+		st.rose = a.rises.add(u.SKU)
 	}
 	st.nodes = es
 	return nil
@@ -120,20 +145,14 @@ func (a *Availability) Apply(key, value []byte) error {
 func (a *Availability) Rises(from uint64, fn func(sku string)) (next uint64, lost bool) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	if a.seq-min(from, a.seq) > riseLog {
-		from, lost = a.seq-riseLog, true
-	}
-	for i := from; i < a.seq; i++ {
-		fn(a.rises[i%riseLog])
-	}
-	return a.seq, lost
+	return a.rises.since(from, fn)
 }
 
 // Seq is the position after the newest rise.
 func (a *Availability) Seq() uint64 {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	return a.seq
+	return a.rises.seq
 }
 
 // RoseAt is the position after sku's newest rise (0: none known).
@@ -179,11 +198,10 @@ func (a *Availability) SKUs() int {
 type Loads struct {
 	mu sync.RWMutex
 	m  map[string]map[int32]schemas.NodeLoad
-	// falls logs, in a ring of fallLog, each time a partition's count of a
+	// falls logs, fallLog of them, each time a partition's count of a
 	// node's shipments fell within a day (a cancelled shipment gave its
-	// capacity back); seq counts them.
-	falls []Fall
-	seq   uint64
+	// capacity back).
+	falls ringLog[Fall]
 }
 
 // Fall is a partition's count of a node's shipments falling within a day.
@@ -218,7 +236,9 @@ func (f Fall) BeforeWith(part int32, own int64) int64 {
 const fallLog = 4096
 
 // NewLoads returns an empty table.
-func NewLoads() *Loads { return &Loads{m: map[string]map[int32]schemas.NodeLoad{}} }
+func NewLoads() *Loads {
+	return &Loads{m: map[string]map[int32]schemas.NodeLoad{}, falls: ringLog[Fall]{size: fallLog}}
+}
 
 // Falls calls fn, in order, with the falls from position from on, and
 // returns the next position. lost reports falls no longer in the log (more
@@ -226,20 +246,14 @@ func NewLoads() *Loads { return &Loads{m: map[string]map[int32]schemas.NodeLoad{
 func (l *Loads) Falls(from uint64, fn func(Fall)) (next uint64, lost bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	if l.seq-min(from, l.seq) > fallLog {
-		from, lost = l.seq-fallLog, true
-	}
-	for i := from; i < l.seq; i++ {
-		fn(l.falls[i%fallLog])
-	}
-	return l.seq, lost
+	return l.falls.since(from, fn)
 }
 
 // FallSeq is the position after the newest fall.
 func (l *Loads) FallSeq() uint64 {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	return l.seq
+	return l.falls.seq
 }
 
 // LoadKey is the record key of a partition's load at a node.
@@ -277,12 +291,7 @@ func (l *Loads) Apply(key, value []byte) error {
 				f.counts = append(f.counts, partCount{p, o.Shipments})
 			}
 		}
-		if len(l.falls) < fallLog {
-			l.falls = append(l.falls, f)
-		} else {
-			l.falls[l.seq%fallLog] = f
-		}
-		l.seq++
+		l.falls.add(f)
 	}
 	l.m[v.NodeID][v.Partition] = v
 	return nil
