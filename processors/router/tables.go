@@ -23,8 +23,8 @@ import (
 type Availability struct {
 	mu    sync.RWMutex
 	skus  map[string]*skuStock
-	nodes []string       // interned node ids
-	index map[string]int // node id -> position in nodes
+	nodes []string        // interned node ids
+	index map[string]int  // node id -> position in nodes
 	rises ringLog[string] // SKUs that rose, riseLog of them
 	had   []int64         // rose's scratch space, one per node
 }
