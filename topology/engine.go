@@ -826,7 +826,7 @@ func (e *Engine) transaction(ctx context.Context) error {
 	if procErr != nil || e.produceErr.Load() != nil || idle || fatal {
 		commit = kgo.TryAbort
 	}
-	committed, err := e.end(commit, stalls)
+	committed, err := e.end(commit, stalls, n == 0)
 	e.inflight.Wait()
 	tEnd := time.Now()
 	if err != nil {
@@ -900,8 +900,9 @@ func (e *Engine) checkStall(stalls uint64, n int, procErr *error) {
 // storage fault it finds still aborts this transaction: nothing commits
 // once a store has failed. Kafka committed the transaction written
 // whatever this one's outcome, and a crash before the write leaves the
-// previous checkpoint, from which the changelog is replayed.
-func (e *Engine) end(commit kgo.TransactionEndTry, stalls uint64) (bool, error) {
+// previous checkpoint, from which the changelog is replayed. noInput says
+// the transaction processed no input record (keepOffsets).
+func (e *Engine) end(commit kgo.TransactionEndTry, stalls uint64, noInput bool) (bool, error) {
 	var flushed chan error
 	if commit == kgo.TryCommit {
 		flushed = make(chan error, 1)
@@ -941,7 +942,7 @@ func (e *Engine) end(commit kgo.TransactionEndTry, stalls uint64) (bool, error) 
 	ctx, cancel := context.WithTimeout(context.Background(), max(e.cfg.SessionTimeout, 5*time.Second))
 	defer cancel()
 	defer e.stall.cancelOnStall(cancel)()
-	if commit == kgo.TryCommit {
+	if commit == kgo.TryCommit && noInput {
 		ctx = kgo.PreTxnCommitFnContext(ctx, e.keepOffsets(e.sess.Client().CommittedOffsets()))
 	}
 	e.endUnconfirmed.Store(false)

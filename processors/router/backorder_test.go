@@ -39,10 +39,7 @@ func newRetryRig(t *testing.T) *retryRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = g.st.Close() })
-	n := schemas.Node{NodeID: "W1", Type: schemas.Warehouse, Lat: 48.8, Lon: 2.3, Active: true, ShipEnabled: true}
-	if err := g.cat.ApplyNode([]byte("W1"), encodeT(t, schemas.Nodes, &n)); err != nil {
-		t.Fatal(err)
-	}
+	g.node("W1", true, 0)
 	return g
 }
 
@@ -59,6 +56,16 @@ func applyATS(t *testing.T, a *Availability, sku string, nodes ...schemas.NodeAT
 func (g *retryRig) stock(sku string, onHand, reserved int64) {
 	g.t.Helper()
 	applyATS(g.t, g.avail, sku, schemas.NodeATS{NodeID: "W1", OnHand: onHand, Reserved: reserved, Active: true})
+}
+
+// node writes node id (in Paris) to the catalog: active or not, with a
+// daily capacity (0: none).
+func (g *retryRig) node(id string, active bool, capacity int32) {
+	g.t.Helper()
+	n := schemas.Node{NodeID: id, Type: schemas.Warehouse, Lat: 48.8, Lon: 2.3, Active: active, ShipEnabled: true, DailyCapacity: capacity}
+	if err := g.cat.ApplyNode([]byte(id), encodeT(g.t, schemas.Nodes, &n)); err != nil {
+		g.t.Fatal(err)
+	}
 }
 
 // restart closes and opens the store (a new process); the next task reads it.
@@ -458,14 +465,7 @@ func TestClaimExpires(t *testing.T) {
 func TestBackorderCatalogAndDay(t *testing.T) {
 	g := newRetryRig(t)
 	clock := time.UnixMilli(t0)
-	node := func(id string, active bool, capacity int32) {
-		t.Helper()
-		n := schemas.Node{NodeID: id, Type: schemas.Warehouse, Lat: 48.8, Lon: 2.3, Active: active, ShipEnabled: true, DailyCapacity: capacity}
-		if err := g.cat.ApplyNode([]byte(id), encodeT(t, schemas.Nodes, &n)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	node("W1", true, 1)
+	g.node("W1", true, 1)
 	g.stock("A", 5, 0)
 	task := g.task()
 	task.now = func() time.Time { return clock }
@@ -487,11 +487,11 @@ func TestBackorderCatalogAndDay(t *testing.T) {
 
 	// o2 waits for B, which only an inactive node has; the node is
 	// activated.
-	node("W2", false, 0)
+	g.node("W2", false, 0)
 	applyATS(t, g.avail, "B", schemas.NodeATS{NodeID: "W2", OnHand: 3})
 	g.txn(task, true, g.placed("o2", "B", 1, schemas.ShipComplete, t0+2000))
 	g.idle(task, 3)
-	node("W2", true, 0)
+	g.node("W2", true, 0)
 	if got := g.idle(task, 3); len(got) == 0 || !slices.Contains(got[0], "o2") {
 		t.Fatalf("W2 activated: %v, want o2 retried", got)
 	}
@@ -507,13 +507,6 @@ func TestBackorderCatalogAndDay(t *testing.T) {
 func TestBackorderCapacityBack(t *testing.T) {
 	g := newRetryRig(t)
 	clock := time.UnixMilli(t0)
-	node := func(id string, active bool, capacity int32) {
-		t.Helper()
-		n := schemas.Node{NodeID: id, Type: schemas.Warehouse, Lat: 48.8, Lon: 2.3, Active: active, ShipEnabled: true, DailyCapacity: capacity}
-		if err := g.cat.ApplyNode([]byte(id), encodeT(t, schemas.Nodes, &n)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	loadOn := func(node string, p int32, d, shipments int64) {
 		t.Helper()
 		v := encodeT(t, schemas.NodeLoads, &schemas.NodeLoad{NodeID: node, Partition: p, Day: d, Shipments: shipments})
@@ -525,8 +518,8 @@ func TestBackorderCapacityBack(t *testing.T) {
 		t.Helper()
 		loadOn(node, p, day(clock.UnixMilli()), shipments)
 	}
-	node("W1", true, 1)
-	node("W2", false, 5) // inactive: it ships nothing, but has A and a capacity
+	g.node("W1", true, 1)
+	g.node("W2", false, 5) // inactive: it ships nothing, but has A and a capacity
 	applyATS(t, g.avail, "A", schemas.NodeATS{NodeID: "W1", OnHand: 5, Active: true}, schemas.NodeATS{NodeID: "W2", OnHand: 5})
 	g.stock("C", 0, 0)
 	task := g.task()
@@ -617,7 +610,7 @@ func TestBackorderCapacityBack(t *testing.T) {
 
 	// W1 takes 2 a day now, and partition 7 has 1 there. This partition
 	// ships o7 (W1 full: its count and partition 7's) and o8 waits.
-	node("W1", true, 2)
+	g.node("W1", true, 2)
 	g.stock("F", 5, 0)
 	g.stock("G", 5, 0)
 	load("W1", 7, 1)

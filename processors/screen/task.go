@@ -135,20 +135,20 @@ func oldExpiry(h *schemas.CustomerHistory, window int64) int64 {
 // or later if an order checked before made it so.
 func (t *Task) Put(h *schemas.CustomerHistory) {
 	at := max(t.at+2*t.c.WindowMs, t.now) + grace.Milliseconds()
-	// A history from before retention, not indexed yet, keeps the expiry
-	// migrate would have given it, as if it had come first.
-	if _, has, err := t.expiry(h.CustomerID); err != nil {
-		t.storeErr = cmp.Or(t.storeErr, err)
-	} else if !has {
-		old, err := t.hist.Get(h.CustomerID)
-		if err != nil {
-			t.storeErr = cmp.Or(t.storeErr, err)
-		} else if old != nil {
+	prev, has, err := t.expiry(h.CustomerID)
+	if err == nil && !has {
+		// A history from before retention, not indexed yet, keeps the
+		// expiry migrate would have given it, as if it had come first.
+		var old *schemas.CustomerHistory
+		if old, err = t.hist.Get(h.CustomerID); old != nil {
 			at = max(at, oldExpiry(old, t.c.WindowMs))
 		}
 	}
 	t.hist.Put(h.CustomerID, h)
-	t.expire(h.CustomerID, at)
+	if err == nil && t.storeErr == nil {
+		err = t.setExpiry(h.CustomerID, at, prev, has)
+	}
+	t.storeErr = cmp.Or(t.storeErr, err) // Check's Store.Put cannot fail: Process returns it
 }
 
 // Process answers one check.
@@ -261,28 +261,22 @@ func (t *Task) expiry(customer string) (int64, bool, error) {
 	return int64(binary.BigEndian.Uint64(v)), true, nil
 }
 
-// expire records that customer's history expires at at, unless it expires
-// later already (and forgets the index entry of the expiry it had). Put
-// cannot fail: an error is kept for Process to return.
-func (t *Task) expire(customer string, at int64) {
-	if t.storeErr != nil {
-		return
-	}
+// setExpiry records that customer's history expires at at, unless the
+// expiry it has (prev, if has) is later, and moves its index entry.
+func (t *Task) setExpiry(customer string, at, prev int64, has bool) error {
 	tx := t.st.Txn()
-	prev, ok, err := t.expiry(customer)
-	if err == nil && ok {
+	if has {
 		if prev >= at {
-			return
+			return nil
 		}
-		err = tx.Delete(dueKey(prev, customer))
+		if err := tx.Delete(dueKey(prev, customer)); err != nil {
+			return err
+		}
 	}
-	if err == nil {
-		err = tx.Set([]byte(prefixExpiry+customer), binary.BigEndian.AppendUint64(nil, uint64(at)))
+	if err := tx.Set([]byte(prefixExpiry+customer), binary.BigEndian.AppendUint64(nil, uint64(at))); err != nil {
+		return err
 	}
-	if err == nil {
-		err = tx.Set(dueKey(at, customer), nil)
-	}
-	t.storeErr = err
+	return tx.Set(dueKey(at, customer), nil)
 }
 
 var errEnough = errors.New("enough")
@@ -402,8 +396,8 @@ func (t *Task) migrate() error {
 		if h == nil {
 			continue // deleted in this transaction
 		}
-		if t.expire(customer, oldExpiry(h, t.window)); t.storeErr != nil {
-			return t.storeErr
+		if err := t.setExpiry(customer, oldExpiry(h, t.window), 0, false); err != nil {
+			return err
 		}
 	}
 	if done {
