@@ -26,7 +26,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Routing decisions by outcome (routed, partially_routed, backordered, rejected) and split shipments (split)."},
 			[]string{"partition", "outcome"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "invroute_router_events_total",
-			Help: "Other router events: holds, replans (attempts after a refused reservation), duplicates, stale results, finished orders forgotten (order_retention), backordered orders retried when stock arrived (retried)."},
+			Help: "Other router events: holds, replans (attempts after a refused reservation), duplicates, stale results, finished orders forgotten (order_retention), orders finished before order_retention was set listed for it (indexed), backordered orders retried when stock arrived (retried)."},
 			[]string{"partition", "event"}),
 	}
 	reg.MustRegister(m.orders, m.decisions, m.events)
@@ -61,6 +61,7 @@ func (m *Metrics) Observe(p int32, s Stats) {
 		{"hold", s.Holds, prev.Holds}, {"replan", s.Replans, prev.Replans},
 		{"duplicate", s.Duplicates, prev.Duplicates}, {"stale", s.Stale, prev.Stale},
 		{"forgotten", s.Forgotten, prev.Forgotten}, {"retried", s.Retried, prev.Retried},
+		{"indexed", s.Indexed, prev.Indexed},
 	} {
 		m.events.WithLabelValues(l, c.name).Add(float64(max(0, c.cur-c.prev)))
 	}

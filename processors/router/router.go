@@ -135,6 +135,7 @@ type Stats struct {
 	Replans     int64 // attempts after a refusal
 	Stale       int64 // results of attempts no longer open
 	Forgotten   int64 // finished orders forgotten after OrderRetention
+	Indexed     int64 // orders finished without OrderRetention, listed for it (Task.migrate)
 	Retried     int64 // backordered orders retried when stock arrived
 }
 

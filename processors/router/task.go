@@ -40,6 +40,8 @@ const (
 //	t/                          stream time, ms (8 bytes, big endian), then the horizon (8 bytes)
 //	u/<order_id>                when the finished order finished, ms (8 bytes): its x/ key
 //	x/<at, 16 hex>/<order_id>   empty: the finished orders, in the order they finished
+//	m/                          how far the indexing of orders finished without an entry got (migrate):
+//	                            the last order id looked at, or migrated when done
 //
 // Unless Config.NoBackorderRetry:
 //
@@ -51,6 +53,8 @@ const (
 	prefixExpiry = "u/"
 	prefixDue    = "x/"
 	prefixWait   = "b/"
+	keyMigrated  = "m/"
+	migrated     = "\xff" // no order id: IDs are valid UTF-8
 )
 
 // purgeBatch bounds the orders forgotten per transaction and partition
@@ -142,6 +146,9 @@ type Task struct {
 	// (0: at the next flush); purgeBatch bounds what one look forgets.
 	nextPurge  int64
 	purgeBatch int
+	// migrated says migrate has nothing (more) to do in this task's life,
+	// or until an abort.
+	migrated bool
 	// The retry of backordered lines (see retry): riseSeq is the
 	// position in the ats table's log of rises;
 	// queue the SKUs to look at, in turn (queued: 1, or 2 if it rose again
@@ -328,6 +335,9 @@ func (t *Task) Flush(em topology.Emitter) error {
 		em.Emit(TopicLoad, []byte(LoadKey(n, t.part)), b)
 	}
 	clear(t.store.dirty)
+	if err := t.migrate(); err != nil {
+		return err
+	}
 	if err := t.purge(em); err != nil {
 		return err
 	}
@@ -372,6 +382,83 @@ func (t *Task) purge(em topology.Emitter) error {
 		}
 	}
 	return t.store.saveNow()
+}
+
+// migrate indexes the orders that finished without an entry in the index
+// of finished orders (u/, x/): those finished before order_retention was
+// set, or while it was unset. Each is taken as finished at the stream time
+// of the flush that indexes it (or at its placed_at, if later), never
+// earlier than it did: it is forgotten order_retention after that. It
+// looks at purgeBatch stored orders per flush, from where it stopped
+// (keyMigrated), until done; it waits for a stream time (the first
+// accepted order event, if the option is new). While the option is unset,
+// the first flush of a task deletes keyMigrated, so that setting it again
+// indexes the orders finished meanwhile.
+func (t *Task) migrate() error {
+	if t.migrated {
+		return nil
+	}
+	tx := t.store.st.Txn()
+	cursor, ok, err := tx.Get([]byte(keyMigrated))
+	if err != nil {
+		return err
+	}
+	if t.r.cfg.OrderRetention <= 0 {
+		t.migrated = true
+		if ok {
+			return tx.Delete([]byte(keyMigrated))
+		}
+		return nil
+	}
+	if ok && string(cursor) == migrated {
+		t.migrated = true
+		return nil
+	}
+	if err := t.store.loadNow(); err != nil || t.store.now <= 0 {
+		return err
+	}
+	cursor = bytes.Clone(cursor)
+	var ids []string
+	err = tx.IterateFrom([]byte(prefixOrder), append([]byte(prefixOrder), cursor...), func(k, _ []byte) error {
+		id := string(k[len(prefixOrder):])
+		if id == string(cursor) {
+			return nil // looked at by the flush before
+		}
+		if len(ids) == t.purgeBatch {
+			return errEnough
+		}
+		ids = append(ids, id)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return err
+	}
+	done := err == nil
+	for _, id := range ids {
+		_, listed, err := tx.Get([]byte(prefixExpiry + id))
+		if err != nil {
+			return err
+		}
+		if listed {
+			continue
+		}
+		o, err := t.store.Order(id)
+		if err != nil {
+			return err
+		}
+		if o == nil || !finished(o) {
+			continue // forgotten in this transaction, or open: save lists it when it finishes
+		}
+		if err := t.store.Expire(id, max(t.store.now, o.Placed.PlacedAt)); err != nil {
+			return err
+		}
+		t.r.Stats.Indexed++
+	}
+	if done {
+		t.migrated = true
+		return tx.Set([]byte(keyMigrated), []byte(migrated))
+	}
+	return tx.Set([]byte(keyMigrated), []byte(ids[len(ids)-1]))
 }
 
 // Pending reports whether stock arrived for orders of the partition that
@@ -670,6 +757,7 @@ func (t *Task) Aborted() {
 	clear(t.store.dirty)
 	t.store.now, t.store.horizon, t.store.nowLoaded, t.store.nowDirty = 0, 0, false, false
 	t.nextPurge = 0
+	t.migrated = false
 }
 
 // orderFormat tags stored orders, like inventory's SKU states.

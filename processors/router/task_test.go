@@ -64,97 +64,10 @@ func (e *emitted) Emit(topic topology.Topic, key, value []byte) {
 // most purgeBatch, and after a restart an old PLACED event of a forgotten
 // order is refused.
 func TestRetentionTask(t *testing.T) {
-	dir := t.TempDir()
-	st, err := state.Open(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = st.Close() }()
-	cat := catalog.New(nil)
-	n := schemas.Node{NodeID: "W1", Type: schemas.Warehouse, Lat: 48.8, Lon: 2.3, Active: true, ShipEnabled: true}
-	if err := cat.ApplyNode([]byte("W1"), encodeT(t, schemas.Nodes, &n)); err != nil {
-		t.Fatal(err)
-	}
-	avail := NewAvailability()
-	u := schemas.AtsUpdate{SKU: "A", Version: 1, Channels: []schemas.ChannelATS{}, Nodes: []schemas.NodeATS{{NodeID: "W1", OnHand: 5, Available: 5, Active: true}}}
-	if err := avail.Apply([]byte("A"), encodeT(t, schemas.AtsUpdates, &u)); err != nil {
-		t.Fatal(err)
-	}
-	topo := Topology(TopologyOptions{Catalog: cat, Availability: avail, Loads: NewLoads(), Config: Config{OrderRetention: 10 * time.Second}})
-	newTask := func() *Task {
-		task, err := topo.NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: st}, CacheEntries: 100})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return task.(*Task)
-	}
-	const t0 = int64(1_800_000_000_000)
-	placed := func(id string, at int64) *topology.Record {
-		ev := schemas.OrderEvent{OrderID: id, Type: schemas.EventPlaced, ChannelID: "web", CustomerTier: schemas.TierStandard,
-			Priority: schemas.PriorityStandard, DeliveryMethod: schemas.DeliveryShip, ShipTo: &schemas.Address{Country: "FR", Lat: 48.8, Lon: 2.3},
-			Lines: []schemas.OrderLine{{LineID: "1", SKU: "A", Qty: 1}}, Policy: schemas.ShipComplete, LineIDs: []string{}, PlacedAt: at}
-		return &topology.Record{Topic: string(TopicOrders), Key: []byte(id), Value: encodeT(t, schemas.OrderEvents, &ev), Timestamp: at}
-	}
-	result := func(id string, typ schemas.ReservationOp, attempt int32, ts int64) *topology.Record {
-		r := schemas.ReservationResult{OrderID: id, LineID: "1", Type: typ, SKU: "A", NodeID: "W1", Qty: 1, Attempt: attempt, OK: true}
-		return &topology.Record{Topic: string(inventory.TopicResults), Key: []byte(id), Value: encodeT(t, schemas.ReservationResults, &r), Timestamp: ts}
-	}
-	// txn processes records and flushes; commit or not.
-	txn := func(task *Task, commit bool, recs ...*topology.Record) emitted {
-		t.Helper()
-		var em emitted
-		for _, r := range recs {
-			if err := task.Process(r, &em); err != nil {
-				t.Fatalf("%s %s: %v", r.Topic, r.Key, err)
-			}
-		}
-		if err := task.Flush(&em); err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Prepare(); err != nil {
-			t.Fatal(err)
-		}
-		if commit {
-			if err := st.Commit(state.Checkpoint{}); err != nil {
-				t.Fatal(err)
-			}
-		} else {
-			st.Abort()
-			task.Aborted()
-		}
-		return em
-	}
+	g := newRetentionRig(t, 10*time.Second)
+	newTask, placed, result, txn, stored, cancel, now, due := g.newTask, g.placed, g.result, g.txn, g.stored, g.cancel, g.now, g.due
 	has := func(em emitted, s string) bool { return slices.Contains(em, s) }
-	stored := func(key string) bool {
-		_, ok, err := st.Get([]byte(key))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ok
-	}
-
-	cancel := func(id string, ts int64) *topology.Record {
-		ev := schemas.OrderEvent{OrderID: id, Type: schemas.EventCancelled, CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard,
-			DeliveryMethod: schemas.DeliveryShip, Policy: schemas.ShipComplete, Lines: []schemas.OrderLine{}, LineIDs: []string{}}
-		return &topology.Record{Topic: string(TopicOrders), Key: []byte(id), Value: encodeT(t, schemas.OrderEvents, &ev), Timestamp: ts}
-	}
-	now := func(task *Task) int64 {
-		if err := task.store.loadNow(); err != nil {
-			t.Fatal(err)
-		}
-		return task.store.Now() - t0
-	}
-	due := func(task *Task, at int64) []string {
-		fs, err := task.store.Due(at, 100)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ids []string
-		for _, f := range fs {
-			ids = append(ids, fmt.Sprintf("%s@%d", f.ID, f.At-t0))
-		}
-		return ids
-	}
+	const t0 = rigT0
 
 	task := newTask()
 	// o1 placed at t0, reserved and shipped: finished at stream time t0
@@ -211,7 +124,7 @@ func TestRetentionTask(t *testing.T) {
 	if now(task) != 72000 {
 		t.Fatalf("stream time %d after a refused event, want 72000", now(task))
 	}
-	st.Abort()
+	g.st.Abort()
 	task.Aborted()
 	// o2 cancelled at t0+73s (finished at t0+72s). At t0+140s both are
 	// due: with one per look,
@@ -225,12 +138,7 @@ func TestRetentionTask(t *testing.T) {
 	}
 	// A restart: the stream time comes from the store, and o1's PLACED
 	// event, 140 s old, is refused rather than routed again.
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if st, err = state.Open(dir, nil); err != nil {
-		t.Fatal(err)
-	}
+	g.reopen()
 	task = newTask()
 	// o4 shipped by the first records after it: finished at the stored
 	// stream time, not at 0 or at its placed_at.
@@ -238,7 +146,7 @@ func TestRetentionTask(t *testing.T) {
 	if got := due(task, t0+200000); !slices.Contains(got, "o4@140000") {
 		t.Fatalf("o4 after the restart: %v, want o4@140000", got)
 	}
-	err = task.Process(placed("o1", t0), &em)
+	err := task.Process(placed("o1", t0), &em)
 	var bad *topology.BadInputError
 	if !errors.As(err, &bad) || !strings.Contains(err.Error(), "order_retention") {
 		t.Fatalf("o1 placed again after a restart: %v, want a dead letter for order_retention", err)
@@ -260,6 +168,219 @@ func TestRetentionTask(t *testing.T) {
 	if err := task.Process(far, &em); !errors.As(err, &bad) {
 		t.Fatalf("an order placed more than two hours past its poll: %v, want a dead letter", err)
 	}
+}
+
+// TestRetentionMigration: orders that finished while order_retention was
+// unset are listed when it is set, as finished at the stream time of the
+// flush that lists them (not earlier: they are kept order_retention from
+// then), purgeBatch of the stored orders per flush, once a stream time
+// is known; open orders are not; an aborted look is redone; unsetting the
+// option again deletes the marker, so orders finished meanwhile are listed
+// when it is set once more.
+func TestRetentionMigration(t *testing.T) {
+	g := newRetentionRig(t, 0)
+	const t0 = rigT0
+	shipped := func(id string, at int64) []*topology.Record {
+		return []*topology.Record{g.placed(id, at), g.result(id, schemas.Reserve, 1, at+1), g.result(id, schemas.Consume, 0, at+2)}
+	}
+	task := g.newTask()
+	g.txn(task, true, shipped("o1", t0)...)
+	g.txn(task, true, shipped("o2", t0+1000)...)
+	g.txn(task, true, g.placed("o3", t0+2000)) // routed, not shipped: open
+	if o, _ := task.store.Order("o1"); o == nil || o.State != schemas.StateShipped || g.stored("u/o1") {
+		t.Fatalf("o1 without retention: %+v, listed %t", o, g.stored("u/o1"))
+	}
+
+	// order_retention set, with a restart: nothing is listed before the
+	// first order event gives a stream time.
+	g.retained = 10 * time.Second
+	g.reopen()
+	task = g.newTask()
+	task.purgeBatch = 2
+	g.txn(task, true, g.result("o3", schemas.Consume, 0, t0+500000)) // o3 shipped: listed by save, at its placed_at
+	if g.stored("u/o1") || g.stored("m/") {
+		t.Fatal("listed without a stream time")
+	}
+	if got := g.due(task, t0+1e9); !slices.Equal(got, []string{"o3@2000"}) {
+		t.Fatalf("due: %v, want o3 only", got)
+	}
+	// The stream time is t0+100s: o1 and o2 are listed at it, two stored
+	// orders per flush (o1, o2; then o3, listed already, and o4, open),
+	// and o3 (finished at t0+2s) is forgotten. An aborted look is redone.
+	g.txn(task, false, g.placed("o4", t0+100000))
+	if g.stored("u/o1") || g.stored("m/") || task.migrated {
+		t.Fatal("an aborted look left its marks")
+	}
+	em := g.txn(task, true, g.placed("o4", t0+100000))
+	if got := g.due(task, t0+1e9); !slices.Equal(got, []string{"o1@100000", "o2@100000"}) || task.migrated {
+		t.Fatalf("due after the first look: %v, migrated %t", got, task.migrated)
+	}
+	if !slices.Contains(em, "order-status o3 tombstone") {
+		t.Fatalf("o3 not forgotten at t0+100s: %v", em)
+	}
+	g.txn(task, true)
+	if !task.migrated || task.r.Stats.Indexed != 4 { // 2 in the aborted transaction: the counters count work done, like every Stats counter
+		t.Fatalf("after the second look: migrated %t, indexed %d", task.migrated, task.r.Stats.Indexed)
+	}
+	if got := g.due(task, t0+1e9); len(got) != 2 {
+		t.Fatalf("the open order o4 listed: %v", got)
+	}
+	// Kept order_retention after they were listed: not forgotten at
+	// t0+105s, forgotten at t0+200s.
+	if em := g.txn(task, true, g.placed("o5", t0+105000)); slices.Contains(em, "order-status o1 tombstone") {
+		t.Fatalf("at t0+105s: %v", em)
+	}
+	em = g.txn(task, true, g.placed("o6", t0+200000))
+	if !slices.Contains(em, "order-status o1 tombstone") || !slices.Contains(em, "order-status o2 tombstone") {
+		t.Fatalf("at t0+200s: %v", em)
+	}
+
+	// Unset: the marker goes. o4 finishes meanwhile, unlisted; set again,
+	// the next look lists it.
+	g.retained = 0
+	g.reopen()
+	task = g.newTask()
+	g.txn(task, true, g.cancel("o4", t0+210000))
+	if g.stored("m/") || g.stored("u/o4") {
+		t.Fatal("marker kept, or o4 listed, without retention")
+	}
+	g.retained = 10 * time.Second
+	g.reopen()
+	task = g.newTask()
+	g.txn(task, true, g.placed("o7", t0+220000))
+	if !g.stored("u/o4") || !g.stored("m/") {
+		t.Fatal("o4, finished while retention was unset, not listed when set again")
+	}
+	if got := g.due(task, t0+210000); len(got) != 0 {
+		t.Fatalf("o4 listed before the stream time that listed it: %v", got)
+	}
+}
+
+// rigT0 is the time the retention rig's scripts start at.
+const rigT0 = int64(1_800_000_000_000)
+
+// retentionRig runs router tasks on one Pebble store, with one node W1
+// holding 5 units of SKU A.
+type retentionRig struct {
+	t        *testing.T
+	dir      string
+	st       *state.Store
+	cat      *catalog.Catalog
+	avail    *Availability
+	loads    *Loads
+	retained time.Duration
+}
+
+func newRetentionRig(t *testing.T, retention time.Duration) *retentionRig {
+	g := &retentionRig{t: t, dir: t.TempDir(), cat: catalog.New(nil), avail: NewAvailability(), loads: NewLoads(), retained: retention}
+	var err error
+	if g.st, err = state.Open(g.dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.st.Close() })
+	n := schemas.Node{NodeID: "W1", Type: schemas.Warehouse, Lat: 48.8, Lon: 2.3, Active: true, ShipEnabled: true}
+	if err := g.cat.ApplyNode([]byte("W1"), encodeT(t, schemas.Nodes, &n)); err != nil {
+		t.Fatal(err)
+	}
+	u := schemas.AtsUpdate{SKU: "A", Version: 1, Channels: []schemas.ChannelATS{}, Nodes: []schemas.NodeATS{{NodeID: "W1", OnHand: 5, Available: 5, Active: true}}}
+	if err := g.avail.Apply([]byte("A"), encodeT(t, schemas.AtsUpdates, &u)); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// reopen closes the store and opens it again (a restart).
+func (g *retentionRig) reopen() {
+	if err := g.st.Close(); err != nil {
+		g.t.Fatal(err)
+	}
+	var err error
+	if g.st, err = state.Open(g.dir, nil); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// newTask makes a task with the rig's order_retention.
+func (g *retentionRig) newTask() *Task {
+	topo := Topology(TopologyOptions{Catalog: g.cat, Availability: g.avail, Loads: g.loads, Config: Config{OrderRetention: g.retained}})
+	task, err := topo.NewTask(topology.TaskContext{Stores: map[string]*state.Store{StoreName: g.st}, CacheEntries: 100})
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return task.(*Task)
+}
+
+func (g *retentionRig) placed(id string, at int64) *topology.Record {
+	ev := schemas.OrderEvent{OrderID: id, Type: schemas.EventPlaced, ChannelID: "web", CustomerTier: schemas.TierStandard,
+		Priority: schemas.PriorityStandard, DeliveryMethod: schemas.DeliveryShip, ShipTo: &schemas.Address{Country: "FR", Lat: 48.8, Lon: 2.3},
+		Lines: []schemas.OrderLine{{LineID: "1", SKU: "A", Qty: 1}}, Policy: schemas.ShipComplete, LineIDs: []string{}, PlacedAt: at}
+	return &topology.Record{Topic: string(TopicOrders), Key: []byte(id), Value: encodeT(g.t, schemas.OrderEvents, &ev), Timestamp: at}
+}
+
+func (g *retentionRig) result(id string, typ schemas.ReservationOp, attempt int32, ts int64) *topology.Record {
+	r := schemas.ReservationResult{OrderID: id, LineID: "1", Type: typ, SKU: "A", NodeID: "W1", Qty: 1, Attempt: attempt, OK: true}
+	return &topology.Record{Topic: string(inventory.TopicResults), Key: []byte(id), Value: encodeT(g.t, schemas.ReservationResults, &r), Timestamp: ts}
+}
+
+func (g *retentionRig) cancel(id string, ts int64) *topology.Record {
+	ev := schemas.OrderEvent{OrderID: id, Type: schemas.EventCancelled, CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard,
+		DeliveryMethod: schemas.DeliveryShip, Policy: schemas.ShipComplete, Lines: []schemas.OrderLine{}, LineIDs: []string{}}
+	return &topology.Record{Topic: string(TopicOrders), Key: []byte(id), Value: encodeT(g.t, schemas.OrderEvents, &ev), Timestamp: ts}
+}
+
+// txn processes records and flushes; commit or not.
+func (g *retentionRig) txn(task *Task, commit bool, recs ...*topology.Record) emitted {
+	g.t.Helper()
+	var em emitted
+	for _, r := range recs {
+		if err := task.Process(r, &em); err != nil {
+			g.t.Fatalf("%s %s: %v", r.Topic, r.Key, err)
+		}
+	}
+	if err := task.Flush(&em); err != nil {
+		g.t.Fatal(err)
+	}
+	if err := g.st.Prepare(); err != nil {
+		g.t.Fatal(err)
+	}
+	if commit {
+		if err := g.st.Commit(state.Checkpoint{}); err != nil {
+			g.t.Fatal(err)
+		}
+	} else {
+		g.st.Abort()
+		task.Aborted()
+	}
+	return em
+}
+
+func (g *retentionRig) stored(key string) bool {
+	_, ok, err := g.st.Get([]byte(key))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return ok
+}
+
+// now is the task's stream time, from rigT0.
+func (g *retentionRig) now(task *Task) int64 {
+	if err := task.store.loadNow(); err != nil {
+		g.t.Fatal(err)
+	}
+	return task.store.Now() - rigT0
+}
+
+// due lists the orders due at at, as id@finish (from rigT0).
+func (g *retentionRig) due(task *Task, at int64) []string {
+	fs, err := task.store.Due(at, 100)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	var ids []string
+	for _, f := range fs {
+		ids = append(ids, fmt.Sprintf("%s@%d", f.ID, f.At-rigT0))
+	}
+	return ids
 }
 
 func encodeT[T any](t *testing.T, c *schemas.Codec[T], v *T) []byte {
