@@ -14,6 +14,13 @@ var ErrClosed = errors.New("state: closed")
 // the key space holds the store's own metadata, such as the checkpoint.
 var ErrReservedKey = errors.New("state: key starts with 0x00, which is reserved for store metadata")
 
+// ErrEmptyKey is returned by Txn.Set, Txn.Delete and Store.Restore for an
+// empty key. Pebble takes a span that starts at the empty key for one
+// without a start in places (its invariant checks, which -race builds turn
+// on, made a compaction drop Wipe's range deletion and keep keys it
+// covered), so no key is empty and Wipe's deletion starts at 0x00.
+var ErrEmptyKey = errors.New("state: empty key")
+
 // ErrNotPrepared is returned by Store.Commit when a Table holds writes that
 // Store.Prepare has not flushed into the transaction: those writes are not in
 // the changelog produced from Txn.Writes, so applying them would make the

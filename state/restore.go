@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -23,6 +24,9 @@ import (
 func (s *Store) Restore(key, val []byte, offset int64) error {
 	if err := s.check(); err != nil {
 		return err
+	}
+	if len(key) == 0 {
+		return ErrEmptyKey
 	}
 	if isReserved(key) {
 		return ErrReservedKey
@@ -169,6 +173,7 @@ func (s *Store) Wipe() (err error) {
 		return fmt.Errorf("state: wipe: %w", s.h.fail(err))
 	}
 	var end []byte
+	empty := it.First() && len(it.Key()) == 0 // stored before empty keys were refused
 	if it.Last() {
 		end = append(slices.Clone(it.Key()), 0) // just past the last key
 	}
@@ -180,9 +185,21 @@ func (s *Store) Wipe() (err error) {
 		return nil // nothing stored, not even a checkpoint
 	}
 	b := s.db.NewBatch()
-	defer b.Close()
-	if err := b.DeleteRange([]byte{}, end, nil); err != nil {
-		return fmt.Errorf("state: wipe: %w", s.h.fail(err))
+	defer func() {
+		if s.h.err() == nil { // a failed store's batch may still be in Pebble's commit queue
+			_ = b.Close()
+		}
+	}()
+	if empty {
+		if err := b.Delete([]byte{}, nil); err != nil {
+			return fmt.Errorf("state: wipe: %w", s.h.fail(err))
+		}
+	}
+	// From 0x00, not from the empty key (ErrEmptyKey).
+	if start := []byte{0}; bytes.Compare(start, end) < 0 {
+		if err := b.DeleteRange(start, end, nil); err != nil {
+			return fmt.Errorf("state: wipe: %w", s.h.fail(err))
+		}
 	}
 	if err := s.apply(b, pebble.Sync); err != nil {
 		return fmt.Errorf("state: wipe: %w", err)

@@ -119,6 +119,9 @@ func (t *Txn) Set(key, val []byte) error {
 	if err := t.s.check(); err != nil {
 		return err
 	}
+	if len(key) == 0 {
+		return ErrEmptyKey
+	}
 	if isReserved(key) {
 		return ErrReservedKey
 	}
@@ -130,6 +133,9 @@ func (t *Txn) Set(key, val []byte) error {
 func (t *Txn) Delete(key []byte) error {
 	if err := t.s.check(); err != nil {
 		return err
+	}
+	if len(key) == 0 {
+		return ErrEmptyKey
 	}
 	if isReserved(key) {
 		return ErrReservedKey
@@ -177,9 +183,13 @@ func (t *Txn) IterateFrom(prefix, from []byte, fn func(key, val []byte) error) (
 		return err
 	}
 	inFn := false
+	var it *pebble.Iterator
 	defer func() {
 		if inFn {
-			return // fn panicked: not Pebble's doing, let it go on
+			// fn panicked: not Pebble's doing, let it go on, without an
+			// open iterator that would pin Pebble's files until Close.
+			_ = it.Close()
+			return
 		}
 		if r := recover(); r != nil {
 			err = t.s.h.fail(recovered(r))
@@ -201,7 +211,6 @@ func (t *Txn) IterateFrom(prefix, from []byte, fn func(key, val []byte) error) (
 	if bytes.Compare(from, prefix) > 0 {
 		opts.LowerBound = from
 	}
-	var it *pebble.Iterator
 	if len(t.written) > 0 {
 		it, err = t.b.NewIter(opts)
 	} else {
