@@ -61,8 +61,12 @@ type Engine struct {
 
 	globals *globalReader
 
-	mu     sync.Mutex // guards events
+	mu     sync.Mutex // guards events and synced
 	events []assignEvent
+	// synced is this member's whole assignment in the session's newest
+	// generation (syncBalancer): the partitions it has of every input
+	// (nil: none synced yet in this session).
+	synced map[int32]bool
 
 	sess  *kgo.GroupTransactSession
 	tasks map[int32]*taskState
@@ -425,7 +429,7 @@ func (e *Engine) closeSession() {
 	e.sess.CloseAllowingRebalance()
 	e.sess = nil
 	e.mu.Lock()
-	e.events = nil
+	e.events, e.synced = nil, nil
 	e.mu.Unlock()
 }
 
@@ -437,14 +441,16 @@ func (e *Engine) newSession() error {
 		kgo.OnPartitionsLost(e.onRevoked),
 		kgo.ProducerBatchMaxBytesFn(e.batchMaxBytes),
 	)...)
+	balancer := kgo.CooperativeStickyBalancer()
 	if len(e.inputs) > 1 {
 		// Partition p of every input must go to one member, the one that
 		// owns the task (and the stores) of p. The range balancer does that
 		// for topics with equal partition counts (checked at start-up) and
 		// members without racks; cooperative-sticky balances topic
 		// partitions independently. queue checks every assignment.
-		opts = append(opts, kgo.Balancers(kgo.RangeBalancer()))
+		balancer = kgo.RangeBalancer()
 	}
+	opts = append(opts, kgo.Balancers(syncBalancer{GroupBalancer: balancer, e: e}))
 	if e.cfg.StaticMembership {
 		opts = append(opts, kgo.InstanceID(e.cfg.InstanceID))
 	}
@@ -476,6 +482,50 @@ func (e *Engine) onAssigned(_ context.Context, cl *kgo.Client, m map[string][]in
 
 func (e *Engine) onRevoked(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 	e.queue(false, m)
+}
+
+// syncBalancer is a group balancer that tells the engine this member's
+// whole assignment of every generation, as the group's SyncGroup answer
+// gives it. franz-go's GroupTransactSession calls the engine's revoke (and
+// lost) callback only for the first revocation between two ends of a
+// transaction: it drops the callback while its own flag of the first is
+// set (franz-go v1.22.3, txn.go). Two rebalances that each take partitions
+// from this member before the loop ends a transaction (two instances
+// added while it restores, or waits on an idle poll) would otherwise
+// leave it a task for a partition another member owns, which a global
+// table's change or a re-emit would make it write to.
+// TestSecondRevocationNotMissed.
+type syncBalancer struct {
+	kgo.GroupBalancer
+	e *Engine
+}
+
+func (b syncBalancer) ParseSyncAssignment(assignment []byte) (map[string][]int32, error) {
+	m, err := b.GroupBalancer.ParseSyncAssignment(assignment)
+	if err == nil {
+		b.e.noteSynced(m)
+	}
+	return m, err
+}
+
+// noteSynced records the partitions m gives of every input (of all of
+// them: the co-partitioned task of p needs p of each).
+func (e *Engine) noteSynced(m map[string][]int32) {
+	count := map[int32]int{}
+	for _, in := range e.inputs {
+		for _, p := range m[in] {
+			count[p]++
+		}
+	}
+	synced := map[int32]bool{}
+	for p, n := range count {
+		if n == len(e.inputs) {
+			synced[p] = true
+		}
+	}
+	e.mu.Lock()
+	e.synced = synced
+	e.mu.Unlock()
 }
 
 func (e *Engine) queue(assigned bool, m map[string][]int32) {
@@ -535,6 +585,20 @@ func (e *Engine) applyEvents(ctx context.Context) error {
 				resume[in] = ev.parts
 			}
 			e.sess.Client().ResumeFetchPartitions(resume)
+		}
+	}
+	// A task the newest generation does not give this member was revoked,
+	// whether or not its callback came (syncBalancer). If that generation
+	// is newer than the events applied, its own revocation may still come:
+	// closing first is safe, as a record of a partition without a task
+	// aborts the transaction.
+	e.mu.Lock()
+	synced := e.synced
+	e.mu.Unlock()
+	for _, ts := range e.sortedTasks() {
+		if synced != nil && !synced[ts.p] {
+			e.log.Info("partition revoked", "partition", ts.p, "by", "assignment")
+			e.closeTask(ts)
 		}
 	}
 	e.m.partitions.Set(float64(len(e.tasks)))
