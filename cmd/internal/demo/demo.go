@@ -181,12 +181,17 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 			return err
 		}
 	}
-	if err := cl.Flush(ctx); err != nil {
+	// The load is over, by --duration or by a signal (ctx is done then):
+	// the engine still catches up and the summary is printed, on a context
+	// of their own (a second signal exits at once).
+	endCtx, endCancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer endCancel()
+	if err := cl.Flush(endCtx); err != nil {
 		return err
 	}
 	fmt.Fprintln(out)
 	// Let the engine catch up, then compare with the generator's model.
-	caught := waitCaughtUp(ctx, cl, w, map[string][]string{
+	caught := waitCaughtUp(endCtx, cl, w, map[string][]string{
 		opts.Group:             {string(inventory.TopicMovements), string(inventory.TopicCommands)},
 		opts.RouterGroupName(): {string(router.TopicOrders), string(inventory.TopicResults)},
 	})
