@@ -1,12 +1,18 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"flag"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/invroute/invroute/cmd/internal/app"
+	"github.com/invroute/invroute/cmd/internal/demo"
 )
 
 // TestConfigCheckExit: `invroute config check FILE` exits 0 and prints OK
@@ -64,5 +70,23 @@ func TestConfigCheckExit(t *testing.T) {
 	f := write("defaults.yaml", strings.Replace(defaults, "\nbrokers: \"\"\n", "\nbrokers: \"k:9092\"\n", 1))
 	if out, code := run("config", "check", f); code != 0 {
 		t.Errorf("defaults file: exit %d\n%s", code, out)
+	}
+}
+
+// TestStrayArgumentRefused: an argument that is no flag stops the flag
+// package, which leaves every flag after it unread ("--router false" sets
+// router=true and drops what follows). Found by review: run, topics create
+// and demo went on with the defaults.
+func TestStrayArgumentRefused(t *testing.T) {
+	ctx := context.Background()
+	for name, err := range map[string]error{
+		"run":           run(ctx, []string{"--router", "false", "--instance-id", "x"}),
+		"topics create": topicsCreate(ctx, []string{"--static-membership", "true", "--brokers", "127.0.0.1:9"}),
+		"demo":          demo.Main(ctx, []string{"--open", "false", "--duration", "1s"}, io.Discard, io.Discard),
+		"ats":           app.QueryMain(ctx, "ats", []string{"SKU-1", "extra"}, io.Discard),
+	} {
+		if !errors.Is(err, flag.ErrHelp) || !strings.Contains(err.Error(), "unexpected argument") {
+			t.Errorf("%s with a stray argument: %v, want a usage error", name, err)
+		}
 	}
 }

@@ -108,6 +108,9 @@ func run(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if err := app.NoArgs(fs); err != nil {
+		return err
+	}
 	o, err := load()
 	if err != nil {
 		return err
@@ -144,6 +147,9 @@ func topicsCreate(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("topics create", flag.ContinueOnError)
 	load := app.Flags(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := app.NoArgs(fs); err != nil {
 		return err
 	}
 	o, err := load()

@@ -72,6 +72,12 @@ func QueryMain(ctx context.Context, cmd string, args []string, stdout io.Writer)
 	}
 	if key == "" && fs.NArg() > 0 {
 		key = fs.Arg(0)
+		if err := fs.Parse(fs.Args()[1:]); err != nil { // flags may follow the key
+			return err
+		}
+	}
+	if err := NoArgs(fs); err != nil {
+		return err
 	}
 	if key == "" {
 		return fmt.Errorf("usage: invroute %s KEY [--addr host:port] [--json]: %w", cmd, flag.ErrHelp)

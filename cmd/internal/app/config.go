@@ -316,6 +316,17 @@ func (f *flagValue) Set(s string) error {
 
 func (f *flagValue) IsBoolFlag() bool { return f.k.kind == "bool" }
 
+// NoArgs fails when fs parsed arguments it took for no flag. The flag
+// package stops at the first such argument and leaves every flag after it
+// unparsed: "--router false --instance-id x" sets router=true (a bool flag
+// takes --router=false) and ignores the instance id.
+func NoArgs(fs *flag.FlagSet) error {
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: flags after it were not read (a bool flag takes --flag=false): %w", fs.Arg(0), flag.ErrHelp)
+	}
+	return nil
+}
+
 // Flags registers -config and one flag per key on fs and returns a function
 // that finishes loading: defaults, then the config file, then the
 // environment, then the flags that were set; then Validate.

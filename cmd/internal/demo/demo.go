@@ -68,6 +68,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if err := app.NoArgs(fs); err != nil {
+		return err
+	}
 	if o.HTTPAddr == "off" {
 		o.HTTPAddr = ""
 	}
