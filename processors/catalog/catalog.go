@@ -51,7 +51,7 @@ func (c *Catalog) ApplyNode(key, value []byte) error {
 		if n.NodeID != string(key) {
 			return fmt.Errorf("catalog: node key %q disagrees with node_id %q", key, n.NodeID)
 		}
-		if err := checkNode(n); err != nil {
+		if err := CheckNode(n); err != nil {
 			return fmt.Errorf("catalog: node %q: %w", n.NodeID, err)
 		}
 	}
@@ -69,10 +69,11 @@ func (c *Catalog) ApplyNode(key, value []byte) error {
 	return nil
 }
 
-// checkNode refuses what would make the rules misbehave: an id that
-// schemas.CheckID refuses, and negative safety stock (which would sell more
-// than on_hand - reserved) or daily capacity (0 already means unlimited).
-func checkNode(n *schemas.Node) error {
+// CheckNode refuses what would make the rules misbehave: an id that
+// schemas.CheckID refuses, coordinates out of range, and negative safety
+// stock (which would sell more than on_hand - reserved) or daily capacity
+// (0 already means unlimited). The catalog skips such a node record.
+func CheckNode(n *schemas.Node) error {
 	if err := schemas.CheckID("node_id", n.NodeID); err != nil {
 		return err
 	}
@@ -90,6 +91,18 @@ func checkNode(n *schemas.Node) error {
 	return nil
 }
 
+// CheckChannel refuses a channel id that schemas.CheckID refuses and
+// buffers out of range. The catalog skips such a channel record.
+func CheckChannel(ch *schemas.Channel) error {
+	if err := schemas.CheckID("channel_id", ch.ChannelID); err != nil {
+		return err
+	}
+	if ch.BufferPercent < 0 || ch.BufferPercent > 100 || ch.BufferUnits < 0 {
+		return fmt.Errorf("buffer_percent must be 0..100 and buffer_units >= 0")
+	}
+	return nil
+}
+
 // ApplyChannel applies one record of the channels topic; an empty value
 // deletes.
 func (c *Catalog) ApplyChannel(key, value []byte) error {
@@ -102,11 +115,8 @@ func (c *Catalog) ApplyChannel(key, value []byte) error {
 		if ch.ChannelID != string(key) {
 			return fmt.Errorf("catalog: channel key %q disagrees with channel_id %q", key, ch.ChannelID)
 		}
-		if err := schemas.CheckID("channel_id", ch.ChannelID); err != nil {
+		if err := CheckChannel(ch); err != nil {
 			return fmt.Errorf("catalog: channel %q: %w", ch.ChannelID, err)
-		}
-		if ch.BufferPercent < 0 || ch.BufferPercent > 100 || ch.BufferUnits < 0 {
-			return fmt.Errorf("catalog: channel %q: buffer_percent must be 0..100 and buffer_units >= 0", ch.ChannelID)
 		}
 	}
 	c.mu.Lock()

@@ -187,10 +187,14 @@ func IsInvalid(err error) bool {
 	return errors.As(err, &ie)
 }
 
-// Validate checks a decoded movement against its record key.
-func Validate(key []byte, m *schemas.StockMovement) error {
+// Validate checks a decoded movement against its record key and, when ts
+// (the record's time, ms) is set, its occurred_at against ts.
+func Validate(key []byte, m *schemas.StockMovement, ts int64) error {
 	if err := checkIDs("movement_id", m.MovementID, "sku", m.SKU, "node_id", m.NodeID); err != nil {
 		return err
+	}
+	if ts > 0 && m.OccurredAt > ts+maxSkew.Milliseconds() {
+		return invalid("occurred_at %d lies more than %v after the record's timestamp %d", m.OccurredAt, maxSkew, ts)
 	}
 	if string(key) != m.SKU {
 		return invalid("record key %q disagrees with sku %q", key, m.SKU)
@@ -236,11 +240,8 @@ const maxSkew = time.Hour
 // SHIPMENT or RETURN_RESTOCK that names an order line returns the notice
 // for the router (CONSUME or RESTOCK); other movements return nil.
 func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts int64) (*schemas.ReservationResult, error) {
-	if err := Validate(key, m); err != nil {
+	if err := Validate(key, m, ts); err != nil {
 		return nil, err
-	}
-	if ts > 0 && m.OccurredAt > ts+maxSkew.Milliseconds() {
-		return nil, invalid("occurred_at %d lies more than %v after the record's timestamp %d", m.OccurredAt, maxSkew, ts)
 	}
 	if err := p.win.load(st); err != nil {
 		return nil, err

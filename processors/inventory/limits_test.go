@@ -33,7 +33,7 @@ func TestValidateIDs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := tc.m
 			m.Type, m.Qty = schemas.Receipt, 1
-			err := Validate([]byte(m.SKU), &m)
+			err := Validate([]byte(m.SKU), &m, 0)
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("Validate: %v", err)
@@ -161,7 +161,7 @@ func TestChannelATS(t *testing.T) {
 func TestMovementOrderLinkNotChecked(t *testing.T) {
 	order, line := strings.Repeat("o", schemas.MaxIDBytes+1), "1\x00x"
 	m := &schemas.StockMovement{MovementID: "m2", SKU: "A", NodeID: "W1", Type: schemas.Shipment, Qty: 2, OrderID: &order, LineID: &line, OccurredAt: 1}
-	if err := Validate([]byte("A"), m); err != nil {
+	if err := Validate([]byte("A"), m, 0); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
 	st := newMemStore()

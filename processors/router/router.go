@@ -185,7 +185,7 @@ type step struct {
 
 // OrderEvent applies an event of the orders topic.
 func (r *Router) OrderEvent(st Store, w World, out Out, key []byte, ev *schemas.OrderEvent, ts int64) error {
-	// A new order's id is checked in full (validatePlaced); an event for
+	// A new order's id is checked in full (ValidatePlaced); an event for
 	// an order the router keeps names it by the id it was stored under,
 	// which a version before the id rules may have accepted.
 	if ev.OrderID == "" {
@@ -223,7 +223,7 @@ func (r *Router) OrderEvent(st Store, w World, out Out, key []byte, ev *schemas.
 					"it may be one of them, which would be routed again", ev.OrderID, ev.PlacedAt, h)
 			}
 		}
-		if err := r.validatePlaced(ev, ts); err != nil {
+		if err := r.ValidatePlaced(ev, ts); err != nil {
 			return err
 		}
 		r.Stats.Orders++
@@ -323,7 +323,10 @@ func orderValue(lines []schemas.OrderLine) int64 {
 // microseconds), which would otherwise move the customer screen's clock.
 const maxSkew = time.Hour
 
-func (r *Router) validatePlaced(ev *schemas.OrderEvent, ts int64) error {
+// ValidatePlaced checks a PLACED event, of a record stamped ts (ms; 0:
+// unknown), as the router does before it takes a new order: an
+// *InvalidError says why it goes to the dead-letter topic.
+func (r *Router) ValidatePlaced(ev *schemas.OrderEvent, ts int64) error {
 	switch {
 	case ts > 0 && ev.PlacedAt > ts+maxSkew.Milliseconds():
 		return invalid("order %s: placed_at %d lies more than %v after the record's timestamp %d", ev.OrderID, ev.PlacedAt, maxSkew, ts)

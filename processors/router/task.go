@@ -258,7 +258,7 @@ func (t *Task) Process(r *topology.Record, em topology.Emitter) error {
 		}
 		retain := t.r.cfg.OrderRetention > 0 || t.store.horizon > 0
 		if retain && t.ev.Type == schemas.EventPlaced && r.Polled > 0 && t.ev.PlacedAt > streamTime(r)+maxSkew.Milliseconds() {
-			// Beyond what validatePlaced allows of a record stamped no
+			// Beyond what ValidatePlaced allows of a record stamped no
 			// later than streamTime: such an order would finish, and be
 			// forgotten, only then.
 			return topology.BadInput("validate", fmt.Errorf("router: order %s: placed_at %d lies more than %v after the wall clock of its poll, %d",

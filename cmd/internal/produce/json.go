@@ -43,7 +43,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/invroute/invroute/processors/catalog"
 	"github.com/invroute/invroute/processors/inventory"
+	"github.com/invroute/invroute/processors/router"
 	"github.com/invroute/invroute/schemas"
 )
 
@@ -80,7 +82,7 @@ var kinds = []*kindSpec{
 			if !present["occurred_at"] {
 				m.OccurredAt = now.UnixMilli()
 			}
-			if err := inventory.Validate([]byte(m.SKU), m); err != nil {
+			if err := inventory.Validate([]byte(m.SKU), m, now.UnixMilli()); err != nil {
 				return "", nil, errors.New(strings.TrimPrefix(err.Error(), "inventory: invalid input: "))
 			}
 			if (m.OrderID == nil) != (m.LineID == nil) {
@@ -101,6 +103,9 @@ var kinds = []*kindSpec{
 			case n.DailyCapacity < 0 || n.ShipmentCostCents < 0 || n.SafetyStock < 0:
 				return "", nil, errors.New("daily_capacity, shipment_cost_cents and safety_stock must not be negative")
 			}
+			if err := catalog.CheckNode(n); err != nil { // what the engine's catalog skips
+				return "", nil, err
+			}
 			if n.SKUSafetyStock == nil {
 				n.SKUSafetyStock = map[string]int32{}
 			}
@@ -116,6 +121,9 @@ var kinds = []*kindSpec{
 				return "", nil, err
 			case c.BufferPercent < 0 || c.BufferPercent > 100 || c.BufferUnits < 0:
 				return "", nil, errors.New("buffer_percent must be in [0, 100] and buffer_units not negative")
+			}
+			if err := catalog.CheckChannel(c); err != nil { // what the engine's catalog skips
+				return "", nil, err
 			}
 			c.Nodes, c.NodeTypes, c.ShipCountries = nonNil(c.Nodes), nonNil(c.NodeTypes), nonNil(c.ShipCountries)
 			b, err := schemas.Channels.Encode(c)
@@ -201,6 +209,10 @@ func finishOrder(v any, present map[string]bool, now time.Time) (string, []byte,
 				return "", nil, fmt.Errorf("line_id %s appears twice", l.LineID)
 			}
 			ids[l.LineID] = true
+		}
+		// Then all the router checks (ids, coordinates, ranges).
+		if err := router.New(router.Config{}).ValidatePlaced(o, now.UnixMilli()); err != nil {
+			return "", nil, errors.New(strings.TrimPrefix(err.Error(), "router: invalid input: "))
 		}
 	} else if !present["policy"] {
 		o.Policy = schemas.ShipComplete // meaningless here, but an enum must hold a symbol

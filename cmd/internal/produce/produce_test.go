@@ -159,7 +159,7 @@ func TestParseKinds(t *testing.T) {
 {"kind":"order","order_id":"o","type":"CANCELLED","line_ids":["1"],"reason":"customer"}
 {"kind":"fulfillment-feedback","feedback_id":"f","order_id":"o","shipment_id":"o/1","node_id":"W","line_id":"1","type":"SHORT_PICKED","qty_shipped":1,"qty_short":1}
 {"kind":"order","order_id":"p","type":"PLACED","channel_id":"pos","policy":"SHIP_COMPLETE","delivery_method":"PICKUP","pickup_node_id":"N","placed_at":"2026-01-02T03:04:05.5Z","lines":[{"line_id":"1","sku":"A","qty":1}]}`
-	evs, err := Parse([]byte(in), time.UnixMilli(42))
+	evs, err := Parse([]byte(in), time.UnixMilli(1_800_000_000_000)) // after every time given (the engine refuses times over an hour past their record's)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestParseKinds(t *testing.T) {
 		t.Errorf("movement %+v", m)
 	}
 	c := evs[3].Decoded.(*schemas.OrderEvent)
-	if c.OccurredAt != 42 || c.Policy != schemas.ShipComplete || c.Reason != "customer" {
+	if c.OccurredAt != 1_800_000_000_000 || c.Policy != schemas.ShipComplete || c.Reason != "customer" {
 		t.Errorf("cancel %+v", c)
 	}
 	p := evs[5].Decoded.(*schemas.OrderEvent)
@@ -302,5 +302,24 @@ func TestFileArgument(t *testing.T) {
 	}
 	if err := Main(context.Background(), []string{f, "--brokers", "127.0.0.1:1", f}, nil, io.Discard); err == nil || !strings.Contains(err.Error(), "one file at most") {
 		t.Errorf("two files: %v", err)
+	}
+}
+
+// TestParseRefusesWhatTheEngineRefuses: values the engine dead-letters (or
+// its catalog skips) are errors here, as the README promises, through the
+// engine's own checks. Found by review: produce had copies of some of them
+// and let these five through.
+func TestParseRefusesWhatTheEngineRefuses(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	for name, c := range map[string]struct{ in, want string }{
+		"ship_to lat out of range": {`{"kind":"order","order_id":"o1","type":"PLACED","channel_id":"web","policy":"SHIP_AVAILABLE","ship_to":{"country":"FR","postal_code":"1","lat":200,"lon":2},"lines":[{"line_id":"1","sku":"S","qty":1}]}`, "lat"},
+		"order_id control char":    {`{"kind":"order","order_id":"o\u0001x","type":"PLACED","channel_id":"web","policy":"SHIP_AVAILABLE","ship_to":{"country":"FR","postal_code":"1","lat":48,"lon":2},"lines":[{"line_id":"1","sku":"S","qty":1}]}`, "control character"},
+		"line qty above 1e9":       {`{"kind":"order","order_id":"o2","type":"PLACED","channel_id":"web","policy":"SHIP_AVAILABLE","ship_to":{"country":"FR","postal_code":"1","lat":48,"lon":2},"lines":[{"line_id":"1","sku":"S","qty":2000000000}]}`, "qty must be in"},
+		"movement occurred_at +2h": {`{"kind":"movement","movement_id":"m1","sku":"S","node_id":"N","type":"RECEIPT","qty":1,"occurred_at":"2026-11-27T12:00:01Z"}`, "after the record's timestamp"},
+		"node sku_safety_stock<0":  {`{"kind":"node","node_id":"N","type":"WAREHOUSE","active":true,"sku_safety_stock":{"S":-5}}`, "sku_safety_stock"},
+	} {
+		if _, err := Parse([]byte(c.in), now); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error about %q", name, err, c.want)
+		}
 	}
 }

@@ -66,9 +66,14 @@ func SettingsOf(o app.Options) Settings {
 // Run replays the history of o's topics; opts are the Kafka client's
 // options (seed brokers, security); lag delays stock movements.
 func Run(ctx context.Context, o app.Options, rules *Rules, top int, lag time.Duration, opts ...kgo.Opt) (*Report, error) {
+	ids, err := schemas.ParseSchemaIDs(o.SchemaIDs)
+	if err != nil {
+		return nil, err
+	}
 	r := New(SettingsOf(o), rules, top)
 	r.SetLag(lag)
-	err := Read(ctx, o.TopicPrefix, Topics, opts, func(topic string, rec *kgo.Record) {
+	r.SetSchemaIDs(ids)
+	err = Read(ctx, o.TopicPrefix, Topics, opts, func(topic string, rec *kgo.Record) {
 		r.Record(topic, rec.Key, rec.Value, rec.Timestamp.UnixMilli())
 	})
 	if err != nil {

@@ -55,6 +55,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/invroute/invroute/processors/catalog"
 	"github.com/invroute/invroute/processors/inventory"
 	"github.com/invroute/invroute/schemas"
 )
@@ -111,6 +112,7 @@ type Replay struct {
 	cur, alt *sim
 	stock    *stock
 	top      int
+	ids      schemas.SchemaIDs // accepted Confluent schema ids (SetSchemaIDs)
 	rep      Report
 	seed     maphash.Seed
 	orders   map[uint64]struct{} // PLACED orders seen
@@ -132,6 +134,10 @@ type delayedMovement struct {
 	ts int64
 	m  schemas.StockMovement
 }
+
+// SetSchemaIDs sets the Confluent schema ids accepted on inputs, as the
+// engine's schema_ids (none: Confluent framing is invalid).
+func (r *Replay) SetSchemaIDs(ids schemas.SchemaIDs) { r.ids = ids }
 
 // SetLag makes a movement count from lag after its timestamp.
 func (r *Replay) SetLag(lag time.Duration) { r.lag = lag.Milliseconds() }
@@ -189,7 +195,7 @@ func (r *Replay) Record(topic string, key, value []byte, ts int64) {
 		var n *schemas.Node
 		if len(value) > 0 {
 			n = new(schemas.Node)
-			if err := schemas.Nodes.DecodeInput(value, n, nil); err != nil || n.NodeID != string(key) {
+			if err := schemas.Nodes.DecodeInput(value, n, r.ids); err != nil || n.NodeID != string(key) || catalog.CheckNode(n) != nil {
 				r.rep.Invalid[topic]++
 				return
 			}
@@ -205,7 +211,7 @@ func (r *Replay) Record(topic string, key, value []byte, ts int64) {
 		var c *schemas.Channel
 		if len(value) > 0 {
 			c = new(schemas.Channel)
-			if err := schemas.Channels.DecodeInput(value, c, nil); err != nil || c.ChannelID != string(key) {
+			if err := schemas.Channels.DecodeInput(value, c, r.ids); err != nil || c.ChannelID != string(key) || catalog.CheckChannel(c) != nil {
 				r.rep.Invalid[topic]++
 				return
 			}
@@ -214,7 +220,7 @@ func (r *Replay) Record(topic string, key, value []byte, ts int64) {
 		r.alt.channel(string(key), c)
 	case "stock-movements":
 		var m schemas.StockMovement
-		if err := schemas.StockMovements.DecodeInput(value, &m, nil); err != nil || inventory.Validate(key, &m) != nil {
+		if err := schemas.StockMovements.DecodeInput(value, &m, r.ids); err != nil || inventory.Validate(key, &m, ts) != nil {
 			r.rep.Invalid[topic]++
 			return
 		}
@@ -240,7 +246,7 @@ func (r *Replay) Record(topic string, key, value []byte, ts int64) {
 		r.movement(&m)
 	case "orders":
 		var ev schemas.OrderEvent
-		if err := schemas.OrderEvents.DecodeInput(value, &ev, nil); err != nil || ev.OrderID != string(key) {
+		if err := schemas.OrderEvents.DecodeInput(value, &ev, r.ids); err != nil || ev.OrderID != string(key) {
 			r.rep.Invalid[topic]++
 			return
 		}

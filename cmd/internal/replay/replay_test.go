@@ -228,3 +228,40 @@ func checkStats(t *testing.T, name string, s *Stats, w statsWant) {
 			name, s.Decided, s.Routed, s.Split, s.Shipments, s.Km, s.CostCents, s.Backordered, s.Status, w)
 	}
 }
+
+// TestReplayReadsAsTheEngine: the replay takes what the engine takes and
+// skips what it skips: Confluent-framed records of the configured schema
+// ids (schema_ids), and not a node its catalog refuses (negative
+// sku_safety_stock). Found by review: the replay ignored schema_ids and
+// counted every framed record as invalid.
+func TestReplayReadsAsTheEngine(t *testing.T) {
+	frame := func(id uint32, b []byte) []byte {
+		return append([]byte{0, byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)}, b...)
+	}
+	ts := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).UnixMilli()
+	r := New(Settings{CentsPerKm: 1}, &Rules{}, 10)
+	r.SetSchemaIDs(schemas.SchemaIDs{7})
+	for i, id := range []uint32{7, 7, 8} { // 8: not configured
+		m := schemas.StockMovement{MovementID: fmt.Sprint("m", i), SKU: "A", NodeID: "W", Type: schemas.Receipt, Qty: 1, OccurredAt: ts}
+		b, err := schemas.StockMovements.Encode(&m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Record("stock-movements", []byte("A"), frame(id, b), ts)
+	}
+	n := schemas.Node{NodeID: "W", Type: schemas.Warehouse, Active: true, SKUSafetyStock: map[string]int32{"A": -5}}
+	b, err := schemas.Nodes.Encode(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Record("nodes", []byte("W"), b, ts)
+	rep := r.Finish()
+	if rep.Movements != 2 || rep.Invalid["stock-movements"] != 1 || rep.Invalid["nodes"] != 1 {
+		t.Errorf("movements %d, invalid %v; want 2 movements, 1 invalid movement (schema id 8), 1 invalid node", rep.Movements, rep.Invalid)
+	}
+	o := app.Defaults()
+	o.SchemaIDs = "seven"
+	if _, err := Run(context.Background(), o, &Rules{}, 10, 0); err == nil {
+		t.Error("Run with bad schema_ids: no error")
+	}
+}

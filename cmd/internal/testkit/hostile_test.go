@@ -37,7 +37,7 @@ func TestHostileKinds(t *testing.T) {
 				stage = "size"
 			case schemas.StockMovements.DecodeInput(value, &m, nil) != nil:
 				stage = "decode"
-			case inventory.Validate(key, &m) != nil || m.OccurredAt > now+time.Hour.Milliseconds():
+			case inventory.Validate(key, &m, 0) != nil || m.OccurredAt > now+time.Hour.Milliseconds():
 				stage = "validate"
 			}
 			if stage != k.Stage() {
