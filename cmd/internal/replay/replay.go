@@ -57,6 +57,7 @@ import (
 
 	"github.com/invroute/invroute/processors/catalog"
 	"github.com/invroute/invroute/processors/inventory"
+	"github.com/invroute/invroute/processors/router"
 	"github.com/invroute/invroute/schemas"
 )
 
@@ -291,22 +292,8 @@ func (r *Replay) movement(m *schemas.StockMovement) {
 	}
 }
 
-// validPlaced is the router's check of a new order (its other checks
-// concern lines and values the engine dead-letters).
-func validPlaced(ev *schemas.OrderEvent) bool {
-	if len(ev.Lines) == 0 || (ev.DeliveryMethod == schemas.DeliveryShip && ev.ShipTo == nil) ||
-		(ev.DeliveryMethod == schemas.DeliveryPickup && (ev.PickupNodeID == nil || *ev.PickupNodeID == "")) {
-		return false
-	}
-	ids := map[string]bool{}
-	for _, l := range ev.Lines {
-		if l.LineID == "" || l.SKU == "" || l.Qty <= 0 || l.Qty > 1e9 || l.UnitPriceCents < 0 || ids[l.LineID] {
-			return false
-		}
-		ids[l.LineID] = true
-	}
-	return true
-}
+// placedCheck checks PLACED events as the engine's router does.
+var placedCheck = router.New(router.Config{})
 
 func (r *Replay) order(ev *schemas.OrderEvent, ts int64) {
 	var cd, ad *Decision
@@ -317,7 +304,7 @@ func (r *Replay) order(ev *schemas.OrderEvent, ts int64) {
 			r.rep.DuplicateOrders++
 			return
 		}
-		if !validPlaced(ev) {
+		if placedCheck.ValidatePlaced(ev, ts) != nil {
 			r.rep.Invalid["orders"]++
 			return
 		}
