@@ -481,6 +481,14 @@ func (s *step) line(id string) int {
 }
 
 func (s *step) setLine(i int, state schemas.OrderState) {
+	switch state {
+	case schemas.StateRouted, schemas.StateReadyForPickup, schemas.StateBackordered:
+		if s.o.Lines[i].QtyShipped > 0 {
+			// Its rest routed again (a retry, a re-plan after a short
+			// pick): what shipped stays shown.
+			state = schemas.StatePartiallyShipped
+		}
+	}
 	if s.o.Lines[i].State != state {
 		s.o.Lines[i].State = state
 		s.o.Lines[i].UpdatedAt = s.ts
