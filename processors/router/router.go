@@ -1633,15 +1633,16 @@ func (s *step) save() error {
 	if err := s.indexBackorders(); err != nil {
 		return err
 	}
-	if s.r.cfg.OrderRetention > 0 {
-		switch {
-		case finished(s.o):
-			// Never before placed_at: a PLACED event of the order is
-			// refused (OrderEvent) for as long as it may be forgotten.
-			return s.st.Expire(s.o.OrderID, max(s.st.Now(), s.o.Placed.PlacedAt))
-		case s.prev != nil && finished(s.prev): // back in business
-			return s.st.Expire(s.o.OrderID, 0)
-		}
+	switch {
+	case s.r.cfg.OrderRetention > 0 && finished(s.o):
+		// Never before placed_at: a PLACED event of the order is
+		// refused (OrderEvent) for as long as it may be forgotten.
+		return s.st.Expire(s.o.OrderID, max(s.st.Now(), s.o.Placed.PlacedAt))
+	case s.prev != nil && finished(s.prev) && !finished(s.o):
+		// Back in business: not listed any more, with the option set or
+		// not (an entry kept while it was unset would forget the order
+		// by its first finish once it is set again).
+		return s.st.Expire(s.o.OrderID, 0)
 	}
 	return nil
 }

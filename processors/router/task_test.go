@@ -391,3 +391,38 @@ func encodeT[T any](t *testing.T, c *schemas.Codec[T], v *T) []byte {
 	}
 	return b
 }
+
+// TestRetentionRefinishedWhileUnset: an order listed with order_retention,
+// brought back (a return) and finished again while the option is unset,
+// is listed anew when it is set again, by then: its old entry would have
+// it forgotten at once, by its first finish. Found by review.
+func TestRetentionRefinishedWhileUnset(t *testing.T) {
+	g := newRetentionRig(t, 10*time.Second)
+	const t0 = rigT0
+	task := g.newTask()
+	g.txn(task, true, g.placed("o1", t0), g.result("o1", schemas.Reserve, 1, t0+1), g.result("o1", schemas.Consume, 0, t0+2))
+	if got := g.due(task, t0+1e9); !slices.Equal(got, []string{"o1@0"}) {
+		t.Fatalf("due: %v", got)
+	}
+	// Unset: o1 is returned and restocked at t0+1000s, finished again.
+	g.retained = 0
+	g.reopen()
+	task = g.newTask()
+	rma := schemas.OrderEvent{OrderID: "o1", Type: schemas.EventReturnAuthorized, CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard,
+		DeliveryMethod: schemas.DeliveryShip, Policy: schemas.ShipComplete, Lines: []schemas.OrderLine{}, LineIDs: []string{"1"}}
+	g.txn(task, true, &topology.Record{Topic: string(TopicOrders), Key: []byte("o1"), Value: encodeT(t, schemas.OrderEvents, &rma), Timestamp: t0 + 1_000_000},
+		g.result("o1", schemas.Restock, 0, t0+1_000_001))
+	if o, _ := task.store.Order("o1"); o == nil || o.State != schemas.StateReturned || g.stored("u/o1") {
+		t.Fatalf("o1 after the return: %+v, listed %t (want returned, not listed)", o, g.stored("u/o1"))
+	}
+	// Set again at t0+1005s: listed then, kept 10 s from then.
+	g.retained = 10 * time.Second
+	g.reopen()
+	task = g.newTask()
+	if em := g.txn(task, true, g.placed("o9", t0+1_005_000)); slices.Contains(em, "order-status o1 tombstone") {
+		t.Fatalf("o1 forgotten at once: %v", em)
+	}
+	if got := g.due(task, t0+1e9); !slices.Equal(got, []string{"o1@1005000"}) {
+		t.Fatalf("due: %v, want o1 listed at the stream time that listed it", got)
+	}
+}
