@@ -1312,6 +1312,12 @@ func (s *step) cancelRequests(match func(line string) bool) {
 // the backordered lines of an order.
 func (s *step) release(why string) error {
 	if s.allCancelled() {
+		if s.o.Screening {
+			// Cancelled while screened: the release stands for the
+			// verdict that may never come, and the order is finished.
+			s.o.Screening = false
+			return s.save()
+		}
 		return nil
 	}
 	if s.o.Screening {
