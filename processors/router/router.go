@@ -1488,7 +1488,10 @@ func (s *step) returnAuthorized(ids []string) error {
 		if len(ids) > 0 && !slices.Contains(ids, l.LineID) {
 			continue
 		}
-		if l.QtyShipped == 0 || l.QtyReturned >= l.QtyShipped {
+		// A line with units still to ship is refused: its next shipment
+		// would overwrite RETURN_PENDING, and the order could finish, and
+		// be forgotten, before the return lands.
+		if l.QtyShipped == 0 || l.QtyReturned >= l.QtyShipped || l.Qty-l.QtyCancelled-l.QtyShipped > 0 {
 			refused = append(refused, l.LineID)
 			continue
 		}
@@ -1496,7 +1499,7 @@ func (s *step) returnAuthorized(ids []string) error {
 	}
 	s.o.Reason = "return authorized"
 	if len(refused) > 0 {
-		s.o.Reason = fmt.Sprintf("return refused for line(s) %s: unknown or nothing shipped to return", strings.Join(refused, ", "))
+		s.o.Reason = fmt.Sprintf("return refused for line(s) %s: unknown, nothing shipped to return, or units still to ship", strings.Join(refused, ", "))
 	}
 	return s.save()
 }
