@@ -4,7 +4,7 @@ import "embed"
 
 // avsc holds the schema of every record type, one .avsc file each.
 //
-//go:embed avro/*.avsc
+//go:embed avro/*.avsc avro/legacy/*.avsc
 var avsc embed.FS
 
 func mustSchema(file string) string {
@@ -57,6 +57,10 @@ var (
 	// RouterOrders reads and writes the router store and its changelog
 	// (with the canonicalising pass: it holds a map).
 	RouterOrders = newCodec[RouterOrder](mustSchema("router_order.avsc"))
+	// RouterOrdersV1 reads router orders stored before attempt_base existed
+	// (the router's format byte 1; AttemptBase decodes as 0). Never
+	// written.
+	RouterOrdersV1 = newCodec[RouterOrder](mustSchema("legacy/router_order_v1.avsc"))
 	// CustomerChecks, CustomerVerdicts and CustomerHistories are the
 	// customer screen's internal topics and store.
 	CustomerChecks    = newCodec[CustomerCheck](mustSchema("customer_check.avsc"))

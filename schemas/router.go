@@ -7,8 +7,9 @@ type RouterOrder struct {
 	// Placed is the PLACED OrderEvent, ShipTo as last changed.
 	Placed OrderEvent `avro:"placed"`
 	State  OrderState `avro:"state"`
-	// Attempt is the routing attempt of the open planning round (from 1),
-	// 0 when no round is open; RoundLines are the lines it routes.
+	// Attempt is the routing attempt of the open planning round (from
+	// AttemptBase+1), 0 when no round is open; RoundLines are the lines it
+	// routes.
 	Attempt    int32    `avro:"attempt"`
 	RoundLines []string `avro:"round_lines"`
 	// Refused: a reservation of the current attempt was refused.
@@ -30,6 +31,11 @@ type RouterOrder struct {
 	// ShipmentDays is the UTC day each shipment took its node's capacity:
 	// a cancellation gives it back only on that day.
 	ShipmentDays map[string]int64 `avro:"shipment_days"`
+	// AttemptBase is the number of attempts of the order's earlier
+	// rounds: a round's attempts are AttemptBase+1, +2, ..., so that a
+	// late answer to an earlier round's command (one the router gave up
+	// on, after a short pick) is never taken for this round's.
+	AttemptBase int32 `avro:"attempt_base"`
 }
 
 // Hold is stock held for one order line at one node.

@@ -99,8 +99,15 @@ func (g *retryRig) placed(id, sku string, qty int64, policy schemas.FulfillmentP
 }
 
 // granted is the inventory's answer to a RESERVE of qty.
-func (g *retryRig) granted(id, sku string, qty int64, attempt int32) *topology.Record {
-	r := schemas.ReservationResult{OrderID: id, LineID: "1", Type: schemas.Reserve, SKU: sku, NodeID: "W1", Qty: qty, Attempt: attempt, OK: true}
+func (g *retryRig) granted(task *Task, id, sku string, qty int64) *topology.Record {
+	g.t.Helper()
+	o, err := task.store.Order(id)
+	if err != nil || o == nil || o.Attempt == 0 {
+		g.t.Fatalf("granted: order %s has no round open (%v)", id, err)
+	}
+	// The answer to the open round's RESERVE: its attempt (numbered on
+	// across the order's rounds).
+	r := schemas.ReservationResult{OrderID: id, LineID: "1", Type: schemas.Reserve, SKU: sku, NodeID: "W1", Qty: qty, Attempt: o.Attempt, OK: true}
 	return &topology.Record{Topic: string(inventory.TopicResults), Key: []byte(id), Value: encodeT(g.t, schemas.ReservationResults, &r), Timestamp: t0 + 9000}
 }
 
@@ -245,20 +252,20 @@ func TestBackorderRetryTask(t *testing.T) {
 	if got := g.idle(task, 2); len(got) != 1 || !slices.Equal(got[0], []string{"o1"}) {
 		t.Fatalf("after the abort: %v, want o1 retried again, once", got)
 	}
-	if o1, err := task.store.Order("o1"); err != nil || o1 == nil || o1.Attempt != 1 {
+	if o1, err := task.store.Order("o1"); err != nil || o1 == nil || o1.Attempt == 0 {
 		t.Fatalf("o1: %+v, %v; want a round open", o1, err)
 	}
 
 	// Bounded: one order per transaction; the units o2's retry asked for
 	// stay taken in the next transaction, until the inventory answers.
 	task.retryBatch = 1
-	g.txn(task, true, g.granted("o1", "A", 2, 1)) // the inventory's answer ends the claim
+	g.txn(task, true, g.granted(task, "o1", "A", 2)) // the inventory's answer ends the claim
 	g.stock("A", 2, 2)                            // and the table shows the reservation
 	g.stock("A", 3, 2)                            // one more: a rise
 	if got := g.idle(task, 3); !slices.Equal(got[0], []string{"o2"}) || slices.ContainsFunc(got, func(ids []string) bool { return slices.Contains(ids, "o3") }) {
 		t.Fatalf("one unit for o2 and o3: %v, want o2 retried, not o3", got)
 	}
-	g.txn(task, true, g.granted("o2", "A", 1, 1))
+	g.txn(task, true, g.granted(task, "o2", "A", 1))
 	g.stock("A", 3, 3) // the table shows o2's unit reserved
 	g.stock("A", 4, 3) // one more
 	if got := g.idle(task, 3); len(got) == 0 || !slices.Equal(got[0], []string{"o3"}) {
@@ -314,7 +321,7 @@ func TestBackorderRoseDuringRound(t *testing.T) {
 	// The answer: 1 unit; o1 ships it and waits for 2 more, which the
 	// table already shows: it is retried for them, in that transaction's
 	// flush or in the next.
-	em, _ = g.txn(task, true, g.granted("o1", "C", 1, 1))
+	em, _ = g.txn(task, true, g.granted(task, "o1", "C", 1))
 	n := reserves(em, "C")
 	for range 2 {
 		e, flushed := g.txn(task, true)
@@ -326,7 +333,7 @@ func TestBackorderRoseDuringRound(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("after the answer: %d RESERVEs, want 1: o1 retried for the 2 units that came during its round", n)
 	}
-	if o1, err := task.store.Order("o1"); err != nil || o1.Attempt != 1 {
+	if o1, err := task.store.Order("o1"); err != nil || o1.Attempt == 0 {
 		t.Fatalf("o1: %+v, %v; want a round open", o1, err)
 	}
 }
@@ -474,7 +481,7 @@ func TestBackorderCatalogAndDay(t *testing.T) {
 	if reserves(em, "A") != 1 {
 		t.Fatalf("o0: %v", em)
 	}
-	g.txn(task, true, g.granted("o0", "A", 1, 1))
+	g.txn(task, true, g.granted(task, "o0", "A", 1))
 	g.stock("A", 5, 1)
 	g.txn(task, true, g.placed("o1", "A", 1, schemas.ShipComplete, t0+1000))
 	if got := g.idle(task, 2); len(got) > 0 && len(got[0]) > 0 {
@@ -554,7 +561,7 @@ func TestBackorderCapacityBack(t *testing.T) {
 	if got := g.idle(task, 2); len(got) != 1 || !slices.Equal(got[0], []string{"o1"}) {
 		t.Fatalf("partition 8 gave W1's shipment back: %v, want o1 retried", got)
 	}
-	g.txn(task, true, g.granted("o1", "A", 1, 1))
+	g.txn(task, true, g.granted(task, "o1", "A", 1))
 	g.idle(task, 2)
 
 	// o1 holds W1's shipment of the day now; o2, for B, waits; o1 is
@@ -587,7 +594,7 @@ func TestBackorderCapacityBack(t *testing.T) {
 	if !retried(em, "o2", "B") {
 		t.Fatalf("o1's shipment cancelled: %v, want o2 retried", em)
 	}
-	g.txn(task, true, g.granted("o2", "B", 1, 1))
+	g.txn(task, true, g.granted(task, "o2", "B", 1))
 	g.idle(task, 2)
 
 	// In one transaction: o5 is granted W1's shipment (the node is full),
@@ -600,11 +607,11 @@ func TestBackorderCapacityBack(t *testing.T) {
 	g.stock("E", 5, 0)
 	g.txn(task, true, g.placed("o5", "D", 1, schemas.ShipComplete, t0+4000))
 	g.idle(task, 2)
-	em, _ = g.txn(task, true, g.granted("o5", "D", 1, 1), g.placed("o6", "E", 1, schemas.ShipComplete, t0+5000), cancel("o5"))
+	em, _ = g.txn(task, true, g.granted(task, "o5", "D", 1), g.placed("o6", "E", 1, schemas.ShipComplete, t0+5000), cancel("o5"))
 	if !retried(em, "o6", "E") {
 		t.Fatalf("o5 cancelled in the transaction o6 waited in: %v, want o6 retried", em)
 	}
-	g.txn(task, true, g.granted("o6", "E", 1, 2))
+	g.txn(task, true, g.granted(task, "o6", "E", 1))
 	g.txn(task, true, cancel("o6"))
 	g.idle(task, 2)
 
@@ -617,7 +624,7 @@ func TestBackorderCapacityBack(t *testing.T) {
 	g.txn(task, true, g.placed("o7", "F", 1, schemas.ShipComplete, t0+6000))
 	g.idle(task, 2)
 	g.lag = true // the table does not have this partition's count of 1 yet
-	g.txn(task, true, g.granted("o7", "F", 1, 1), g.placed("o8", "G", 1, schemas.ShipComplete, t0+7000))
+	g.txn(task, true, g.granted(task, "o7", "F", 1), g.placed("o8", "G", 1, schemas.ShipComplete, t0+7000))
 	g.idle(task, 2)
 	noLook("W1 full with partition 7's shipment and this partition's")
 	// Partition 7's count falls before the table has this partition's:
@@ -628,7 +635,7 @@ func TestBackorderCapacityBack(t *testing.T) {
 	}
 	g.lag = false
 	g.applyLoads(g.lagged)
-	g.txn(task, true, g.granted("o8", "G", 1, 1))
+	g.txn(task, true, g.granted(task, "o8", "G", 1))
 	g.idle(task, 2)
 
 	// Full again, with partition 7's shipment and this partition's o8 (o7
@@ -649,7 +656,7 @@ func TestBackorderCapacityBack(t *testing.T) {
 	// count falls, and before this partition looks at that, it cancels o9:
 	// its own fall was not at a full node any more, and its count is 0 by
 	// the look; partition 7's fall was at a full node all the same.
-	g.txn(task, true, g.granted("o9", "H", 1, 1))
+	g.txn(task, true, g.granted(task, "o9", "H", 1))
 	g.stock("I", 5, 0)
 	g.txn(task, true, g.placed("o10", "I", 1, schemas.ShipComplete, t0+9000))
 	g.idle(task, 2)
@@ -723,7 +730,11 @@ func TestClaimRefused(t *testing.T) {
 	if got := g.idle(task, 2); len(got) != 1 || !slices.Equal(got[0], []string{"o1"}) {
 		t.Fatalf("one unit: %v, want o1 retried", got)
 	}
-	refused := schemas.ReservationResult{OrderID: "o1", LineID: "1", Type: schemas.Reserve, SKU: "A", NodeID: "W1", Qty: 1, Attempt: 1, Available: 1}
+	o1, err := task.store.Order("o1")
+	if err != nil || o1 == nil || o1.Attempt == 0 {
+		t.Fatalf("o1: %+v, %v; want a round open", o1, err)
+	}
+	refused := schemas.ReservationResult{OrderID: "o1", LineID: "1", Type: schemas.Reserve, SKU: "A", NodeID: "W1", Qty: 1, Attempt: o1.Attempt, Available: 1}
 	rec := &topology.Record{Topic: string(inventory.TopicResults), Key: []byte("o1"), Value: encodeT(t, schemas.ReservationResults, &refused), Timestamp: t0 + 5000}
 	// Refused though it reports 1 left (another partition's order took it
 	// and gave it back, say): o1 re-plans within its round; the unit is
@@ -745,7 +756,7 @@ func TestPhantomStock(t *testing.T) {
 	if reserves(em, "A") != 1 {
 		t.Fatalf("o1: %v", em)
 	}
-	g.txn(task, true, g.granted("o1", "A", 2, 1))
+	g.txn(task, true, g.granted(task, "o1", "A", 2))
 	g.stock("A", 2, 2)
 	g.txn(task, true, g.placed("o2", "A", 1, schemas.ShipComplete, t0+2000)) // waits
 	fb := schemas.FulfillmentFeedback{FeedbackID: "f1", OrderID: "o1", LineID: "1", NodeID: "W1", Type: schemas.FeedbackShortPicked, QtyShort: 2}

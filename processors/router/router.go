@@ -528,9 +528,10 @@ func (s *step) allOpenLines() []string {
 	return ids
 }
 
-// startRound opens a planning round for lines (attempt 1) and plans it.
+// startRound opens a planning round for lines (its first attempt) and
+// plans it.
 func (s *step) startRound(lines []string) {
-	s.o.Attempt = 1
+	s.o.Attempt = s.o.AttemptBase + 1
 	s.o.Refused = false
 	s.o.Caps = keepShorts(s.o.Caps)
 	s.o.RoundLines = lines
@@ -544,7 +545,7 @@ func (s *step) startRound(lines []string) {
 func (s *step) plan() {
 	ev := &s.o.Placed
 	p, reject, useSafety := s.planLines(s.o.RoundLines)
-	if s.o.Attempt > 1 {
+	if s.roundAttempt() > 1 {
 		var at, short []string
 		for _, c := range s.o.Caps {
 			switch {
@@ -554,7 +555,7 @@ func (s *step) plan() {
 				short = append(short, c.SKU+"@"+c.NodeID)
 			}
 		}
-		why := fmt.Sprintf("attempt %d: re-planned", s.o.Attempt)
+		why := fmt.Sprintf("attempt %d: re-planned", s.roundAttempt())
 		if len(at) > 0 {
 			why += fmt.Sprintf(" after reservations were refused (%s)", strings.Join(at, ", "))
 		}
@@ -732,7 +733,7 @@ func (s *step) pending() bool {
 // order's policy, and emits the decision, the requests and the status.
 func (s *step) finishRound() {
 	ev := &s.o.Placed
-	d := &schemas.RoutingDecision{OrderID: s.o.OrderID, Attempts: s.o.Attempt, DecidedAt: s.ts,
+	d := &schemas.RoutingDecision{OrderID: s.o.OrderID, Attempts: s.roundAttempt(), DecidedAt: s.ts,
 		Shipments: []schemas.RoutedShipment{}, Backordered: []schemas.OrderLine{}, Reasons: []string{}}
 	if s.o.Reason != "" {
 		d.Reasons = strings.Split(s.o.Reason, "\n")
@@ -922,7 +923,12 @@ func (s *step) addLoad(node string, day, delta int64) {
 	}
 }
 
+// roundAttempt is the open round's attempt counted from 1 (s.o.Attempt
+// counts on from the order's earlier rounds: AttemptBase).
+func (s *step) roundAttempt() int32 { return s.o.Attempt - s.o.AttemptBase }
+
 func (s *step) closeRound() {
+	s.o.AttemptBase = max(s.o.AttemptBase, s.o.Attempt) // the next round numbers its attempts after this one's
 	s.o.Attempt = 0
 	s.o.RoundLines = s.o.RoundLines[:0]
 	s.o.Caps = keepShorts(s.o.Caps)
@@ -1029,7 +1035,7 @@ func (s *step) reserved(res *schemas.ReservationResult) error {
 		}
 	}
 	if !s.pending() {
-		if s.o.Refused && s.o.Attempt < int32(s.r.cfg.MaxAttempts) {
+		if s.o.Refused && s.roundAttempt() < int32(s.r.cfg.MaxAttempts) {
 			s.r.Stats.Replans++
 			s.o.Attempt++
 			s.o.Refused = false
@@ -1594,7 +1600,7 @@ func (r *Router) Feedback(st Store, w World, out Out, key []byte, f *schemas.Ful
 	// Route the missing units, never again from that node in this round.
 	sku = s.o.Lines[i].SKU
 	if s.o.Attempt == 0 {
-		s.o.Attempt = 1
+		s.o.Attempt = s.o.AttemptBase + 1
 		s.o.Caps = keepShorts(s.o.Caps)
 		s.o.RoundLines = []string{f.LineID}
 	} else if !slices.Contains(s.o.RoundLines, f.LineID) {

@@ -760,8 +760,9 @@ func (t *Task) Aborted() {
 	t.migrated = false
 }
 
-// orderFormat tags stored orders, like inventory's SKU states.
-const orderFormat byte = 1
+// orderFormat tags stored orders, like inventory's SKU states: 2 since
+// attempt_base; 1, before it, is still read (schemas.RouterOrdersV1).
+const orderFormat byte = 2
 
 type orderCodec struct{}
 
@@ -769,11 +770,19 @@ func (orderCodec) Append(dst []byte, v *schemas.RouterOrder) ([]byte, error) {
 	return schemas.RouterOrders.Append(append(dst, orderFormat), v)
 }
 
-func (orderCodec) Decode(b []byte, v *schemas.RouterOrder) error {
-	if len(b) == 0 || b[0] != orderFormat {
-		return fmt.Errorf("router: stored order has format %v, this version reads %d", b[:min(len(b), 1)], orderFormat)
+func (orderCodec) Decode(b []byte, v *schemas.RouterOrder) error { return DecodeStoredOrder(b, v) }
+
+// DecodeStoredOrder decodes an order as the router stores it (its store
+// and changelog): a format byte, then the Avro record.
+func DecodeStoredOrder(b []byte, v *schemas.RouterOrder) error {
+	switch {
+	case len(b) > 0 && b[0] == orderFormat:
+		return schemas.RouterOrders.Decode(b[1:], v)
+	case len(b) > 0 && b[0] == 1:
+		*v = schemas.RouterOrder{}
+		return schemas.RouterOrdersV1.Decode(b[1:], v)
 	}
-	return schemas.RouterOrders.Decode(b[1:], v)
+	return fmt.Errorf("router: stored order has format %v, this version reads 1 and %d", b[:min(len(b), 1)], orderFormat)
 }
 
 // pebbleStore is the router's Store on a state.Store.

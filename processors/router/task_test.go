@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -424,5 +425,41 @@ func TestRetentionRefinishedWhileUnset(t *testing.T) {
 	}
 	if got := g.due(task, t0+1e9); !slices.Equal(got, []string{"o1@1005000"}) {
 		t.Fatalf("due: %v, want o1 listed at the stream time that listed it", got)
+	}
+}
+
+// TestStoredOrderFormats: an order stored before attempt_base (format 1)
+// still decodes, with AttemptBase 0 and every other field as it was; the
+// router writes format 2; an unknown format is an error.
+func TestStoredOrderFormats(t *testing.T) {
+	o := schemas.RouterOrder{OrderID: "o1", Attempt: 2, RoundLines: []string{"1"}, Version: 3, State: schemas.StateRouted,
+		Placed: schemas.OrderEvent{OrderID: "o1", Type: schemas.EventPlaced, CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard,
+			DeliveryMethod: schemas.DeliveryShip, Policy: schemas.ShipComplete, Lines: []schemas.OrderLine{{LineID: "1", SKU: "A", Qty: 1}}, LineIDs: []string{}},
+		Lines: []schemas.LineStatus{{LineID: "1", SKU: "A", Qty: 1, State: schemas.StateRouted}}, Holds: []schemas.Hold{{LineID: "1", SKU: "A", NodeID: "W1", Qty: 1}},
+		Caps: []schemas.Cap{}, Shipments: []schemas.RoutedShipment{}, FeedbackIDs: []string{}, ShipmentDays: map[string]int64{}}
+	v1, err := schemas.RouterOrdersV1.Append([]byte{1}, &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := schemas.RouterOrder{AttemptBase: 9} // a value reused from an earlier decode
+	if err := DecodeStoredOrder(v1, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, o) {
+		t.Fatalf("format 1 decoded as %+v, want %+v", got, o)
+	}
+	o.AttemptBase = 4
+	v2, err := orderCodec{}.Append(nil, &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v2[0] != 2 {
+		t.Fatalf("written with format %d, want 2", v2[0])
+	}
+	if err := DecodeStoredOrder(v2, &got); err != nil || got.AttemptBase != 4 {
+		t.Fatalf("format 2: %v, attempt_base %d", err, got.AttemptBase)
+	}
+	if err := DecodeStoredOrder(append([]byte{3}, v2[1:]...), &got); err == nil {
+		t.Fatal("format 3 decoded")
 	}
 }

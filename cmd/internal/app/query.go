@@ -174,7 +174,7 @@ func (e *Engine) handleOrder(w http.ResponseWriter, r *http.Request) {
 			return nil, err
 		}
 		var o schemas.RouterOrder
-		if err := decodeStored(b, func(b []byte) error { return schemas.RouterOrders.Decode(b, &o) }); err != nil {
+		if err := router.DecodeStoredOrder(b, &o); err != nil {
 			return nil, err
 		}
 		return orderAnswer(&o, p, e.opts.InstanceID), nil
@@ -191,7 +191,7 @@ func decodeStored(b []byte, dec func([]byte) error) error {
 func orderAnswer(o *schemas.RouterOrder, p int32, served string) *OrderAnswer {
 	a := &OrderAnswer{OrderID: o.OrderID, State: string(o.State), Reason: o.Reason, ChannelID: o.Placed.ChannelID,
 		CustomerID: o.Placed.CustomerID, PlacedAt: time.UnixMilli(o.Placed.PlacedAt).UTC(), Version: o.Version,
-		Screening: o.Screening, Routing: o.Attempt > 0, Attempt: o.Attempt, Partition: p, ServedBy: served,
+		Screening: o.Screening, Routing: o.Attempt > 0, Attempt: max(0, o.Attempt-o.AttemptBase), Partition: p, ServedBy: served,
 		Lines: []OrderLine{}, Shipments: []Shipment{}, Holds: []OrderHold{}}
 	for _, l := range o.Lines {
 		ol := OrderLine{LineID: l.LineID, SKU: l.SKU, Qty: l.Qty, State: string(l.State), QtyShipped: l.QtyShipped,
