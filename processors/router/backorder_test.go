@@ -260,8 +260,8 @@ func TestBackorderRetryTask(t *testing.T) {
 	// stay taken in the next transaction, until the inventory answers.
 	task.retryBatch = 1
 	g.txn(task, true, g.granted(task, "o1", "A", 2)) // the inventory's answer ends the claim
-	g.stock("A", 2, 2)                            // and the table shows the reservation
-	g.stock("A", 3, 2)                            // one more: a rise
+	g.stock("A", 2, 2)                               // and the table shows the reservation
+	g.stock("A", 3, 2)                               // one more: a rise
 	if got := g.idle(task, 3); !slices.Equal(got[0], []string{"o2"}) || slices.ContainsFunc(got, func(ids []string) bool { return slices.Contains(ids, "o3") }) {
 		t.Fatalf("one unit for o2 and o3: %v, want o2 retried, not o3", got)
 	}
