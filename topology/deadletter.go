@@ -62,27 +62,36 @@ func deadLetterTopicLimit(ctx context.Context, adm *kadm.Client, topic string, l
 // topicConfig reads a numeric configuration of topic (ok false if the
 // broker does not report it).
 func topicConfig(ctx context.Context, adm *kadm.Client, topic, key string) (v int64, ok bool, err error) {
+	s, ok, err := topicConfigString(ctx, adm, topic, key)
+	if err != nil || !ok {
+		return 0, false, err
+	}
+	if v, err = strconv.ParseInt(s, 10, 64); err != nil {
+		return 0, false, fmt.Errorf("%s of %s: %w", key, topic, err)
+	}
+	return v, true, nil
+}
+
+// topicConfigString reads a configuration of topic (ok false if the broker
+// does not report it).
+func topicConfigString(ctx context.Context, adm *kadm.Client, topic, key string) (string, bool, error) {
 	rcs, err := adm.DescribeTopicConfigs(ctx, topic)
 	if err != nil {
-		return 0, false, err
+		return "", false, err
 	}
 	rc, err := rcs.On(topic, nil)
 	if err == nil {
 		err = rc.Err
 	}
 	if err != nil {
-		return 0, false, err
+		return "", false, err
 	}
 	for _, c := range rc.Configs {
 		if c.Key == key && c.Value != nil {
-			v, err := strconv.ParseInt(*c.Value, 10, 64)
-			if err != nil {
-				return 0, false, fmt.Errorf("%s of %s: %w", key, topic, err)
-			}
-			return v, true, nil
+			return *c.Value, true, nil
 		}
 	}
-	return 0, false, nil
+	return "", false, nil
 }
 
 // recordBytes bounds the bytes r takes in a record batch (without the

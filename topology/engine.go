@@ -206,6 +206,9 @@ type taskState struct {
 	arena   Arena           // changelog keys and values
 	records []kgo.Record    // a chunk the records it produces are cut from
 	seen    Positions       // global positions its committed state reflects; nil: take the current ones
+	// seenUnstored: seen was taken from the reader for an empty store and
+	// is not in the store yet; the first flush writes it.
+	seenUnstored bool
 	tooBig  error           // an output Emit refused as too large, since the last check
 	poison  *poisonRecord   // the input whose output was too large: a dead letter on the retry
 }
@@ -1422,7 +1425,7 @@ func (e *Engine) abortAll() error {
 // deliverGlobals hands ts the global table changes between its positions
 // and cur, and stores cur with the task's state (see globalReader).
 func (e *Engine) deliverGlobals(ts *taskState, cur Positions) error {
-	if ts.seen != nil && ts.seen.equal(cur) {
+	if ts.seen != nil && ts.seen.equal(cur) && !ts.seenUnstored {
 		return nil
 	}
 	if ts.seen != nil {
@@ -1438,7 +1441,7 @@ func (e *Engine) deliverGlobals(ts *taskState, cur Positions) error {
 			}
 		}
 	}
-	ts.seen = cur
+	ts.seen, ts.seenUnstored = cur, false
 	ts.touched = true
 	if len(ts.stores) == 0 {
 		return nil
@@ -1448,10 +1451,12 @@ func (e *Engine) deliverGlobals(ts *taskState, cur Positions) error {
 
 // loadSeen reads the task's committed global positions. A store with data
 // but no positions (written before positions existed) gets an empty set:
-// every global table is delivered as changed. An empty store gets nil: it
-// has no outputs to correct, and takes the current positions as they are.
+// every global table is delivered as changed. An empty store gets the
+// reader's positions now: it has no outputs to correct for the changes
+// before, but its first transaction's records read the tables as they are
+// now, so later changes are delivered; its first flush stores them.
 func (e *Engine) loadSeen(ts *taskState) error {
-	ts.seen = nil
+	ts.seen, ts.seenUnstored = nil, false
 	if len(ts.stores) == 0 || len(e.topo.Globals) == 0 {
 		return nil
 	}
@@ -1466,7 +1471,13 @@ func (e *Engine) loadSeen(ts *taskState) error {
 	}
 	errStop := errors.New("stop")
 	if err := txn.Iterate(nil, func(_, _ []byte) error { return errStop }); !errors.Is(err, errStop) {
-		return err // nil: the store is empty
+		if err == nil {
+			// Empty: no output to correct for the changes before now, but
+			// the first transaction's records read the tables as they are
+			// now, so the changes after now are delivered.
+			ts.seen, ts.seenUnstored = e.globals.positions(), true
+		}
+		return err
 	}
 	ts.seen = Positions{}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -164,6 +165,10 @@ func (g *globalReader) tail(ctx context.Context) {
 		}
 		if err := g.handle(fs); err != nil {
 			g.e.log.Error("global table", "err", err)
+			select { // an error that persists is not logged in a tight loop
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
 		}
 	}
 }
@@ -177,9 +182,9 @@ func (g *globalReader) handle(fs kgo.Fetches) error {
 			ferr = fmt.Errorf("topology: reading global %s[%d]: %w", t, p, err)
 		}
 	})
-	if ferr != nil {
-		return ferr
-	}
+	// The records that came back are applied whatever error another
+	// partition (or this one, after them) reported: the client has moved
+	// past them and does not fetch them again.
 	fs.EachRecord(func(r *kgo.Record) {
 		if !r.Attrs.IsControl() {
 			if err := g.apply[r.Topic](r.Key, r.Value); err != nil {
@@ -190,7 +195,7 @@ func (g *globalReader) handle(fs kgo.Fetches) error {
 		}
 		g.record(r)
 	})
-	return nil
+	return ferr
 }
 
 // record notes r in the history and advances the position. Control records

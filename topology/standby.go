@@ -249,7 +249,6 @@ func (s *standbys) place(ctx context.Context, want map[int32]bool) {
 	for p, t := range s.tasks {
 		if !want[p] || s.local[p] {
 			stop = append(stop, t)
-			delete(s.tasks, p)
 		}
 	}
 	for p := range want {
@@ -257,11 +256,21 @@ func (s *standbys) place(ctx context.Context, want map[int32]bool) {
 			s.tasks[p] = s.start(ctx, p)
 		}
 	}
-	s.partitions.Set(float64(len(s.tasks)))
 	s.mu.Unlock()
+	// The tasks stay listed while they stop, so that a take of their
+	// partition meanwhile waits for them too (its stores are closed when
+	// take returns: the engine opens them next).
 	for _, t := range stop {
 		t.stop()
 	}
+	s.mu.Lock()
+	for _, t := range stop {
+		if s.tasks[t.p] == t {
+			delete(s.tasks, t.p)
+		}
+	}
+	s.partitions.Set(float64(len(s.tasks)))
+	s.mu.Unlock()
 }
 
 // take stops the standby of p, if any, before the engine opens its stores;

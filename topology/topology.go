@@ -282,6 +282,24 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec, part
 	if len(bad.Topics) > 0 {
 		return 0, nil, bad
 	}
+	// A topic that must be compacted (a changelog, a global table, a
+	// compacted output) and exists with another policy would lose, by
+	// retention, the values a restore or a start reads: refused, as Kafka
+	// Streams refuses a misconfigured internal topic.
+	for _, s := range specs {
+		if !s.Compacted {
+			continue
+		}
+		policy, ok, err := topicConfigString(ctx, adm, s.Name, "cleanup.policy")
+		if err != nil {
+			return 0, nil, fmt.Errorf("topology: reading the cleanup.policy of %s: %w", s.Name, err)
+		}
+		if ok && !slices.Contains(strings.Split(policy, ","), "compact") {
+			return 0, nil, fmt.Errorf("topology: topic %s has cleanup.policy=%s, but it must be compacted (it keeps the latest value of every key, "+
+				"which retention would delete): set it with kafka-configs.sh --bootstrap-server ... --alter --entity-type topics "+
+				"--entity-name %s --add-config cleanup.policy=compact", s.Name, policy, s.Name)
+		}
+	}
 	counts := map[string]int32{}
 	for _, s := range specs {
 		counts[s.Name] = int32(len(details[s.Name].Partitions))

@@ -1,0 +1,87 @@
+package topology
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TestTakeWhilePlacementStops: the placement goroutine (run, every
+// 2 s) stops the standby of p because the group now shows p owned by this
+// member, at the moment the loop takes p over: take waits for that stop,
+// and the engine's open of the store finds it closed. Found by review:
+// place removed the task from s.tasks under the lock and stopped it after
+// unlocking; take, in between, found no task and returned at once, and the
+// engine's open failed on the lock the standby still held (the session
+// was then re-initialised, in the middle of a failover).
+func TestTakeWhilePlacementStops(t *testing.T) {
+	brokers := newKfake(t)
+	// A disk where closing a file takes 100 ms once armed (any slow disk):
+	// it only widens the window, which exists at any speed.
+	var slow atomic.Bool
+	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if slow.Load() && op.Kind == errorfs.OpFileClose {
+			time.Sleep(100 * time.Millisecond)
+		}
+		return nil
+	}))
+	e, err := NewEngine(Config{Brokers: brokers, InstanceID: "a", StateDir: t.TempDir(), Partitions: 1,
+		Standbys: 1, FS: fs, Logger: discardLogger()}, echoTopology())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	e.adm = kadm.NewClient(cl)
+	if _, err := e.adm.CreateTopic(context.Background(), 1, 1, nil, "st-changelog"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		r := &kgo.Record{Topic: "st-changelog", Key: []byte(strconv.Itoa(i)), Value: []byte("v")}
+		if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	defer e.sb.stopAll()
+	e.sb.place(ctx, map[int32]bool{0: true}) // a standby of partition 0
+	waitUntil(t, 10*time.Second, "the standby restored", func() bool {
+		e.sb.mu.Lock()
+		defer e.sb.mu.Unlock()
+		st := e.sb.tasks[0]
+		return st != nil && st.next["st-changelog"].Load() >= 0
+	})
+	time.Sleep(200 * time.Millisecond) // tailing
+	// The group now shows partition 0 owned here: placement stops the
+	// standby, while the loop, assigned partition 0, takes it over.
+	slow.Store(true)
+	placed := make(chan struct{})
+	go func() { defer close(placed); e.sb.place(ctx, map[int32]bool{}) }()
+	for {
+		e.sb.mu.Lock()
+		gone := e.sb.tasks[0] == nil
+		e.sb.mu.Unlock()
+		if gone {
+			break
+		}
+	}
+	e.sb.take(0) // what applyEvents does before openTask
+	st, err := e.openRestored(ctx, "st", 0, false)
+	<-placed
+	slow.Store(false)
+	if err != nil {
+		t.Fatalf("the engine could not open the store it was assigned after take returned: %v", err)
+	}
+	_ = st.Close()
+}
