@@ -209,8 +209,8 @@ type taskState struct {
 	// seenUnstored: seen was taken from the reader for an empty store and
 	// is not in the store yet; the first flush writes it.
 	seenUnstored bool
-	tooBig  error           // an output Emit refused as too large, since the last check
-	poison  *poisonRecord   // the input whose output was too large: a dead letter on the retry
+	tooBig       error         // an output Emit refused as too large, since the last check
+	poison       *poisonRecord // the input whose output was too large: a dead letter on the retry
 }
 
 // poisonRecord is an input record whose processing emitted an output too
