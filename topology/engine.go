@@ -1430,8 +1430,8 @@ func (e *Engine) deliverGlobals(ts *taskState, cur Positions) error {
 	}
 	if ts.seen != nil {
 		entries, all := e.globals.changes(ts.seen, cur)
-		for _, topic := range all {
-			if err := ts.task.GlobalChanged(topic, nil, 0, &ts.emitter); err != nil {
+		for _, a := range all {
+			if err := ts.task.GlobalChanged(a.topic, nil, a.ts, &ts.emitter); err != nil {
 				return err
 			}
 		}

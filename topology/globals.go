@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -44,6 +45,15 @@ type globalReader struct {
 	// histStart are the positions at which hist begins; a task behind them
 	// gets "everything may have changed" (a nil key).
 	histStart Positions
+	// last is the newest value of every key of the tables tasks are told
+	// of (prefixed topic, 0x00, key): a record with the same value is no
+	// change. A job that republishes the node table every few minutes
+	// would otherwise restart every node's re-emit each time, and the SKUs
+	// late in a long re-emit would never be re-emitted.
+	last map[string][]byte
+	// newest is the newest record time (ms) of each table: the time of an
+	// "everything may have changed".
+	newest map[string]int64
 }
 
 // maxHistory bounds the change history; past it the oldest half is dropped.
@@ -83,7 +93,7 @@ func (p Positions) equal(o Positions) bool {
 
 func newGlobalReader(e *Engine) *globalReader {
 	g := &globalReader{e: e, apply: map[string]func(k, v []byte) error{}, topic: map[string]Topic{}, silent: map[string]bool{},
-		done: make(chan struct{}), pos: Positions{}, histStart: Positions{}}
+		done: make(chan struct{}), pos: Positions{}, histStart: Positions{}, last: map[string][]byte{}, newest: map[string]int64{}}
 	for _, gl := range e.topo.Globals {
 		name := e.cfg.TopicPrefix + string(gl.Topic)
 		g.apply[name] = gl.Apply
@@ -204,8 +214,13 @@ func (g *globalReader) record(r *kgo.Record) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !r.Attrs.IsControl() && !g.silent[r.Topic] {
-		g.hist = append(g.hist, globalEntry{topic: g.topic[r.Topic], prefix: r.Topic, part: r.Partition,
-			offset: r.Offset, key: r.Key, ts: r.Timestamp.UnixMilli()})
+		g.newest[r.Topic] = max(g.newest[r.Topic], r.Timestamp.UnixMilli())
+		k := r.Topic + "\x00" + string(r.Key)
+		if v, ok := g.last[k]; !ok || !bytes.Equal(v, r.Value) || (v == nil) != (r.Value == nil) {
+			g.last[k] = bytes.Clone(r.Value)
+			g.hist = append(g.hist, globalEntry{topic: g.topic[r.Topic], prefix: r.Topic, part: r.Partition,
+				offset: r.Offset, key: r.Key, ts: r.Timestamp.UnixMilli()})
+		}
 	}
 	g.pos[r.Topic][r.Partition] = r.Offset + 1
 	if len(g.hist) > maxHistory {
@@ -233,14 +248,15 @@ func (g *globalReader) positions() Positions {
 
 // changes returns the entries after from up to to, one per key (the
 // newest), and the topics for which from is older than the history (the
-// task must assume every key of those changed).
-func (g *globalReader) changes(from, to Positions) (entries []globalEntry, all []Topic) {
+// task must assume every key of those changed; their entries have no key,
+// and the newest record time of the table).
+func (g *globalReader) changes(from, to Positions) (entries, all []globalEntry) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for name, parts := range g.histStart {
 		for p, start := range parts {
 			if f, ok := from[name][p]; (!ok || f < start) && to[name][p] > f {
-				all = append(all, g.topic[name])
+				all = append(all, globalEntry{topic: g.topic[name], prefix: name, ts: g.newest[name]})
 				break
 			}
 		}

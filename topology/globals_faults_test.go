@@ -2,6 +2,9 @@ package topology
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -177,5 +180,79 @@ func TestGlobalRecreatedTopicStopsNoOther(t *testing.T) {
 	defer mu.Unlock()
 	if len(applied) < 20 {
 		t.Errorf("%d of 20 nodes records applied after chans was recreated: %v", len(applied), applied)
+	}
+}
+
+// TestGlobalRepublishIsNoChange: a global record with the value its key
+// already has (a job that republishes the node table) is no change: the
+// tasks are not told, so a long re-emit it would restart goes on. A new
+// value is a change, and so is the old one again after it. Found by review:
+// a table republished more often than a node's re-emit takes kept
+// restarting it, and the SKUs late in it were never re-emitted.
+func TestGlobalRepublishIsNoChange(t *testing.T) {
+	c := newCluster(t)
+	brokers := c.ListenAddrs()
+	eng, stop := runEngine(t, brokers, t.TempDir(), echoTopology(Global{Topic: "glob", Apply: func(k, v []byte) error { return nil }}))
+	defer func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if !waitOwned(eng, 1) {
+		t.Fatal("not owned")
+	}
+	cl := outClient(t, brokers)
+	defer cl.Close()
+	produce := func(topic, key, value string) {
+		t.Helper()
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Key: []byte(key), Value: []byte(value)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce("in", "k", "v") // the partition has state: global changes are delivered to it
+	waitFor(t, cl, "k")
+	for i, v := range []string{"x", "x", "x", "y", "x"} {
+		produce("glob", "n1", v)
+		marker := fmt.Sprint("m", i)
+		produce("glob", marker, "once") // a change the task is always told of, after n1's
+		waitFor(t, cl, marker)
+	}
+	// Read everything back: n1's changes are told before the markers
+	// that follow them.
+	rd, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("out"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	var seq []string
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		rd.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			if k := string(r.Key); k == "n1" || strings.HasPrefix(k, "m") {
+				seq = append(seq, k)
+			}
+		})
+	}
+	want := []string{"n1", "m0", "m1", "m2", "n1", "m3", "n1", "m4"}
+	if !slices.Equal(seq, want) {
+		t.Errorf("changes told: %v, want %v (x, x again, x again, y, x)", seq, want)
+	}
+}
+
+// TestGlobalAllChangedTime: a task behind the change history is told that
+// every key of the table may have changed, at the newest record time of
+// the table, not at 0. Found by review: the re-emit that follows stamped
+// every ATS update with updated_at 1970.
+func TestGlobalAllChangedTime(t *testing.T) {
+	e := &Engine{topo: &Topology{Globals: []Global{{Topic: "nodes"}}}, cfg: Config{TopicPrefix: "p."}}
+	g := newGlobalReader(e)
+	g.record(&kgo.Record{Topic: "p.nodes", Partition: 0, Offset: 0, Key: []byte("n1"), Timestamp: time.UnixMilli(5000)})
+	g.record(&kgo.Record{Topic: "p.nodes", Partition: 0, Offset: 1, Key: []byte("n2"), Timestamp: time.UnixMilli(7000)})
+	g.histStart["p.nodes"][0] = 1 // the history lost offset 0
+	_, all := g.changes(Positions{"p.nodes": {0: 0}}, g.positions())
+	if len(all) != 1 || all[0].topic != "nodes" || all[0].ts != 7000 {
+		t.Errorf("all changed: %+v, want nodes at 7000", all)
 	}
 }
