@@ -58,6 +58,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unique"
 
@@ -140,7 +141,13 @@ type Stats struct {
 	Duplicates int64 // movements ignored as already applied
 	Negative   int64 // movements that left a node's on_hand below zero
 	Emitted    int64 // ATS updates emitted
+	// Gen identifies the processor that counted: a new one for the same
+	// partition (after a rebalance) starts its counts at 0.
+	Gen uint64
 }
+
+// gens numbers the processors (Stats.Gen).
+var gens atomic.Uint64
 
 // Processor is the inventory processor of one partition. It is not safe for
 // concurrent use.
@@ -162,9 +169,10 @@ type Processor struct {
 // New returns a processor with the given configuration.
 func New(cfg Config) *Processor {
 	return &Processor{
-		cfg:  cfg.withDefaults(),
-		skus: make(map[string]int32),
-		hash: xxhash.New(),
+		Stats: Stats{Gen: gens.Add(1)},
+		cfg:   cfg.withDefaults(),
+		skus:  make(map[string]int32),
+		hash:  xxhash.New(),
 	}
 }
 

@@ -41,7 +41,7 @@ func (m *Metrics) Observe(p int32, s Stats) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	prev := m.last[p]
-	if s.Applied < prev.Applied || s.Duplicates < prev.Duplicates || s.Emitted < prev.Emitted ||
+	if s.Gen != prev.Gen || s.Applied < prev.Applied || s.Duplicates < prev.Duplicates || s.Emitted < prev.Emitted ||
 		s.Reserved < prev.Reserved || s.Refused < prev.Refused || s.Released < prev.Released || s.Negative < prev.Negative {
 		// a new processor for p after a rebalance
 		prev = Stats{}

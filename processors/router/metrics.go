@@ -38,7 +38,7 @@ func (m *Metrics) Observe(p int32, s Stats) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	prev := m.last[p]
-	if s.Orders < prev.Orders || s.Decisions < prev.Decisions || s.Stale < prev.Stale || s.Duplicates < prev.Duplicates {
+	if s.Gen != prev.Gen || s.Orders < prev.Orders || s.Decisions < prev.Decisions || s.Stale < prev.Stale || s.Duplicates < prev.Duplicates {
 		prev = Stats{} // a new router for p after a rebalance
 	}
 	m.last[p] = s

@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -137,7 +138,13 @@ type Stats struct {
 	Forgotten   int64 // finished orders forgotten after OrderRetention
 	Indexed     int64 // orders finished without OrderRetention, listed for it (Task.migrate)
 	Retried     int64 // backordered orders retried when stock arrived
+	// Gen identifies the processor that counted: a new one for the same
+	// partition (after a rebalance) starts its counts at 0.
+	Gen uint64
 }
+
+// gens numbers the routers (Stats.Gen).
+var gens atomic.Uint64
 
 // Router is the router processor of one partition. It is deterministic:
 // no clock, no I/O; time comes from the input records.
@@ -147,7 +154,7 @@ type Router struct {
 }
 
 // New returns a router with the given configuration.
-func New(cfg Config) *Router { return &Router{cfg: cfg.withDefaults()} }
+func New(cfg Config) *Router { return &Router{cfg: cfg.withDefaults(), Stats: Stats{Gen: gens.Add(1)}} }
 
 // InvalidError marks input that can never be applied (dead letter).
 type InvalidError struct{ Reason string }

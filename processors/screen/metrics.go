@@ -29,7 +29,7 @@ func (m *Metrics) Observe(p int32, s Stats) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	prev := m.last[p]
-	if s.Checks < prev.Checks || s.Held < prev.Held || s.Forgotten < prev.Forgotten {
+	if s.Gen != prev.Gen || s.Checks < prev.Checks || s.Held < prev.Held || s.Forgotten < prev.Forgotten {
 		prev = Stats{} // a new task for p after a rebalance
 	}
 	m.last[p] = s

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/invroute/invroute/schemas"
@@ -26,7 +27,13 @@ const (
 // that aborts is counted, as the router's is.
 type Stats struct {
 	Checks, Held, Forgotten int64
+	// Gen identifies the processor that counted: a new one for the same
+	// partition (after a rebalance) starts its counts at 0.
+	Gen uint64
 }
+
+// gens numbers the tasks (Stats.Gen).
+var gens atomic.Uint64
 
 // Topology returns the customer screen's topology: checks in (key
 // customer_id), verdicts out (key order_id, for the router). onFlush, if
@@ -41,7 +48,7 @@ func Topology(group string, deadLetter topology.Topic, onFlush func(partition in
 		NewTask: func(tc topology.TaskContext) (topology.Task, error) {
 			st := tc.Stores[StoreName]
 			return &Task{st: st, hist: state.NewTable[schemas.CustomerHistory](st, prefixHistory, historyCodec{}, tc.CacheEntries),
-				purgeBatch: purgeBatch, part: tc.Partition, onFlush: onFlush}, nil
+				purgeBatch: purgeBatch, part: tc.Partition, onFlush: onFlush, Stats: Stats{Gen: gens.Add(1)}}, nil
 		},
 	}
 }
