@@ -6,7 +6,10 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // TestExistingTopicPolicyChecked: a topic that must be compacted (here a
@@ -33,6 +36,12 @@ func TestExistingTopicPolicyChecked(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "nodes has cleanup.policy=delete") || !strings.Contains(err.Error(), "cleanup.policy=compact") {
 		t.Fatalf("EnsureTopics with a delete-policy global table: %v, want a refusal naming the topic and the fix", err)
 	}
+	// Without DESCRIBE_CONFIGS (the minimal ACLs), the check is skipped.
+	h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.DescribeConfigs}, Err: kerr.TopicAuthorizationFailed, Count: -1})
+	if _, _, err := EnsureTopics(ctx, adm, topo.Topics(""), 1, -1); err != nil {
+		t.Fatalf("EnsureTopics without DESCRIBE_CONFIGS: %v, want the check skipped", err)
+	}
+	h.Remove()
 	if _, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "cleanup.policy", Value: kadm.StringPtr("compact,delete")}}, "nodes"); err != nil {
 		t.Fatal(err)
 	}
