@@ -1504,7 +1504,8 @@ func (s *step) returnAuthorized(ids []string) error {
 		// A line with units still to ship is refused: its next shipment
 		// would overwrite RETURN_PENDING, and the order could finish, and
 		// be forgotten, before the return lands.
-		if l.QtyShipped == 0 || l.QtyReturned >= l.QtyShipped || l.Qty-l.QtyCancelled-l.QtyShipped > 0 {
+		// (A rejected rest never ships: the return is taken.)
+		if l.QtyShipped == 0 || l.QtyReturned >= l.QtyShipped || (l.Qty-l.QtyCancelled-l.QtyShipped > 0 && l.State != schemas.StateRejected) {
 			refused = append(refused, l.LineID)
 			continue
 		}
