@@ -458,6 +458,7 @@ func (e *Engine) newSession() error {
 		opts = append(opts, kgo.InstanceID(e.cfg.InstanceID))
 	}
 	opts = append(opts, kgo.WithLogger(kgoLogger{l: e.log, unconfirmed: &e.endUnconfirmed, next: e.optsLogger}))
+	opts = append(opts, kgo.WithHooks(lostHook{e}))
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("topology: session: %w", err)
@@ -497,7 +498,9 @@ func (e *Engine) onRevoked(_ context.Context, _ *kgo.Client, m map[string][]int3
 // added while it restores, or waits on an idle poll) would otherwise
 // leave it a task for a partition another member owns, which a global
 // table's change or a re-emit would make it write to.
-// TestSecondRevocationNotMissed.
+// TestSecondRevocationNotMissed. (It also keeps franz-go on the classic
+// group protocol, whose SyncGroup it reads: franz-go takes KIP-848 only
+// for its own balancer types.)
 type syncBalancer struct {
 	kgo.GroupBalancer
 	e *Engine
@@ -509,6 +512,18 @@ func (b syncBalancer) ParseSyncAssignment(assignment []byte) (map[string][]int32
 		b.e.noteSynced(m)
 	}
 	return m, err
+}
+
+// lostHook hears of a group session that died (franz-go calls it right
+// after the lost callback, which the session drops after the first until
+// End): the member holds no partition until the next sync, so every task
+// is closed before the next transaction (syncBalancer).
+type lostHook struct{ e *Engine }
+
+func (h lostHook) OnGroupManageError(error) {
+	h.e.mu.Lock()
+	h.e.synced = map[int32]bool{}
+	h.e.mu.Unlock()
 }
 
 // noteSynced records the partitions m gives of every input (of all of

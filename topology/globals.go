@@ -175,9 +175,11 @@ func (g *globalReader) tail(ctx context.Context) {
 		}
 		if err := g.handle(fs); err != nil {
 			g.e.log.Error("global table", "err", err)
-			select { // an error that persists is not logged in a tight loop
-			case <-ctx.Done():
-			case <-time.After(time.Second):
+			if fs.NumRecords() == 0 { // an error that persists is not logged in a tight loop
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
 			}
 		}
 	}

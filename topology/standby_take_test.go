@@ -85,3 +85,38 @@ func TestTakeWhilePlacementStops(t *testing.T) {
 	}
 	_ = st.Close()
 }
+
+// TestTakeWaitsForAStoppingStandby: take of a partition whose standby the
+// placement is stopping returns only once that standby has stopped (its
+// stores closed), not before.
+func TestTakeWaitsForAStoppingStandby(t *testing.T) {
+	e, err := NewEngine(Config{Brokers: []string{"127.0.0.1:1"}, InstanceID: "a", StateDir: t.TempDir(), Partitions: 1,
+		Standbys: 1, Logger: discardLogger()}, echoTopology())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := e.sb
+	done := make(chan struct{}) // the standby's stores closed
+	s.tasks[0] = &standbyTask{p: 0, cancel: func() {}, done: done}
+	placed := make(chan struct{})
+	go func() { defer close(placed); s.place(context.Background(), map[int32]bool{}) }() // stops it: blocks on done
+	time.Sleep(50 * time.Millisecond)
+	took := make(chan struct{})
+	go func() { defer close(took); s.take(0) }()
+	select {
+	case <-took:
+		t.Fatal("take returned while the standby was still stopping")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(done)
+	for _, c := range []chan struct{}{took, placed} {
+		select {
+		case <-c:
+		case <-time.After(5 * time.Second):
+			t.Fatal("take or place did not return once the standby stopped")
+		}
+	}
+	if len(s.tasks) != 0 {
+		t.Errorf("standbys left: %v", s.tasks)
+	}
+}

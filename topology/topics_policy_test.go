@@ -48,4 +48,10 @@ func TestExistingTopicPolicyChecked(t *testing.T) {
 	if _, _, err := EnsureTopics(ctx, adm, topo.Topics(""), 1, -1); err != nil {
 		t.Fatalf("EnsureTopics with compact,delete: %v", err)
 	}
+	if _, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "cleanup.policy", Value: kadm.StringPtr("delete, compact")}}, "nodes"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := EnsureTopics(ctx, adm, topo.Topics(""), 1, -1); err != nil {
+		t.Fatalf("EnsureTopics with \"delete, compact\": %v", err)
+	}
 }

@@ -297,7 +297,7 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec, part
 		if err != nil {
 			return 0, nil, fmt.Errorf("topology: reading the cleanup.policy of %s: %w", s.Name, err)
 		}
-		if ok && !slices.Contains(strings.Split(policy, ","), "compact") {
+		if ok && !slices.ContainsFunc(strings.Split(policy, ","), func(p string) bool { return strings.TrimSpace(p) == "compact" }) {
 			return 0, nil, fmt.Errorf("topology: topic %s has cleanup.policy=%s, but it must be compacted (it keeps the latest value of every key, "+
 				"which retention would delete): set it with kafka-configs.sh --bootstrap-server ... --alter --entity-type topics "+
 				"--entity-name %s --add-config cleanup.policy=compact", s.Name, policy, s.Name)
