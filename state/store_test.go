@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -829,4 +830,34 @@ func TestCommitDeferredCrash(t *testing.T) {
 		t.Fatal("Wipe kept the pending transaction")
 	}
 	must(t, s.Close())
+}
+
+// TestKeysAfter steps a cursor through a key space: keys after the cursor,
+// at most limit, and whether more follow, over committed and pending
+// writes, not past the prefix.
+func TestKeysAfter(t *testing.T) {
+	s := openMem(t, nil, Options{})
+	defer func() { _ = s.Close() }()
+	txn := s.Txn()
+	for _, k := range []string{"p/a", "p/b", "p/c", "q/x"} {
+		must(t, txn.Set([]byte(k), []byte("v")))
+	}
+	must(t, s.Commit(cpAt(1)))
+	must(t, txn.Set([]byte("p/d"), []byte("v"))) // pending
+	for _, c := range []struct {
+		after string
+		limit int
+		want  []string
+		more  bool
+	}{
+		{"", 2, []string{"a", "b"}, true},
+		{"b", 2, []string{"c", "d"}, false},
+		{"b", 1, []string{"c"}, true},
+		{"d", 5, nil, false},
+	} {
+		keys, more, err := txn.KeysAfter("p/", c.after, c.limit)
+		if err != nil || !slices.Equal(keys, c.want) || more != c.more {
+			t.Errorf("after %q, limit %d: %v %t %v, want %v %t", c.after, c.limit, keys, more, err, c.want, c.more)
+		}
+	}
 }

@@ -247,6 +247,32 @@ func (t *Txn) IterateFrom(prefix, from []byte, fn func(key, val []byte) error) (
 	return nil
 }
 
+// KeysAfter returns, in order, at most limit keys under prefix that are
+// greater than prefix+after, without the prefix, and whether more follow:
+// one step of a cursor through a key space (after "" starts at its
+// beginning), as the transaction sees it (see Iterate).
+func (t *Txn) KeysAfter(prefix, after string, limit int) (keys []string, more bool, err error) {
+	from := []byte(prefix + after + "\x00") // the first key greater than prefix+after
+	if after == "" {
+		from = []byte(prefix)
+	}
+	err = t.IterateFrom([]byte(prefix), from, func(k, _ []byte) error {
+		if len(keys) == limit {
+			more = true
+			return errEnough
+		}
+		keys = append(keys, string(k[len(prefix):]))
+		return nil
+	})
+	if errors.Is(err, errEnough) {
+		err = nil
+	}
+	return keys, more, err
+}
+
+// errEnough ends KeysAfter's iteration.
+var errEnough = errors.New("enough")
+
 // Writes calls fn once for every distinct key written in the transaction, in
 // key order, with its final value: val is nil if the last write deleted the
 // key (and non-nil, possibly empty, otherwise). This is the changelog of the

@@ -2,7 +2,6 @@ package inventory
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strings"
 	"unique"
@@ -229,8 +228,6 @@ func (s *pebbleStore) SKUsAt(node, after string, limit int, fn func(string) erro
 	return s.keysAfter(prefix, after, limit, fn)
 }
 
-var errStop = errors.New("stop")
-
 func (s *pebbleStore) SKUsAfter(after string, limit int, fn func(string) error) (bool, error) {
 	// Staged states of this transaction are not in the txn batch yet; they
 	// are dirty already, so skipping a brand-new SKU here loses nothing.
@@ -240,23 +237,16 @@ func (s *pebbleStore) SKUsAfter(after string, limit int, fn func(string) error) 
 // keysAfter calls fn for at most limit keys under prefix greater than
 // prefix+after (without the prefix), in order, and says whether more follow.
 func (s *pebbleStore) keysAfter(prefix, after string, limit int, fn func(string) error) (bool, error) {
-	from := []byte(prefix + after + "\x00")
-	if after == "" {
-		from = []byte(prefix)
+	keys, more, err := s.st.Txn().KeysAfter(prefix, after, limit)
+	if err != nil {
+		return false, err
 	}
-	n, more := 0, false
-	err := s.st.Txn().IterateFrom([]byte(prefix), from, func(k, _ []byte) error {
-		if n == limit {
-			more = true
-			return errStop
+	for _, k := range keys {
+		if err := fn(k); err != nil {
+			return false, err
 		}
-		n++
-		return fn(string(k[len(prefix):]))
-	})
-	if errors.Is(err, errStop) {
-		err = nil
 	}
-	return more, err
+	return more, nil
 }
 
 func seenKey(seq uint64) []byte {

@@ -417,23 +417,10 @@ func (t *Task) migrate() error {
 	if err := t.store.loadNow(); err != nil || t.store.now <= 0 {
 		return err
 	}
-	cursor = bytes.Clone(cursor)
-	var ids []string
-	err = tx.IterateFrom([]byte(prefixOrder), append([]byte(prefixOrder), cursor...), func(k, _ []byte) error {
-		id := string(k[len(prefixOrder):])
-		if id == string(cursor) {
-			return nil // looked at by the flush before
-		}
-		if len(ids) == t.purgeBatch {
-			return errEnough
-		}
-		ids = append(ids, id)
-		return nil
-	})
-	if err != nil && !errors.Is(err, errEnough) {
+	ids, more, err := tx.KeysAfter(prefixOrder, string(cursor), t.purgeBatch)
+	if err != nil {
 		return err
 	}
-	done := err == nil
 	for _, id := range ids {
 		_, listed, err := tx.Get([]byte(prefixExpiry + id))
 		if err != nil {
@@ -454,7 +441,7 @@ func (t *Task) migrate() error {
 		}
 		t.r.Stats.Indexed++
 	}
-	if done {
+	if !more {
 		t.migrated = true
 		return tx.Set([]byte(keyMigrated), []byte(migrated))
 	}

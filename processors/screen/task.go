@@ -372,23 +372,10 @@ func (t *Task) migrate() error {
 		t.migrationDone = true
 		return nil
 	}
-	from := append([]byte(prefixHistory), cursor...)
-	var keys []string
-	err = tx.IterateFrom([]byte(prefixHistory), from, func(k, _ []byte) error {
-		customer := string(k[len(prefixHistory):])
-		if customer == string(cursor) {
-			return nil // indexed by the flush before
-		}
-		if len(keys) == t.purgeBatch {
-			return errEnough
-		}
-		keys = append(keys, customer)
-		return nil
-	})
-	if err != nil && !errors.Is(err, errEnough) {
+	keys, more, err := tx.KeysAfter(prefixHistory, string(cursor), t.purgeBatch)
+	if err != nil {
 		return err
 	}
-	done := err == nil
 	for _, customer := range keys {
 		if _, has, err := t.expiry(customer); err != nil || has {
 			if err != nil {
@@ -407,7 +394,7 @@ func (t *Task) migrate() error {
 			return err
 		}
 	}
-	if done {
+	if !more {
 		return tx.Set([]byte(keyMigrated), []byte(migrated))
 	}
 	return tx.Set([]byte(keyMigrated), []byte(keys[len(keys)-1]))
