@@ -22,22 +22,7 @@ import (
 // the poll, while the client's position had moved past them, so the other
 // table never got the record.
 func TestGlobalRecordsKeptOnFetchError(t *testing.T) {
-	c := newCluster(t)
-	brokers := c.ListenAddrs()
-	var mu sync.Mutex
-	applied := map[string]bool{}
-	apply := func(k, v []byte) error { mu.Lock(); applied[string(k)] = true; mu.Unlock(); return nil }
-	eng, stop := runEngine(t, brokers, t.TempDir(), echoTopology(
-		Global{Topic: "nodes", Apply: apply}, Global{Topic: "chans", Apply: apply}))
-	defer func() { _ = stop() }()
-	if !waitOwned(eng, 1) {
-		t.Fatal("not owned")
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	c, eng, cl, applied := twoTables(t)
 	// chans[0] answers fetches with UNKNOWN_SERVER_ERROR for a while.
 	h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: "chans", Partitions: []int32{0},
 		Err: kerr.UnknownServerError, Count: -1})
@@ -51,12 +36,50 @@ func TestGlobalRecordsKeptOnFetchError(t *testing.T) {
 	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "nodes", Key: []byte("n2"), Value: []byte("x")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "n2 applied", func() bool { mu.Lock(); defer mu.Unlock(); return applied["n2"] })
-	mu.Lock()
-	defer mu.Unlock()
-	if !applied["n1"] {
+	waitUntil(t, 10*time.Second, "n2 applied", func() bool { return applied.has("n2") })
+	if !applied.has("n1") {
 		t.Errorf("nodes record n1 was never applied to the global table (lost: fetched with chans[0]'s error); positions now %v", eng.globals.positions())
 	}
+}
+
+// appliedKeys records the keys a global table's Apply was given.
+type appliedKeys struct {
+	mu   sync.Mutex
+	keys map[string]bool
+}
+
+func (a *appliedKeys) apply(k, _ []byte) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.keys[string(k)] = true
+	return nil
+}
+
+func (a *appliedKeys) has(k string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.keys[k]
+}
+
+// twoTables runs an engine on one partition with two global tables, nodes
+// and chans, whose records it notes in applied, until the test ends.
+func twoTables(t *testing.T) (c *kfake.Cluster, eng *Engine, cl *kgo.Client, applied *appliedKeys) {
+	t.Helper()
+	c = newCluster(t)
+	brokers := c.ListenAddrs()
+	applied = &appliedKeys{keys: map[string]bool{}}
+	eng, stop := runEngine(t, brokers, t.TempDir(), echoTopology(
+		Global{Topic: "nodes", Apply: applied.apply}, Global{Topic: "chans", Apply: applied.apply}))
+	t.Cleanup(func() { _ = stop() })
+	if !waitOwned(eng, 1) {
+		t.Fatal("not owned")
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return c, eng, cl, applied
 }
 
 // gateTask: its first Process waits (once) until the test has changed a
@@ -146,22 +169,7 @@ func TestFirstTransactionGetsGlobalChange(t *testing.T) {
 // its fetches fail from then on, and the other global tables still get
 // every record. Found by review: none of them got any.
 func TestGlobalRecreatedTopicStopsNoOther(t *testing.T) {
-	c := newCluster(t)
-	brokers := c.ListenAddrs()
-	var mu sync.Mutex
-	applied := map[string]bool{}
-	apply := func(k, v []byte) error { mu.Lock(); applied[string(k)] = true; mu.Unlock(); return nil }
-	eng, stop := runEngine(t, brokers, t.TempDir(), echoTopology(
-		Global{Topic: "nodes", Apply: apply}, Global{Topic: "chans", Apply: apply}))
-	defer func() { _ = stop() }()
-	if !waitOwned(eng, 1) {
-		t.Fatal("not owned")
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	c, _, cl, applied := twoTables(t)
 	if err := c.DeleteTopic("chans"); err != nil {
 		t.Fatal(err)
 	}
@@ -176,10 +184,10 @@ func TestGlobalRecreatedTopicStopsNoOther(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(time.Second)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(applied) < 20 {
-		t.Errorf("%d of 20 nodes records applied after chans was recreated: %v", len(applied), applied)
+	applied.mu.Lock()
+	defer applied.mu.Unlock()
+	if len(applied.keys) < 20 {
+		t.Errorf("%d of 20 nodes records applied after chans was recreated: %v", len(applied.keys), applied.keys)
 	}
 }
 

@@ -2,15 +2,12 @@ package topology
 
 import (
 	"context"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestTakeWhilePlacementStops: the placement goroutine (run, every
@@ -22,7 +19,6 @@ import (
 // engine's open failed on the lock the standby still held (the session
 // was then re-initialised, in the middle of a failover).
 func TestTakeWhilePlacementStops(t *testing.T) {
-	brokers := newKfake(t)
 	// A disk where closing a file takes 100 ms once armed (any slow disk):
 	// it only widens the window, which exists at any speed.
 	var slow atomic.Bool
@@ -32,26 +28,7 @@ func TestTakeWhilePlacementStops(t *testing.T) {
 		}
 		return nil
 	}))
-	e, err := NewEngine(Config{Brokers: brokers, InstanceID: "a", StateDir: t.TempDir(), Partitions: 1,
-		Standbys: 1, FS: fs, Logger: discardLogger()}, echoTopology())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	e.adm = kadm.NewClient(cl)
-	if _, err := e.adm.CreateTopic(context.Background(), 1, 1, nil, "st-changelog"); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 100 {
-		r := &kgo.Record{Topic: "st-changelog", Key: []byte(strconv.Itoa(i)), Value: []byte("v")}
-		if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e := standbyEngine(t, Config{FS: fs, Logger: discardLogger()}, []byte("v"), 100)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	defer e.sb.stopAll()

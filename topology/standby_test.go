@@ -78,29 +78,7 @@ func TestStandby(t *testing.T) {
 // store's position to its changelog's end, leaves out stores that are not
 // restored yet, and is 0 without standbys.
 func TestStandbyLag(t *testing.T) {
-	brokers := newKfake(t)
-	e, err := NewEngine(Config{Brokers: brokers, InstanceID: "a", StateDir: t.TempDir(), Partitions: 2,
-		Standbys: 1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, echoTopology())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	e.adm = kadm.NewClient(cl)
-	if _, err := e.adm.CreateTopic(context.Background(), 2, 1, nil, "st-changelog"); err != nil {
-		t.Fatal(err)
-	}
-	for p, n := range []int{10, 5} {
-		for i := range n {
-			r := &kgo.Record{Topic: "st-changelog", Partition: int32(p), Key: []byte(strconv.Itoa(i))}
-			if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	e := standbyEngine(t, Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil, 10, 5)
 	task := func(next int64) *standbyTask {
 		n := new(atomic.Int64)
 		n.Store(next)
@@ -372,4 +350,36 @@ func TestStandbyFaultIsNotTheEngines(t *testing.T) {
 	if f := e.fatalErr(); !errors.As(f, &se) || se.Partition != 3 {
 		t.Fatalf("an owned store's failure is not the engine's fault: %v", f)
 	}
+}
+
+// standbyEngine makes an engine (not run) with one standby per partition,
+// cfg's other settings, and an admin client; its changelog has one
+// partition per count, holding that many records (keys 0, 1, ..., value
+// value).
+func standbyEngine(t *testing.T, cfg Config, value []byte, counts ...int) *Engine {
+	t.Helper()
+	brokers := newKfake(t)
+	cfg.Brokers, cfg.InstanceID, cfg.StateDir, cfg.Partitions, cfg.Standbys = brokers, "a", t.TempDir(), int32(len(counts)), 1
+	e, err := NewEngine(cfg, echoTopology())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	e.adm = kadm.NewClient(cl)
+	if _, err := e.adm.CreateTopic(context.Background(), int32(len(counts)), 1, nil, "st-changelog"); err != nil {
+		t.Fatal(err)
+	}
+	for p, n := range counts {
+		for i := range n {
+			r := &kgo.Record{Topic: "st-changelog", Partition: int32(p), Key: []byte(strconv.Itoa(i)), Value: value}
+			if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return e
 }
