@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/invroute/invroute/schemas"
@@ -180,5 +181,16 @@ func TestRouterBoundsWhatItShows(t *testing.T) {
 	}
 	if got := st.orders[old.OrderID].State; got != schemas.StateCancelled {
 		t.Fatalf("old order is %s, want CANCELLED", got)
+	}
+}
+
+// A customer window under a millisecond is one millisecond: the screen
+// counts whole milliseconds, and dead-letters a check whose window is 0
+// (the order would wait for its verdict for ever).
+func TestCustomerWindowWholeMilliseconds(t *testing.T) {
+	for w, want := range map[time.Duration]time.Duration{0: 24 * time.Hour, time.Microsecond: time.Millisecond, 1500 * time.Microsecond: 1500 * time.Microsecond} {
+		if got := New(Config{CustomerMaxOrders: 2, CustomerWindow: w}).cfg.CustomerWindow; got != want || got.Milliseconds() < 1 {
+			t.Errorf("customer window %v: %v, want %v", w, got, want)
+		}
 	}
 }

@@ -63,6 +63,8 @@ func (c Config) withDefaults() Config {
 	if c.CustomerWindow <= 0 {
 		c.CustomerWindow = 24 * time.Hour
 	}
+	// the screen counts in whole milliseconds, at least one
+	c.CustomerWindow = max(c.CustomerWindow, time.Millisecond)
 	c.Plan = c.Plan.withDefaults()
 	return c
 }

@@ -10,6 +10,7 @@ package screen
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -36,22 +37,41 @@ func IsInvalid(err error) bool {
 // MaxOrdersLimit bounds max_orders, and with it a customer's history.
 const MaxOrdersLimit = 10_000
 
+// MaxWindowMs bounds window_ms: the longest time.Duration, in milliseconds
+// (the router sends customer_window), so twice it cannot overflow.
+const MaxWindowMs = math.MaxInt64 / int64(time.Millisecond)
+
+// satAdd returns a+b, saturated at the int64 range (placed_at comes from
+// the input and may be anything).
+func satAdd(a, b int64) int64 {
+	s := a + b
+	switch {
+	case b > 0 && s < a:
+		return math.MaxInt64
+	case b < 0 && s > a:
+		return math.MinInt64
+	}
+	return s
+}
+
 // Check records the order in its customer's history and says whether the
 // customer has MaxOrders or more other orders placed within the window of
 // it, before or after: the router is partitioned by order id, so one
 // customer's orders reach the screen in any order, and the one that makes
 // too many (by arrival) is held. A check seen again (same order id) is not
 // counted twice (the router acts on the first verdict of an order only).
-// The history keeps the orders of the last two windows, at most
-// 4 x MaxOrders (and at least 16) of them.
+// The history keeps the orders placed after two windows before the order
+// checked (not before the customer's newest order: one order placed ahead,
+// or a check arriving late, must not trim what a late check still counts),
+// at most 4 x MaxOrders (and at least 16) of them, the newest.
 func Check(st Store, key []byte, c *schemas.CustomerCheck) (*schemas.CustomerVerdict, error) {
 	switch {
 	case string(key) != c.CustomerID || c.CustomerID == "":
 		return nil, &InvalidError{fmt.Sprintf("record key %q disagrees with customer_id %q", key, c.CustomerID)}
 	case c.OrderID == "":
 		return nil, &InvalidError{"empty order_id"}
-	case c.MaxOrders < 1 || c.MaxOrders > MaxOrdersLimit || c.WindowMs < 1:
-		return nil, &InvalidError{fmt.Sprintf("max_orders %d must be in [1, %d] and window_ms %d positive", c.MaxOrders, MaxOrdersLimit, c.WindowMs)}
+	case c.MaxOrders < 1 || c.MaxOrders > MaxOrdersLimit || c.WindowMs < 1 || c.WindowMs > MaxWindowMs:
+		return nil, &InvalidError{fmt.Sprintf("max_orders %d must be in [1, %d] and window_ms %d in [1, %d]", c.MaxOrders, MaxOrdersLimit, c.WindowMs, MaxWindowMs)}
 	}
 	cur, err := st.Get(c.CustomerID)
 	if err != nil {
@@ -64,7 +84,7 @@ func Check(st Store, key []byte, c *schemas.CustomerCheck) (*schemas.CustomerVer
 	dup := slices.ContainsFunc(orders, func(o schemas.CustomerOrder) bool { return o.OrderID == c.OrderID })
 	var n int32
 	for _, o := range orders {
-		if o.OrderID != c.OrderID && o.PlacedAt > c.PlacedAt-c.WindowMs && o.PlacedAt < c.PlacedAt+c.WindowMs {
+		if o.OrderID != c.OrderID && o.PlacedAt > satAdd(c.PlacedAt, -c.WindowMs) && o.PlacedAt < satAdd(c.PlacedAt, c.WindowMs) {
 			n++
 		}
 	}
@@ -85,8 +105,8 @@ func Check(st Store, key []byte, c *schemas.CustomerCheck) (*schemas.CustomerVer
 		return 1
 	})
 	next = slices.Insert(next, i, schemas.CustomerOrder{OrderID: c.OrderID, PlacedAt: c.PlacedAt})
-	newest := next[len(next)-1].PlacedAt
-	next = slices.DeleteFunc(next, func(o schemas.CustomerOrder) bool { return o.PlacedAt <= newest-2*c.WindowMs })
+	cut := satAdd(c.PlacedAt, -2*c.WindowMs)
+	next = slices.DeleteFunc(next, func(o schemas.CustomerOrder) bool { return o.PlacedAt <= cut })
 	if keep := max(16, 4*int(c.MaxOrders)); len(next) > keep {
 		next = next[len(next)-keep:]
 	}

@@ -230,13 +230,18 @@ func TestRetention(t *testing.T) {
 // TestLateChecksCountEachOther: checks of orders placed well behind the
 // partition's stream time (a channel syncing late) count each other, the
 // same whether they come in one transaction or several: a history counts
-// as gone by its expiry, not by when a purge ran.
+// as gone by its expiry, not by when a purge ran; and whether or not the
+// customer has a newer order (which trimmed each late one away before).
 func TestLateChecksCountEachOther(t *testing.T) {
-	for _, split := range []bool{false, true} {
-		t.Run(fmt.Sprint("split=", split), func(t *testing.T) {
+	for _, tc := range []struct{ split, newer bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		t.Run(fmt.Sprintf("split=%t/newer=%t", tc.split, tc.newer), func(t *testing.T) {
+			split := tc.split
 			g := newRetentionRig(t)
 			task := g.task()
 			g.txn(task, true, g.check("n1", "other", t0, t0))
+			if tc.newer {
+				g.txn(task, true, g.check("n0", "x", t0, t0))
+			}
 			late := t0 - 4*window
 			recs := []*topology.Record{g.check("x1", "x", late, t0), g.check("x2", "x", late+1000, t0), g.check("x3", "x", late+2000, t0)}
 			vs := verdicts{}

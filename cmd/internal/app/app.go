@@ -168,8 +168,10 @@ func (o *Options) Validate() error {
 	if o.MaxAttempts < 1 || o.MaxAttempts > 100 {
 		errs = append(errs, fmt.Errorf("max_attempts %d must be in [1, 100]", o.MaxAttempts))
 	}
-	if o.CustomerMaxOrders < 0 || o.CustomerMaxOrders > screen.MaxOrdersLimit || o.CustomerWindow <= 0 {
-		errs = append(errs, fmt.Errorf("customer_max_orders %d must be in [0, %d] and customer_window %v positive", o.CustomerMaxOrders, screen.MaxOrdersLimit, o.CustomerWindow))
+	if o.CustomerMaxOrders < 0 || o.CustomerMaxOrders > screen.MaxOrdersLimit || o.CustomerWindow < time.Millisecond {
+		// the screen counts in milliseconds: a shorter window would be 0,
+		// and every check would be dead-lettered
+		errs = append(errs, fmt.Errorf("customer_max_orders %d must be in [0, %d] and customer_window %v at least 1ms", o.CustomerMaxOrders, screen.MaxOrdersLimit, o.CustomerWindow))
 	}
 	if o.OrderRetention != 0 && o.OrderRetention < minOrderRetention {
 		errs = append(errs, fmt.Errorf("order_retention %v must be 0 (keep every order) or at least %v: a PLACED event placed about that long before the newest order event is refused", o.OrderRetention, minOrderRetention))

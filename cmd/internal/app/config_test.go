@@ -247,6 +247,18 @@ func TestConfigValidateAll(t *testing.T) {
 			t.Errorf("admin_addr %s token %q: %v", a.addr, a.token, err)
 		}
 	}
+	// customer_window: the screen counts whole milliseconds (a shorter
+	// window would dead-letter every check)
+	for _, a := range []struct {
+		w    time.Duration
+		good bool
+	}{{0, false}, {500 * time.Microsecond, false}, {time.Millisecond, true}, {24 * time.Hour, true}} {
+		o := ok
+		o.CustomerMaxOrders, o.CustomerWindow = 3, a.w
+		if err := o.Validate(); (err == nil) != a.good || (err != nil && !strings.Contains(err.Error(), "customer_window")) {
+			t.Errorf("customer_window %v: %v", a.w, err)
+		}
+	}
 	// metrics_addr is the former name of http_addr
 	o = ok
 	o.MetricsAddr, o.HTTPAddr = ":9100", ":8080"
