@@ -1,6 +1,9 @@
 package schemas
 
-import "embed"
+import (
+	"embed"
+	"errors"
+)
 
 // avsc holds the schema of every record type, one .avsc file each.
 //
@@ -25,6 +28,11 @@ var (
 	Nodes = newCodec[Node](mustSchema("node.avsc"))
 	// Channels reads and writes the channels topic (input, compacted).
 	Channels = newCodec[Channel](mustSchema("channel.avsc"))
+	// ChannelsV1 reads channel records written before max_order_value_cents
+	// and ship_countries existed (the inventory-only version): the channels
+	// topic is compacted, so they outlive an upgrade. Never written; read
+	// through DecodeChannel.
+	ChannelsV1 = newCodec[Channel](mustSchema("legacy/channel_v1.avsc"))
 	// AtsUpdates reads and writes the ats topic (output, compacted). Only
 	// invroute writes it: Append skips the strict pass.
 	AtsUpdates = newInternalCodec[AtsUpdate](mustSchema("ats_update.avsc"))
@@ -69,3 +77,24 @@ var (
 	// NodeLoads reads and writes the internal node load topic.
 	NodeLoads = newCodec[NodeLoad](mustSchema("node_load.avsc"))
 )
+
+// DecodeChannel reads a record of the channels topic (DecodeInput) of the
+// current schema or of the one before it (ChannelsV1), whose fields are a
+// prefix of the current one's: the fields added since take their schema
+// defaults (0 and no countries). The two cannot be mistaken for each other:
+// a record of the old schema ends where the current one wants more bytes
+// (ErrTruncated), and one of the current schema leaves trailing bytes to the
+// old. Any other failure is the current schema's error.
+func DecodeChannel(b []byte, ch *Channel, ids SchemaIDs) error {
+	err := Channels.DecodeInput(b, ch, ids)
+	if err == nil || !errors.Is(err, ErrTruncated) {
+		return err
+	}
+	var old Channel
+	if ChannelsV1.DecodeInput(b, &old, ids) != nil {
+		return err
+	}
+	old.ShipCountries = []string{}
+	*ch = old
+	return nil
+}

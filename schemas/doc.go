@@ -30,5 +30,8 @@
 //
 // The codecs decode with the schema they were built with: they do no schema
 // resolution. A topic written with another version of a schema must be
-// decoded by a codec of that version.
+// decoded by a codec of that version, even when the newer one only adds
+// fields with defaults: the old bytes end early for the new codec. The
+// versions still read are in avro/legacy (ChannelsV1 through DecodeChannel,
+// RouterOrdersV1 behind the router's format byte).
 package schemas

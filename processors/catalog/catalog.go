@@ -109,7 +109,7 @@ func (c *Catalog) ApplyChannel(key, value []byte) error {
 	var ch *schemas.Channel
 	if len(value) > 0 {
 		ch = new(schemas.Channel)
-		if err := schemas.Channels.DecodeInput(value, ch, c.ids); err != nil {
+		if err := schemas.DecodeChannel(value, ch, c.ids); err != nil {
 			return err
 		}
 		if ch.ChannelID != string(key) {

@@ -103,3 +103,16 @@ func TestCatalog(t *testing.T) {
 		t.Errorf("bad bytes: %v", err)
 	}
 }
+
+// A channel written by the inventory-only version (the channels topic is
+// compacted: its records outlive an upgrade) is still a channel.
+func TestChannelOfTheInventoryOnlyVersion(t *testing.T) {
+	c := New(nil)
+	old := &schemas.Channel{ChannelID: "web", BufferUnits: 3}
+	if err := c.ApplyChannel([]byte("web"), enc(t, schemas.ChannelsV1, old)); err != nil {
+		t.Fatal(err)
+	}
+	if ch := c.Snapshot().Channel("web"); ch == nil || ch.BufferUnits != 3 || ch.MaxOrderValueCents != 0 || len(ch.ShipCountries) != 0 {
+		t.Fatalf("channel: %+v", ch)
+	}
+}

@@ -212,7 +212,7 @@ func (r *Replay) Record(topic string, key, value []byte, ts int64) {
 		var c *schemas.Channel
 		if len(value) > 0 {
 			c = new(schemas.Channel)
-			if err := schemas.Channels.DecodeInput(value, c, r.ids); err != nil || c.ChannelID != string(key) || catalog.CheckChannel(c) != nil {
+			if err := schemas.DecodeChannel(value, c, r.ids); err != nil || c.ChannelID != string(key) || catalog.CheckChannel(c) != nil {
 				r.rep.Invalid[topic]++
 				return
 			}
