@@ -61,8 +61,12 @@ type Engine struct {
 
 	globals *globalReader
 
-	mu     sync.Mutex // guards events and synced
+	mu     sync.Mutex // guards events, applying and synced
 	events []assignEvent
+	// applying: applyEvents is closing and restoring the partitions of
+	// events it took off the queue (Status().Assigning, so that readiness
+	// waits for the restore).
+	applying bool
 	// synced is this member's whole assignment in the session's newest
 	// generation (syncBalancer): the partitions it has of every input
 	// (nil: none synced yet in this session).
@@ -575,7 +579,13 @@ func (e *Engine) applyEvents(ctx context.Context) error {
 	e.mu.Lock()
 	evs := e.events
 	e.events = nil
+	e.applying = len(evs) > 0
 	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.applying = false
+		e.mu.Unlock()
+	}()
 	for _, ev := range evs {
 		if ev.err != nil {
 			return ev.err
@@ -793,6 +803,8 @@ func (e *Engine) closeTasks() {
 	for _, ts := range e.tasks {
 		e.closeTask(ts)
 	}
+	e.m.partitions.Set(0)
+	e.owned.Store(0)
 }
 
 // runSession runs transactions on one session until ctx is done or the

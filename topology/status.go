@@ -15,7 +15,7 @@ type Status struct {
 	// Owned is how many partitions the engine owns with restored stores.
 	Owned int32
 	// Assigning: the group assigned or revoked partitions that the loop
-	// has not taken over yet (restores pending).
+	// has not taken over yet, or is restoring now (restores pending).
 	Assigning bool
 	// LastRound is when the processing loop last went round (between two
 	// transactions); zero before its first round.
@@ -36,7 +36,7 @@ func (e *Engine) Inputs() []string { return slices.Clone(e.inputs) }
 func (e *Engine) Status() Status {
 	s := Status{Group: e.topo.Group, Inputs: slices.Clone(e.inputs), Owned: e.owned.Load(), Err: e.Healthy()}
 	e.mu.Lock()
-	s.Assigning = len(e.events) > 0
+	s.Assigning = len(e.events) > 0 || e.applying
 	e.mu.Unlock()
 	if b := e.queries.beat.Load(); b != 0 {
 		s.LastRound = time.Unix(0, b)

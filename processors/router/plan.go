@@ -49,6 +49,16 @@ type PlanConfig struct {
 	ExactMaxCandidates int
 }
 
+// CheckCentsPerKm refuses a distance cost the planner cannot use: 0 (which
+// PlanConfig takes for unset, the default 1), negative, NaN or infinite
+// (every cost would overflow).
+func CheckCentsPerKm(v float64) error {
+	if !(v > 0) || math.IsInf(v, 0) {
+		return fmt.Errorf("cents_per_km %g must be a positive, finite number (0 cannot turn distance off; a small value makes it count little)", v)
+	}
+	return nil
+}
+
 func (c PlanConfig) withDefaults() PlanConfig {
 	if c.CentsPerKm <= 0 {
 		c.CentsPerKm = 1

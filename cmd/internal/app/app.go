@@ -60,7 +60,7 @@ type Options struct {
 	MaxAttempts       int           `json:"max_attempts" yaml:"max_attempts" doc:"planning attempts per routing round: after a refused reservation the router re-plans at most max_attempts - 1 times"`
 	VIPSafetyStock    bool          `json:"vip_safety_stock" yaml:"vip_safety_stock" doc:"VIP orders may reserve safety stock"`
 	RejectIncomplete  bool          `json:"reject_incomplete" yaml:"reject_incomplete" doc:"SHIP_COMPLETE orders that cannot be completed are REJECTED instead of BACKORDERED"`
-	CentsPerKm        float64       `json:"cents_per_km" yaml:"cents_per_km" doc:"distance part of a shipment's cost (cost = node's shipment_cost_cents + km x this)"`
+	CentsPerKm        float64       `json:"cents_per_km" yaml:"cents_per_km" doc:"distance part of a shipment's cost (cost = node's shipment_cost_cents + km x this; > 0)"`
 	CustomerMaxOrders int           `json:"customer_max_orders" yaml:"customer_max_orders" doc:"hold an order whose customer has this many other orders placed within customer_window of it (0: off; on, it runs the customer screen)"`
 	CustomerWindow    time.Duration `json:"customer_window" yaml:"customer_window" doc:"window of customer_max_orders, by placed_at"`
 	BackorderRetry    bool          `json:"backorder_retry" yaml:"backorder_retry" doc:"retry an order's backordered lines when a plan would ship them after the stock the router sees rises for one of their SKUs, a node or channel changes, or a new UTC day begins (false: only a RELEASED event retries them)"`
@@ -73,7 +73,7 @@ type Options struct {
 	MetricsAddr   string        `json:"metrics_addr" yaml:"metrics_addr" doc:"former name of http_addr, still accepted (it serves the whole HTTP API)"`
 	AdminAddr     string        `json:"admin_addr" yaml:"admin_addr" doc:"host:port of the admin listener (/debug/pprof/, /admin/config, /admin/status); a bare :port binds 127.0.0.1; a non-loopback host needs admin_token (empty: off)"`
 	AdminToken    Secret        `json:"admin_token" yaml:"admin_token" doc:"bearer token the admin listener requires (Authorization: Bearer ...); never printed"`
-	ReadyMaxLag   int64         `json:"ready_max_lag" yaml:"ready_max_lag" doc:"/readyz fails while an owned input partition lags more records than this behind its end"`
+	ReadyMaxLag   int64         `json:"ready_max_lag" yaml:"ready_max_lag" doc:"/readyz fails while an owned input partition lags more records than this behind its end (at least 1: a commit marker counts)"`
 	LagInterval   time.Duration `json:"lag_interval" yaml:"lag_interval" doc:"how often consumer lag is measured (metric invroute_consumer_lag and /readyz)"`
 	LiveTimeout   time.Duration `json:"live_timeout" yaml:"live_timeout" doc:"/healthz fails when a processing loop has made no round and no restore progress for this long"`
 	QueryTimeout  time.Duration `json:"query_timeout" yaml:"query_timeout" doc:"time allowed to answer a query, forwarding to the owner included"`
@@ -176,8 +176,8 @@ func (o *Options) Validate() error {
 	if o.OrderRetention != 0 && o.OrderRetention < minOrderRetention {
 		errs = append(errs, fmt.Errorf("order_retention %v must be 0 (keep every order) or at least %v: a PLACED event placed about that long before the newest order event is refused", o.OrderRetention, minOrderRetention))
 	}
-	if o.CentsPerKm < 0 {
-		errs = append(errs, fmt.Errorf("cents_per_km %g must not be negative", o.CentsPerKm))
+	if err := router.CheckCentsPerKm(o.CentsPerKm); err != nil {
+		errs = append(errs, err)
 	}
 	if o.Router && o.RouterGroupName() == o.Group {
 		errs = append(errs, fmt.Errorf("router_group %q must differ from group", o.RouterGroupName()))

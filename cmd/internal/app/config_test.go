@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -257,6 +258,26 @@ func TestConfigValidateAll(t *testing.T) {
 		o.CustomerMaxOrders, o.CustomerWindow = 3, a.w
 		if err := o.Validate(); (err == nil) != a.good || (err != nil && !strings.Contains(err.Error(), "customer_window")) {
 			t.Errorf("customer_window %v: %v", a.w, err)
+		}
+	}
+	// ready_max_lag 0 would never be ready (a commit marker lags 1);
+	// cents_per_km 0 would be taken as 1, NaN or Inf would overflow costs
+	for i, a := range []struct {
+		key  string
+		set  func(*Options)
+		good bool
+	}{
+		{"ready_max_lag", func(o *Options) { o.ReadyMaxLag = 0 }, false},
+		{"ready_max_lag", func(o *Options) { o.ReadyMaxLag = 1 }, true},
+		{"cents_per_km", func(o *Options) { o.CentsPerKm = 0 }, false},
+		{"cents_per_km", func(o *Options) { o.CentsPerKm = math.NaN() }, false},
+		{"cents_per_km", func(o *Options) { o.CentsPerKm = math.Inf(1) }, false},
+		{"cents_per_km", func(o *Options) { o.CentsPerKm = 0.01 }, true},
+	} {
+		o := ok
+		a.set(&o)
+		if err := o.Validate(); (err == nil) != a.good || (err != nil && !strings.Contains(err.Error(), a.key)) {
+			t.Errorf("%s case %d: %v", a.key, i, err)
 		}
 	}
 	// metrics_addr is the former name of http_addr

@@ -70,8 +70,8 @@ func (o *Options) validateHTTP() []error {
 			errs = append(errs, fmt.Errorf("admin_addr %q must differ from http_addr", o.AdminAddr))
 		}
 	}
-	if o.ReadyMaxLag < 0 {
-		errs = append(errs, fmt.Errorf("ready_max_lag %d must not be negative", o.ReadyMaxLag))
+	if o.ReadyMaxLag < 1 {
+		errs = append(errs, fmt.Errorf("ready_max_lag %d must be at least 1: a caught-up partition of a topic written in transactions lags 1, its commit marker", o.ReadyMaxLag))
 	}
 	for _, d := range []struct {
 		key string

@@ -164,7 +164,10 @@ func TestRecordedComparison(t *testing.T) {
 func TestParseRules(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{"nodes:\n  W1: {actve: false}\n", "line 2: field actve not found"},
-		{"cents_per_km: -1\n", "cents_per_km -1 must not be negative"},
+		{"cents_per_km: -1\n", "cents_per_km -1 must be a positive, finite number"},
+		{"cents_per_km: 0\n", "cents_per_km 0 must be a positive, finite number"},
+		{"cents_per_km: .nan\n", "cents_per_km NaN must be a positive, finite number"},
+		{"cents_per_km: .inf\n", "cents_per_km +Inf must be a positive, finite number"},
 		{"nodes: {W1: {type: DEPOT}}", `nodes.W1.type "DEPOT"`},
 		{"nodes: {W1: {daily_capacity: -2}}", "nodes.W1.daily_capacity -2 must not be negative"},
 		{"nodes: {W1: {remove: true, active: true}}", "nodes.W1: remove goes alone"},

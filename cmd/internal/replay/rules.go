@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/invroute/invroute/processors/router"
 	"github.com/invroute/invroute/schemas"
 	"go.yaml.in/yaml/v3"
 )
@@ -63,8 +64,10 @@ func ParseRules(b []byte) (*Rules, error) {
 		return nil, err
 	}
 	var errs []error
-	if r.CentsPerKm != nil && *r.CentsPerKm < 0 {
-		errs = append(errs, fmt.Errorf("cents_per_km %g must not be negative", *r.CentsPerKm))
+	if r.CentsPerKm != nil {
+		if err := router.CheckCentsPerKm(*r.CentsPerKm); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(r.Nodes)) {
 		n := r.Nodes[id]
