@@ -194,24 +194,10 @@ type step struct {
 
 // OrderEvent applies an event of the orders topic.
 func (r *Router) OrderEvent(st Store, w World, out Out, key []byte, ev *schemas.OrderEvent, ts int64) error {
-	// A new order's id is checked in full (ValidatePlaced); an event for
-	// an order the router keeps names it by the id it was stored under,
-	// which a version before the id rules may have accepted.
-	if ev.OrderID == "" {
-		return invalid("empty order_id")
-	}
-	if len(ev.LineIDs) > r.cfg.MaxLines {
-		return invalid("order %s: %d line_ids, more than %d", ev.OrderID, len(ev.LineIDs), r.cfg.MaxLines)
-	}
-	for _, id := range ev.LineIDs {
-		if len(id) > schemas.MaxIDBytes {
-			return invalid("order %s: a line_id of %d bytes, more than %d", ev.OrderID, len(id), schemas.MaxIDBytes)
-		}
+	if err := r.ValidateEvent(key, ev); err != nil {
+		return err
 	}
 	ev.Reason = clip(ev.Reason, maxReasonBytes)
-	if string(key) != ev.OrderID {
-		return invalid("record key %q disagrees with order_id %q", key, ev.OrderID)
-	}
 	cur, err := st.Order(ev.OrderID)
 	if err != nil {
 		return err
@@ -254,6 +240,38 @@ func (r *Router) OrderEvent(st Store, w World, out Out, key []byte, ev *schemas.
 		return s.returnAuthorized(ev.LineIDs)
 	}
 	return invalid("unknown order event type %q", ev.Type)
+}
+
+// ValidateEvent checks what the router refuses of an order event (of a
+// record with key) before it reads the order: an empty order_id, one that
+// disagrees with the key, too many or too long line_ids, an ADDRESS_CHANGED
+// without a usable ship_to. A PLACED event also needs ValidatePlaced.
+//
+// A new order's id is checked in full (ValidatePlaced); an event for an
+// order the router keeps names it by the id it was stored under, which a
+// version before the id rules may have accepted.
+func (r *Router) ValidateEvent(key []byte, ev *schemas.OrderEvent) error {
+	if ev.OrderID == "" {
+		return invalid("empty order_id")
+	}
+	if len(ev.LineIDs) > r.cfg.MaxLines {
+		return invalid("order %s: %d line_ids, more than %d", ev.OrderID, len(ev.LineIDs), r.cfg.MaxLines)
+	}
+	for _, id := range ev.LineIDs {
+		if len(id) > schemas.MaxIDBytes {
+			return invalid("order %s: a line_id of %d bytes, more than %d", ev.OrderID, len(id), schemas.MaxIDBytes)
+		}
+	}
+	if string(key) != ev.OrderID {
+		return invalid("record key %q disagrees with order_id %q", key, ev.OrderID)
+	}
+	if ev.Type == schemas.EventAddressChanged {
+		if ev.ShipTo == nil {
+			return invalid("ADDRESS_CHANGED for %s without ship_to", ev.OrderID)
+		}
+		return checkAddress(ev.OrderID, ev.ShipTo)
+	}
+	return nil
 }
 
 // Bounds of order lines (the order value, summed over them, saturates: see
@@ -1442,13 +1460,7 @@ func joinReason(reason, line string) string {
 
 // addressChanged re-plans an order whose shipments have not shipped; after
 // a shipment it is refused.
-func (s *step) addressChanged(to *schemas.Address) error {
-	if to == nil {
-		return invalid("ADDRESS_CHANGED for %s without ship_to", s.o.OrderID)
-	}
-	if err := checkAddress(s.o.OrderID, to); err != nil {
-		return err
-	}
+func (s *step) addressChanged(to *schemas.Address) error { // checked by ValidateEvent
 	if s.o.Placed.DeliveryMethod != schemas.DeliveryShip {
 		s.o.Reason = "address change ignored: a pickup order"
 		return s.save()
@@ -1520,9 +1532,9 @@ func (s *step) returnAuthorized(ids []string) error {
 	return s.save()
 }
 
-// Feedback applies a node's short pick or rejection: the missing units are
-// released there and routed elsewhere.
-func (r *Router) Feedback(st Store, w World, out Out, key []byte, f *schemas.FulfillmentFeedback, ts int64) error {
+// ValidateFeedback checks what the router refuses of a feedback (of a
+// record with key) before it reads the order.
+func ValidateFeedback(key []byte, f *schemas.FulfillmentFeedback) error {
 	switch {
 	case string(key) != f.OrderID:
 		return invalid("record key %q disagrees with order_id %q", key, f.OrderID)
@@ -1531,6 +1543,15 @@ func (r *Router) Feedback(st Store, w World, out Out, key []byte, f *schemas.Ful
 	case f.FeedbackID == "" || len(f.FeedbackID) > schemas.MaxIDBytes:
 		// Kept (the last 64 of an order, to drop repeats).
 		return invalid("feedback_id of %d bytes: it must have 1 to %d", len(f.FeedbackID), schemas.MaxIDBytes)
+	}
+	return nil
+}
+
+// Feedback applies a node's short pick or rejection: the missing units are
+// released there and routed elsewhere.
+func (r *Router) Feedback(st Store, w World, out Out, key []byte, f *schemas.FulfillmentFeedback, ts int64) error {
+	if err := ValidateFeedback(key, f); err != nil {
+		return err
 	}
 	// line_id and node_id are only compared with the order's lines and
 	// holds (feedback for anything else is ignored, and says so).

@@ -146,6 +146,9 @@ var kinds = []*kindSpec{
 			case f.QtyShort <= 0 || f.QtyShipped < 0:
 				return "", nil, fmt.Errorf("qty_short must be positive (got %d) and qty_shipped not negative (got %d)", f.QtyShort, f.QtyShipped)
 			}
+			if err := router.ValidateFeedback([]byte(f.OrderID), f); err != nil { // and the router's checks
+				return "", nil, routerError(err)
+			}
 			b, err := schemas.FulfillmentFeedbacks.Encode(f)
 			return f.OrderID, b, err
 		}},
@@ -212,7 +215,7 @@ func finishOrder(v any, present map[string]bool, now time.Time) (string, []byte,
 		}
 		// Then all the router checks (ids, coordinates, ranges).
 		if err := router.New(router.Config{}).ValidatePlaced(o, now.UnixMilli()); err != nil {
-			return "", nil, errors.New(strings.TrimPrefix(err.Error(), "router: invalid input: "))
+			return "", nil, routerError(err)
 		}
 	} else if !present["policy"] {
 		o.Policy = schemas.ShipComplete // meaningless here, but an enum must hold a symbol
@@ -220,9 +223,17 @@ func finishOrder(v any, present map[string]bool, now time.Time) (string, []byte,
 	if o.Type == schemas.EventAddressChanged && o.ShipTo == nil {
 		return "", nil, errors.New("ADDRESS_CHANGED needs ship_to")
 	}
+	if err := router.New(router.Config{}).ValidateEvent([]byte(o.OrderID), o); err != nil { // what every event needs
+		return "", nil, routerError(err)
+	}
 	o.Lines, o.LineIDs = nonNil(o.Lines), nonNil(o.LineIDs)
 	b, err := schemas.OrderEvents.Encode(o)
 	return o.OrderID, b, err
+}
+
+// routerError is the router's refusal, without its prefix.
+func routerError(err error) error {
+	return errors.New(strings.TrimPrefix(err.Error(), "router: invalid input: "))
 }
 
 // kindByName finds a kind by its name or its topic's.
@@ -541,9 +552,8 @@ func (w *walker) objectBody(v reflect.Value, path string, top bool, label string
 		}
 		seen[name] = true
 		if top && (name == "kind" || name == "delete") {
-			var skip json.RawMessage
-			if err := w.dec.Decode(&skip); err != nil {
-				return w.errf(full, "%v", err)
+			if err := w.head(name); err != nil {
+				return err
 			}
 			continue
 		}
@@ -660,22 +670,48 @@ func want(v reflect.Value, name string) string {
 	return v.Type().String()
 }
 
+// head reads the value of "kind" (a string) or "delete" (a boolean), which
+// event has already taken in: a value of another type is an error, not a
+// field skipped.
+func (w *walker) head(name string) error {
+	var err error
+	if name == "kind" {
+		var s string
+		err = w.dec.Decode(&s)
+	} else {
+		var b bool
+		err = w.dec.Decode(&b)
+	}
+	if err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return w.errf(name, "expected a %s, got %s", te.Type, te.Value)
+		}
+		return w.errf(name, "%v", err)
+	}
+	return nil
+}
+
 // tombstone reads a deletion: only the id field (and kind, delete).
 func (w *walker) tombstone(id *string) error {
 	if _, err := w.token(); err != nil {
 		return err
 	}
+	seen := map[string]bool{}
 	for w.dec.More() {
 		t, err := w.token()
 		if err != nil {
 			return err
 		}
 		name := t.(string)
+		if seen[name] {
+			return w.errf(name, "set twice")
+		}
+		seen[name] = true
 		switch name {
 		case "kind", "delete":
-			var skip json.RawMessage
-			if err := w.dec.Decode(&skip); err != nil {
-				return w.errf(name, "%v", err)
+			if err := w.head(name); err != nil {
+				return err
 			}
 		case w.kind.idField:
 			t, err := w.token()

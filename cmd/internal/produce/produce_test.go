@@ -134,6 +134,11 @@ func TestParseErrors(t *testing.T) {
 			"a SHIP order needs ship_to"},
 		{"delete a movement", `{"kind":"movement","delete":true,"movement_id":"m1"}`, "movement events cannot be deleted"},
 		{"delete with fields", `{"kind":"node","delete":true,"node_id":"N","type":"STORE"}`, "field type: a deletion has only kind, delete and node_id"},
+		{"delete a string", `{"kind":"node","node_id":"W-PAR","type":"WAREHOUSE","delete":"true"}`, `field delete: expected a bool, got string`},
+		{"delete a number", `{"kind":"node","node_id":"W-PAR","type":"WAREHOUSE","delete":1}`, `field delete: expected a bool, got number`},
+		{"kind twice", `{"kind":"node","node_id":"W-PAR","type":"WAREHOUSE","kind":1}`, `field kind: set twice`},
+		{"deletion id twice", `{"kind":"node","delete":true,"node_id":"W-PAR","node_id":"W-BER"}`, "field node_id: set twice"},
+		{"delete twice", `{"kind":"node","delete":false,"delete":true,"node_id":"W-PAR"}`, "field delete: set twice"},
 		{"after array", `[` + good + `] {}`, "more input after the JSON array"},
 		{"feedback qty", `{"kind":"feedback","feedback_id":"f","order_id":"o","shipment_id":"o/1","node_id":"W","line_id":"1","type":"REJECTED","qty_short":0}`,
 			"qty_short must be positive"},
@@ -317,6 +322,11 @@ func TestParseRefusesWhatTheEngineRefuses(t *testing.T) {
 		"line qty above 1e9":       {`{"kind":"order","order_id":"o2","type":"PLACED","channel_id":"web","policy":"SHIP_AVAILABLE","ship_to":{"country":"FR","postal_code":"1","lat":48,"lon":2},"lines":[{"line_id":"1","sku":"S","qty":2000000000}]}`, "qty must be in"},
 		"movement occurred_at +2h": {`{"kind":"movement","movement_id":"m1","sku":"S","node_id":"N","type":"RECEIPT","qty":1,"occurred_at":"2026-11-27T12:00:01Z"}`, "after the record's timestamp"},
 		"node sku_safety_stock<0":  {`{"kind":"node","node_id":"N","type":"WAREHOUSE","active":true,"sku_safety_stock":{"S":-5}}`, "sku_safety_stock"},
+		"feedback qty_short >1e9":  {`{"kind":"feedback","feedback_id":"f1","order_id":"o1","shipment_id":"o1/1","node_id":"W","line_id":"1","type":"REJECTED","qty_short":2000000000}`, "qty_short must be in"},
+		"feedback_id of 300 bytes": {`{"kind":"feedback","feedback_id":"` + strings.Repeat("x", 300) + `","order_id":"o1","shipment_id":"o1/1","node_id":"W","line_id":"1","type":"REJECTED","qty_short":1}`, "feedback_id of 300 bytes"},
+		"CANCELLED line_id 300 B":  {`{"kind":"order","order_id":"o1","type":"CANCELLED","line_ids":["` + strings.Repeat("x", 300) + `"]}`, "a line_id of 300 bytes"},
+		"CANCELLED 501 line_ids":   {`{"kind":"order","order_id":"o1","type":"CANCELLED","line_ids":[` + strings.Repeat(`"1",`, 500) + `"1"]}`, "501 line_ids"},
+		"ADDRESS_CHANGED lon 500":  {`{"kind":"order","order_id":"o1","type":"ADDRESS_CHANGED","ship_to":{"country":"FR","postal_code":"1","lat":48,"lon":500}}`, "lon"},
 	} {
 		if _, err := Parse([]byte(c.in), now); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error about %q", name, err, c.want)
