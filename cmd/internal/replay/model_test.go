@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -256,5 +257,26 @@ func TestCancelKeepsShippedShipmentCapacity(t *testing.T) {
 	rep := r.Finish()
 	if rep.Current.Decided != 2 || rep.Current.Status[schemas.DecisionRouted] != 1 || rep.Current.Status[schemas.DecisionBackordered] != 1 {
 		t.Errorf("decisions %v, want p1 routed, p2 backordered", rep.Current.Status)
+	}
+}
+
+// TestOrderValueSaturates: ten lines of 1e9 units at 1e9 cents are worth
+// more than an int64 holds; the router's sum saturates and the order goes
+// ON_HOLD (its channel takes at most 1000 cents); a wrapped sum would be
+// negative and decide it.
+func TestOrderValueSaturates(t *testing.T) {
+	r := New(Settings{CentsPerKm: 1}, &Rules{}, 10)
+	f := &feeder{t: t, r: r, ts: 20_000 * dayMillis}
+	ch := schemas.Channel{ChannelID: "web", MaxOrderValueCents: 1000}
+	f.rec("channels", "web", enc(t, schemas.Channels, &ch))
+	ev := testOrder{id: "big", to: paris, policy: schemas.ShipAvailable}.event()
+	for i := range 10 {
+		ev.Lines = append(ev.Lines, schemas.OrderLine{LineID: fmt.Sprint(i + 1), SKU: fmt.Sprint("S", i), Qty: 1e9, UnitPriceCents: 1e9})
+	}
+	f.rec("orders", "big", enc(t, schemas.OrderEvents, &ev))
+	rep := r.Finish()
+	if rep.Invalid["orders"] != 0 || rep.HeldCurrent != 1 || rep.HeldAlternative != 1 || rep.Current.Decided != 0 {
+		t.Errorf("invalid %d, held %d/%d, decided %d: want the order ON_HOLD in both", rep.Invalid["orders"], rep.HeldCurrent,
+			rep.HeldAlternative, rep.Current.Decided)
 	}
 }

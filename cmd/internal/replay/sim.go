@@ -310,14 +310,8 @@ func (s *sim) cancelShipments(id string, lines []string, day int64) {
 // coordinates).
 func (s *sim) holdReasons(ev *schemas.OrderEvent) bool {
 	ch := s.channels[ev.ChannelID]
-	if ch != nil && ch.MaxOrderValueCents > 0 {
-		var v int64
-		for _, l := range ev.Lines {
-			v += l.Qty * l.UnitPriceCents
-		}
-		if v > ch.MaxOrderValueCents {
-			return true
-		}
+	if ch != nil && ch.MaxOrderValueCents > 0 && router.OrderValue(ev.Lines) > ch.MaxOrderValueCents {
+		return true
 	}
 	if ev.DeliveryMethod == schemas.DeliveryShip && ev.ShipTo != nil {
 		if ch != nil && len(ch.ShipCountries) > 0 && !slices.Contains(ch.ShipCountries, ev.ShipTo.Country) {
