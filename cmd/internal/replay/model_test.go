@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -226,5 +227,56 @@ func TestLag(t *testing.T) {
 		if st, _ := r.cur.Stock("A", "N1"); st.OnHand != 5 {
 			t.Errorf("lag %v: on hand %d after Finish, want 5", c.lag, st.OnHand)
 		}
+	}
+}
+
+// TestCancelKeepsShippedShipmentCapacity: p1 ships lines 1 and 2 as one
+// shipment from N1 (one shipment a day); line 1 ships, then line 2 is
+// cancelled the same day. The router gives the capacity back only when a
+// whole shipment goes, and p1's still holds line 1 (shipped): p2 is
+// backordered, N1 has no shipment left.
+func TestCancelKeepsShippedShipmentCapacity(t *testing.T) {
+	r := New(Settings{CentsPerKm: 1}, &Rules{}, 10)
+	f := &feeder{t: t, r: r, ts: 20_000 * dayMillis}
+	n := schemas.Node{NodeID: "N1", Type: schemas.Warehouse, Lat: paris.Lat, Lon: paris.Lon, Active: true, ShipEnabled: true, DailyCapacity: 1}
+	f.rec("nodes", "N1", enc(t, schemas.Nodes, &n))
+	f.movement("r1", "A", "N1", schemas.Receipt, 5, "", "")
+	f.movement("r2", "B", "N1", schemas.Receipt, 5, "", "")
+	p1 := testOrder{id: "p1", to: paris, policy: schemas.ShipAvailable, lines: map[string]int64{"A": 1, "B": 1}}.event()
+	f.rec("orders", "p1", enc(t, schemas.OrderEvents, &p1))
+	f.movement("s1", "A", "N1", schemas.Shipment, 1, "p1", "1")
+	cancel := schemas.OrderEvent{OrderID: "p1", Type: schemas.EventCancelled, CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard,
+		DeliveryMethod: schemas.DeliveryShip, Policy: schemas.ShipComplete, Lines: []schemas.OrderLine{}, LineIDs: []string{"2"}}
+	f.rec("orders", "p1", enc(t, schemas.OrderEvents, &cancel))
+	f.order("p2", 1, 100, schemas.ShipAvailable)
+	for _, s := range []*sim{r.cur, r.alt} {
+		if left := s.ShipmentsLeft("N1"); left != 0 {
+			t.Errorf("N1 has %d shipment(s) left, want 0", left)
+		}
+	}
+	rep := r.Finish()
+	if rep.Current.Decided != 2 || rep.Current.Status[schemas.DecisionRouted] != 1 || rep.Current.Status[schemas.DecisionBackordered] != 1 {
+		t.Errorf("decisions %v, want p1 routed, p2 backordered", rep.Current.Status)
+	}
+}
+
+// TestOrderValueSaturates: ten lines of 1e9 units at 1e9 cents are worth
+// more than an int64 holds; the router's sum saturates and the order goes
+// ON_HOLD (its channel takes at most 1000 cents); a wrapped sum would be
+// negative and decide it.
+func TestOrderValueSaturates(t *testing.T) {
+	r := New(Settings{CentsPerKm: 1}, &Rules{}, 10)
+	f := &feeder{t: t, r: r, ts: 20_000 * dayMillis}
+	ch := schemas.Channel{ChannelID: "web", MaxOrderValueCents: 1000}
+	f.rec("channels", "web", enc(t, schemas.Channels, &ch))
+	ev := testOrder{id: "big", to: paris, policy: schemas.ShipAvailable}.event()
+	for i := range 10 {
+		ev.Lines = append(ev.Lines, schemas.OrderLine{LineID: fmt.Sprint(i + 1), SKU: fmt.Sprint("S", i), Qty: 1e9, UnitPriceCents: 1e9})
+	}
+	f.rec("orders", "big", enc(t, schemas.OrderEvents, &ev))
+	rep := r.Finish()
+	if rep.Invalid["orders"] != 0 || rep.HeldCurrent != 1 || rep.HeldAlternative != 1 || rep.Current.Decided != 0 {
+		t.Errorf("invalid %d, held %d/%d, decided %d: want the order ON_HOLD in both", rep.Invalid["orders"], rep.HeldCurrent,
+			rep.HeldAlternative, rep.Current.Decided)
 	}
 }

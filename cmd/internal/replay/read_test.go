@@ -115,3 +115,72 @@ func TestReadMerge(t *testing.T) {
 		t.Errorf("broker down: gave up after %v", d)
 	}
 }
+
+// TestReadOnlyAbortedBelowEnd: a partition whose only records below the
+// end (its last stable offset) are aborted is finished from the fetch
+// progress, not when the context runs out: read_committed never delivers
+// the aborted record, and no record at end-1 ever arrives.
+func TestReadOnlyAbortedBelowEnd(t *testing.T) {
+	brokers, _ := testkit.Brokers(t)
+	prefix := testkit.Prefix(t)
+	cl := testkit.Client(t, brokers)
+	ctx := context.Background()
+	if _, err := kadm.NewClient(cl).CreateTopics(ctx, 1, 1, nil, prefix+"t", prefix+"t2"); err != nil {
+		t.Fatal(err)
+	}
+	txA := testkit.Client(t, brokers, kgo.TransactionalID(prefix+"a"))
+	txB := testkit.Client(t, brokers, kgo.TransactionalID(prefix+"b"))
+	produce := func(tx *kgo.Client, v string) {
+		t.Helper()
+		if err := tx.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.ProduceSync(ctx, &kgo.Record{Topic: prefix + "t", Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce(txA, "aborted") // offset 0
+	produce(txB, "open")    // offset 1: the last stable offset stays 1
+	if err := txA.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err) // the abort marker at offset 2
+	}
+	defer txB.EndTransaction(ctx, kgo.TryAbort)
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, prefix+"t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := ends.Lookup(prefix+"t", 0); o.Offset != 1 {
+		t.Fatalf("last stable offset %d, want 1", o.Offset)
+	}
+
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	var got []string
+	err = Read(rctx, prefix, []string{"t"}, []kgo.Opt{kgo.SeedBrokers(brokers)}, func(_ string, r *kgo.Record) {
+		got = append(got, string(r.Value))
+	})
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("Read returned after %v", d)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) > 0 {
+		t.Fatalf("read %q", got)
+	}
+
+	// The probe itself: a committed record not yet delivered keeps a
+	// partition open; once delivered, the partition is done.
+	testkit.Produce(t, cl, &kgo.Record{Topic: prefix + "t2", Value: []byte("committed")})
+	ka := kadm.NewClient(cl)
+	for _, c := range []struct {
+		next int64
+		want bool
+	}{{0, false}, {1, true}} {
+		done, err := probe(ctx, cl, ka, kgo.DefaultDecompressor(), prefix+"t2", &part{p: 0, end: 1, next: c.next})
+		if err != nil || done != c.want {
+			t.Errorf("probe from %d: %v, %v; want %v", c.next, done, err, c.want)
+		}
+	}
+}

@@ -26,7 +26,9 @@
 //     than the recorded node, the units leave that node instead: the
 //     replay's on-hand there and at the recorded node differ from the
 //     recorded ones by what was diverted); a CANCELLED event releases the
-//     lines' holds and gives the day's capacity back like the router.
+//     lines' holds and gives the day's capacity back like the router: only
+//     for a shipment whose every line is cancelled (a line shipped in full
+//     stays in its shipment), on the day it was routed.
 //   - Each order is decided once, at PLACED (or at RELEASED if its channel
 //     rules put it ON_HOLD), as the router's first planning round decides
 //     when no reservation is refused: router.Eligible, router.PlanOrder,
@@ -41,7 +43,8 @@
 // the replay under the current rules; the agreement figure says how often.
 //
 // Memory: the on-hand table (per SKU and node, like the router's ats
-// table), the holds of orders not yet shipped or cancelled, 8-byte hashes
+// table), the holds of orders not yet shipped or cancelled, the shipments
+// that may still give capacity back (no line shipped in full), 8-byte hashes
 // of the order ids seen (duplicates, first decisions) and of the last
 // 2^20 movement ids, per-node aggregates, the first N changed decisions,
 // and the decisions of orders whose recorded (or replayed) counterpart has

@@ -35,6 +35,7 @@ type sim struct {
 	reserved map[string]map[string]int64
 	diverted map[string]map[string]int64
 	holds    map[string][]hold              // order -> what it holds
+	shipping map[string]*shipping           // order -> its shipments that may still give capacity back
 	held     map[string]*schemas.OrderEvent // orders ON_HOLD, waiting for RELEASED
 	load     map[string][2]int64            // node -> (day, shipments)
 	Stats    Stats
@@ -45,7 +46,44 @@ type sim struct {
 type hold struct {
 	line, sku, node string
 	qty             int64
-	day             int64 // UTC day its shipment took capacity (-1: pickup)
+}
+
+// shipping is what the router keeps of an order to give capacity back
+// (processors/router: cancelRequests): its shipments that took capacity,
+// each with the lines it still has (a shipped line stays in its shipment;
+// a cancelled one leaves it), and the state of those lines. A shipment
+// gives its node the capacity back when its last line is cancelled on the
+// day it was routed. One with a line shipped in full can never lose that
+// line: it is dropped, and the order once none is left.
+type shipping struct {
+	ships []ship
+	lines map[string]*lineQty
+}
+
+type ship struct {
+	node  string
+	day   int64 // UTC day it took capacity
+	lines []string
+}
+
+// lineQty is an order line's units as the router counts them.
+type lineQty struct{ qty, shipped, cancelled int64 }
+
+func (l *lineQty) open() int64 { return l.qty - l.cancelled - l.shipped }
+
+// prune drops the shipments that can no longer give capacity back (a line
+// with nothing open: shipped in full), and the lines no shipment has; it
+// reports whether any shipment is left.
+func (sp *shipping) prune() bool {
+	sp.ships = slices.DeleteFunc(sp.ships, func(sh ship) bool {
+		return slices.ContainsFunc(sh.lines, func(id string) bool { return sp.lines[id].open() <= 0 })
+	})
+	for id := range sp.lines {
+		if !slices.ContainsFunc(sp.ships, func(sh ship) bool { return slices.Contains(sh.lines, id) }) {
+			delete(sp.lines, id)
+		}
+	}
+	return len(sp.ships) > 0
 }
 
 // stock is the on-hand units per SKU and node as the recorded stock
@@ -61,7 +99,7 @@ func add(m map[string]map[string]int64, sku, node string, d int64) {
 
 func newSim(set Settings, rules *Rules, st *stock) *sim {
 	s := &sim{set: set, rules: rules, stock: st, nodes: map[string]*schemas.Node{}, channels: map[string]*schemas.Channel{},
-		reserved: map[string]map[string]int64{}, diverted: map[string]map[string]int64{}, holds: map[string][]hold{},
+		reserved: map[string]map[string]int64{}, diverted: map[string]map[string]int64{}, holds: map[string][]hold{}, shipping: map[string]*shipping{},
 		held: map[string]*schemas.OrderEvent{}, load: map[string][2]int64{}, Stats: newStats(), matched: map[string]bool{}}
 	if rules != nil {
 		if rules.CentsPerKm != nil {
@@ -147,6 +185,16 @@ const dayMillis = 24 * 60 * 60 * 1000
 // the rest leaves the recorded node. It returns nothing: the recorded
 // on-hand is changed by the caller.
 func (s *sim) shipment(m *schemas.StockMovement) {
+	if sp := s.shipping[*m.OrderID]; sp != nil {
+		// The router's line count (processors/router: shipped): nothing
+		// open, nothing counted.
+		if l := sp.lines[*m.LineID]; l != nil && l.open() > 0 {
+			l.shipped = min(l.qty-l.cancelled, l.shipped+m.Qty)
+			if !sp.prune() {
+				delete(s.shipping, *m.OrderID)
+			}
+		}
+	}
 	hs := s.holds[*m.OrderID]
 	left := m.Qty
 	order := slices.Clone(hs)
@@ -188,8 +236,9 @@ func boolInt(b bool) int {
 }
 
 // cancel releases what the order holds for lines (every line when empty),
-// and gives a node its capacity back when the order's whole shipment there
-// goes on the day it was routed.
+// and gives a node its capacity back as the router does: when the order's
+// shipment there loses its last line on the day it was routed (a line
+// shipped in full is not cancelled and stays in its shipment).
 func (s *sim) cancel(id string, lines []string, ts int64) {
 	if ev, ok := s.held[id]; ok {
 		if len(lines) == 0 {
@@ -201,27 +250,18 @@ func (s *sim) cancel(id string, lines []string, ts int64) {
 			}
 		}
 	}
+	s.cancelShipments(id, lines, ts/dayMillis)
 	hs, ok := s.holds[id]
 	if !ok {
 		return
 	}
-	gone := map[string]int64{} // node -> day of a shipment that lost lines
 	var keep []hold
 	for _, h := range hs {
 		if len(lines) == 0 || slices.Contains(lines, h.line) {
 			add(s.reserved, h.sku, h.node, -h.qty)
-			gone[h.node] = h.day
 			continue
 		}
 		keep = append(keep, h)
-	}
-	day := ts / dayMillis
-	for node, d := range gone {
-		if d == day && !slices.ContainsFunc(keep, func(h hold) bool { return h.node == node }) {
-			if l := s.load[node]; l[0] == day && l[1] > 0 {
-				s.load[node] = [2]int64{day, l[1] - 1}
-			}
-		}
 	}
 	if len(keep) == 0 {
 		delete(s.holds, id)
@@ -230,19 +270,48 @@ func (s *sim) cancel(id string, lines []string, ts int64) {
 	}
 }
 
+// cancelShipments is the router's cancel (processors/router: cancel,
+// cancelRequests) for the capacity: the lines cancelled are those asked
+// for (every line when empty) with units open; they leave their
+// shipments, and a shipment left with no line gives its node a shipment
+// back if it was routed on day.
+func (s *sim) cancelShipments(id string, lines []string, day int64) {
+	sp := s.shipping[id]
+	if sp == nil {
+		return
+	}
+	var cancelled []string
+	for lid, l := range sp.lines {
+		if (len(lines) == 0 || slices.Contains(lines, lid)) && l.open() > 0 {
+			l.cancelled += l.open()
+			cancelled = append(cancelled, lid)
+		}
+	}
+	kept := sp.ships[:0]
+	for _, sh := range sp.ships {
+		sh.lines = slices.DeleteFunc(sh.lines, func(l string) bool { return slices.Contains(cancelled, l) })
+		if len(sh.lines) > 0 {
+			kept = append(kept, sh)
+			continue
+		}
+		// the whole shipment: capacity back, the same day only
+		if l := s.load[sh.node]; sh.day == day && l[0] == day && l[1] > 0 {
+			s.load[sh.node] = [2]int64{day, l[1] - 1}
+		}
+	}
+	sp.ships = kept
+	if !sp.prune() {
+		delete(s.shipping, id)
+	}
+}
+
 // holdReasons are the router's reasons to put a new order ON_HOLD
 // (processors/router: channel value limit, ship-to country, no
 // coordinates).
 func (s *sim) holdReasons(ev *schemas.OrderEvent) bool {
 	ch := s.channels[ev.ChannelID]
-	if ch != nil && ch.MaxOrderValueCents > 0 {
-		var v int64
-		for _, l := range ev.Lines {
-			v += l.Qty * l.UnitPriceCents
-		}
-		if v > ch.MaxOrderValueCents {
-			return true
-		}
+	if ch != nil && ch.MaxOrderValueCents > 0 && router.OrderValue(ev.Lines) > ch.MaxOrderValueCents {
+		return true
 	}
 	if ev.DeliveryMethod == schemas.DeliveryShip && ev.ShipTo != nil {
 		if ch != nil && len(ch.ShipCountries) > 0 && !slices.Contains(ch.ShipCountries, ev.ShipTo.Country) {
@@ -306,21 +375,21 @@ func (s *sim) decide(ev *schemas.OrderEvent, ts int64) *Decision {
 	for _, sh := range plan.Shipments {
 		out := Shipment{NodeID: sh.NodeID, Lines: sh.Lines}
 		n := s.nodes[sh.NodeID]
-		day := int64(-1)
 		if ev.DeliveryMethod == schemas.DeliveryShip && ev.ShipTo != nil {
 			km := router.HaversineKm(n.Lat, n.Lon, ev.ShipTo.Lat, ev.ShipTo.Lon)
 			out.DistanceKm = math.Round(km*10) / 10
 			out.CostCents = int64(n.ShipmentCostCents) + int64(km*cpk+0.5)
-			day = s.today
+			day := s.today
 			l := s.load[sh.NodeID]
 			if l[0] != day {
 				l = [2]int64{day, 0}
 			}
 			s.load[sh.NodeID] = [2]int64{day, l[1] + 1}
+			s.addShipping(ev, sh.NodeID, day, sh.Lines)
 		}
 		for _, l := range sh.Lines {
 			add(s.reserved, l.SKU, sh.NodeID, l.Qty)
-			s.holds[ev.OrderID] = append(s.holds[ev.OrderID], hold{line: l.LineID, sku: l.SKU, node: sh.NodeID, qty: l.Qty, day: day})
+			s.holds[ev.OrderID] = append(s.holds[ev.OrderID], hold{line: l.LineID, sku: l.SKU, node: sh.NodeID, qty: l.Qty})
 		}
 		d.Shipments = append(d.Shipments, out)
 	}
@@ -335,6 +404,29 @@ func (s *sim) decide(ev *schemas.OrderEvent, ts int64) *Decision {
 	}
 	s.Stats.add(d)
 	return d
+}
+
+// addShipping records a shipment of ev that took node's capacity on day,
+// with its lines (their units: what ev ordered, as the router counts).
+func (s *sim) addShipping(ev *schemas.OrderEvent, node string, day int64, lines []schemas.OrderLine) {
+	sp := s.shipping[ev.OrderID]
+	if sp == nil {
+		sp = &shipping{lines: map[string]*lineQty{}}
+		s.shipping[ev.OrderID] = sp
+	}
+	sh := ship{node: node, day: day}
+	for _, l := range lines {
+		sh.lines = append(sh.lines, l.LineID)
+		if sp.lines[l.LineID] != nil {
+			continue
+		}
+		q := l.Qty
+		if i := slices.IndexFunc(ev.Lines, func(o schemas.OrderLine) bool { return o.LineID == l.LineID }); i >= 0 {
+			q = ev.Lines[i].Qty
+		}
+		sp.lines[l.LineID] = &lineQty{qty: q}
+	}
+	sp.ships = append(sp.ships, sh)
 }
 
 // Decision is a routing decision, the replay's or a recorded one.
