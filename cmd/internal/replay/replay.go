@@ -250,7 +250,7 @@ func (r *Replay) Record(topic string, key, value []byte, ts int64) {
 		r.movement(&m)
 	case "orders":
 		var ev schemas.OrderEvent
-		if err := schemas.OrderEvents.DecodeInput(value, &ev, r.ids); err != nil || ev.OrderID != string(key) {
+		if err := schemas.OrderEvents.DecodeInput(value, &ev, r.ids); err != nil || placedCheck.ValidateEvent(key, &ev) != nil {
 			r.rep.Invalid[topic]++
 			return
 		}
@@ -295,7 +295,7 @@ func (r *Replay) movement(m *schemas.StockMovement) {
 	}
 }
 
-// placedCheck checks PLACED events as the engine's router does.
+// placedCheck checks order events as the engine's router does.
 var placedCheck = router.New(router.Config{})
 
 func (r *Replay) order(ev *schemas.OrderEvent, ts int64) {

@@ -255,9 +255,20 @@ func TestReplayReadsAsTheEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Record("nodes", []byte("W"), b, ts)
+	// an order event the router refuses before it reads the order: more
+	// line_ids than max_lines
+	ev := testOrder{id: "o1", to: paris, policy: schemas.ShipAvailable, lines: map[string]int64{"A": 1}}.event()
+	for i := range 501 {
+		ev.LineIDs = append(ev.LineIDs, fmt.Sprint(i))
+	}
+	ob, err := schemas.OrderEvents.Encode(&ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Record("orders", []byte("o1"), ob, ts)
 	rep := r.Finish()
-	if rep.Movements != 2 || rep.Invalid["stock-movements"] != 1 || rep.Invalid["nodes"] != 1 {
-		t.Errorf("movements %d, invalid %v; want 2 movements, 1 invalid movement (schema id 8), 1 invalid node", rep.Movements, rep.Invalid)
+	if rep.Movements != 2 || rep.Invalid["stock-movements"] != 1 || rep.Invalid["nodes"] != 1 || rep.Invalid["orders"] != 1 {
+		t.Errorf("movements %d, invalid %v; want 2 movements, 1 invalid movement (schema id 8), 1 invalid node, 1 invalid order", rep.Movements, rep.Invalid)
 	}
 	o := app.Defaults()
 	o.SchemaIDs = "seven"
