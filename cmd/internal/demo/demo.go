@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -83,8 +85,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // Run runs the demo until o.Duration has passed or ctx is done.
 func Run(ctx context.Context, o Options, out io.Writer) error {
+	// A run of its own: on a broker given (--brokers), its own topics and
+	// groups (the model starts from nothing, and an earlier run's stock,
+	// committed offsets and movement ids would disagree with it); under a
+	// state directory given, a directory of its own.
+	run := fmt.Sprintf("demo-%d", time.Now().UnixNano())
+	var prefix string
 	brokers := o.Brokers
-	if brokers == "" {
+	if brokers != "" {
+		prefix = run + "-"
+	} else {
 		cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
 		if err != nil {
 			return fmt.Errorf("demo: embedded broker: %w", err)
@@ -99,12 +109,15 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		}
 		defer os.RemoveAll(dir)
 		o.StateDir = dir
+	} else {
+		o.StateDir = filepath.Join(o.StateDir, run)
 	}
 	opts := app.Defaults()
 	opts.Brokers = brokers
 	opts.StateDir = o.StateDir
 	opts.InstanceID = "demo"
-	opts.Group = "invroute-demo"
+	opts.Group = prefix + "invroute-demo"
+	opts.TopicPrefix = prefix
 	opts.Partitions = o.Partitions
 	opts.LogLevel = o.LogLevel
 	opts.LagInterval = time.Second // the dashboard shows it
@@ -116,7 +129,10 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		return err
 	}
 	defer cl.Close()
-	if err := seedCatalog(ctx, cl); err != nil {
+	if prefix != "" {
+		fmt.Fprintf(out, "topics: %s* (groups %s, %s)\n", prefix, opts.Group, opts.RouterGroupName())
+	}
+	if err := seedCatalog(ctx, cl, prefix); err != nil {
 		return err
 	}
 
@@ -148,9 +164,9 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		}
 	}
 
-	gen := newGenerator(o)
+	gen := newGenerator(o, prefix)
 	ords := newOrders(gen)
-	w, err := newWatcher(brokers, fmt.Sprintf("ORD-%d-", o.Seed), ords.decided)
+	w, err := newWatcher(brokers, prefix, fmt.Sprintf("ORD-%d-", o.Seed), ords.decided)
 	if err != nil {
 		return err
 	}
@@ -194,9 +210,9 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	}
 	fmt.Fprintln(out)
 	// Let the engine catch up, then compare with the generator's model.
-	caught := waitCaughtUp(endCtx, cl, w, map[string][]string{
-		opts.Group:             {string(inventory.TopicMovements), string(inventory.TopicCommands)},
-		opts.RouterGroupName(): {string(router.TopicOrders), string(inventory.TopicResults)},
+	caught := waitCaughtUp(endCtx, cl, w, prefix, map[string][]string{
+		opts.Group:             {prefix + string(inventory.TopicMovements), prefix + string(inventory.TopicCommands)},
+		opts.RouterGroupName(): {prefix + string(router.TopicOrders), prefix + string(inventory.TopicResults)},
 	})
 	ok, total := gen.check(w)
 	fmt.Fprintf(out, "check: ATS of %d/%d SKUs equals the generator's model (caught up: %t)\n", ok, total, caught)
@@ -234,12 +250,12 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 // end of its topics and the watcher has read everything up to the end. The
 // inventory and the router feed each other (reservation commands and
 // results), so it waits for both, twice in a row.
-func waitCaughtUp(ctx context.Context, cl *kgo.Client, w *watcher, groups map[string][]string) bool {
+func waitCaughtUp(ctx context.Context, cl *kgo.Client, w *watcher, prefix string, groups map[string][]string) bool {
 	adm := kadm.NewClient(cl)
 	deadline := time.Now().Add(60 * time.Second)
 	quiet := 0
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if lag(ctx, adm, groups) == 0 && w.idleFor() > 500*time.Millisecond {
+		if lag(ctx, adm, prefix, groups) == 0 && w.idleFor() > 500*time.Millisecond {
 			if quiet++; quiet == 2 {
 				return true
 			}
@@ -255,26 +271,31 @@ func transactional(topic string) bool {
 	return topic == string(inventory.TopicCommands) || topic == string(inventory.TopicResults)
 }
 
-// lag is the total lag of the groups on their topics, -1 if unknown.
-func lag(ctx context.Context, adm *kadm.Client, groups map[string][]string) int64 {
+// lag is the total lag of the groups on their topics (with prefix), -1 if
+// unknown. A partition without a committed offset lags its whole end: 0
+// when nothing was ever written (a demo without orders has a router group
+// that never commits).
+func lag(ctx context.Context, adm *kadm.Client, prefix string, groups map[string][]string) int64 {
 	var total int64
 	for group, topics := range groups {
 		ends, err1 := adm.ListEndOffsets(ctx, topics...)
 		committed, err2 := adm.FetchOffsets(ctx, group)
-		if err1 != nil || err2 != nil || !committed.Ok() || len(committed) == 0 {
+		if err1 != nil || err2 != nil || ends.Error() != nil || !committed.Ok() {
 			return -1
 		}
-		for _, ps := range kadm.CalculateGroupLag(kadm.DescribedGroup{State: "Stable"}, committed, ends) {
-			for _, l := range ps {
-				// A topic written in transactions ends with a commit
-				// marker that no consumer commits past: one behind is
-				// caught up there.
-				if l.Lag == 1 && transactional(l.Topic) {
-					continue
-				}
-				total += l.Lag
+		ends.Each(func(e kadm.ListedOffset) {
+			var at int64
+			if c, ok := committed.Lookup(e.Topic, e.Partition); ok && c.At > 0 {
+				at = c.At
 			}
-		}
+			l := max(0, e.Offset-at)
+			// A topic written in transactions ends with a commit marker
+			// that no consumer commits past: one behind is caught up there.
+			if l == 1 && transactional(strings.TrimPrefix(e.Topic, prefix)) {
+				l = 0
+			}
+			total += l
+		})
 	}
 	return total
 }

@@ -36,17 +36,17 @@ func Nodes() []schemas.Node { return slices.Clone(demoNodes) }
 // Channels returns the demo's sales channels.
 func Channels() []schemas.Channel { return slices.Clone(demoChannels) }
 
-func produceNode(ctx context.Context, cl *kgo.Client, n *schemas.Node) error {
+func produceNode(ctx context.Context, cl *kgo.Client, prefix string, n *schemas.Node) error {
 	b, err := schemas.Nodes.Encode(n)
 	if err != nil {
 		return err
 	}
-	return cl.ProduceSync(ctx, &kgo.Record{Topic: string(inventory.TopicNodes), Key: []byte(n.NodeID), Value: b}).FirstErr()
+	return cl.ProduceSync(ctx, &kgo.Record{Topic: prefix + string(inventory.TopicNodes), Key: []byte(n.NodeID), Value: b}).FirstErr()
 }
 
-func seedCatalog(ctx context.Context, cl *kgo.Client) error {
+func seedCatalog(ctx context.Context, cl *kgo.Client, prefix string) error {
 	for i := range demoNodes {
-		if err := produceNode(ctx, cl, &demoNodes[i]); err != nil {
+		if err := produceNode(ctx, cl, prefix, &demoNodes[i]); err != nil {
 			return fmt.Errorf("demo: seeding nodes: %w", err)
 		}
 	}
@@ -55,7 +55,7 @@ func seedCatalog(ctx context.Context, cl *kgo.Client) error {
 		if err != nil {
 			return err
 		}
-		r := &kgo.Record{Topic: string(inventory.TopicChannels), Key: []byte(demoChannels[i].ChannelID), Value: b}
+		r := &kgo.Record{Topic: prefix + string(inventory.TopicChannels), Key: []byte(demoChannels[i].ChannelID), Value: b}
 		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
 			return fmt.Errorf("demo: seeding channels: %w", err)
 		}
@@ -68,12 +68,17 @@ func seedCatalog(ctx context.Context, cl *kgo.Client) error {
 // bursts, WMS retries (duplicate movement ids) and a few undecodable
 // records. It keeps its own model of on_hand to check the engine against.
 type generator struct {
-	o     Options
-	rnd   *rand.Rand
-	zipf  *rand.Zipf
-	seq   int64
-	nodes []schemas.Node // current node config (the demo closes a store halfway)
+	o      Options
+	prefix string // of the topics
+	rnd    *rand.Rand
+	zipf   *rand.Zipf
+	seq    int64
+	nodes  []schemas.Node // current node config (the demo closes a store halfway)
 
+	// mu orders the model's changes and the records' production alike:
+	// a record is handed to the client in the order the model applied it,
+	// so a SKU's partition holds its movements in the model's order, from
+	// whichever goroutine (movements, orders' follow-ups) they come.
 	mu     sync.Mutex
 	onHand map[string]map[string]int64
 	recent []*kgo.Record // for WMS retries
@@ -84,10 +89,11 @@ type generator struct {
 	bad       atomic.Int64
 }
 
-func newGenerator(o Options) *generator {
+func newGenerator(o Options, prefix string) *generator {
 	rnd := rand.New(rand.NewSource(o.Seed))
 	return &generator{
 		o:      o,
+		prefix: prefix,
 		rnd:    rnd,
 		zipf:   rand.NewZipf(rnd, 1.1, 1, uint64(o.SKUs-1)),
 		nodes:  append([]schemas.Node(nil), demoNodes...),
@@ -127,39 +133,42 @@ func (g *generator) run(ctx context.Context, cl *kgo.Client) error {
 			g.nodes[4].Active = false
 			n := g.nodes[4]
 			g.mu.Unlock()
-			if err := produceNode(context.Background(), cl, &n); err != nil {
+			if err := produceNode(context.Background(), cl, g.prefix, &n); err != nil {
 				return err
 			}
 		}
 		budget += rate * tick.Seconds()
 		for ; budget >= 1; budget-- {
-			// The model already counts these records: produce them whatever
-			// happens to ctx (Flush above waits for them), and fail loudly.
-			for _, r := range g.next() {
+			// The model counts these records: produce them whatever happens
+			// to ctx (Flush above waits for them), and fail loudly.
+			g.next(func(r *kgo.Record) {
 				cl.Produce(context.Background(), r, func(_ *kgo.Record, err error) {
 					if err != nil {
 						errOnce.CompareAndSwap(nil, &err)
 					}
 				})
-			}
+			})
 		}
 	}
 }
 
-// next returns the records of one generated event (a transfer is two).
-func (g *generator) next() []*kgo.Record {
+// next sends the records of one generated event (a transfer is two),
+// under mu (see generator).
+func (g *generator) next(send func(*kgo.Record)) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.seq++
 	if g.o.BadEvery > 0 && g.seq%int64(g.o.BadEvery) == 0 {
 		g.bad.Add(1)
-		return []*kgo.Record{{Topic: string(inventory.TopicMovements), Key: []byte(skuName(g.zipf.Uint64())),
-			Value: []byte{0xde, 0xad, 0xbe, 0xef}}}
+		send(&kgo.Record{Topic: g.prefix + string(inventory.TopicMovements), Key: []byte(skuName(g.zipf.Uint64())),
+			Value: []byte{0xde, 0xad, 0xbe, 0xef}})
+		return
 	}
 	if len(g.recent) > 0 && g.rnd.Intn(100) == 0 {
 		g.retries.Add(1) // a WMS retry: same movement id, same content
 		r := g.recent[g.rnd.Intn(len(g.recent))]
-		return []*kgo.Record{{Topic: r.Topic, Key: r.Key, Value: r.Value}}
+		send(&kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value})
+		return
 	}
 	sku := skuName(g.zipf.Uint64())
 	ni := g.rnd.Intn(len(g.nodes))
@@ -168,7 +177,6 @@ func (g *generator) next() []*kgo.Record {
 	for i, mv := range g.moves {
 		ms[i] = schemas.StockMovement{SKU: sku, NodeID: g.nodes[mv.Node].NodeID, Type: mv.Type, Qty: mv.Qty}
 	}
-	var out []*kgo.Record
 	for i := range ms {
 		m := &ms[i]
 		m.MovementID = fmt.Sprintf("mv-%d-%d-%d", g.o.Seed, g.seq, i)
@@ -178,8 +186,8 @@ func (g *generator) next() []*kgo.Record {
 		if err != nil {
 			panic(err) // the generator builds valid movements
 		}
-		r := &kgo.Record{Topic: string(inventory.TopicMovements), Key: []byte(m.SKU), Value: b}
-		out = append(out, r)
+		r := &kgo.Record{Topic: g.prefix + string(inventory.TopicMovements), Key: []byte(m.SKU), Value: b}
+		send(r)
 		g.movements.Add(1)
 		// Retries come from the last 64 movements: a WMS retries soon, well
 		// inside the idempotency window (dedupe_max ids per partition).
@@ -188,7 +196,6 @@ func (g *generator) next() []*kgo.Record {
 			g.recent = g.recent[1:]
 		}
 	}
-	return out
 }
 
 // Move is one stock movement of a generated WMS event: a node (index), a

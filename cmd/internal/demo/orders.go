@@ -92,9 +92,7 @@ func (o *orders) run(ctx context.Context, cl *kgo.Client) error {
 		o.pending = nil
 		o.mu.Unlock()
 		for _, d := range todo {
-			for _, r := range o.followUp(d) {
-				send(r)
-			}
+			o.followUp(d, send)
 		}
 	}
 }
@@ -136,44 +134,46 @@ func (o *orders) place() *kgo.Record {
 			UnitPriceCents: int64(990 + o.rnd.Intn(20000))})
 	}
 	o.placed.Add(1)
-	return &kgo.Record{Topic: string(router.TopicOrders), Key: []byte(ev.OrderID), Value: mustEncode(schemas.OrderEvents, &ev)}
+	return &kgo.Record{Topic: o.g.prefix + string(router.TopicOrders), Key: []byte(ev.OrderID), Value: mustEncode(schemas.OrderEvents, &ev)}
 }
 
 // followUp plays what happens after a decision: mostly the node ships
 // every line (a SHIPMENT naming it), sometimes the customer cancels, and
 // some shipped orders come back (an RMA, then the restock at the node).
-func (o *orders) followUp(d schemas.RoutingDecision) []*kgo.Record {
+// It sends the records in that order.
+func (o *orders) followUp(d schemas.RoutingDecision, send func(*kgo.Record)) {
 	event := func(ty schemas.OrderEventType) *kgo.Record {
 		ev := schemas.OrderEvent{OrderID: d.OrderID, Type: ty, CustomerTier: schemas.TierStandard,
 			Priority: schemas.PriorityStandard, DeliveryMethod: schemas.DeliveryShip, Policy: schemas.ShipComplete,
 			Lines: []schemas.OrderLine{}, LineIDs: []string{}, OccurredAt: time.Now().UnixMilli()}
-		return &kgo.Record{Topic: string(router.TopicOrders), Key: []byte(d.OrderID), Value: mustEncode(schemas.OrderEvents, &ev)}
+		return &kgo.Record{Topic: o.g.prefix + string(router.TopicOrders), Key: []byte(d.OrderID), Value: mustEncode(schemas.OrderEvents, &ev)}
 	}
 	if o.rnd.Intn(10) == 0 {
 		o.cancelled.Add(1)
-		return []*kgo.Record{event(schemas.EventCancelled)}
+		send(event(schemas.EventCancelled))
+		return
 	}
 	returned := o.rnd.Intn(20) == 0
-	var out, restock []*kgo.Record
 	for _, s := range d.Shipments {
 		for _, l := range s.Lines {
-			out = append(out, o.g.orderMovement(schemas.Shipment, l.SKU, s.NodeID, d.OrderID, l.LineID, l.Qty))
+			o.g.orderMovement(send, schemas.Shipment, l.SKU, s.NodeID, d.OrderID, l.LineID, l.Qty)
 			o.shipped.Add(1)
-			if returned {
-				restock = append(restock, o.g.orderMovement(schemas.ReturnRestock, l.SKU, s.NodeID, d.OrderID, l.LineID, l.Qty))
-			}
 		}
 	}
 	if returned {
 		o.returned.Add(1)
-		out = append(out, event(schemas.EventReturnAuthorized))
-		out = append(out, restock...)
+		send(event(schemas.EventReturnAuthorized))
+		for _, s := range d.Shipments {
+			for _, l := range s.Lines {
+				o.g.orderMovement(send, schemas.ReturnRestock, l.SKU, s.NodeID, d.OrderID, l.LineID, l.Qty)
+			}
+		}
 	}
-	return out
 }
 
-// orderMovement is a movement of an order line, counted in the model.
-func (g *generator) orderMovement(ty schemas.MovementType, sku, node, order, line string, qty int64) *kgo.Record {
+// orderMovement sends a movement of an order line, counted in the model,
+// under the generator's mu (see generator).
+func (g *generator) orderMovement(send func(*kgo.Record), ty schemas.MovementType, sku, node, order, line string, qty int64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.seq++
@@ -181,7 +181,7 @@ func (g *generator) orderMovement(ty schemas.MovementType, sku, node, order, lin
 		Type: ty, Qty: qty, OrderID: &order, LineID: &line, OccurredAt: time.Now().UnixMilli()}
 	g.apply(&m)
 	g.movements.Add(1)
-	return &kgo.Record{Topic: string(inventory.TopicMovements), Key: []byte(sku), Value: mustEncode(schemas.StockMovements, &m)}
+	send(&kgo.Record{Topic: g.prefix + string(inventory.TopicMovements), Key: []byte(sku), Value: mustEncode(schemas.StockMovements, &m)})
 }
 
 // popular draws a SKU index with the generator's skew.

@@ -35,6 +35,7 @@ type watcher struct {
 	backordered atomic.Int64 // decisions BACKORDERED or PARTIALLY_ROUTED
 	decided     []uint64     // bit n: order n of the demo decided (run's only)
 	orderPrefix string       // of the demo's order ids, before n
+	prefix      string       // of the topics
 	regressions atomic.Int64 // versions that did not increase
 	last        atomic.Int64 // unix nanos of the last record read
 
@@ -43,11 +44,12 @@ type watcher struct {
 	version map[string]int64
 }
 
-// newWatcher starts a watcher; orderPrefix is how the ids of the demo's
-// orders begin (a decision of another order is never counted as retried).
-func newWatcher(brokers, orderPrefix string, onDecision func(schemas.RoutingDecision)) (*watcher, error) {
+// newWatcher starts a watcher of the topics with prefix; orderPrefix is
+// how the ids of the demo's orders begin (a decision of another order is
+// never counted as retried).
+func newWatcher(brokers, prefix, orderPrefix string, onDecision func(schemas.RoutingDecision)) (*watcher, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers),
-		kgo.ConsumeTopics(string(inventory.TopicATS), string(inventory.TopicDeadLetter), string(router.TopicDecisions)),
+		kgo.ConsumeTopics(prefix+string(inventory.TopicATS), prefix+string(inventory.TopicDeadLetter), prefix+string(router.TopicDecisions)),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
@@ -55,7 +57,7 @@ func newWatcher(brokers, orderPrefix string, onDecision func(schemas.RoutingDeci
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &watcher{cl: cl, cancel: cancel, done: make(chan struct{}), ats: map[string]schemas.AtsUpdate{},
-		version: map[string]int64{}, onDecision: onDecision, orderPrefix: orderPrefix}
+		version: map[string]int64{}, onDecision: onDecision, orderPrefix: orderPrefix, prefix: prefix}
 	w.last.Store(time.Now().UnixNano())
 	go w.run(ctx)
 	return w, nil
@@ -68,7 +70,7 @@ func (w *watcher) run(ctx context.Context) {
 		fs := w.cl.PollFetches(ctx)
 		fs.EachRecord(func(r *kgo.Record) {
 			w.last.Store(time.Now().UnixNano())
-			switch r.Topic {
+			switch strings.TrimPrefix(r.Topic, w.prefix) {
 			case string(inventory.TopicDeadLetter):
 				w.deadLetters.Add(1)
 				return
