@@ -21,7 +21,8 @@
 //	              (-warmup) is shown and left out of every figure
 //	2 latency     movement produced -> its AtsUpdate visible to a
 //	              read_committed consumer, at half the engine's median
-//	              rate, on the last round's engine; then the same load
+//	              rate after its first commit (start-up excluded), on the
+//	              last round's engine; then the same load
 //	              through the passthrough (input -> copy visible): the
 //	              broker's share of that latency
 //	3 CPU         user+sys CPU of the engine process (/proc/PID/stat) over

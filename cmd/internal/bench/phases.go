@@ -153,8 +153,14 @@ func (r *runner) runBroker(ctx context.Context, b brokerEnv) *brokerResult {
 		return res
 	}
 	eng, err := r.throughput(ctx, &b, res)
-	// Half the engine's maximum rate: the median, as for the ratio.
-	engRPS, _ := res.engRPS()
+	// Half the engine's maximum rate: the median over rounds of its rate
+	// after its first commit (the rate of the ratio counts its start-up
+	// too, which would make the load depend on -records, and lighter);
+	// the whole rate when a round was done by its first commit (tiny runs).
+	engRPS, n := res.median(func(rd *round) (float64, bool) { return rd.eng.steadyRPS(), rd.engOK() && rd.eng.steadyRPS() > 0 })
+	if n == 0 {
+		engRPS, _ = res.engRPS()
+	}
 	rate := engRPS / 2
 	if r.cfg.latencyRate > 0 { // a fixed load, to compare two builds
 		rate = float64(r.cfg.latencyRate)

@@ -159,6 +159,14 @@ func passthroughWorker(ctx context.Context, args []string, stderr io.Writer) err
 		cancel()
 		mu.Lock()
 		commit := kgo.TryCommit
+		if n == 0 {
+			// Nothing polled: end it as an abort, as the engine does
+			// (topology: an idle transaction). franz-go holds the session
+			// 500 ms after committing a transaction without offsets (it
+			// takes the broker for one without KIP-447), which would slow
+			// the passthrough's start and flatter the ratio.
+			commit = kgo.TryAbort
+		}
 		if produceErr != nil {
 			fmt.Fprintln(stderr, "passthrough: produce failed, aborting:", produceErr)
 			commit, produceErr = kgo.TryAbort, nil
