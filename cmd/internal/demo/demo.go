@@ -60,7 +60,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.SKUs, "skus", 5000, "catalogue size (popularity is Zipf-skewed)")
 	fs.IntVar(&o.BadEvery, "bad-every", 500, "send one undecodable record every N movements (0: none)")
 	fs.Int64Var(&o.Seed, "seed", 1, "random seed of the generator")
-	fs.StringVar(&o.StateDir, "state-dir", "", "state directory (default: a temporary one, removed at exit)")
+	fs.StringVar(&o.StateDir, "state-dir", "", "parent of the run's state directory, a subdirectory per run (default: a temporary one, removed at exit)")
 	fs.StringVar(&o.Brokers, "brokers", "", "use these Kafka brokers instead of the embedded kfake broker")
 	fs.StringVar(&o.LogLevel, "log-level", "warn", "engine log level")
 	fs.IntVar(&o.Partitions, "partitions", 6, "partitions of the demo topics")
