@@ -98,7 +98,8 @@ type Store interface {
 	IndexBackorders(id string, placedAt int64, old, skus []string) error
 	Backorders(sku string, after Waiting, max int) ([]Waiting, error)
 	// Load is how many shipments this partition gave node on day (days
-	// since the epoch, UTC); AddLoad changes it.
+	// since the epoch, UTC); AddLoad changes it. Each node has one count,
+	// of the newest day counted (see loadOn and loadDay).
 	Load(node string, day int64) (int64, error)
 	AddLoad(node string, day int64, delta int64) error
 }
@@ -1816,14 +1817,16 @@ func (n *orderNetwork) Stock(sku, node string) (schemas.NodeATS, bool) {
 	return n.s.w.Stock(sku, node)
 }
 
+// ShipmentsLeft counts every shipment a node was given on the day,
+// whatever this order holds there: capacity is taken when a round is
+// decided (finishRound), and a shipment of this order cancelled in the same
+// step on the same day has given its unit back already. (A node the order
+// held tentatively used to count as having room: after an address change
+// on a later day, that kept a node already full that day.)
 func (n *orderNetwork) ShipmentsLeft(node string) int64 {
 	nd := n.s.w.Node(node)
 	if nd == nil || nd.DailyCapacity <= 0 {
 		return -1
-	}
-	// A node this order already ships from today costs it no new shipment.
-	if slices.ContainsFunc(n.s.o.Holds, func(h schemas.Hold) bool { return h.NodeID == node && h.Tentative && h.Qty > 0 }) {
-		return 1
 	}
 	mine, err := n.s.st.Load(node, n.day)
 	if err != nil {
@@ -1831,4 +1834,27 @@ func (n *orderNetwork) ShipmentsLeft(node string) int64 {
 		return 0
 	}
 	return max(0, int64(nd.DailyCapacity)-mine-n.s.w.OtherLoad(node, n.day))
+}
+
+// A partition counts each node's shipments of one day, the newest it has
+// counted. A record stamped with an earlier day (a producer's clock behind
+// another's, a backlog processed after the new day's retry) is counted
+// against that newest day: loadOn gives it the newest day's count, and
+// loadDay moves its new shipment there. Counting it on no day, as before,
+// let every late record past a full node. Giving back (delta <= 0) for an
+// earlier day changes nothing: that day's count is gone.
+func loadOn(slotDay, count, day int64) int64 {
+	if slotDay < day {
+		return 0 // a new day: the count starts again
+	}
+	return count
+}
+
+// loadDay is the day a change of delta to day's count goes to, given the
+// newest day counted, and whether it is made.
+func loadDay(slotDay, day, delta int64) (int64, bool) {
+	if slotDay > day {
+		return slotDay, delta > 0
+	}
+	return day, true
 }

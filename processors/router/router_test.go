@@ -18,7 +18,7 @@ import (
 // memStore is an in-memory router Store.
 type memStore struct {
 	orders map[string]*schemas.RouterOrder
-	load   map[string]int64 // node/day -> shipments
+	load   map[string][2]int64 // node -> (newest day, shipments)
 	now    int64
 	hz     int64            // Horizon
 	due    map[string]int64 // finished order -> when it finished
@@ -26,7 +26,7 @@ type memStore struct {
 }
 
 func newMemStore() *memStore {
-	return &memStore{orders: map[string]*schemas.RouterOrder{}, load: map[string]int64{}, due: map[string]int64{}, wait: map[string]map[Waiting]bool{}}
+	return &memStore{orders: map[string]*schemas.RouterOrder{}, load: map[string][2]int64{}, due: map[string]int64{}, wait: map[string]map[Waiting]bool{}}
 }
 
 func (m *memStore) IndexBackorders(id string, placedAt int64, old, skus []string) error {
@@ -89,11 +89,20 @@ func (m *memStore) Forget(id string, at int64) error {
 	delete(m.orders, id)
 	return m.Unlist(id, at)
 }
+
+// Load and AddLoad keep one count per node, of the newest day, as the
+// Pebble store does.
 func (m *memStore) Load(node string, day int64) (int64, error) {
-	return m.load[fmt.Sprint(node, "/", day)], nil
+	c := m.load[node]
+	return loadOn(c[0], c[1], day), nil
 }
 func (m *memStore) AddLoad(node string, day int64, d int64) error {
-	m.load[fmt.Sprint(node, "/", day)] += d
+	c := m.load[node]
+	day, ok := loadDay(c[0], day, d)
+	if !ok {
+		return nil
+	}
+	m.load[node] = [2]int64{day, max(0, loadOn(c[0], c[1], day)+d)}
 	return nil
 }
 

@@ -297,13 +297,15 @@ func (l *Loads) Apply(key, value []byte) error {
 	return nil
 }
 
-// Other is how many shipments partitions other than mine gave node on day.
+// Other is how many shipments partitions other than mine gave node on
+// day; a partition that counts a later day already has its count of that
+// day taken for day's (as its own store does: loadOn).
 func (l *Loads) Other(node string, day int64, mine int32) int64 {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	var n int64
 	for p, v := range l.m[node] {
-		if p != mine && v.Day == day {
+		if p != mine && v.Day >= day {
 			n += v.Shipments
 		}
 	}

@@ -1015,10 +1015,7 @@ func (s *pebbleStore) Load(node string, day int64) (int64, error) {
 	if len(v) != 16 {
 		return 0, fmt.Errorf("router: corrupt load of node %s: %d bytes", node, len(v))
 	}
-	if int64(binary.BigEndian.Uint64(v)) != day {
-		return 0, nil // another day: the count starts again
-	}
-	return int64(binary.BigEndian.Uint64(v[8:])), nil
+	return loadOn(int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:])), day), nil
 }
 
 func (s *pebbleStore) AddLoad(node string, day int64, delta int64) error {
@@ -1026,8 +1023,11 @@ func (s *pebbleStore) AddLoad(node string, day int64, delta int64) error {
 	if err != nil {
 		return err
 	}
-	if ok && len(v) == 16 && int64(binary.BigEndian.Uint64(v)) > day {
-		return nil // a record stamped with an earlier day: today's count stays
+	if ok && len(v) == 16 {
+		var keep bool
+		if day, keep = loadDay(int64(binary.BigEndian.Uint64(v)), day, delta); !keep {
+			return nil
+		}
 	}
 	cur, err := s.Load(node, day)
 	if err != nil {

@@ -36,8 +36,22 @@ func TestLoadDays(t *testing.T) {
 	if n, err := s.Load("W1", 101); err != nil || n != 5 {
 		t.Fatalf("day 101: %d, %v; want 5", n, err)
 	}
-	if n, _ := s.Load("W1", 100); n != 0 {
-		t.Fatalf("day 100: %d, want 0 (a new day has begun)", n)
+	// a record stamped day 100 after day 101 was counted: it sees day
+	// 101's count, and its shipment counts on day 101
+	if n, _ := s.Load("W1", 100); n != 5 {
+		t.Fatalf("day 100: %d, want 5 (counted against the newest day)", n)
+	}
+	if err := s.AddLoad("W1", 100, 1); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.Load("W1", 101); n != 6 {
+		t.Fatalf("day 101 after a late shipment of day 100: %d, want 6", n)
+	}
+	if err := s.AddLoad("W1", 100, -1); err != nil { // a late give-back: nothing
+		t.Fatal(err)
+	}
+	if n, _ := s.Load("W1", 101); n != 6 {
+		t.Fatalf("day 101 after a late give-back of day 100: %d, want 6", n)
 	}
 	if err := s.AddLoad("W1", 102, 1); err != nil {
 		t.Fatal(err)
