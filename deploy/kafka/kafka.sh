@@ -207,7 +207,7 @@ ensure_jars() {
         ${KAFKA_MAVEN_ARGS:-} \
         dependency:copy-dependencies \
         -DoutputDirectory="$tmp" -DincludeScope=runtime \
-        </dev/null >"$mvn_log" 2>&1; then
+        </dev/null >"$mvn_log" 2>&1 8>&- 9>&-; then
     rm -rf "$tmp"
     sed 's/\x1b\[[0-9;]*m//g' "$mvn_log" | grep -E 'ERROR|FAIL|Could not' | head -n 30 >&2 || true
     die "mvn dependency:copy-dependencies failed for Kafka $KAFKA_VERSION (full log: $mvn_log; is Maven Central reachable? try KAFKA_VERSION=<other 4.x>)"

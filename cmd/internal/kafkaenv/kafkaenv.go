@@ -5,8 +5,9 @@
 //  1. KAFKA_BROKERS, when it is set: the caller's broker, used as it is;
 //  2. a broker in a container, when a Docker engine answers (testcontainers-go,
 //     image apache/kafka, single KRaft node);
-//  3. the local broker of deploy/kafka/kafka.sh (Apache Kafka from Maven
-//     Central jars, no Docker), started or reused.
+//  3. a local broker of deploy/kafka/kafka.sh (Apache Kafka from Maven
+//     Central jars, no Docker), started for the caller on free ports with a
+//     data directory of its own.
 //
 // Choose makes that decision without starting anything and says why, so the
 // choice itself is tested; the Docker check is a field of Config so that the
@@ -19,10 +20,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/testcontainers/testcontainers-go"
@@ -58,6 +61,9 @@ type Config struct {
 	// Script is deploy/kafka/kafka.sh. Default: found from the working
 	// directory upwards (the repository root holds deploy/kafka/kafka.sh).
 	Script string
+	// DataRoot is where the local broker's data directory is made (a new
+	// one for every Start). Default: os.TempDir().
+	DataRoot string
 }
 
 func (c *Config) ensureDefaults() {
@@ -122,9 +128,8 @@ type Env struct {
 	stop func(context.Context) error
 }
 
-// Stop stops what Start started: the container, or the local broker if Start
-// started it (a broker that was already running is left running). Nothing for
-// KAFKA_BROKERS.
+// Stop stops what Start started: the container, or the local broker (and
+// removes its data). Nothing for KAFKA_BROKERS.
 func (e *Env) Stop(ctx context.Context) error {
 	if e == nil || e.stop == nil {
 		return nil
@@ -149,7 +154,7 @@ func Start(ctx context.Context, cfg Config) (*Env, error) {
 		env.Brokers, env.stop = brokers, stop
 		return env, nil
 	default:
-		brokers, stop, err := startLocal(ctx, cfg.Script)
+		brokers, stop, err := startLocal(ctx, cfg.Script, cfg.DataRoot)
 		if err != nil {
 			return nil, fmt.Errorf("kafkaenv: %s: %w", ch.Reason, err)
 		}
@@ -158,34 +163,87 @@ func Start(ctx context.Context, cfg Config) (*Env, error) {
 	}
 }
 
-// startLocal runs `kafka.sh up` (which reuses a running broker) and parses
-// its KAFKA_BROKERS=host:port line.
-func startLocal(ctx context.Context, script string) (string, func(context.Context) error, error) {
+// startLocal starts a broker of its own with kafka.sh: free ports and a new
+// data directory (under root), so that two runs at once (two `make test`)
+// never share one, and the end of one never takes the other's broker away.
+// A start that fails or is cancelled stops what it started (the broker's
+// JVM runs in a session of its own, which a signal to this process group
+// does not reach) and removes the directory; so does the returned stop.
+func startLocal(ctx context.Context, script, root string) (string, func(context.Context) error, error) {
 	if script == "" {
 		var err error
 		if script, err = FindScript(); err != nil {
 			return "", nil, err
 		}
 	}
-	running := exec.CommandContext(ctx, "bash", script, "status").Run() == nil
+	dir, err := os.MkdirTemp(root, "invroute-kafka-run-")
+	if err != nil {
+		return "", nil, err
+	}
+	ports, err := freePorts(2)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	env := append(os.Environ(), fmt.Sprintf("KAFKA_PORT=%d", ports[0]), fmt.Sprintf("KAFKA_CONTROLLER_PORT=%d", ports[1]),
+		"INVROUTE_KAFKA_DATA="+filepath.Join(dir, "data"))
+	stop := func(ctx context.Context) error {
+		var stderr bytes.Buffer
+		cmd := scriptCommand(ctx, env, script, "down", "--wipe")
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if err != nil {
+			err = fmt.Errorf("%s down: %w: %s", script, err, lastLines(stderr.String(), 5))
+		}
+		return errors.Join(err, os.RemoveAll(dir))
+	}
 	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "bash", script, "up")
+	cmd := scriptCommand(ctx, env, script, "up")
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
-	if err != nil {
-		return "", nil, fmt.Errorf("%s up: %w: %s", script, err, lastLines(stderr.String(), 5))
-	}
-	brokers, err := ParseBrokersLine(string(out))
-	if err != nil {
-		return "", nil, fmt.Errorf("%s up: %w", script, err)
-	}
-	stop := func(ctx context.Context) error {
-		if running {
-			return nil
+	if err == nil {
+		var brokers string
+		if brokers, err = ParseBrokersLine(string(out)); err == nil {
+			return brokers, stop, nil
 		}
-		return exec.CommandContext(ctx, "bash", script, "down", "--wipe").Run()
 	}
-	return brokers, stop, nil
+	if lines := lastLines(stderr.String(), 5); lines != "" {
+		err = fmt.Errorf("%w: %s", err, lines)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return "", nil, errors.Join(fmt.Errorf("%s up: %w", script, err), stop(sctx))
+}
+
+// scriptCommand runs kafka.sh in a process group of its own, killed whole
+// when ctx is done (mvn or java under it too, not only bash).
+func scriptCommand(ctx context.Context, env []string, script string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "bash", append([]string{script}, args...)...)
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
+	return cmd
+}
+
+// freePorts returns n TCP ports free on the loopback now.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
 }
 
 // ParseBrokersLine returns host:port of the KAFKA_BROKERS=host:port line that

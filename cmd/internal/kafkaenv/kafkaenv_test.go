@@ -1,10 +1,12 @@
 package kafkaenv
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
-	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -95,33 +97,24 @@ func TestStartScript(t *testing.T) {
 }
 
 // TestStartLocalBroker takes the local-broker branch for real (the Docker
-// check is forced to fail, KAFKA_BROKERS hidden) and produces to the broker
-// it returns. When the local broker already runs (make test starts it), it
-// is reused and left running; else it is started and stopped, unless -short
-// (a first start downloads the broker's jars) or KAFKA_BROKERS names another
-// broker.
+// check is forced to fail, KAFKA_BROKERS hidden): a broker of its own, on
+// free ports, that it produces to; Stop stops it and removes its data.
+// Skipped with -short (a first start downloads the broker's jars).
 func TestStartLocalBroker(t *testing.T) {
-	script, err := FindScript()
-	if err != nil {
-		t.Fatal(err)
+	if testing.Short() {
+		t.Skip("-short: starts a Kafka broker")
 	}
+	root := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if !localRunning(ctx, script) {
-		if testing.Short() {
-			t.Skip("-short and the local broker is not running")
-		}
-		if os.Getenv("KAFKA_BROKERS") != "" {
-			t.Skip("KAFKA_BROKERS names another broker and the local one is not running: not starting a second")
-		}
-	}
-	e, err := Start(ctx, Config{Getenv: env(nil), Docker: func(context.Context) error { return errors.New("forced: no Docker") }})
+	e, err := Start(ctx, Config{Getenv: env(nil), Docker: forcedNoDocker, DataRoot: root})
 	if err != nil {
 		t.Fatal(err)
 	}
+	stopped := false
 	defer func() {
-		if err := e.Stop(context.Background()); err != nil {
-			t.Error(err)
+		if !stopped {
+			_ = e.Stop(context.Background())
 		}
 	}()
 	if e.Source != FromLocalBroker || e.Brokers == "" {
@@ -136,8 +129,81 @@ func TestStartLocalBroker(t *testing.T) {
 	if err := cl.Ping(ctx); err != nil {
 		t.Fatalf("ping %s: %v", e.Brokers, err)
 	}
+	stopped = true
+	if err := e.Stop(context.Background()); err != nil {
+		t.Error(err)
+	}
+	if c, err := net.DialTimeout("tcp", e.Brokers, time.Second); err == nil {
+		c.Close()
+		t.Errorf("%s still answers after Stop", e.Brokers)
+	}
+	leftOver(t, root)
 }
 
-func localRunning(ctx context.Context, script string) bool {
-	return exec.CommandContext(ctx, "bash", script, "status").Run() == nil
+// TestStartLocalBrokerInterrupted: a start cancelled while kafka.sh runs
+// (a signal to withkafka) fails and leaves nothing behind: no broker
+// process, no data. Found by review: an interrupted start left the broker
+// running, and later runs reused it and never stopped it.
+func TestStartLocalBrokerInterrupted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts a Kafka broker")
+	}
+	root := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { // cancel once the broker's JVM (in a session of its own) runs
+		for ctx.Err() == nil {
+			if procsUnder(root, "kafka.Kafka") > 0 {
+				time.Sleep(200 * time.Millisecond)
+				cancel()
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	e, err := Start(ctx, Config{Getenv: env(nil), Docker: forcedNoDocker, DataRoot: root})
+	if err == nil {
+		_ = e.Stop(context.Background())
+		t.Skip("the broker was up before the start could be interrupted")
+	}
+	t.Logf("interrupted start: %v", err)
+	leftOver(t, root)
+}
+
+func forcedNoDocker(context.Context) error { return errors.New("forced: no Docker") }
+
+// leftOver fails if a process still names root on its command line or
+// anything is left in root.
+func leftOver(t *testing.T, root string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); procsUnder(root) > 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("%d processes still run under %s", procsUnder(root), root)
+			break
+		}
+	}
+	if ents, err := os.ReadDir(root); err != nil || len(ents) > 0 {
+		t.Errorf("left in %s: %v %v", root, ents, err)
+	}
+}
+
+// procsUnder counts the processes whose command line names dir (and has
+// every one of also).
+func procsUnder(dir string, also ...string) int {
+	n := 0
+	ms, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+next:
+	for _, m := range ms {
+		b, err := os.ReadFile(m)
+		if err != nil || !bytes.Contains(b, []byte(dir)) {
+			continue
+		}
+		for _, a := range also {
+			if !bytes.Contains(b, []byte(a)) {
+				continue next
+			}
+		}
+		n++
+	}
+	return n
 }

@@ -1,8 +1,9 @@
 // Command withkafka runs a command with KAFKA_BROKERS pointing at a real
 // Kafka broker chosen by kafkaenv: the caller's KAFKA_BROKERS, else a
 // testcontainers-go container when a Docker engine answers, else the local
-// broker of deploy/kafka/kafka.sh. What it started it stops afterwards. The
-// command's exit code is returned. `make test` runs the test suite with it.
+// broker of deploy/kafka/kafka.sh (on free ports, with a data directory of
+// its own). What it started it stops afterwards, also when it is
+// interrupted. The command's exit code is returned. `make test` runs the test suite with it.
 //
 //	go run ./cmd/internal/kafkaenv/withkafka go test ./...
 package main
@@ -28,17 +29,26 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
+// startTimeout bounds the broker's start, the first download of its jars
+// from Maven Central included.
+const startTimeout = 10 * time.Minute
+
 func run(args []string) int {
-	// Catch SIGINT/SIGTERM from here on (a caught signal is reset to its
-	// default in the command; an ignored one would stay ignored there):
-	// the command, in the same process group, gets them from the terminal
-	// itself; this process stops what it started, also when a signal
-	// comes while the broker is starting.
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	// Catch SIGINT, SIGTERM and SIGHUP from here on (a caught signal is
+	// reset to its default in the command; an ignored one would stay
+	// ignored there). While the broker starts, a signal cancels the start,
+	// which stops what it started; while the command runs, it is passed on
+	// to the command (which, in the same process group, also gets a
+	// terminal's signals itself), and the broker is stopped once the
+	// command has ended. This process never dies of them with a broker
+	// left behind.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	watched := make(chan struct{})
 	go func() {
+		defer close(watched)
 		select {
 		case <-sigs:
 			cancel()
@@ -46,14 +56,18 @@ func run(args []string) int {
 		}
 	}()
 	env, err := kafkaenv.Start(ctx, kafkaenv.Config{})
-	interrupted := ctx.Err() == context.Canceled
+	interrupted, late := ctx.Err() == context.Canceled, ctx.Err() == context.DeadlineExceeded
 	cancel()
+	<-watched
 	if err != nil || interrupted {
 		if env != nil {
 			stopEnv(env)
 		}
-		if err == nil {
-			err = errors.New("interrupted")
+		switch {
+		case interrupted:
+			err = fmt.Errorf("interrupted: %v", err)
+		case late:
+			err = fmt.Errorf("the broker did not start within %v (the first run downloads its jars from Maven Central): %w", startTimeout, err)
 		}
 		fmt.Fprintln(os.Stderr, "withkafka:", err)
 		return 1
@@ -63,7 +77,23 @@ func run(args []string) int {
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), "KAFKA_BROKERS="+env.Brokers)
-	err = cmd.Run()
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "withkafka:", err)
+		return 1
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				_ = cmd.Process.Signal(s)
+			case <-done:
+				return
+			}
+		}
+	}()
+	err = cmd.Wait()
+	close(done)
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
