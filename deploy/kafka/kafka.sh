@@ -40,7 +40,8 @@ KAFKA_AUTHORIZER="${KAFKA_AUTHORIZER:-0}"
 KAFKA_SUPER_USERS="${KAFKA_SUPER_USERS:-User:admin}"
 _home="${HOME:-/tmp}"
 CACHE_DIR="${INVROUTE_KAFKA_HOME:-$_home/.cache/invroute/kafka-$KAFKA_VERSION}"
-DATA_DIR="${INVROUTE_KAFKA_DATA:-/tmp/invroute-kafka}"
+# per user: another user's data (and its lock file next to it) is not ours to use
+DATA_DIR="${INVROUTE_KAFKA_DATA:-/tmp/invroute-kafka-$UID}"
 # strip trailing slashes (but keep "/" recognisable for the wipe guard)
 while [[ "$DATA_DIR" == */ && "$DATA_DIR" != / ]]; do DATA_DIR="${DATA_DIR%/}"; done
 
