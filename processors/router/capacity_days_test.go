@@ -136,3 +136,39 @@ func TestNewDayRetryKeepsLateRecordsCounted(t *testing.T) {
 		t.Errorf("o3 (day D) planned at W1, full on day D with o1: Load(W1, D) = %d", dD)
 	}
 }
+// TestLateShipmentCancelFreesNode: a late record's shipment (stamped day
+// D) is counted on day D+1, the node's newest day, and its cancellation on
+// D+1 gives that unit back, so the order waiting for the node is retried.
+// Found by review: the order kept D as the shipment's day, nothing came
+// back, and the waiting order was never retried.
+func TestLateShipmentCancelFreesNode(t *testing.T) {
+	g := newRetryRig(t)
+	g.node("W1", true, 2)
+	g.stock("A", 100, 0)
+	midnight := (t0/dayMillis + 1) * dayMillis
+	clock := time.UnixMilli(midnight + 500)
+	task := g.task()
+	task.now = func() time.Time { return clock }
+
+	g.txn(task, true, g.placed("o1", "A", 1, schemas.ShipComplete, midnight+500)) // day D+1
+	g.txn(task, true, g.grantedAt(task, "o1", "A", 1, midnight+600))
+	g.txn(task, true, g.placed("o2", "A", 1, schemas.ShipComplete, midnight-1000)) // stamped day D, late
+	g.txn(task, true, g.grantedAt(task, "o2", "A", 1, midnight-900))
+	if n, _ := task.store.Load("W1", day(midnight)); n != 2 {
+		t.Fatalf("W1's count of day D+1: %d, want 2 (o1, and o2 counted on the newest day)", n)
+	}
+	g.stock("A", 100, 2)
+	g.txn(task, true, g.placed("o3", "A", 1, schemas.ShipComplete, midnight+2000)) // W1 full: waits
+	g.idle(task, 3)
+	if o, _ := task.store.Order("o3"); o.State != schemas.StateBackordered {
+		t.Fatalf("o3 %s, want BACKORDERED", o.State)
+	}
+	ev := schemas.OrderEvent{OrderID: "o2", Type: schemas.EventCancelled, CustomerTier: schemas.TierStandard, Priority: schemas.PriorityStandard,
+		DeliveryMethod: schemas.DeliveryShip, Policy: schemas.ShipComplete, Lines: []schemas.OrderLine{}, LineIDs: []string{}, PlacedAt: midnight - 1000}
+	em, _ := g.txn(task, true, &topology.Record{Topic: string(TopicOrders), Key: []byte("o2"), Value: encodeT(t, schemas.OrderEvents, &ev), Timestamp: midnight + 3000})
+	n, _ := task.store.Load("W1", day(midnight))
+	got := append([][]string{statuses(em)}, g.idle(task, 3)...)
+	if n != 1 || !slices.ContainsFunc(got, func(ids []string) bool { return slices.Contains(ids, "o3") }) {
+		t.Errorf("o2's shipment (counted on D+1) cancelled on D+1: W1's count %d, want 1; retried %v, want o3", n, got)
+	}
+}

@@ -98,10 +98,11 @@ type Store interface {
 	IndexBackorders(id string, placedAt int64, old, skus []string) error
 	Backorders(sku string, after Waiting, max int) ([]Waiting, error)
 	// Load is how many shipments this partition gave node on day (days
-	// since the epoch, UTC); AddLoad changes it. Each node has one count,
-	// of the newest day counted (see loadOn and loadDay).
+	// since the epoch, UTC); AddLoad changes it and returns the day the
+	// change went to. Each node has one count, of the newest day counted
+	// (see loadOn and loadDay).
 	Load(node string, day int64) (int64, error)
-	AddLoad(node string, day int64, delta int64) error
+	AddLoad(node string, day int64, delta int64) (int64, error)
 }
 
 // World is what the router reads of the rest of the system: the node and
@@ -872,8 +873,9 @@ func (s *step) finishRound() {
 		if method == schemas.DeliveryPickup {
 			req.Type, req.ShipTo = schemas.ActionHoldForPickup, nil
 		} else {
-			s.addLoad(nid, today, 1)
-			s.o.ShipmentDays[sh.ShipmentID] = today
+			// the day it is counted on: today, or the newest day counted
+			// at the node if this record is stamped before it (loadDay)
+			s.o.ShipmentDays[sh.ShipmentID] = s.addLoad(nid, today, 1)
 		}
 		s.out.Request(req)
 		for _, l := range sh.Lines {
@@ -945,10 +947,13 @@ func (s *step) mergeHolds() {
 
 func roundKm(km float64) float64 { return float64(int64(km*10+0.5)) / 10 }
 
-func (s *step) addLoad(node string, day, delta int64) {
-	if err := s.st.AddLoad(node, day, delta); err != nil {
+func (s *step) addLoad(node string, day, delta int64) int64 {
+	d, err := s.st.AddLoad(node, day, delta)
+	if err != nil {
 		s.err = cmp.Or(s.err, err)
+		return day
 	}
+	return d
 }
 
 // roundAttempt is the open round's attempt counted from 1 (s.o.Attempt
@@ -1327,8 +1332,12 @@ func (s *step) cancelRequests(match func(line string) bool) {
 				Type: schemas.ActionCancel, Priority: s.o.Placed.Priority, Lines: gone, RequestedAt: s.ts}
 			if len(stay) == 0 {
 				req.Lines = []schemas.OrderLine{} // the whole shipment
-				if d, ok := s.o.ShipmentDays[sh.ShipmentID]; ok && d == today {
-					s.addLoad(sh.NodeID, today, -1) // capacity back, the same day only
+				// capacity back to the day the shipment was counted on, while
+				// that day is counted: the same day, or a later one it was
+				// counted on as a late record (AddLoad drops it once the
+				// node's count has moved past that day)
+				if d, ok := s.o.ShipmentDays[sh.ShipmentID]; ok && d >= today {
+					s.addLoad(sh.NodeID, d, -1)
 				}
 				delete(s.o.ShipmentDays, sh.ShipmentID)
 			}

@@ -96,14 +96,14 @@ func (m *memStore) Load(node string, day int64) (int64, error) {
 	c := m.load[node]
 	return loadOn(c[0], c[1], day), nil
 }
-func (m *memStore) AddLoad(node string, day int64, d int64) error {
+func (m *memStore) AddLoad(node string, day int64, d int64) (int64, error) {
 	c := m.load[node]
 	day, ok := loadDay(c[0], day, d)
 	if !ok {
-		return nil
+		return day, nil
 	}
 	m.load[node] = [2]int64{day, max(0, loadOn(c[0], c[1], day)+d)}
-	return nil
+	return day, nil
 }
 
 // testWorld is testNet as a router World; other partitions took nothing.

@@ -1018,29 +1018,29 @@ func (s *pebbleStore) Load(node string, day int64) (int64, error) {
 	return loadOn(int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:])), day), nil
 }
 
-func (s *pebbleStore) AddLoad(node string, day int64, delta int64) error {
+func (s *pebbleStore) AddLoad(node string, day int64, delta int64) (int64, error) {
 	v, ok, err := s.st.Txn().Get([]byte(prefixLoad + node))
 	if err != nil {
-		return err
+		return day, err
 	}
 	if ok && len(v) == 16 {
 		var keep bool
 		if day, keep = loadDay(int64(binary.BigEndian.Uint64(v)), day, delta); !keep {
-			return nil
+			return day, nil
 		}
 	}
 	cur, err := s.Load(node, day)
 	if err != nil {
-		return err
+		return day, err
 	}
 	next := binary.BigEndian.AppendUint64(nil, uint64(day))
 	next = binary.BigEndian.AppendUint64(next, uint64(max(0, cur+delta)))
 	if err := s.st.Txn().Set([]byte(prefixLoad+node), next); err != nil {
-		return err
+		return day, err
 	}
 	s.dirty[node] = day
 	if delta < 0 && cur > 0 && s.onFall != nil {
 		s.onFall(node, day, cur)
 	}
-	return nil
+	return day, nil
 }

@@ -26,11 +26,11 @@ func TestLoadDays(t *testing.T) {
 	defer st.Close()
 	s := &pebbleStore{st: st, orders: state.NewTable[schemas.RouterOrder](st, prefixOrder, orderCodec{}, 10), dirty: map[string]int64{}}
 	for range 5 {
-		if err := s.AddLoad("W1", 101, 1); err != nil {
+		if _, err := s.AddLoad("W1", 101, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.AddLoad("W1", 100, -1); err != nil {
+	if _, err := s.AddLoad("W1", 100, -1); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := s.Load("W1", 101); err != nil || n != 5 {
@@ -41,19 +41,19 @@ func TestLoadDays(t *testing.T) {
 	if n, _ := s.Load("W1", 100); n != 5 {
 		t.Fatalf("day 100: %d, want 5 (counted against the newest day)", n)
 	}
-	if err := s.AddLoad("W1", 100, 1); err != nil {
-		t.Fatal(err)
+	if d, err := s.AddLoad("W1", 100, 1); err != nil || d != 101 {
+		t.Fatalf("a late shipment of day 100 counted on day %d (%v), want 101", d, err)
 	}
 	if n, _ := s.Load("W1", 101); n != 6 {
 		t.Fatalf("day 101 after a late shipment of day 100: %d, want 6", n)
 	}
-	if err := s.AddLoad("W1", 100, -1); err != nil { // a late give-back: nothing
+	if _, err := s.AddLoad("W1", 100, -1); err != nil { // a late give-back: nothing
 		t.Fatal(err)
 	}
 	if n, _ := s.Load("W1", 101); n != 6 {
 		t.Fatalf("day 101 after a late give-back of day 100: %d, want 6", n)
 	}
-	if err := s.AddLoad("W1", 102, 1); err != nil {
+	if _, err := s.AddLoad("W1", 102, 1); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := s.Load("W1", 102); n != 1 {
