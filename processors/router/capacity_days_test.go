@@ -136,6 +136,7 @@ func TestNewDayRetryKeepsLateRecordsCounted(t *testing.T) {
 		t.Errorf("o3 (day D) planned at W1, full on day D with o1: Load(W1, D) = %d", dD)
 	}
 }
+
 // TestLateShipmentCancelFreesNode: a late record's shipment (stamped day
 // D) is counted on day D+1, the node's newest day, and its cancellation on
 // D+1 gives that unit back, so the order waiting for the node is retried.
