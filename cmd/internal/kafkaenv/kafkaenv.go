@@ -176,17 +176,32 @@ func startLocal(ctx context.Context, script, root string) (string, func(context.
 			return "", nil, err
 		}
 	}
+	// The ports are free when chosen, not reserved: another process may
+	// take one before the broker binds it. Then the start is tried again on
+	// other ports, a few times.
+	for attempt := 1; ; attempt++ {
+		brokers, stop, taken, err := startLocalOnce(ctx, script, root)
+		if err == nil || !taken || attempt == 3 || ctx.Err() != nil {
+			return brokers, stop, err
+		}
+	}
+}
+
+// startLocalOnce is one try of startLocal; taken says it failed because a
+// port was taken (the broker's log says so, and err quotes it).
+func startLocalOnce(ctx context.Context, script, root string) (string, func(context.Context) error, bool, error) {
 	dir, err := os.MkdirTemp(root, "invroute-kafka-run-")
 	if err != nil {
-		return "", nil, err
+		return "", nil, false, err
 	}
 	ports, err := freePorts(2)
 	if err != nil {
 		os.RemoveAll(dir)
-		return "", nil, err
+		return "", nil, false, err
 	}
+	data := filepath.Join(dir, "data")
 	env := append(os.Environ(), fmt.Sprintf("KAFKA_PORT=%d", ports[0]), fmt.Sprintf("KAFKA_CONTROLLER_PORT=%d", ports[1]),
-		"INVROUTE_KAFKA_DATA="+filepath.Join(dir, "data"))
+		"INVROUTE_KAFKA_DATA="+data)
 	stop := func(ctx context.Context) error {
 		var stderr bytes.Buffer
 		cmd := scriptCommand(ctx, env, script, "down", "--wipe")
@@ -204,15 +219,37 @@ func startLocal(ctx context.Context, script, root string) (string, func(context.
 	if err == nil {
 		var brokers string
 		if brokers, err = ParseBrokersLine(string(out)); err == nil {
-			return brokers, stop, nil
+			return brokers, stop, false, nil
 		}
 	}
 	if lines := lastLines(stderr.String(), 5); lines != "" {
 		err = fmt.Errorf("%w: %s", err, lines)
 	}
+	// before the stop wipes them: does the broker's log say a port was taken?
+	bind := bindFailure(filepath.Join(data, "logs", "server.log"), filepath.Join(data, "kafka.out"))
+	if bind != "" {
+		err = fmt.Errorf("%w (the broker's log: %s)", err, bind)
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	return "", nil, errors.Join(fmt.Errorf("%s up: %w", script, err), stop(sctx))
+	return "", nil, bind != "", errors.Join(fmt.Errorf("%s up: %w", script, err), stop(sctx))
+}
+
+// bindFailure returns the first line of the files that says a port could
+// not be bound, or "".
+func bindFailure(files ...string) string {
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "Address already in use") || strings.Contains(line, "BindException") {
+				return oneLine(line)
+			}
+		}
+	}
+	return ""
 }
 
 // scriptCommand runs kafka.sh in a process group of its own, killed whole
