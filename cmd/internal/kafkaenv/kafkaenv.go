@@ -225,10 +225,14 @@ func startLocalOnce(ctx context.Context, script, root string) (string, func(cont
 	if lines := lastLines(stderr.String(), 5); lines != "" {
 		err = fmt.Errorf("%w: %s", err, lines)
 	}
-	// before the stop wipes them: does the broker's log say a port was taken?
+	// before the stop wipes them: does the broker's log say a port was
+	// taken? (Or kafka.sh itself, which checks the ports before it starts
+	// the broker: its message is in err already.)
 	bind := bindFailure(filepath.Join(data, "logs", "server.log"), filepath.Join(data, "kafka.out"))
 	if bind != "" {
 		err = fmt.Errorf("%w (the broker's log: %s)", err, bind)
+	} else if strings.Contains(stderr.String(), "is already in use by another process") {
+		bind = "kafka.sh: a port is already in use"
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -244,7 +248,7 @@ func bindFailure(files ...string) string {
 			continue
 		}
 		for _, line := range strings.Split(string(b), "\n") {
-			if strings.Contains(line, "Address already in use") || strings.Contains(line, "BindException") {
+			if strings.Contains(line, "Address already in use") {
 				return oneLine(line)
 			}
 		}
