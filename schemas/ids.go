@@ -1,6 +1,9 @@
 package schemas
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // MaxIDBytes bounds every identifier invroute keeps in state (movement,
 // SKU, node, channel, order, line, customer and feedback ids). The decoders
@@ -55,3 +58,17 @@ func CheckIDs(fieldIDs ...string) error {
 // command (and a COUNT's on_hand): a billion units. Sums of such quantities
 // over a SKU's nodes, or an order's lines, then stay far from int64's limit.
 const MaxQty = 1_000_000_000
+
+// SatAdd is a + b, saturated at int64's limits: for sums of input without
+// bound in number (on_hand over every movement) or in size (times
+// placed_at plus a window).
+func SatAdd(a, b int64) int64 {
+	s := a + b
+	switch {
+	case a > 0 && b > 0 && s < 0:
+		return math.MaxInt64
+	case a < 0 && b < 0 && s >= 0:
+		return math.MinInt64
+	}
+	return s
+}

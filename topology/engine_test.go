@@ -194,6 +194,22 @@ func runEngine(t *testing.T, brokers []string, stateDir string, topo *Topology, 
 	return eng, func() error { cancel(); return <-done }
 }
 
+// runOwned is runEngine, stopped (and its error reported) when the test
+// ends, once it owns its partition.
+func runOwned(t *testing.T, brokers []string, topo *Topology, mods ...func(*Config)) *Engine {
+	t.Helper()
+	eng, stop := runEngine(t, brokers, t.TempDir(), topo, mods...)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	if !waitOwned(eng, 1) {
+		t.Fatal("the engine does not own its partition")
+	}
+	return eng
+}
+
 // outClient reads "out" read_committed from the start.
 func outClient(t *testing.T, brokers []string) *kgo.Client {
 	t.Helper()
@@ -519,17 +535,9 @@ func TestOutputTimestamps(t *testing.T) {
 func TestConcurrentTransactionsRetriedPromptly(t *testing.T) {
 	c := newCluster(t)
 	brokers := c.ListenAddrs()
-	eng, stop := runEngine(t, brokers, t.TempDir(), echoTopology())
-	defer func() {
-		if err := stop(); err != nil {
-			t.Error(err)
-		}
-	}()
+	runOwned(t, brokers, echoTopology())
 	cl := outClient(t, brokers)
 	defer cl.Close()
-	if !waitOwned(eng, 1) {
-		t.Fatal("the engine did not get its partition")
-	}
 	produce := func(key string) {
 		t.Helper()
 		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte(key), Value: []byte("v")}).FirstErr(); err != nil {

@@ -200,15 +200,7 @@ func TestGlobalRecreatedTopicStopsNoOther(t *testing.T) {
 func TestGlobalRepublishIsNoChange(t *testing.T) {
 	c := newCluster(t)
 	brokers := c.ListenAddrs()
-	eng, stop := runEngine(t, brokers, t.TempDir(), echoTopology(Global{Topic: "glob", Apply: func(k, v []byte) error { return nil }}))
-	defer func() {
-		if err := stop(); err != nil {
-			t.Error(err)
-		}
-	}()
-	if !waitOwned(eng, 1) {
-		t.Fatal("not owned")
-	}
+	runOwned(t, brokers, echoTopology(Global{Topic: "glob", Apply: func(k, v []byte) error { return nil }}))
 	cl := outClient(t, brokers)
 	defer cl.Close()
 	produce := func(topic, key, value string) {

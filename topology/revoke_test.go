@@ -178,17 +178,9 @@ func secondRevocation(t *testing.T, inputs []string, balancer kgo.GroupBalancer)
 func TestLostSessionRecovers(t *testing.T) {
 	c := newCluster(t)
 	brokers := c.ListenAddrs()
-	eng, stop := runEngine(t, brokers, t.TempDir(), echoTopology(), func(cfg *Config) {
+	eng := runOwned(t, brokers, echoTopology(), func(cfg *Config) {
 		cfg.ClientOpts = append(cfg.ClientOpts, kgo.HeartbeatInterval(100*time.Millisecond))
 	})
-	defer func() {
-		if err := stop(); err != nil {
-			t.Error(err)
-		}
-	}()
-	if !waitOwned(eng, 1) {
-		t.Fatal("not owned")
-	}
 	cl := outClient(t, brokers)
 	defer cl.Close()
 	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte("k1"), Value: []byte("v")}).FirstErr(); err != nil {

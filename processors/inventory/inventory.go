@@ -55,7 +55,6 @@ package inventory
 import (
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -288,9 +287,9 @@ func (p *Processor) Movement(st Store, key []byte, m *schemas.StockMovement, ts 
 	ns := &next.Nodes[i]
 	switch m.Type {
 	case schemas.Receipt, schemas.TransferIn, schemas.ReturnRestock, schemas.Adjustment:
-		ns.OnHand = satAdd(ns.OnHand, m.Qty)
+		ns.OnHand = schemas.SatAdd(ns.OnHand, m.Qty)
 	case schemas.Shipment, schemas.TransferOut, schemas.Damage:
-		ns.OnHand = satAdd(ns.OnHand, -m.Qty)
+		ns.OnHand = schemas.SatAdd(ns.OnHand, -m.Qty)
 	case schemas.Count:
 		ns.OnHand = m.Qty
 	}
@@ -331,19 +330,6 @@ func nodesBytes(nodes []schemas.NodeStock) int {
 		n += nodeBytes(nodes[i].NodeID)
 	}
 	return n
-}
-
-// satAdd is a + b, saturated at int64's limits (on_hand is a sum of
-// movements without bound in number).
-func satAdd(a, b int64) int64 {
-	s := a + b
-	switch {
-	case a > 0 && b > 0 && s < 0:
-		return math.MaxInt64
-	case a < 0 && b < 0 && s >= 0:
-		return math.MinInt64
-	}
-	return s
 }
 
 // consume lowers the reservation of the shipped order line at the node,
@@ -812,7 +798,7 @@ func computeATS(u *schemas.AtsUpdate, nodes []*schemas.Node, st *schemas.SKUStat
 				na.Available = Available(n, st.SKU, ns.OnHand, ns.Reserved, false)
 			}
 		}
-		u.ATS = satAdd(u.ATS, na.Available)
+		u.ATS = schemas.SatAdd(u.ATS, na.Available)
 		u.Nodes[i] = na
 	}
 	chans := t.Channels()
@@ -821,7 +807,7 @@ func computeATS(u *schemas.AtsUpdate, nodes []*schemas.Node, st *schemas.SKUStat
 		var sum int64
 		for j, n := range nodes {
 			if n != nil && Feeds(c, n) {
-				sum = satAdd(sum, u.Nodes[j].Available)
+				sum = schemas.SatAdd(sum, u.Nodes[j].Available)
 			}
 		}
 		u.Channels[i] = schemas.ChannelATS{ChannelID: c.ChannelID, ATS: ChannelATS(sum, c)}
@@ -837,5 +823,5 @@ func computeATS(u *schemas.AtsUpdate, nodes []*schemas.Node, st *schemas.SKUStat
 func ChannelATS(sum int64, c *schemas.Channel) int64 {
 	pct := int64(min(max(c.BufferPercent, 0), 100))
 	v := sum/100*(100-pct) + sum%100*(100-pct)/100
-	return max(0, satAdd(v, -int64(c.BufferUnits)))
+	return max(0, schemas.SatAdd(v, -int64(c.BufferUnits)))
 }

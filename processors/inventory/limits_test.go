@@ -108,22 +108,6 @@ func TestNodeListBound(t *testing.T) {
 	}
 }
 
-func TestSatAdd(t *testing.T) {
-	for _, tc := range [][3]int64{
-		{1, 2, 3},
-		{math.MaxInt64, 1, math.MaxInt64},
-		{math.MaxInt64 - 1, math.MaxInt64, math.MaxInt64},
-		{math.MinInt64, -1, math.MinInt64},
-		{-5, -math.MaxInt64, math.MinInt64},
-		{math.MaxInt64, math.MinInt64, -1},
-		{-3, 3, 0},
-	} {
-		if got := satAdd(tc[0], tc[1]); got != tc[2] {
-			t.Errorf("satAdd(%d, %d) = %d, want %d", tc[0], tc[1], got, tc[2])
-		}
-	}
-}
-
 // The channel rule, computed so that it cannot overflow, equals the
 // formula of the README wherever the formula does not overflow, and stays
 // exact and non-negative where it would.

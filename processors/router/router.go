@@ -277,7 +277,7 @@ func (r *Router) ValidateEvent(key []byte, ev *schemas.OrderEvent) error {
 }
 
 // Bounds of order lines (the order value, summed over them, saturates: see
-// orderValue).
+// OrderValue).
 const (
 	maxQty   = schemas.MaxQty
 	maxPrice = 1e9
@@ -333,9 +333,10 @@ func checkAddress(order string, a *schemas.Address) error {
 	return nil
 }
 
-// orderValue is the sum of qty x unit price over the lines, saturated at
-// math.MaxInt64 (each product fits: both factors are at most 1e9).
-func orderValue(lines []schemas.OrderLine) int64 {
+// OrderValue is the sum of qty x unit price over the lines, saturated at
+// math.MaxInt64 (each product fits: both factors are at most 1e9); the
+// replay checks orders with it too.
+func OrderValue(lines []schemas.OrderLine) int64 {
 	var v int64
 	for _, l := range lines {
 		p := l.Qty * l.UnitPriceCents
@@ -482,7 +483,7 @@ func (s *step) holdReasons() []string {
 	var why []string
 	ch := s.w.Channel(ev.ChannelID)
 	if ch != nil && ch.MaxOrderValueCents > 0 {
-		if v := orderValue(ev.Lines); v > ch.MaxOrderValueCents {
+		if v := OrderValue(ev.Lines); v > ch.MaxOrderValueCents {
 			why = append(why, fmt.Sprintf("order value %d exceeds channel %s limit %d", v, ch.ChannelID, ch.MaxOrderValueCents))
 		}
 	}

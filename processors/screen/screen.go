@@ -41,19 +41,6 @@ const MaxOrdersLimit = 10_000
 // (the router sends customer_window), so twice it cannot overflow.
 const MaxWindowMs = math.MaxInt64 / int64(time.Millisecond)
 
-// satAdd returns a+b, saturated at the int64 range (placed_at comes from
-// the input and may be anything).
-func satAdd(a, b int64) int64 {
-	s := a + b
-	switch {
-	case b > 0 && s < a:
-		return math.MaxInt64
-	case b < 0 && s > a:
-		return math.MinInt64
-	}
-	return s
-}
-
 // Check records the order in its customer's history and says whether the
 // customer has MaxOrders or more other orders placed within the window of
 // it, before or after: the router is partitioned by order id, so one
@@ -83,8 +70,9 @@ func Check(st Store, key []byte, c *schemas.CustomerCheck) (*schemas.CustomerVer
 	}
 	dup := slices.ContainsFunc(orders, func(o schemas.CustomerOrder) bool { return o.OrderID == c.OrderID })
 	var n int32
+	lo, hi := schemas.SatAdd(c.PlacedAt, -c.WindowMs), schemas.SatAdd(c.PlacedAt, c.WindowMs)
 	for _, o := range orders {
-		if o.OrderID != c.OrderID && o.PlacedAt > satAdd(c.PlacedAt, -c.WindowMs) && o.PlacedAt < satAdd(c.PlacedAt, c.WindowMs) {
+		if o.OrderID != c.OrderID && o.PlacedAt > lo && o.PlacedAt < hi {
 			n++
 		}
 	}
@@ -105,7 +93,7 @@ func Check(st Store, key []byte, c *schemas.CustomerCheck) (*schemas.CustomerVer
 		return 1
 	})
 	next = slices.Insert(next, i, schemas.CustomerOrder{OrderID: c.OrderID, PlacedAt: c.PlacedAt})
-	cut := satAdd(c.PlacedAt, -2*c.WindowMs)
+	cut := schemas.SatAdd(c.PlacedAt, -2*c.WindowMs)
 	next = slices.DeleteFunc(next, func(o schemas.CustomerOrder) bool { return o.PlacedAt <= cut })
 	if keep := max(16, 4*int(c.MaxOrders)); len(next) > keep {
 		next = next[len(next)-keep:]

@@ -134,14 +134,14 @@ func oldExpiry(h *schemas.CustomerHistory, window int64) int64 {
 	for _, o := range h.Orders {
 		newest = max(newest, o.PlacedAt)
 	}
-	return satAdd(satAdd(newest, 2*window), grace.Milliseconds())
+	return schemas.SatAdd(schemas.SatAdd(newest, 2*window), grace.Milliseconds())
 }
 
 // Put stores h and when it expires: two windows of the check that wrote it
 // plus grace after the order checked, at least grace after the stream time,
 // or later if an order checked before made it so.
 func (t *Task) Put(h *schemas.CustomerHistory) {
-	at := satAdd(max(satAdd(t.at, 2*t.c.WindowMs), t.now), grace.Milliseconds())
+	at := schemas.SatAdd(max(schemas.SatAdd(t.at, 2*t.c.WindowMs), t.now), grace.Milliseconds())
 	prev, has, err := t.expiry(h.CustomerID)
 	if err == nil && !has {
 		// A history from before retention, not indexed yet, keeps the
@@ -166,7 +166,7 @@ func (t *Task) Process(r *topology.Record, out topology.Emitter) error {
 	}
 	t.at = t.c.PlacedAt
 	if r.Timestamp > 0 { // the record's time, not the poll's: a replay must decide the same
-		t.at = min(t.at, satAdd(r.Timestamp, maxSkew.Milliseconds()))
+		t.at = min(t.at, schemas.SatAdd(r.Timestamp, maxSkew.Milliseconds()))
 	}
 	if err := t.load(); err != nil {
 		return err
@@ -213,7 +213,7 @@ func (t *Task) Flush(topology.Emitter) error {
 		if err != nil {
 			return err
 		}
-		if t.nextPurge = satAdd(t.now, purgeEvery.Milliseconds()); n == t.purgeBatch {
+		if t.nextPurge = schemas.SatAdd(t.now, purgeEvery.Milliseconds()); n == t.purgeBatch {
 			t.nextPurge = t.now // more due: go on at the next flush
 		}
 	}

@@ -250,7 +250,7 @@ func (r *Replay) Record(topic string, key, value []byte, ts int64) {
 		r.movement(&m)
 	case "orders":
 		var ev schemas.OrderEvent
-		if err := schemas.OrderEvents.DecodeInput(value, &ev, r.ids); err != nil || placedCheck.ValidateEvent(key, &ev) != nil {
+		if err := schemas.OrderEvents.DecodeInput(value, &ev, r.ids); err != nil || eventCheck.ValidateEvent(key, &ev) != nil {
 			r.rep.Invalid[topic]++
 			return
 		}
@@ -295,8 +295,8 @@ func (r *Replay) movement(m *schemas.StockMovement) {
 	}
 }
 
-// placedCheck checks order events as the engine's router does.
-var placedCheck = router.New(router.Config{})
+// eventCheck checks order events as the engine's router does.
+var eventCheck = router.New(router.Config{})
 
 func (r *Replay) order(ev *schemas.OrderEvent, ts int64) {
 	var cd, ad *Decision
@@ -307,7 +307,7 @@ func (r *Replay) order(ev *schemas.OrderEvent, ts int64) {
 			r.rep.DuplicateOrders++
 			return
 		}
-		if placedCheck.ValidatePlaced(ev, ts) != nil {
+		if eventCheck.ValidatePlaced(ev, ts) != nil {
 			r.rep.Invalid["orders"]++
 			return
 		}
