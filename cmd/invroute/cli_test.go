@@ -73,6 +73,43 @@ func TestConfigCheckExit(t *testing.T) {
 	}
 }
 
+// TestFlagErrorsExit: a flag the command does not know is a usage error
+// (exit 2), printed once; -h prints the flags and exits 0. Found by review:
+// a bad flag exited 1 with its message twice, -h exited 2 with "flag: help
+// requested".
+func TestFlagErrorsExit(t *testing.T) {
+	bin := buildBinary(t)
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"ats", "--bogus"}, 2},
+		{[]string{"run", "--bogus"}, 2},
+		{[]string{"demo", "--bogus"}, 2},
+		{[]string{"ats", "-h"}, 0},
+		{[]string{"run", "--help"}, 0},
+		{[]string{"ats"}, 2},
+	} {
+		out, err := exec.Command(bin, c.args...).CombinedOutput()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != c.code {
+			t.Errorf("%v: exit %d, want %d\n%s", c.args, code, c.code, out)
+		}
+		if n := strings.Count(string(out), "bogus"); n > 1 {
+			t.Errorf("%v: the problem printed %d times\n%s", c.args, n, out)
+		}
+		if strings.Contains(string(out), "help requested") {
+			t.Errorf("%v: %s", c.args, out)
+		}
+	}
+}
+
 // TestStrayArgumentRefused: an argument that is no flag stops the flag
 // package, which leaves every flag after it unread ("--router false" sets
 // router=true and drops what follows). Found by review: run, topics create

@@ -18,8 +18,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/invroute/invroute/cmd/internal/app"
@@ -77,13 +79,26 @@ func main() {
 		fmt.Fprintf(os.Stderr, "invroute: unknown command %q\n\n%s", cmd, usage)
 		os.Exit(2)
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "invroute:", err)
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(2)
-		}
-		os.Exit(1)
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// exitCode prints err (unless the flag package has) and returns the exit
+// code: 0 for none or a request for the flags (-h, printed by the flag
+// package), 2 for a usage error, 1 for any other.
+func exitCode(err error, stderr io.Writer) int {
+	var fe *app.FlagError
+	switch {
+	case err == nil || err == flag.ErrHelp:
+		return 0
+	case errors.As(err, &fe):
+		return 2
 	}
+	if errors.Is(err, flag.ErrHelp) { // a usage error, wrapping flag.ErrHelp
+		fmt.Fprintln(stderr, "invroute:", strings.TrimSuffix(err.Error(), ": "+flag.ErrHelp.Error()))
+		return 2
+	}
+	fmt.Fprintln(stderr, "invroute:", err)
+	return 1
 }
 
 // signalContext is cancelled by the first SIGINT/SIGTERM; the second exits.
@@ -105,7 +120,7 @@ func signalContext() (context.Context, func()) {
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	load := app.Flags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := app.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := app.NoArgs(fs); err != nil {
@@ -146,7 +161,7 @@ func run(ctx context.Context, args []string) error {
 func topicsCreate(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("topics create", flag.ContinueOnError)
 	load := app.Flags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := app.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := app.NoArgs(fs); err != nil {

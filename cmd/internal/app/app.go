@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -45,7 +44,7 @@ type Options struct {
 	MaxRecordBytes    int           `json:"max_record_bytes" yaml:"max_record_bytes" doc:"input records with more key + value bytes go to dead-letter (stage size)"`
 	Partitions        int           `json:"partitions" yaml:"partitions" doc:"partition count of topics invroute creates"`
 	Replication       int           `json:"replication" yaml:"replication" doc:"replication factor of topics invroute creates (-1: broker default)"`
-	CacheMB           int           `json:"cache_mb" yaml:"cache_mb" doc:"Pebble block cache shared by all stores, MiB"`
+	CacheMB           int           `json:"cache_mb" yaml:"cache_mb" doc:"Pebble block cache of each topology engine (inventory, router, screen: each has its own), shared by its stores, MiB"`
 	MemTableMB        int           `json:"memtable_mb" yaml:"memtable_mb" doc:"Pebble memtable per store partition, MiB (two may exist at once)"`
 	StateCache        int           `json:"state_cache" yaml:"state_cache" doc:"decoded SKU states cached per partition"`
 	SchemaIDs         string        `json:"schema_ids" yaml:"schema_ids" doc:"Confluent schema ids accepted on inputs, comma-separated (empty: Confluent framing refused)"`
@@ -372,14 +371,10 @@ func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats)
 	if err != nil {
 		return nil, err
 	}
-	admCl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(SplitBrokers(o.Brokers)...)}, extra...)...)
-	if err != nil {
-		return nil, err
-	}
 	e := &Engine{Inventory: inv, Catalog: cat, Registry: reg, Availability: router.NewAvailability(), explain: func(err error) error { return o.explainKafkaError(err, extra...) },
 		opts: o, extra: extra, lagGauge: lag, assignedGauge: assigned, stateGauge: stateBytes,
 		health:     health{restored: map[string]float64{}, progress: map[string]time.Time{}, groups: map[string]groupSnapshot{}},
-		queryState: queryState{adm: kadm.NewClient(admCl), counts: map[string]int32{}, httpClient: &http.Client{Timeout: o.QueryTimeout}},
+		queryState: queryState{counts: map[string]int32{}, httpClient: newForwardClient(o.QueryTimeout)},
 	}
 	if o.Router {
 		rm := router.NewMetrics(reg)
@@ -405,6 +400,12 @@ func NewEngine(o Options, log *slog.Logger, onFlush func(int32, inventory.Stats)
 		}
 		e.Screen = sc
 	}
+	// Last: a client runs goroutines of its own, closed by Run.
+	admCl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(SplitBrokers(o.Brokers)...)}, extra...)...)
+	if err != nil {
+		return nil, err
+	}
+	e.adm = kadm.NewClient(admCl)
 	return e, nil
 }
 

@@ -67,12 +67,12 @@ func QueryMain(ctx context.Context, cmd string, args []string, stdout io.Writer)
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		key, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if key == "" && fs.NArg() > 0 {
 		key = fs.Arg(0)
-		if err := fs.Parse(fs.Args()[1:]); err != nil { // flags may follow the key
+		if err := ParseFlags(fs, fs.Args()[1:]); err != nil { // flags may follow the key
 			return err
 		}
 	}
@@ -80,7 +80,7 @@ func QueryMain(ctx context.Context, cmd string, args []string, stdout io.Writer)
 		return err
 	}
 	if key == "" {
-		return fmt.Errorf("usage: invroute %s KEY [--addr host:port] [--json]: %w", cmd, flag.ErrHelp)
+		return fmt.Errorf("usage: invroute %s KEY [--addr host:port] [--json] [--timeout D]: %w", cmd, flag.ErrHelp)
 	}
 	path := "/v1/ats/"
 	if cmd == "order" {
@@ -92,13 +92,21 @@ func QueryMain(ctx context.Context, cmd string, args []string, stdout io.Writer)
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path+url.PathEscape(key), nil)
+	u, err := url.Parse(base + path + pathSegment(key))
+	if err != nil {
+		return fmt.Errorf("--addr: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("asking %s: %w", *addr, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // it quotes the URL, with any password in it
+		}
+		return fmt.Errorf("asking %s: %w", u.Redacted(), err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
@@ -128,6 +136,19 @@ func QueryMain(ctx context.Context, cmd string, args []string, stdout io.Writer)
 		return err
 	}
 	return printATS(stdout, &a)
+}
+
+// pathSegment escapes key as one segment of a URL's path. The dot
+// segments "." and ".." are escaped too: an HTTP server (Go's among them)
+// would take them for the current and parent directory.
+func pathSegment(key string) string {
+	switch key {
+	case ".":
+		return "%2E"
+	case "..":
+		return "%2E%2E"
+	}
+	return url.PathEscape(key)
 }
 
 func printATS(w io.Writer, a *ATSAnswer) error {

@@ -316,6 +316,27 @@ func (f *flagValue) Set(s string) error {
 
 func (f *flagValue) IsBoolFlag() bool { return f.k.kind == "bool" }
 
+// FlagError is a command line fs.Parse refused. The flag package has
+// printed the problem and the command's flags already; the command exits
+// 2, as for any usage error, without printing it again.
+type FlagError struct{ Err error }
+
+func (e *FlagError) Error() string { return e.Err.Error() }
+
+// Unwrap makes it a usage error (flag.ErrHelp).
+func (e *FlagError) Unwrap() []error { return []error{e.Err, flag.ErrHelp} }
+
+// ParseFlags is fs.Parse(args) with its errors told apart: nil, flag.ErrHelp
+// itself when -h or --help asked for the flags (printed: the command exits
+// 0), or a *FlagError.
+func ParseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return &FlagError{Err: err}
+}
+
 // NoArgs fails when fs parsed arguments it took for no flag. The flag
 // package stops at the first such argument and leaves every flag after it
 // unparsed: "--router false --instance-id x" sets router=true (a bool flag

@@ -248,6 +248,17 @@ func TestConfigValidateAll(t *testing.T) {
 			t.Errorf("admin_addr %s token %q: %v", a.addr, a.token, err)
 		}
 	}
+	// http_advertise needs an API to advertise
+	for _, a := range []struct {
+		addr, advertise string
+		good            bool
+	}{{"", "10.0.0.5:8080", false}, {":8080", "10.0.0.5:8080", true}, {":8080", "", true}, {"", "", true}} {
+		o := ok
+		o.HTTPAddr, o.HTTPAdvertise = a.addr, a.advertise
+		if err := o.Validate(); (err == nil) != a.good || (err != nil && !strings.Contains(err.Error(), "http_advertise")) {
+			t.Errorf("http_addr %q http_advertise %q: %v", a.addr, a.advertise, err)
+		}
+	}
 	// customer_window: the screen counts whole milliseconds (a shorter
 	// window would dead-letter every check)
 	for _, a := range []struct {

@@ -56,6 +56,9 @@ func (o *Options) validateHTTP() []error {
 	}
 	addr("http_addr", o.HTTPAddr, false)
 	addr("http_advertise", o.HTTPAdvertise, true)
+	if o.HTTPAdvertise != "" && o.HTTPAddr == "" {
+		errs = append(errs, fmt.Errorf("http_advertise %q without http_addr: this instance would advertise an API it does not serve", o.HTTPAdvertise))
+	}
 	if o.MetricsAddr != "" && o.HTTPAddr != o.MetricsAddr {
 		errs = append(errs, fmt.Errorf("metrics_addr %q and http_addr %q: set only http_addr (metrics_addr is its former name)", o.MetricsAddr, o.HTTPAddr))
 	}
@@ -110,14 +113,32 @@ func Listen(ctx context.Context, addr string, h http.Handler) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	serve(ctx, ln, h, maxProfile+time.Minute) // pprof's profiles and traces take minutes
+	return ln.Addr().String(), nil
+}
+
+// serve serves h on ln until ctx is done, then lets the requests in flight
+// finish (for up to shutdownGrace) and closes. A connection idle for
+// idleTimeout is closed, and an answer not written within writeTimeout is
+// cut (a client that does not read does not hold a goroutine for ever).
+func serve(ctx context.Context, ln net.Listener, h http.Handler, writeTimeout time.Duration) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: idleTimeout, WriteTimeout: writeTimeout}
 	go func() { _ = srv.Serve(ln) }()
 	go func() {
 		<-ctx.Done()
-		_ = srv.Close()
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		if srv.Shutdown(sctx) != nil {
+			_ = srv.Close()
+		}
 	}()
-	return ln.Addr().String(), nil
 }
+
+// idleTimeout closes a kept-alive connection without a request (a
+// variable for the tests).
+var idleTimeout = time.Minute
+
+const shutdownGrace = 2 * time.Second
 
 // ServeMetrics serves reg's /metrics on addr until ctx is done (the demo
 // and the bench; `invroute run` serves the whole API with ServeHTTP).
@@ -154,9 +175,10 @@ func advertised(o Options, bound string) string {
 // the engine's group members can advertise the bound address; Serve
 // starts answering.
 type ListenAPI struct {
-	ln      net.Listener
-	Addr    string // bound
-	Adverts string // advertised
+	ln           net.Listener
+	queryTimeout time.Duration
+	Addr         string // bound
+	Adverts      string // advertised
 }
 
 // BindAPI binds o.HTTPAddr and sets o.HTTPAdvertise to the address to
@@ -169,20 +191,17 @@ func BindAPI(o *Options) (*ListenAPI, error) {
 	if err != nil {
 		return nil, fmt.Errorf("http_addr %s: %w", o.HTTPAddr, err)
 	}
-	l := &ListenAPI{ln: ln, Addr: ln.Addr().String()}
+	l := &ListenAPI{ln: ln, queryTimeout: o.QueryTimeout, Addr: ln.Addr().String()}
 	l.Adverts = advertised(*o, l.Addr)
 	o.HTTPAdvertise = l.Adverts
 	return l, nil
 }
 
-// Serve serves h on the bound listener until ctx is done.
+// Serve serves h on the bound listener until ctx is done. An answer
+// takes at most query_timeout to compute, so one not written within
+// half a minute more is cut.
 func (l *ListenAPI) Serve(ctx context.Context, h http.Handler) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(l.ln) }()
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
+	serve(ctx, l.ln, h, l.queryTimeout+30*time.Second)
 }
 
 // Close closes the listener (when Serve was never called).
@@ -227,12 +246,19 @@ func (e *Engine) answerCheck(w http.ResponseWriter, err error) {
 	writeJSON(w, code, a)
 }
 
+// writeJSON answers code with v in JSON. v is encoded before anything is
+// written: a value that does not encode is a 500 that says why, not a 200
+// with an empty body.
 func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		code = http.StatusInternalServerError
+		b, _ = json.Marshal(apiError{Error: "encoding the answer: " + err.Error()})
+	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	_, _ = w.Write(append(b, '\n'))
 }
 
 // engines lists the running topology engines by name.
@@ -557,8 +583,11 @@ func seconds(r *http.Request, def int) time.Duration {
 	if err != nil || s <= 0 {
 		s = def
 	}
-	return time.Duration(min(s, 300)) * time.Second
+	return time.Duration(min(s, int(maxProfile/time.Second))) * time.Second
 }
+
+// maxProfile bounds the seconds of a CPU profile or a trace.
+const maxProfile = 5 * time.Minute
 
 func pprofCPU(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")

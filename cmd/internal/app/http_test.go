@@ -625,3 +625,45 @@ func TestMemberAddr(t *testing.T) {
 		t.Errorf("advertised with http_advertise: %s", got)
 	}
 }
+
+// TestHTTPAdvertisedAddressReachesItself: an instance whose advertised
+// address reaches another instance (http_advertise copied between hosts,
+// a loopback address, NAT) makes that instance forward to itself. The
+// answer names the misconfigured instance and does not say "retry", which
+// would never help.
+func TestHTTPAdvertisedAddressReachesItself(t *testing.T) {
+	brokers, _ := testkit.Brokers(t)
+	prefix := testkit.Prefix(t)
+	oa := apiOptions(t, brokers, prefix, "a")
+	oa.Router = false
+	a := startAPI(t, oa)
+	defer a.stop()
+	ob := apiOptions(t, brokers, prefix, "b")
+	ob.Router = false
+	ob.HTTPAdvertise = a.addr // wrong: a's address
+	b := startAPI(t, ob)
+	defer b.stop()
+	cl := testkit.Client(t, brokers)
+	testkit.SeedCatalog(t, cl, prefix)
+	s := testkit.NewStream(4, 40, prefix)
+	s.Produce(t, cl, 400)
+	testkit.WaitCaughtUp(t, cl, oa.Group, prefix, 60*time.Second)
+	waitFor(t, "http://"+a.addr+"/readyz", http.StatusOK, 60*time.Second)
+	var ok, wrong int
+	for _, sku := range s.Model.SKUs() {
+		ans := get(t, "http://"+a.addr+"/v1/ats/"+sku)
+		msg := fmt.Sprint(ans.body["error"])
+		switch {
+		case ans.code == http.StatusOK && ans.hdr.Get(HeaderServedBy) == "a":
+			ok++
+		case ans.code == http.StatusServiceUnavailable && ans.body["owner"] == "b" &&
+			strings.Contains(msg, "reaches instance a instead: set http_advertise on b") && !strings.Contains(msg, "retry"):
+			wrong++
+		default:
+			t.Errorf("%s: %d %s", sku, ans.code, ans.raw)
+		}
+	}
+	if ok == 0 || wrong == 0 {
+		t.Errorf("%d answered by a, %d owned by b: both should own some of the SKUs", ok, wrong)
+	}
+}

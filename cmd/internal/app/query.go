@@ -34,7 +34,16 @@ const (
 	HeaderForwarded = "X-Invroute-Forwarded-By" // set on a forwarded request: the forwarding instance
 	HeaderServedBy  = "X-Invroute-Served-By"    // on answers: the instance that read its state
 	HeaderPartition = "X-Invroute-Partition"    // on answers: the key's partition
+	// HeaderBudget, on a forwarded request, is what is left of the
+	// forwarder's query_timeout, in milliseconds, less a margin for the way
+	// back: the owner answers within it, so that its own explanation (the
+	// loop did not answer in time, the partition is moving) reaches the
+	// client rather than the forwarder's timeout.
+	HeaderBudget = "X-Invroute-Budget-Ms"
 )
+
+// maxForwardedBytes bounds an answer relayed from the owner.
+const maxForwardedBytes = 16 << 20
 
 type apiError struct {
 	Error     string `json:"error"`
@@ -241,7 +250,7 @@ func (e *Engine) readKey(ctx context.Context, eng *topology.Engine, p int32, sto
 // forwards.
 func (e *Engine) serveQuery(w http.ResponseWriter, r *http.Request, eng *topology.Engine, key, what string,
 	local func(context.Context, int32) (any, error)) {
-	ctx, cancel := context.WithTimeout(r.Context(), e.opts.QueryTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), queryBudget(r, e.opts.QueryTimeout))
 	defer cancel()
 	topic := eng.Inputs()[0]
 	p, owner, err := e.owner(ctx, eng, topic, key)
@@ -257,6 +266,12 @@ func (e *Engine) serveQuery(w http.ResponseWriter, r *http.Request, eng *topolog
 	}
 	if owner.client != clientID(e.opts) {
 		if by := r.Header.Get(HeaderForwarded); by != "" {
+			if by == e.opts.InstanceID && owner.id != e.opts.InstanceID {
+				// Forwarded by this instance to itself: the owner's
+				// advertised address reaches this instance.
+				writeJSON(w, http.StatusServiceUnavailable, apiError{Error: fmt.Sprintf("partition %d belongs to instance %s, whose advertised address %s reaches instance %s instead: set http_advertise on %s to an address the other instances can reach it at", p, owner.id, owner.addr, e.opts.InstanceID, owner.id), Partition: pp, Owner: owner.id})
+				return
+			}
 			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: fmt.Sprintf("forwarded by %s, but partition %d belongs to %s here: ownership is moving, retry", by, p, owner.id), Partition: pp, Owner: owner.id})
 			return
 		}
@@ -364,19 +379,80 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		return
 	}
 	req.Header.Set(HeaderForwarded, e.opts.InstanceID)
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		req.Header.Set(HeaderBudget, strconv.FormatInt((left-forwardMargin(left)).Milliseconds(), 10))
+	}
+	unreachable := func(why string) {
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: fmt.Sprintf("the owner of partition %d, instance %s at %s, %s", p, owner.id, owner.addr, why), Partition: pp, Owner: owner.id})
+	}
 	resp, err := e.httpClient.Do(req)
 	if err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: fmt.Sprintf("the owner of partition %d, instance %s at %s, is unreachable: %v", p, owner.id, owner.addr, err), Partition: pp, Owner: owner.id})
+		if errors.Is(err, context.DeadlineExceeded) {
+			unreachable(fmt.Sprintf("did not answer within query_timeout (%v)", e.opts.QueryTimeout))
+			return
+		}
+		unreachable("is unreachable: " + err.Error())
 		return
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		// Not an instance's answer (they never redirect): something else
+		// listens at the advertised address.
+		unreachable(fmt.Sprintf("answered %s, which no instance does: is another server listening there?", resp.Status))
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxForwardedBytes+1))
+	switch {
+	case err != nil:
+		unreachable("broke off its answer: " + err.Error())
+		return
+	case len(body) > maxForwardedBytes:
+		writeJSON(w, http.StatusBadGateway, apiError{Error: fmt.Sprintf("the answer of the owner of partition %d, instance %s, is larger than %d bytes: ask it directly at %s", p, owner.id, maxForwardedBytes, owner.addr), Partition: pp, Owner: owner.id})
+		return
+	}
 	for _, h := range []string{"Content-Type", HeaderServedBy, HeaderPartition} {
 		if v := resp.Header.Get(h); v != "" {
 			w.Header().Set(h, v)
 		}
 	}
 	w.WriteHeader(resp.StatusCode)
-	_, _ = io.Copy(w, io.LimitReader(resp.Body, 16<<20))
+	_, _ = w.Write(body)
+}
+
+// forwardMargin is kept back from a forwarded request's budget for the
+// way back: a tenth of what is left, at least 5 ms and at most 500 ms.
+func forwardMargin(left time.Duration) time.Duration {
+	return min(max(left/10, 5*time.Millisecond), 500*time.Millisecond)
+}
+
+// queryBudget is the time a query may take here: query_timeout, or less if
+// it was forwarded with a smaller budget (HeaderBudget).
+func queryBudget(r *http.Request, timeout time.Duration) time.Duration {
+	if r.Header.Get(HeaderForwarded) == "" {
+		return timeout
+	}
+	ms, err := strconv.ParseInt(r.Header.Get(HeaderBudget), 10, 64)
+	if err != nil {
+		return timeout
+	}
+	return min(timeout, max(time.Duration(ms)*time.Millisecond, time.Millisecond))
+}
+
+// newForwardClient is the client of forwarded queries: it talks to the
+// other instances directly (no HTTP proxy of the environment, which would
+// see every key asked and may not reach the pods at all), follows no
+// redirect (an instance never sends one), and keeps enough idle
+// connections per instance for a steady query rate.
+func newForwardClient(timeout time.Duration) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	t.MaxIdleConnsPerHost = 32
+	return &http.Client{
+		Transport:     t,
+		Timeout:       timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
 
 // queryState is the Engine's state for queries.

@@ -137,7 +137,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.routingOrders, "routing-orders", 20000, "orders of the EU scenario: planned by invroute and the baselines, and pre-loaded for the routing throughput")
 	fs.IntVar(&c.routingRate, "routing-rate", 500, "orders per second of the routing latency phase")
 	c.hostile.flags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := app.ParseFlags(fs, args); err != nil {
 		return nil, err
 	}
 	if c.hostile.only {

@@ -67,7 +67,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.HTTPAddr, "http-addr", DefaultHTTPAddr, "host:port of the HTTP API and the live dashboard (off: none; a busy default port falls back to a free one)")
 	fs.BoolVar(&o.Open, "open", true, "open the dashboard in a browser (xdg-open or open; never when CI is set)")
 	fs.DurationVar(&o.Hold, "hold", 0, "after the summary, keep the engine and the dashboard up this long (-1s: until interrupted)")
-	if err := fs.Parse(args); err != nil {
+	if err := app.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := app.NoArgs(fs); err != nil {

@@ -34,7 +34,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer)
 	// FILE may come before, between or after the flags.
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := app.ParseFlags(fs, args); err != nil {
 			return err
 		}
 		if fs.NArg() == 0 {

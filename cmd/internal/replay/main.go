@@ -29,7 +29,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	top := fs.Int("top", 10, "list at most this many changed decisions (and disagreements with the recorded ones)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "time allowed to read the whole history")
 	lag := fs.Duration("lag", 0, "a stock movement counts this long after its timestamp (the engine's router sees it through the ats topic about a commit interval later)")
-	if err := fs.Parse(args); err != nil {
+	if err := app.ParseFlags(fs, args); err != nil {
 		return err
 	}
 	if *rulesFile == "" || fs.NArg() > 0 {
