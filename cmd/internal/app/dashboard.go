@@ -58,6 +58,7 @@ const (
 	dashMapKeys        = 16              // distinct stages or source topics counted; more count as "other"
 	dashSamples        = 121             // one per second: two minutes of rates
 	dashRateWindow     = 5               // seconds the rates are averaged over
+	dashFresh          = time.Minute     // a record stamped further from now than this is not counted in the rates
 	dashText           = 300             // characters of an error or reason kept
 	dashKey            = 80              // characters of a dead letter's key kept
 )
@@ -130,9 +131,10 @@ type DashHotSKU struct {
 }
 
 // DashRouting sums the routing decisions read. A decision with shipments
-// would ship one parcel per line without routing; Saved is those lines
-// minus the shipments routed (the bench's "one shipment per line"
-// baseline), and SplitRate is the share of decisions with shipments that
+// would ship one parcel per line without routing (per line and shipment:
+// a line split across nodes needs a parcel from each); Lines counts those
+// parcels, Saved is Lines minus the shipments routed (the bench's "one
+// shipment per line" baseline), never below zero, and SplitRate is the share of decisions with shipments that
 // have more than one (the bench's split rate).
 type DashRouting struct {
 	Decisions     int64            `json:"decisions"`
@@ -213,13 +215,18 @@ type dashboard struct {
 	tailErr string
 	records int64
 	agg     dashAggregates
-	samples []dashSample // ring, oldest first
+	samples []dashSample     // ring, oldest first
+	now     func() time.Time // the clock records are compared with (tests set it)
 }
 
 // dashAggregates is what the tailer has read.
 type dashAggregates struct {
 	hot        topK
 	atsUpdates int64
+	// fresh counts the records stamped within dashFresh of when they were
+	// read, for the rates: a backlog read at the start of the tailer (or
+	// after an idle stop) is not a burst of current decisions.
+	fresh      struct{ decisions, ats, dead int64 }
 	routing    DashRouting
 	decisions  ring[DashDecision]
 	shipTo     fifoMap[DashPlace]
@@ -236,7 +243,7 @@ type dashSample struct {
 }
 
 func newDashboard(e *Engine) *dashboard {
-	return &dashboard{e: e, idle: dashboardIdle, offsets: map[string]map[int32]int64{}, agg: newAggregates()}
+	return &dashboard{e: e, idle: dashboardIdle, offsets: map[string]map[int32]int64{}, agg: newAggregates(), now: time.Now}
 }
 
 func newAggregates() dashAggregates {
@@ -321,6 +328,7 @@ func (d *dashboard) touch() {
 func (d *dashboard) startLocked(ctx context.Context) {
 	d.running = true
 	d.asked = time.Now()
+	d.samples = d.samples[:0] // from before an idle stop: no figures of then shown as now
 	if d.since.IsZero() {
 		d.since = time.Now()
 	}
@@ -375,17 +383,27 @@ func (d *dashboard) run(ctx context.Context) {
 			}
 		})
 		d.mu.Lock()
-		if len(errs) > 0 {
-			d.tailErr = strings.Join(errs, "; ")
-		} else if !fetches.Empty() {
-			d.tailErr = "" // reading again
-		}
+		d.polledLocked(errs)
 		fetches.EachRecord(d.addLocked)
 		idle := !d.pinned && time.Since(d.asked) > d.idle
 		d.mu.Unlock()
 		if idle {
 			return
 		}
+	}
+}
+
+const listingErr = "listing the topics' partitions"
+
+// polledLocked shows the errors of a poll, or clears those of the polls
+// before (a one-off fetch error must not stay on the page while the
+// tailer reads again). An error listing the partitions is cleared by the
+// next listing that succeeds.
+func (d *dashboard) polledLocked(errs []string) {
+	if len(errs) > 0 {
+		d.tailErr = strings.Join(errs, "; ")
+	} else if !strings.HasPrefix(d.tailErr, listingErr) {
+		d.tailErr = ""
 	}
 }
 
@@ -397,12 +415,12 @@ func (d *dashboard) addPartitions(ctx context.Context, cl *kgo.Client, adm *kadm
 	ends, err := adm.ListEndOffsets(qctx, d.topics()...)
 	cancel()
 	if err != nil {
-		d.setErr(fmt.Errorf("listing the topics' partitions: %w", err))
+		d.setErr(fmt.Errorf("%s: %w", listingErr, err))
 		return false
 	}
 	add := map[string]map[int32]kgo.Offset{}
 	d.mu.Lock()
-	if strings.HasPrefix(d.tailErr, "listing the topics") {
+	if strings.HasPrefix(d.tailErr, listingErr) {
 		d.tailErr = ""
 	}
 	ends.Each(func(o kadm.ListedOffset) {
@@ -442,12 +460,19 @@ func (d *dashboard) addLocked(r *kgo.Record) {
 	}
 	d.offsets[r.Topic][r.Partition] = r.Offset + 1
 	d.records++
+	fresh := d.now().Sub(r.Timestamp).Abs() <= dashFresh
+	count := func(n *int64) {
+		if fresh {
+			*n++
+		}
+	}
 	switch strings.TrimPrefix(r.Topic, d.e.opts.TopicPrefix) {
 	case string(inventory.TopicATS):
 		// Keyed by SKU: counted without decoding; the shown ones are
 		// decoded when asked.
 		if len(r.Key) > 0 && len(r.Key) <= 256 {
 			d.agg.atsUpdates++
+			count(&d.agg.fresh.ats)
 			v := r.Value
 			if len(v) > dashValueMax {
 				v = nil
@@ -458,6 +483,7 @@ func (d *dashboard) addLocked(r *kgo.Record) {
 		var dec schemas.RoutingDecision
 		if schemas.RoutingDecisions.Decode(r.Value, &dec) == nil {
 			d.agg.addDecision(&dec)
+			count(&d.agg.fresh.decisions)
 		}
 	case string(router.TopicRequests):
 		var fr schemas.FulfillmentRequest
@@ -466,6 +492,7 @@ func (d *dashboard) addLocked(r *kgo.Record) {
 		}
 	case string(inventory.TopicDeadLetter):
 		d.agg.addDeadLetter(r)
+		count(&d.agg.fresh.dead)
 	}
 }
 
@@ -476,21 +503,19 @@ func (a *dashAggregates) addDecision(dec *schemas.RoutingDecision) {
 		rs.ByStatus[string(dec.Status)]++
 	}
 	dd := DashDecision{OrderID: clip(dec.OrderID, dashKey), Status: string(dec.Status), Split: dec.Split,
-		DecidedAt: time.UnixMilli(dec.DecidedAt).UTC(), Shipments: []DashShipment{}}
+		DecidedAt: dashTime(time.UnixMilli(dec.DecidedAt)), Shipments: []DashShipment{}}
 	if len(dec.Reasons) > 0 {
 		dd.Reason = clip(dec.Reasons[0], dashText)
 	}
 	if len(dec.Shipments) > 0 {
 		rs.WithShipments++
-		lines := map[string]bool{}
+		var lines int // a line in two shipments needs two parcels without routing too
 		for _, s := range dec.Shipments {
-			for _, l := range s.Lines {
-				lines[l.LineID] = true
-			}
+			lines += max(1, len(s.Lines))
 		}
 		rs.Shipments += int64(len(dec.Shipments))
-		rs.Lines += int64(len(lines))
-		rs.Saved += int64(len(lines) - len(dec.Shipments))
+		rs.Lines += int64(lines)
+		rs.Saved += int64(lines - len(dec.Shipments))
 		if len(dec.Shipments) > 1 {
 			rs.Split++
 		}
@@ -512,7 +537,7 @@ func (a *dashAggregates) addDecision(dec *schemas.RoutingDecision) {
 
 func (a *dashAggregates) addDeadLetter(r *kgo.Record) {
 	a.dead.Total++
-	dl := DashDeadLetter{At: r.Timestamp.UTC(), Key: clip(string(r.Key), dashKey)}
+	dl := DashDeadLetter{At: dashTime(r.Timestamp), Key: clip(string(r.Key), dashKey)}
 	for _, h := range r.Headers {
 		switch h.Key {
 		case "invroute.error":
@@ -536,6 +561,15 @@ func (a *dashAggregates) addDeadLetter(r *kgo.Record) {
 	count(a.dead.ByStage, dl.Stage)
 	count(a.dead.ByTopic, dl.SourceTopic)
 	a.deadRecent.push(dl)
+}
+
+// dashTime is t in UTC, or the zero time if JSON cannot hold it (a year
+// outside 0-9999: a record's timestamp is any int64 a producer wrote).
+func dashTime(t time.Time) time.Time {
+	if y := t.Year(); y < 0 || y > 9999 {
+		return time.Time{}
+	}
+	return t.UTC()
 }
 
 // clip makes s valid UTF-8 of at most n runes.
@@ -614,7 +648,7 @@ func (d *dashboard) sample() {
 	s.orders = s.counters["invroute_router_orders_total"]
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s.decisions, s.ats, s.dead = d.agg.routing.Decisions, d.agg.atsUpdates, d.agg.dead.Total
+	s.decisions, s.ats, s.dead = d.agg.fresh.decisions, d.agg.fresh.ats, d.agg.fresh.dead
 	if n := len(d.samples); n > 0 && s.at.Sub(d.samples[n-1].at) > 3*time.Second {
 		d.samples = d.samples[:0] // the tailer was stopped: no rates across the gap
 	}
@@ -653,7 +687,7 @@ func (d *dashboard) snapshot() *DashboardAnswer {
 			continue
 		}
 		hs := DashHotSKU{SKU: u.SKU, Updates: h.count, UpdatesError: h.err, Version: u.Version, ATS: u.ATS,
-			Channels: []ChannelATS{}, Nodes: []NodeATS{}, UpdatedAt: time.UnixMilli(u.UpdatedAt).UTC()}
+			Channels: []ChannelATS{}, Nodes: []NodeATS{}, UpdatedAt: dashTime(time.UnixMilli(u.UpdatedAt))}
 		for _, c := range u.Channels {
 			hs.Channels = append(hs.Channels, ChannelATS{ChannelID: c.ChannelID, ATS: c.ATS})
 		}

@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -335,4 +339,141 @@ func TestDashboardHTTP(t *testing.T) {
 	waitAnswer("the record written while stopped, and no record twice", func() bool {
 		return a.DeadLetters.Total == 2 && a.DeadLetters.ByStage["decode"] == 1 && a.DeadLetters.ByStage["validate"] == 1 && a.ATSUpdates == 1
 	})
+}
+
+// TestDashboardReviewFixes: defects a review found. A line shipped from two
+// nodes made "shipments saved" negative; a timestamp past year 9999 made
+// /v1/dashboard a 200 with an empty body; a backlog read when the tailer
+// started counted as current decisions per second; the first answer after
+// an idle stop showed the rates of minutes before; a one-off fetch error
+// stayed on the page.
+func TestDashboardReviewFixes(t *testing.T) {
+	d, _ := fakeDashboard(t)
+	now := time.UnixMilli(1_700_000_000_000)
+	d.now = func() time.Time { return now }
+	rec := func(topic, key string, value []byte, ts time.Time) *kgo.Record {
+		return &kgo.Record{Topic: "p-" + topic, Key: []byte(key), Value: value, Timestamp: ts}
+	}
+	split := schemas.RoutingDecision{OrderID: "O1", Status: schemas.DecisionRouted, Split: true, Backordered: []schemas.OrderLine{}, Reasons: []string{},
+		DecidedAt: math.MaxInt64 / 2, // year 146,140,482
+		Shipments: []schemas.RoutedShipment{
+			{ShipmentID: "0", NodeID: "A", Method: schemas.DeliveryShip, Lines: []schemas.OrderLine{{LineID: "1", SKU: "S1", Qty: 2}}},
+			{ShipmentID: "1", NodeID: "B", Method: schemas.DeliveryShip, Lines: []schemas.OrderLine{{LineID: "1", SKU: "S1", Qty: 1}}}}}
+	d.mu.Lock()
+	d.addLocked(rec("routing-decisions", "O1", encode(t, schemas.RoutingDecisions, &split), now))
+	d.addLocked(rec("dead-letter", "k", []byte{1}, time.UnixMilli(math.MaxInt64/2)))
+	d.mu.Unlock()
+	a := d.snapshot()
+	if a.Routing.Saved != 0 || a.Routing.Lines != 2 || a.Routing.Shipments != 2 {
+		t.Errorf("a line split over two nodes: %+v", a.Routing)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, d.snapshot()) }))
+	defer srv.Close()
+	if ans := get(t, srv.URL); ans.code != http.StatusOK || ans.body == nil {
+		t.Errorf("far-future times: %d %q", ans.code, ans.raw)
+	}
+	rw := httptest.NewRecorder()
+	writeJSON(rw, http.StatusOK, map[string]float64{"x": math.NaN()})
+	if rw.Code != http.StatusInternalServerError || !strings.Contains(rw.Body.String(), "encoding the answer") {
+		t.Errorf("a value JSON cannot hold: %d %s", rw.Code, rw.Body)
+	}
+
+	// Rates: only records stamped near when they are read count.
+	d.sample()
+	d.mu.Lock()
+	for i := range 50 {
+		old := split
+		old.OrderID, old.DecidedAt = fmt.Sprint("old-", i), now.Add(-time.Hour).UnixMilli()
+		d.addLocked(rec("routing-decisions", old.OrderID, encode(t, schemas.RoutingDecisions, &old), now.Add(-time.Hour)))
+	}
+	for i := range 3 {
+		cur := split
+		cur.OrderID, cur.DecidedAt = fmt.Sprint("new-", i), now.UnixMilli()
+		d.addLocked(rec("routing-decisions", cur.OrderID, encode(t, schemas.RoutingDecisions, &cur), now.Add(-time.Second)))
+	}
+	d.samples[0].at = time.Now().Add(-time.Second)
+	d.mu.Unlock()
+	d.sample()
+	a = d.snapshot()
+	if r := a.Rates.Decisions * a.Rates.WindowS; math.Abs(r-3) > 0.01 || a.Routing.Decisions != 54 {
+		t.Errorf("%v decisions/s over %v s (%d decisions read): want the 3 recent ones counted", a.Rates.Decisions, a.Rates.WindowS, a.Routing.Decisions)
+	}
+
+	// Restarted after an idle stop: no samples of then.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	d.mu.Lock()
+	d.startLocked(ctx)
+	d.mu.Unlock()
+	if a := d.snapshot(); a.Rates != (DashRates{}) || len(a.Series.T) != 0 {
+		t.Errorf("first answer after a restart: rates %+v, series %v", a.Rates, a.Series.T)
+	}
+
+	// A poll's errors show until a poll without errors.
+	d.mu.Lock()
+	d.polledLocked([]string{"p-ats: data loss"})
+	shown := d.tailErr
+	d.polledLocked(nil)
+	cleared := d.tailErr
+	d.tailErr = listingErr + ": down"
+	d.polledLocked(nil)
+	listing := d.tailErr
+	d.mu.Unlock()
+	if shown == "" || cleared != "" || listing == "" {
+		t.Errorf("tail error: %q, then %q after a good poll; a listing error %q after a poll (cleared by the next listing)", shown, cleared, listing)
+	}
+}
+
+// TestDashboardScriptHostileIDs runs the page's script under node (skipped
+// without node) on an answer whose node ids are names of JavaScript's
+// built-in object properties, or markup: each is shown as itself, never as
+// NaN, a function or a prototype (found by review: "constructor" showed
+// "function Object() { [native code] }"), and nothing is written as HTML.
+func TestDashboardScriptHostileIDs(t *testing.T) {
+	nodeBin, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed")
+	}
+	ids := []string{"constructor", "__proto__", "toString", "hasOwnProperty", `<img src=x onerror=alert(1)>"'`}
+	cat := catalog.New(nil)
+	for i, id := range ids {
+		n := schemas.Node{NodeID: id, Type: schemas.Warehouse, Country: "FR", Lat: 45 + float64(i), Lon: 2, Active: true, ShipEnabled: true}
+		if err := cat.ApplyNode([]byte(id), encode(t, schemas.Nodes, &n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := newDashboard(&Engine{Catalog: cat, Registry: prometheus.NewRegistry(), opts: Options{InstanceID: "i1", TopicPrefix: "p-"}})
+	now := time.Now()
+	d.mu.Lock()
+	u := schemas.AtsUpdate{SKU: "S1", Version: 1, ATS: 5, Channels: []schemas.ChannelATS{},
+		Nodes: []schemas.NodeATS{{NodeID: "toString", OnHand: 5, Available: 5, Active: true}}}
+	d.addLocked(&kgo.Record{Topic: "p-ats", Key: []byte("S1"), Value: encode(t, schemas.AtsUpdates, &u), Timestamp: now})
+	dec := schemas.RoutingDecision{OrderID: "O1", Status: schemas.DecisionRouted, Backordered: []schemas.OrderLine{}, Reasons: []string{}, DecidedAt: now.UnixMilli(),
+		Shipments: []schemas.RoutedShipment{{ShipmentID: "0", NodeID: "hasOwnProperty", Method: schemas.DeliveryShip, Lines: []schemas.OrderLine{{LineID: "1", SKU: "S1", Qty: 1}}}}}
+	d.addLocked(&kgo.Record{Topic: "p-routing-decisions", Key: []byte("O1"), Value: encode(t, schemas.RoutingDecisions, &dec), Timestamp: now})
+	d.mu.Unlock()
+	b, err := json.Marshal(d.snapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := filepath.Join(t.TempDir(), "answer.json")
+	if err := os.WriteFile(answer, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(nodeBin, "testdata/dashboard_dom.js", "web", answer).CombinedOutput()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, out)
+	}
+	page := string(out)
+	for _, bad := range []string{"NaN", "native code", "[object Object]", "undefined", "innerHTML"} {
+		if strings.Contains(page, bad) {
+			t.Errorf("the page shows %q:\n%s", bad, page)
+		}
+	}
+	for _, want := range []string{`text="constructor"`, `text="__proto__"`, `text="toString"`, `text="hasOwnProperty · 1"`,
+		`{"node":"toString"} title="on hand 5, reserved 0, safety 0" text="5"`, `text="<img src=x onerror=alert(1)>\"'"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page lacks %s:\n%s", want, page)
+		}
+	}
 }

@@ -59,16 +59,18 @@
   }
 
   function drawMap(d) {
-    const nodes = {};
-    for (const n of d.nodes) nodes[n.node_id] = n;
+    // Maps, not objects: ids come from the topics, and "constructor" or
+    // "__proto__" is a valid node id.
+    const nodes = new Map();
+    for (const n of d.nodes) nodes.set(n.node_id, n);
     clear(gRoutes);
-    const recent = {};
+    const recent = new Map();
     let drawn = 0;
     d.decisions.forEach((dec, i) => {
       const fade = Math.max(0.15, 1 - i / d.decisions.length);
       for (const s of dec.shipments) {
-        recent[s.node_id] = (recent[s.node_id] || 0) + 1;
-        const n = nodes[s.node_id];
+        recent.set(s.node_id, (recent.get(s.node_id) || 0) + 1);
+        const n = nodes.get(s.node_id);
         if (!n || !dec.ship_to || s.method !== "SHIP") continue;
         const x1 = px(n.lon), y1 = py(n.lat), x2 = px(dec.ship_to.lon), y2 = py(dec.ship_to.lat);
         const mx = (x1 + x2) / 2 - (y2 - y1) * 0.15, my = (y1 + y2) / 2 + (x2 - x1) * 0.15;
@@ -94,7 +96,7 @@
       title.textContent = n.node_id + " (" + n.type + ", " + n.country + (n.active ? "" : ", inactive") + ")";
       c.append(title);
       const label = svg("text", { x: (x + 9).toFixed(1), y: (y + 4).toFixed(1), class: "node-label" });
-      label.textContent = n.node_id + (recent[n.node_id] ? " · " + recent[n.node_id] : "");
+      label.textContent = n.node_id + (recent.has(n.node_id) ? " · " + recent.get(n.node_id) : "");
       gNodes.append(c, label);
     }
     $("map-note").textContent = drawn + " shipments of the last " + d.decisions.length + " decisions";
@@ -155,10 +157,10 @@
       const tr = el("tr");
       tr.dataset.sku = h.sku;
       tr.append(el("td", "sku", h.sku), el("td", "num updates", fmt(h.updates)), el("td", "num ats" + (h.ats === 0 ? " zero" : ""), fmt(h.ats)));
-      const byNode = {};
-      for (const n of h.nodes) byNode[n.node_id] = n;
+      const byNode = new Map();
+      for (const n of h.nodes) byNode.set(n.node_id, n);
       for (const id of nodes) {
-        const n = byNode[id];
+        const n = byNode.get(id);
         const td = el("td", "num node" + (n && !n.active ? " inactive" : ""), n ? fmt(n.available) : "–");
         td.dataset.node = id;
         if (n) td.title = "on hand " + n.on_hand + ", reserved " + n.reserved + ", safety " + n.safety_stock;
