@@ -15,7 +15,8 @@ build:
 
 ## check: formatting and vet
 check:
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@files=$$(git ls-files '*.go') && [ -n "$$files" ] || { echo "make check: no Go files from git ls-files (run it in a git checkout)"; exit 1; }; \
+	out=$$(gofmt -l $$files); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
 ## test: the whole suite with -race; integration tests on a real Kafka broker:
@@ -56,7 +57,7 @@ unit:
 
 ## bench: figures on the real broker and on kfake (see README, Performance)
 bench:
-	deploy/kafka/with-kafka.sh $(GO) run ./cmd/invroute bench
+	$(GO) run ./cmd/internal/kafkaenv/withkafka $(GO) run ./cmd/invroute bench
 
 ## chaos: the long fault suite (issue 4): 3 engine processes under mixed load,
 ## 10 SIGKILLs, clean and rolling restarts, a broker restart, a paused

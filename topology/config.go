@@ -59,7 +59,8 @@ type Config struct {
 	// rebalance, but an instance that stops for good keeps its partitions
 	// unowned until SessionTimeout passes. Default false.
 	StaticMembership bool
-	// CacheBytes is the Pebble block cache shared by all stores. Default 64 MiB.
+	// CacheBytes is the Pebble block cache of this engine, shared by all its
+	// stores (each Engine has its own). Default 64 MiB.
 	CacheBytes int64
 	// MemTableBytes is each store partition's memtable size. Default 4 MiB.
 	MemTableBytes uint64

@@ -1,28 +1,14 @@
 #!/usr/bin/env bash
 # with-kafka.sh CMD [ARGS...]: runs CMD with KAFKA_BROKERS pointing at a real
-# Apache Kafka broker. If KAFKA_BROKERS is already set, CMD runs against it.
-# Otherwise the local broker of kafka.sh is started (or reused), and stopped
-# afterwards if this script started it. CMD's exit code is returned.
+# Apache Kafka broker, and returns its exit code. It is
+# cmd/internal/kafkaenv/withkafka (what `make test` and `make bench` use):
+# the caller's KAFKA_BROKERS if set, else a broker of its own (a container
+# where a Docker engine answers, else kafka.sh's broker on free ports with a
+# data directory of its own), stopped afterwards, also when this is
+# interrupted or sent SIGTERM (the signal is passed on to CMD first).
 set -euo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-if [[ -n "${KAFKA_BROKERS:-}" ]]; then
-  exec "$@"
-fi
-started=0
-if ! bash "$here/kafka.sh" status >/dev/null 2>&1; then
-  started=1
-fi
-line=$(bash "$here/kafka.sh" up)
-export "${line?}"
-stop() {
-  if [[ $started == 1 ]]; then
-    bash "$here/kafka.sh" down --wipe >&2 || true
-  fi
-}
-trap stop EXIT
-echo "with-kafka: KAFKA_BROKERS=$KAFKA_BROKERS" >&2
-set +e
-"$@"
-rc=$?
-set -e
-exit $rc
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+bin=${XDG_CACHE_HOME:-$HOME/.cache}/invroute/withkafka
+mkdir -p "$(dirname "$bin")"
+(cd "$root" && go build -o "$bin" ./cmd/internal/kafkaenv/withkafka)
+exec "$bin" "$@" # this process becomes withkafka: signals sent to it reach it

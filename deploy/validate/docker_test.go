@@ -269,7 +269,7 @@ func TestCompose(t *testing.T) {
 	for _, pc := range inv.Ports {
 		port = port || pc.Target == 9100
 	}
-	if a := inv.Environment["INVROUTE_METRICS_ADDR"]; !port || a == nil || *a != ":9100" {
+	if a := inv.Environment["INVROUTE_HTTP_ADDR"]; !port || a == nil || *a != ":9100" {
 		t.Error("invroute must serve and publish its HTTP port 9100")
 	}
 	if inv.StopGracePeriod == nil || time.Duration(*inv.StopGracePeriod) < 30*time.Second {

@@ -192,13 +192,13 @@ func TestStatefulSet(t *testing.T) {
 	}
 
 	// probes on the HTTP listener of metrics_addr
-	addr, ok := envValue(c, cm, "INVROUTE_METRICS_ADDR")
+	addr, ok := envValue(c, cm, "INVROUTE_HTTP_ADDR")
 	if !ok {
-		t.Fatal("INVROUTE_METRICS_ADDR not set")
+		t.Fatal("INVROUTE_HTTP_ADDR not set")
 	}
 	_, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
-		t.Fatalf("INVROUTE_METRICS_ADDR %q: %v", addr, err)
+		t.Fatalf("INVROUTE_HTTP_ADDR %q: %v", addr, err)
 	}
 	port, _ := strconv.Atoi(portStr)
 	var httpPort string
@@ -210,11 +210,18 @@ func TestStatefulSet(t *testing.T) {
 	if httpPort == "" {
 		t.Fatalf("no container port %d", port)
 	}
-	for name, probe := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe, "startup": c.StartupProbe} {
-		want := map[string]string{"readiness": "/readyz", "liveness": "/healthz", "startup": "/healthz"}[name]
+	for name, probe := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+		want := map[string]string{"readiness": "/readyz", "liveness": "/healthz"}[name]
 		if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != want || probe.HTTPGet.Port.String() != httpPort {
 			t.Errorf("%s probe: want GET %s on port %s, got %+v", name, want, httpPort, probe)
 		}
+	}
+
+	// /healthz answers 200 as soon as the engines run, restoring or not: a
+	// startup probe on it would pass at once and protect nothing (restores
+	// are protected by live_timeout, which counts their progress)
+	if sp := c.StartupProbe; sp != nil && sp.HTTPGet != nil && sp.HTTPGet.Path == "/healthz" {
+		t.Error("a startup probe on /healthz passes at once: it does not wait for restores")
 	}
 
 	// the advertised HTTP address: the pod's DNS name under the headless
@@ -236,9 +243,23 @@ func TestStatefulSet(t *testing.T) {
 		t.Error("INVROUTE_HTTP_ADVERTISE must be set after INVROUTE_INSTANCE_ID")
 	}
 
-	// graceful shutdown, non-root
-	if g := sts.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g < 30 {
-		t.Errorf("terminationGracePeriodSeconds %v: want >= 30 for a graceful stop", g)
+	// graceful shutdown: the open transaction is finished or aborted (its
+	// flush gives up after txn_timeout), then the groups are left (bounded
+	// by the session timeout, at least 5 s); 10 s more for the rest
+	dur := func(name string, def time.Duration) time.Duration {
+		v, ok := envValue(c, cm, name)
+		if !ok {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("%s %q: %v", name, v, err)
+		}
+		return d
+	}
+	need := dur("INVROUTE_TXN_TIMEOUT", 10*time.Second) + max(dur("INVROUTE_SESSION_TIMEOUT", 10*time.Second), 5*time.Second) + 10*time.Second
+	if g := sts.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second < need {
+		t.Errorf("terminationGracePeriodSeconds %v: want >= %v for a graceful stop (txn_timeout + session_timeout + 10s)", g, need)
 	}
 	if sc := spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser == 0 {
 		t.Error("the pod must run as a non-root user")
@@ -315,6 +336,9 @@ func TestScaledObject(t *testing.T) {
 	ref := so.Spec.ScaleTargetRef
 	if ref.Kind != "StatefulSet" || ref.APIVersion != "apps/v1" || ref.Name != m.sts.Name {
 		t.Errorf("scaleTargetRef %+v: want StatefulSet %s", ref, m.sts.Name)
+	}
+	if m.sts.Spec.Replicas != nil {
+		t.Errorf("the StatefulSet sets replicas %d, and KEDA scales it: every `kubectl apply` would set it back", *m.sts.Spec.Replicas)
 	}
 	partitions, err := strconv.Atoi(m.cm.Data["INVROUTE_PARTITIONS"])
 	if err != nil {

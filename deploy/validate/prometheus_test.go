@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -9,7 +10,12 @@ import (
 	"testing"
 	"time"
 
+	yamlv3 "go.yaml.in/yaml/v3"
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
@@ -350,5 +356,82 @@ func TestGrafanaDashboardRejectsUnknownMetric(t *testing.T) {
 	}
 	if _, err := promParser.ParseExpr(dashboardVars.Replace(`sum(rate(x{instance=~"$instance"}[$__rate_interval])`)); err == nil {
 		t.Error("unbalanced parenthesis parsed")
+	}
+}
+
+// TestScrapeConfig: deploy/prometheus/scrape.yaml is a valid Prometheus
+// configuration (Prometheus' own loader, which also checks the relabel
+// rules) with the job the rules and the dashboard select, keeping the
+// StatefulSet's pods on their http port. Found by review: the rules
+// selected job="invroute", which nothing shipped produced.
+func TestScrapeConfig(t *testing.T) {
+	var cfg struct {
+		ScrapeConfigs []struct {
+			JobName        string            `yaml:"job_name"`
+			KubernetesSD   []map[string]any  `yaml:"kubernetes_sd_configs"`
+			RelabelConfigs []*relabel.Config `yaml:"relabel_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	dec := yamlv3.NewDecoder(bytes.NewReader(readFile(t, "../prometheus/scrape.yaml")))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	var job []*relabel.Config
+	for _, sc := range cfg.ScrapeConfigs {
+		if sc.JobName != "invroute" {
+			continue
+		}
+		if len(sc.KubernetesSD) != 1 || sc.KubernetesSD[0]["role"] != "pod" {
+			t.Errorf("kubernetes_sd_configs %v: want role pod", sc.KubernetesSD)
+		}
+		for _, rc := range sc.RelabelConfigs {
+			if err := rc.Validate(model.UTF8Validation); err != nil {
+				t.Errorf("relabel config %+v: %v", rc, err)
+			}
+		}
+		job = sc.RelabelConfigs
+	}
+	if job == nil {
+		t.Fatal("no job invroute with relabel_configs")
+	}
+	if !strings.Contains(string(readFile(t, rulesFile)), `job="invroute"`) {
+		t.Error(`the rules no longer select job="invroute": keep them and the scrape job together`)
+	}
+	// The pod of the StatefulSet, as Kubernetes service discovery labels
+	// it, on each of its ports: kept on http only.
+	m := loadManifests(t)
+	pod := map[string]string{"__meta_kubernetes_namespace": "shop", "__meta_kubernetes_pod_name": "invroute-0"}
+	for k, v := range m.sts.Spec.Template.Labels {
+		pod["__meta_kubernetes_pod_label_"+strings.NewReplacer(".", "_", "/", "_", "-", "_").Replace(k)] = v
+	}
+	kept := 0
+	for _, p := range append(m.sts.Spec.Template.Spec.Containers[0].Ports, corev1.ContainerPort{Name: "other", ContainerPort: 1}) {
+		b := labels.NewBuilder(labels.EmptyLabels())
+		for k, v := range pod {
+			b.Set(k, v)
+		}
+		b.Set("__meta_kubernetes_pod_container_port_name", p.Name)
+		keep := relabel.ProcessBuilder(b, job...)
+		out := b.Labels()
+		if keep != (p.Name == "http") {
+			t.Errorf("port %q: kept %v", p.Name, keep)
+		}
+		if keep {
+			kept++
+			if out.Get("pod") != "invroute-0" || out.Get("namespace") != "shop" {
+				t.Errorf("target labels %v", out)
+			}
+		}
+	}
+	if kept != 1 {
+		t.Errorf("%d ports kept, want the http port", kept)
+	}
+	// another app's pod is not scraped
+	b := labels.NewBuilder(labels.EmptyLabels())
+	b.Set("__meta_kubernetes_pod_label_app_kubernetes_io_name", "kafka")
+	b.Set("__meta_kubernetes_pod_container_port_name", "http")
+	if relabel.ProcessBuilder(b, job...) {
+		t.Error("a pod of another app is kept")
 	}
 }
