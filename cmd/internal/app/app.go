@@ -76,6 +76,7 @@ type Options struct {
 	LagInterval   time.Duration `json:"lag_interval" yaml:"lag_interval" doc:"how often consumer lag is measured (metric invroute_consumer_lag and /readyz)"`
 	LiveTimeout   time.Duration `json:"live_timeout" yaml:"live_timeout" doc:"/healthz fails when a processing loop has made no round and no restore progress for this long"`
 	QueryTimeout  time.Duration `json:"query_timeout" yaml:"query_timeout" doc:"time allowed to answer a query, forwarding to the owner included"`
+	Dashboard     bool          `json:"dashboard" yaml:"dashboard" doc:"serve the live dashboard on http_addr (/, /dashboard, /v1/dashboard): while it is asked for, a consumer of this instance tails the ats, routing-decisions, fulfillment-requests and dead-letter topics from their start (false: not served)"`
 
 	// Security (security.go, docs/security.md).
 	SecurityProtocol      string `json:"security_protocol" yaml:"security_protocol" default:"PLAINTEXT" doc:"PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"`
@@ -127,6 +128,7 @@ func Defaults() Options {
 		LagInterval:    5 * time.Second,
 		LiveTimeout:    2 * time.Minute,
 		QueryTimeout:   5 * time.Second,
+		Dashboard:      true,
 	}
 }
 

@@ -217,6 +217,7 @@ type dashboard struct {
 	agg     dashAggregates
 	samples []dashSample     // ring, oldest first
 	now     func() time.Time // the clock records are compared with (tests set it)
+	base    context.Context  // the tailer runs under it: Background, or the pinned context
 }
 
 // dashAggregates is what the tailer has read.
@@ -243,7 +244,7 @@ type dashSample struct {
 }
 
 func newDashboard(e *Engine) *dashboard {
-	return &dashboard{e: e, idle: dashboardIdle, offsets: map[string]map[int32]int64{}, agg: newAggregates(), now: time.Now}
+	return &dashboard{e: e, idle: dashboardIdle, offsets: map[string]map[int32]int64{}, agg: newAggregates(), now: time.Now, base: context.Background()}
 }
 
 func newAggregates() dashAggregates {
@@ -262,7 +263,7 @@ func newAggregates() dashAggregates {
 func (e *Engine) APIHandlerWithDashboard(ctx context.Context) http.Handler {
 	d := newDashboard(e)
 	d.mu.Lock()
-	d.pinned = true
+	d.pinned, d.base = true, ctx
 	d.startLocked(ctx)
 	d.mu.Unlock()
 	return e.apiHandler(d)
@@ -320,8 +321,8 @@ func (d *dashboard) touch() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.asked = time.Now()
-	if !d.running {
-		d.startLocked(context.Background())
+	if !d.running && d.base.Err() == nil { // a pinned tailer is not restarted after its context ended
+		d.startLocked(d.base)
 	}
 }
 
@@ -384,7 +385,14 @@ func (d *dashboard) run(ctx context.Context) {
 		})
 		d.mu.Lock()
 		d.polledLocked(errs)
-		fetches.EachRecord(d.addLocked)
+		n := 0
+		fetches.EachRecord(func(r *kgo.Record) {
+			d.addLocked(r)
+			if n++; n%1024 == 0 { // a catch-up fetch is tens of MB: let the page's requests in
+				d.mu.Unlock()
+				d.mu.Lock()
+			}
+		})
 		idle := !d.pinned && time.Since(d.asked) > d.idle
 		d.mu.Unlock()
 		if idle {

@@ -409,6 +409,20 @@ func TestDashboardReviewFixes(t *testing.T) {
 		t.Errorf("first answer after a restart: rates %+v, series %v", a.Rates, a.Series.T)
 	}
 
+	// A pinned tailer whose context ended is not restarted by a request
+	// (it would run, never idle-stopped, for the life of the process).
+	pinned, _ := fakeDashboard(t)
+	pinned.mu.Lock()
+	pinned.pinned, pinned.base = true, ctx // cancelled above
+	pinned.mu.Unlock()
+	pinned.touch()
+	pinned.mu.Lock()
+	restarted := pinned.running
+	pinned.mu.Unlock()
+	if restarted {
+		t.Error("a request restarted the pinned tailer after its context ended")
+	}
+
 	// A poll's errors show until a poll without errors.
 	d.mu.Lock()
 	d.polledLocked([]string{"p-ats: data loss"})
@@ -475,5 +489,50 @@ func TestDashboardScriptHostileIDs(t *testing.T) {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page lacks %s:\n%s", want, page)
 		}
+	}
+}
+
+// TestDashboardScriptFetchTimeout: a fetch of /v1/dashboard that never
+// answers is aborted by the page after 5 s and shown as an error, not left
+// hanging under a status that still reads "updated" (found by review).
+func TestDashboardScriptFetchTimeout(t *testing.T) {
+	nodeBin, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed")
+	}
+	out, err := exec.Command(nodeBin, "testdata/dashboard_dom.js", "web", "/nonexistent", "hang").CombinedOutput()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), `status: div {} {} text="no data (timed out), retrying…"`) {
+		t.Errorf("a hung fetch:\n%s", out)
+	}
+}
+
+// TestDashboardOff: with dashboard false the page and its data are not
+// served (nobody who reaches http_addr can start the tailer's read of the
+// topics), and the rest of the API is.
+func TestDashboardOff(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		e := &Engine{Catalog: catalog.New(nil), Registry: prometheus.NewRegistry(), opts: Options{InstanceID: "i1", Dashboard: on}}
+		srv := httptest.NewServer(e.APIHandler())
+		want := http.StatusNotFound
+		if on {
+			want = http.StatusOK
+		}
+		for _, path := range []string{"/", "/dashboard", "/dashboard/dashboard.js"} {
+			if a := get(t, srv.URL+path); a.code != want {
+				t.Errorf("dashboard %v: GET %s: %d, want %d", on, path, a.code, want)
+			}
+		}
+		if !on {
+			if a := get(t, srv.URL+"/v1/dashboard"); a.code != http.StatusNotFound {
+				t.Errorf("dashboard off: GET /v1/dashboard: %d", a.code)
+			}
+		}
+		if a := get(t, srv.URL+"/metrics"); a.code != http.StatusOK {
+			t.Errorf("dashboard %v: /metrics %d", on, a.code)
+		}
+		srv.Close()
 	}
 }

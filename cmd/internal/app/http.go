@@ -210,11 +210,19 @@ func (l *ListenAPI) Close() error { return l.ln.Close() }
 // APIHandler is the HTTP API of the instance: /metrics, /healthz,
 // /readyz, /v1/ats/{sku}, /v1/orders/{id}, and the live dashboard (/ and
 // /v1/dashboard, dashboard.go), whose tailer runs while the page is open.
-func (e *Engine) APIHandler() http.Handler { return e.apiHandler(newDashboard(e)) }
+// Without the dashboard (dashboard: false) its paths answer 404.
+func (e *Engine) APIHandler() http.Handler {
+	if !e.opts.Dashboard {
+		return e.apiHandler(nil)
+	}
+	return e.apiHandler(newDashboard(e))
+}
 
 func (e *Engine) apiHandler(d *dashboard) http.Handler {
 	mux := http.NewServeMux()
-	d.routes(mux)
+	if d != nil {
+		d.routes(mux)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(e.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		e.answerCheck(w, e.Live())

@@ -24,9 +24,15 @@ global.document = {
   body: new El("body"),
 };
 global.window = global;
-const [webDir, answerFile] = process.argv.slice(2);
-global.fetch = async () => ({ ok: true, status: 200, json: async () => JSON.parse(fs.readFileSync(answerFile, "utf8")) });
-global.setTimeout = () => {};
+// With "hang" as the third argument the fetch never answers: the page's
+// own timeout (a 5 s timer, fired here at once) must abort it.
+const [webDir, answerFile, mode] = process.argv.slice(2);
+global.fetch = (url, opts) => mode === "hang"
+  ? new Promise((_, reject) => opts.signal.addEventListener("abort", () => reject(new Error("timed out"))))
+  : Promise.resolve({ ok: true, status: 200, json: async () => JSON.parse(fs.readFileSync(answerFile, "utf8")) });
+const timers = [];
+global.setTimeout = (f, ms) => timers.push({ f, ms }); // an id from 1
+global.clearTimeout = (id) => { if (timers[id - 1]) timers[id - 1].f = null; };
 eval(fs.readFileSync(path.join(webDir, "europe.js"), "utf8"));
 eval(fs.readFileSync(path.join(webDir, "dashboard.js"), "utf8"));
 const dump = (name, n, d) => {
@@ -35,6 +41,10 @@ const dump = (name, n, d) => {
   for (const c of n.children) s += dump(name, c, d + 1);
   return s;
 };
+if (mode === "hang") {
+  const t = timers.find((t) => t.ms === 5000 && t.f);
+  if (t) t.f();
+}
 setImmediate(() => setImmediate(() => {
   let out = "";
   for (const [k, v] of Object.entries(byId)) out += dump(k + ": ", v, 0);

@@ -211,7 +211,16 @@
   let failures = 0;
   async function tick() {
     try {
-      const res = await fetch("v1/dashboard", { cache: "no-store" });
+      // A connection that hangs must not freeze the page on old figures
+      // under a status that still reads "updated".
+      const ctl = typeof AbortController === "function" ? new AbortController() : null;
+      const timer = ctl ? setTimeout(() => ctl.abort(), 5000) : null;
+      let res;
+      try {
+        res = await fetch("v1/dashboard", { cache: "no-store", signal: ctl ? ctl.signal : undefined });
+      } finally {
+        if (timer !== null) clearTimeout(timer);
+      }
       if (!res.ok) throw new Error("HTTP " + res.status);
       const d = await res.json();
       drawTiles(d);
