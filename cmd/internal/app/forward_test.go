@@ -215,3 +215,32 @@ func TestParseFlags(t *testing.T) {
 		t.Errorf("--json: %v", err)
 	}
 }
+
+// TestWrongMethod: a method other than GET on an endpoint is a 405 naming
+// the method served, not a 404 "no such endpoint"; an unknown path stays a
+// 404 whatever the method.
+func TestWrongMethod(t *testing.T) {
+	e := &Engine{opts: Options{InstanceID: "i1"}}
+	srv := httptest.NewServer(e.apiHandler(nil))
+	defer srv.Close()
+	for _, c := range []struct {
+		method, path string
+		code         int
+	}{
+		{http.MethodPost, "/v1/ats/X", http.StatusMethodNotAllowed},
+		{http.MethodDelete, "/v1/orders/O-1", http.StatusMethodNotAllowed},
+		{http.MethodPut, "/healthz", http.StatusMethodNotAllowed},
+		{http.MethodPost, "/nope", http.StatusNotFound},
+		{http.MethodGet, "/nope", http.StatusNotFound},
+	} {
+		req, _ := http.NewRequest(c.method, srv.URL+c.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.code || (c.code == http.StatusMethodNotAllowed && resp.Header.Get("Allow") != "GET, HEAD") {
+			t.Errorf("%s %s: %d (Allow %q), want %d", c.method, c.path, resp.StatusCode, resp.Header.Get("Allow"), c.code)
+		}
+	}
+}

@@ -233,6 +233,16 @@ func (e *Engine) apiHandler(d *dashboard) http.Handler {
 	mux.HandleFunc("GET /v1/ats/{sku}", e.handleATS)
 	mux.HandleFunc("GET /v1/orders/{id}", e.handleOrder)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			// every endpoint is GET: a path that GET would reach is a 405
+			g := r.Clone(r.Context())
+			g.Method = http.MethodGet
+			if _, pattern := mux.Handler(g); pattern != "/" {
+				w.Header().Set("Allow", "GET, HEAD")
+				writeJSON(w, http.StatusMethodNotAllowed, apiError{Error: r.Method + " " + r.URL.Path + ": only GET is served (see api/openapi.yaml)"})
+				return
+			}
+		}
 		writeJSON(w, http.StatusNotFound, apiError{Error: "no such endpoint: " + r.Method + " " + r.URL.Path + " (see api/openapi.yaml)"})
 	})
 	return mux
