@@ -12,13 +12,24 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// changelogWait bounds the wait for an open transaction on a changelog
+// before its restore. The transaction is the previous owner's, begun under
+// its own txn_timeout, which may differ from this instance's (a rolling
+// change of it, the default lowered from 30 s to 10 s): the broker aborts
+// it at most its timeout plus the abort scan (transaction.abort.timed.out.
+// transaction.cleanup.interval.ms, 10 s by default) after it began. So the
+// wait covers any timeout up to a minute, and this instance's own.
+func changelogWait(txnTimeout time.Duration) time.Duration {
+	return max(txnTimeout, time.Minute) + 10*time.Second
+}
+
 // stableEnd returns the last stable offset of topic/p once no transaction is
-// open on it (LSO == high watermark), waiting at most the transaction
-// timeout: a previous owner's last transaction may still be completing, and
-// restoring before it resolves could miss state that its committed input
-// offsets already reflect. It also returns the log start offset.
-func (e *Engine) stableEnd(ctx context.Context, topic string, p int32) (start, end int64, err error) {
-	deadline := time.Now().Add(e.cfg.TxnTimeout + 5*time.Second)
+// open on it (LSO == high watermark), waiting at most wait: a previous
+// owner's last transaction may still be completing, and restoring before it
+// resolves could miss state that its committed input offsets already
+// reflect. It also returns the log start offset.
+func (e *Engine) stableEnd(ctx context.Context, topic string, p int32, wait time.Duration) (start, end int64, err error) {
+	deadline := time.Now().Add(wait)
 	for {
 		lso, err1 := e.adm.ListCommittedOffsets(ctx, topic)
 		hwm, err2 := e.adm.ListEndOffsets(ctx, topic)
@@ -34,8 +45,8 @@ func (e *Engine) stableEnd(ctx context.Context, topic string, p int32) (start, e
 		}
 		if l.Offset == h.Offset || time.Now().After(deadline) {
 			if l.Offset != h.Offset {
-				e.log.Warn("changelog still has an open transaction; restoring to its last stable offset",
-					"topic", topic, "partition", p, "lso", l.Offset, "hwm", h.Offset)
+				e.log.Error("a transaction is still open on the partition after waiting for it: reading to its last stable offset; if it commits later, what it wrote is missed",
+					"topic", topic, "partition", p, "lso", l.Offset, "hwm", h.Offset, "waited", wait)
 			}
 			return s.Offset, l.Offset, nil
 		}
@@ -117,7 +128,7 @@ func (e *Engine) restore(ctx context.Context, st *state.Store, topic string, p i
 	// Once the store has read up to end, it has seen every record the
 	// changelog held at synced (MarkSynced; see tombstonesMayBeGone).
 	synced := e.wallClock().UnixMilli()
-	start, end, err := e.stableEnd(ctx, topic, p)
+	start, end, err := e.stableEnd(ctx, topic, p, changelogWait(e.cfg.TxnTimeout))
 	if err != nil {
 		return err
 	}

@@ -38,7 +38,7 @@ type Options struct {
 	RouterGroup       string        `json:"router_group" yaml:"router_group" default:"(derived)" doc:"consumer group of the router; default: group with its inventory suffix replaced by router (invroute-router), else group-router"`
 	InstanceID        string        `json:"instance_id" yaml:"instance_id" default:"(host name)" doc:"unique and stable per instance: transactional ids are group-instance_id and router_group-instance_id"`
 	StateDir          string        `json:"state_dir" yaml:"state_dir" doc:"directory of the Pebble stores, one per (store, partition)"`
-	CommitInterval    time.Duration `json:"commit_interval" yaml:"commit_interval" doc:"longest a transaction stays open (latency vs. throughput)"`
+	CommitInterval    time.Duration `json:"commit_interval" yaml:"commit_interval" doc:"longest a transaction collects input before it is flushed and committed (latency vs. throughput)"`
 	MaxTxnRecords     int           `json:"max_txn_records" yaml:"max_txn_records" doc:"input records per transaction at most"`
 	Workers           int           `json:"workers" yaml:"workers" doc:"partitions processed, flushed and applied in parallel (0: GOMAXPROCS; 1: one by one)"`
 	MaxRecordBytes    int           `json:"max_record_bytes" yaml:"max_record_bytes" doc:"input records with more key + value bytes go to dead-letter (stage size)"`
@@ -48,13 +48,13 @@ type Options struct {
 	MemTableMB        int           `json:"memtable_mb" yaml:"memtable_mb" doc:"Pebble memtable per store partition, MiB (two may exist at once)"`
 	StateCache        int           `json:"state_cache" yaml:"state_cache" doc:"decoded SKU states cached per partition"`
 	SchemaIDs         string        `json:"schema_ids" yaml:"schema_ids" doc:"Confluent schema ids accepted on inputs, comma-separated (empty: Confluent framing refused)"`
-	DedupeWindow      time.Duration `json:"dedupe_window" yaml:"dedupe_window" doc:"how long (by occurred_at, against the partition's newest movement) a movement id is remembered"`
-	DedupeMax         int           `json:"dedupe_max" yaml:"dedupe_max" doc:"movement ids remembered per partition (at least this many, at most 8,192 more; about 30 bytes each)"`
+	DedupeWindow      time.Duration `json:"dedupe_window" yaml:"dedupe_window" doc:"how long (by occurred_at, against the partition's newest movement) a movement id is remembered at most; dedupe_max may end it sooner"`
+	DedupeMax         int           `json:"dedupe_max" yaml:"dedupe_max" doc:"movement ids remembered per partition (at least this many of those younger than dedupe_window, at most 8,192 more; about 30 bytes each): an id is forgotten once this many newer ones are remembered, however young, so size it at least the peak movements per partition over the time a producer may repeat one"`
 	ReemitBatch       int           `json:"reemit_batch" yaml:"reemit_batch" doc:"SKUs re-emitted per transaction after a channel change, and after a node change past its first batch"`
 	SessionTimeout    time.Duration `json:"session_timeout" yaml:"session_timeout" doc:"consumer group session timeout: how long a crashed instance's partitions wait"`
 	TxnTimeout        time.Duration `json:"txn_timeout" yaml:"txn_timeout" doc:"Kafka transaction timeout: how long an open transaction of an instance that never comes back holds up its partitions' readers and new owner"`
 	Standbys          int           `json:"standbys" yaml:"standbys" doc:"other instances that keep a warm copy of each partition's state (tail its changelogs) for fast failover; 0: none"`
-	Static            bool          `json:"static_membership" yaml:"static_membership" doc:"join with group.instance.id = instance_id: a restart takes its partitions back without a rebalance"`
+	Static            bool          `json:"static_membership" yaml:"static_membership" doc:"join with group.instance.id = instance_id: a restart takes its partitions back without a rebalance, but a stop (a scale-in too) does not leave the groups: its partitions move after the session timeout"`
 	Router            bool          `json:"router" yaml:"router" doc:"run the order router next to the inventory in this process (false: inventory only)"`
 	MaxAttempts       int           `json:"max_attempts" yaml:"max_attempts" doc:"planning attempts per routing round: after a refused reservation the router re-plans at most max_attempts - 1 times"`
 	VIPSafetyStock    bool          `json:"vip_safety_stock" yaml:"vip_safety_stock" doc:"VIP orders may reserve safety stock"`

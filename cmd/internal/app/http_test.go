@@ -316,7 +316,10 @@ func TestHTTPHealth(t *testing.T) {
 	cl := testkit.Client(t, brokers)
 	testkit.SeedCatalog(t, cl, prefix)
 	s := testkit.NewStream(9, 200, prefix)
-	s.Produce(t, cl, 3000) // the engine starts with a lag: 20 records per transaction
+	// The engine starts with a lag: 20 records per transaction, 300 of them,
+	// long enough for the group poll to see it on a loaded machine too (it
+	// once missed a backlog of 3,000 while other tests ran beside it).
+	s.Produce(t, cl, 6000)
 
 	// before Run
 	eng, err := NewEngine(o, slogDiscard(), nil)
@@ -355,7 +358,7 @@ func TestHTTPHealth(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if !sawLag {
-		t.Error("/readyz never reported the lag above ready_max_lag while 3000 records were consumed 20 per transaction")
+		t.Error("/readyz never reported the lag above ready_max_lag while 6000 records were consumed 20 per transaction")
 	}
 	if a := get(t, srv.URL+"/healthz"); a.code != http.StatusOK {
 		t.Errorf("healthz while running: %d %s", a.code, a.raw)

@@ -374,6 +374,12 @@ func RequiredACLs(o Options) []ACL {
 			ACL{Resource: "GROUP", Pattern: "LITERAL", Name: t.Group, Operations: []string{read}},
 			ACL{Resource: "TRANSACTIONAL_ID", Pattern: "PREFIXED", Name: t.Group + "-", Operations: []string{write}})
 	}
+	if o.HTTPAddr != "" && o.Dashboard {
+		// the dashboard's tailer (dashboard.go) reads what it shows
+		for _, tp := range []topology.Topic{inventory.TopicATS, router.TopicDecisions, router.TopicRequests, inventory.TopicDeadLetter} {
+			add(tp, read)
+		}
+	}
 	var topics []ACL
 	for name, set := range ops {
 		a := ACL{Resource: "TOPIC", Pattern: "LITERAL", Name: name}

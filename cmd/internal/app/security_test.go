@@ -625,3 +625,33 @@ func testMinimalACLs(t *testing.T, b *secureBroker, secrets []string) {
 		}
 	}
 }
+
+// TestRequiredACLsDashboard: with http_addr and the dashboard, the list
+// adds READ on the topics the dashboard tails (found by review: the
+// "exactly the following" list left the dashboard unauthorised); without
+// either, it does not.
+func TestRequiredACLsDashboard(t *testing.T) {
+	ops := func(o Options) map[string]string {
+		m := map[string]string{}
+		for _, a := range RequiredACLs(o) {
+			if a.Resource == "TOPIC" {
+				m[a.Name] = strings.Join(a.Operations, ",")
+			}
+		}
+		return m
+	}
+	on := Defaults()
+	on.HTTPAddr = ":8080"
+	off := on
+	off.Dashboard = false
+	for name, want := range map[string]string{"ats": "READ,WRITE", "routing-decisions": "READ,WRITE", "fulfillment-requests": "READ,WRITE", "dead-letter": "READ,WRITE,DESCRIBE_CONFIGS"} {
+		if got := ops(on)[name]; got != want {
+			t.Errorf("dashboard on: %s %s, want %s", name, got, want)
+		}
+	}
+	for _, o := range []Options{Defaults(), off} {
+		if got := ops(o)["routing-decisions"]; got != "WRITE" {
+			t.Errorf("http_addr %q dashboard %v: routing-decisions %s, want WRITE", o.HTTPAddr, o.Dashboard, got)
+		}
+	}
+}
