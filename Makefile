@@ -22,8 +22,11 @@ check:
 ## test: the whole suite with -race; integration tests on a real Kafka broker:
 ## KAFKA_BROKERS if set, else a testcontainers-go container where a Docker
 ## engine answers, else the local broker of deploy/kafka (Maven Central jars)
+## (withkafka is built, not `go run`: go run dies of SIGTERM without
+## passing it on, and would leave withkafka, and its broker, running)
 test: check fuzz
-	INVROUTE_REQUIRE_KAFKA=1 $(GO) run ./cmd/internal/kafkaenv/withkafka \
+	$(GO) build -o bin/withkafka ./cmd/internal/kafkaenv/withkafka
+	INVROUTE_REQUIRE_KAFKA=1 bin/withkafka \
 		$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
 
@@ -56,8 +59,9 @@ unit:
 	$(GO) test -short -count=1 $(PKGS)
 
 ## bench: figures on the real broker and on kfake (see README, Performance)
-bench:
-	$(GO) run ./cmd/internal/kafkaenv/withkafka $(GO) run ./cmd/invroute bench
+bench: build
+	$(GO) build -o bin/withkafka ./cmd/internal/kafkaenv/withkafka
+	bin/withkafka bin/invroute bench
 
 ## chaos: the long fault suite (issue 4): 3 engine processes under mixed load,
 ## 10 SIGKILLs, clean and rolling restarts, a broker restart, a paused

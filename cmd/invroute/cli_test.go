@@ -89,6 +89,11 @@ func TestFlagErrorsExit(t *testing.T) {
 		{[]string{"ats", "-h"}, 0},
 		{[]string{"run", "--help"}, 0},
 		{[]string{"ats"}, 2},
+		{[]string{"config", "-h"}, 0},
+		{[]string{"config", "check", "--help"}, 0},
+		{[]string{"config", "defaults", "extra"}, 2},
+		{[]string{"topics", "-h"}, 0},
+		{[]string{"topics"}, 2},
 	} {
 		out, err := exec.Command(bin, c.args...).CombinedOutput()
 		code := 0

@@ -61,6 +61,10 @@ func main() {
 		err = run(ctx, args)
 	case cmd == "topics" && len(args) > 0 && args[0] == "create":
 		err = topicsCreate(ctx, args[1:])
+	case cmd == "topics" && len(args) > 0 && (args[0] == "-h" || args[0] == "--help"):
+		fmt.Println("usage: invroute topics create [flags] (invroute topics create -h lists them)")
+	case cmd == "topics":
+		err = fmt.Errorf("usage: invroute topics create [flags]: %w", flag.ErrHelp)
 	case cmd == "config":
 		err = app.ConfigMain(args, os.Stdout, os.Stderr)
 	case cmd == "ats" || cmd == "order":
@@ -145,7 +149,12 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	if api != nil {
-		api.Serve(ctx, eng.APIHandler())
+		wait := api.Serve(ctx, eng.APIHandler())
+		defer func() {
+			if ctx.Err() != nil {
+				wait() // a graceful stop: the queries in flight finish (at most 2 s)
+			}
+		}()
 		log.Info("serving the HTTP API", "addr", "http://"+api.Addr, "advertised", api.Adverts)
 	}
 	if o.AdminAddr != "" {

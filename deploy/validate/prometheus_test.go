@@ -359,16 +359,27 @@ func TestGrafanaDashboardRejectsUnknownMetric(t *testing.T) {
 	}
 }
 
-// TestScrapeConfig: deploy/prometheus/scrape.yaml is a valid Prometheus
-// configuration (Prometheus' own loader, which also checks the relabel
-// rules) with the job the rules and the dashboard select, keeping the
-// StatefulSet's pods on their http port. Found by review: the rules
+// TestScrapeConfig: deploy/prometheus/scrape.yaml has the job the rules and
+// the dashboard select, discovering the pods of one namespace (the rules sum
+// over the job: two deployments in one job would hide each other's faults),
+// with relabel rules that Prometheus' own relabel package accepts, keeping
+// the StatefulSet's pods on their http port, named by pod. (Prometheus'
+// whole configuration loader would pull every service discovery into this
+// module; the keys decoded here are checked strictly.) Found by review: the rules
 // selected job="invroute", which nothing shipped produced.
 func TestScrapeConfig(t *testing.T) {
 	var cfg struct {
 		ScrapeConfigs []struct {
-			JobName        string            `yaml:"job_name"`
-			KubernetesSD   []map[string]any  `yaml:"kubernetes_sd_configs"`
+			JobName        string `yaml:"job_name"`
+			ScrapeInterval string `yaml:"scrape_interval"`
+			MetricsPath    string `yaml:"metrics_path"`
+			Scheme         string `yaml:"scheme"`
+			KubernetesSD   []struct {
+				Role       string `yaml:"role"`
+				Namespaces struct {
+					Names []string `yaml:"names"`
+				} `yaml:"namespaces"`
+			} `yaml:"kubernetes_sd_configs"`
 			RelabelConfigs []*relabel.Config `yaml:"relabel_configs"`
 		} `yaml:"scrape_configs"`
 	}
@@ -382,8 +393,8 @@ func TestScrapeConfig(t *testing.T) {
 		if sc.JobName != "invroute" {
 			continue
 		}
-		if len(sc.KubernetesSD) != 1 || sc.KubernetesSD[0]["role"] != "pod" {
-			t.Errorf("kubernetes_sd_configs %v: want role pod", sc.KubernetesSD)
+		if len(sc.KubernetesSD) != 1 || sc.KubernetesSD[0].Role != "pod" || len(sc.KubernetesSD[0].Namespaces.Names) != 1 {
+			t.Errorf("kubernetes_sd_configs %+v: want role pod in one namespace", sc.KubernetesSD)
 		}
 		for _, rc := range sc.RelabelConfigs {
 			if err := rc.Validate(model.UTF8Validation); err != nil {
@@ -419,7 +430,7 @@ func TestScrapeConfig(t *testing.T) {
 		}
 		if keep {
 			kept++
-			if out.Get("pod") != "invroute-0" || out.Get("namespace") != "shop" {
+			if out.Get("pod") != "invroute-0" || out.Get("namespace") != "shop" || out.Get("instance") != "invroute-0" {
 				t.Errorf("target labels %v", out)
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,9 +23,14 @@ var ErrProblems = errors.New("config: the configuration has problems")
 // ConfigMain is `invroute config check FILE`, `invroute config defaults`
 // and `invroute config markdown` (the README's table).
 func ConfigMain(args []string, stdout, stderr io.Writer) error {
-	usage := fmt.Errorf("usage: invroute config check FILE | config defaults | config markdown: %w", flag.ErrHelp)
+	const help = "usage: invroute config check FILE | config defaults | config markdown"
+	usage := fmt.Errorf("%s: %w", help, flag.ErrHelp)
 	if len(args) == 0 {
 		return usage
+	}
+	if slices.ContainsFunc(args, isHelp) {
+		fmt.Fprintln(stdout, help)
+		return nil
 	}
 	switch args[0] {
 	case "check":
@@ -43,13 +49,22 @@ func ConfigMain(args []string, stdout, stderr io.Writer) error {
 		}
 		return ErrProblems
 	case "defaults":
+		if len(args) != 1 {
+			return usage
+		}
 		return WriteDefaults(stdout)
 	case "markdown":
+		if len(args) != 1 {
+			return usage
+		}
 		_, err := io.WriteString(stdout, MarkdownTable())
 		return err
 	}
 	return usage
 }
+
+// isHelp: an argument asking for help.
+func isHelp(a string) bool { return a == "-h" || a == "--help" || a == "-help" || a == "help" }
 
 // QueryMain is `invroute ats SKU` and `invroute order ID`: it asks an
 // instance's HTTP API (any instance: it forwards to the owner) and prints
@@ -94,7 +109,11 @@ func QueryMain(ctx context.Context, cmd string, args []string, stdout io.Writer)
 	}
 	u, err := url.Parse(base + path + pathSegment(key))
 	if err != nil {
-		return fmt.Errorf("--addr: %w", err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // it quotes the URL, with any password in it
+		}
+		return fmt.Errorf("--addr: %w: %w", err, flag.ErrHelp)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {

@@ -47,20 +47,20 @@ var webFiles embed.FS
 
 // Bounds of what the dashboard keeps.
 const (
-	dashboardIdle      = 2 * time.Minute // the tailer stops after this long without a request
-	dashTopK           = 1000            // Space-Saving counters of SKU update counts
-	dashValueMax       = 16 << 10        // bytes of a counted SKU's last update kept (larger: not shown)
-	dashHotShown       = 12              // hottest SKUs answered
-	dashRecentDecision = 40              // recent routing decisions kept
-	dashShipmentsKept  = 16              // shipments kept per recent decision
-	dashShipTos        = 2048            // order -> ship-to entries kept (FIFO)
-	dashRecentDead     = 20              // recent dead letters kept
-	dashMapKeys        = 16              // distinct stages or source topics counted; more count as "other"
-	dashSamples        = 121             // one per second: two minutes of rates
-	dashRateWindow     = 5               // seconds the rates are averaged over
-	dashFresh          = time.Minute     // a record stamped further from now than this is not counted in the rates
-	dashText           = 300             // characters of an error or reason kept
-	dashKey            = 80              // characters of a dead letter's key kept
+	dashboardIdle      = 2 * time.Minute  // the tailer stops after this long without a request
+	dashTopK           = 1000             // Space-Saving counters of SKU update counts
+	dashValueMax       = 16 << 10         // bytes of a counted SKU's last update kept (larger: not shown)
+	dashHotShown       = 12               // hottest SKUs answered
+	dashRecentDecision = 40               // recent routing decisions kept
+	dashShipmentsKept  = 16               // shipments kept per recent decision
+	dashShipTos        = 2048             // order -> ship-to entries kept (FIFO)
+	dashRecentDead     = 20               // recent dead letters kept
+	dashMapKeys        = 16               // distinct stages or source topics counted; more count as "other"
+	dashSamples        = 121              // one per second: two minutes of rates
+	dashRateWindow     = 5                // seconds the rates are averaged over
+	dashErrShown       = 10 * time.Second // a tail error shows at least this long without records
+	dashText           = 300              // characters of an error or reason kept
+	dashKey            = 80               // characters of a dead letter's key kept
 )
 
 // DashboardAnswer is the answer of GET /v1/dashboard.
@@ -215,18 +215,23 @@ type dashboard struct {
 	tailErr string
 	records int64
 	agg     dashAggregates
-	samples []dashSample     // ring, oldest first
-	now     func() time.Time // the clock records are compared with (tests set it)
-	base    context.Context  // the tailer runs under it: Background, or the pinned context
+	samples []dashSample    // ring, oldest first
+	base    context.Context // the tailer runs under it: Background, or the pinned context
+	// freshFrom is, per topic and partition, the end offset when the
+	// tailer began reading it (this run): records from there on are new.
+	freshFrom map[string]map[int32]int64
+	lastErr   time.Time // when a poll last had errors
 }
 
 // dashAggregates is what the tailer has read.
 type dashAggregates struct {
 	hot        topK
 	atsUpdates int64
-	// fresh counts the records stamped within dashFresh of when they were
-	// read, for the rates: a backlog read at the start of the tailer (or
-	// after an idle stop) is not a burst of current decisions.
+	// fresh counts the records written after the tailer started reading
+	// their partition (at or past the end offset it listed then), for the
+	// rates: the backlog read at the start of the tailer, or after an idle
+	// stop, is not a burst of current decisions. Offsets, not timestamps:
+	// the producing instances' clocks may be off.
 	fresh      struct{ decisions, ats, dead int64 }
 	routing    DashRouting
 	decisions  ring[DashDecision]
@@ -244,7 +249,8 @@ type dashSample struct {
 }
 
 func newDashboard(e *Engine) *dashboard {
-	return &dashboard{e: e, idle: dashboardIdle, offsets: map[string]map[int32]int64{}, agg: newAggregates(), now: time.Now, base: context.Background()}
+	return &dashboard{e: e, idle: dashboardIdle, offsets: map[string]map[int32]int64{}, agg: newAggregates(), base: context.Background(),
+		freshFrom: map[string]map[int32]int64{}}
 }
 
 func newAggregates() dashAggregates {
@@ -384,7 +390,7 @@ func (d *dashboard) run(ctx context.Context) {
 			}
 		})
 		d.mu.Lock()
-		d.polledLocked(errs)
+		d.polledLocked(errs, !fetches.Empty(), time.Now())
 		n := 0
 		fetches.EachRecord(func(r *kgo.Record) {
 			d.addLocked(r)
@@ -404,13 +410,16 @@ func (d *dashboard) run(ctx context.Context) {
 const listingErr = "listing the topics' partitions"
 
 // polledLocked shows the errors of a poll, or clears those of the polls
-// before (a one-off fetch error must not stay on the page while the
-// tailer reads again). An error listing the partitions is cleared by the
-// next listing that succeeds.
-func (d *dashboard) polledLocked(errs []string) {
-	if len(errs) > 0 {
-		d.tailErr = strings.Join(errs, "; ")
-	} else if !strings.HasPrefix(d.tailErr, listingErr) {
+// before once the tailer reads records again or has had no error for
+// dashErrShown (a one-off fetch error must not stay on the page, and a
+// recurring one must not flicker between its occurrences). An error
+// listing the partitions is cleared by the next listing that succeeds.
+func (d *dashboard) polledLocked(errs []string, records bool, now time.Time) {
+	switch {
+	case len(errs) > 0:
+		d.tailErr, d.lastErr = strings.Join(errs, "; "), now
+	case strings.HasPrefix(d.tailErr, listingErr):
+	case records || now.Sub(d.lastErr) >= dashErrShown:
 		d.tailErr = ""
 	}
 }
@@ -443,6 +452,10 @@ func (d *dashboard) addPartitions(ctx context.Context, cl *kgo.Client, adm *kadm
 			add[o.Topic] = map[int32]kgo.Offset{}
 		}
 		add[o.Topic][o.Partition] = off
+		if d.freshFrom[o.Topic] == nil {
+			d.freshFrom[o.Topic] = map[int32]int64{}
+		}
+		d.freshFrom[o.Topic][o.Partition] = o.Offset
 		if consumed[o.Topic] == nil {
 			consumed[o.Topic] = map[int32]bool{}
 		}
@@ -468,7 +481,7 @@ func (d *dashboard) addLocked(r *kgo.Record) {
 	}
 	d.offsets[r.Topic][r.Partition] = r.Offset + 1
 	d.records++
-	fresh := d.now().Sub(r.Timestamp).Abs() <= dashFresh
+	fresh := r.Offset >= d.freshFrom[r.Topic][r.Partition] // absent: 0
 	count := func(n *int64) {
 		if fresh {
 			*n++

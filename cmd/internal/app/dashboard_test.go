@@ -350,7 +350,6 @@ func TestDashboardHTTP(t *testing.T) {
 func TestDashboardReviewFixes(t *testing.T) {
 	d, _ := fakeDashboard(t)
 	now := time.UnixMilli(1_700_000_000_000)
-	d.now = func() time.Time { return now }
 	rec := func(topic, key string, value []byte, ts time.Time) *kgo.Record {
 		return &kgo.Record{Topic: "p-" + topic, Key: []byte(key), Value: value, Timestamp: ts}
 	}
@@ -378,18 +377,22 @@ func TestDashboardReviewFixes(t *testing.T) {
 		t.Errorf("a value JSON cannot hold: %d %s", rw.Code, rw.Body)
 	}
 
-	// Rates: only records stamped near when they are read count.
+	// Rates: only records written after the tailer began reading their
+	// partition count (at or past the end offset it listed then), whatever
+	// their timestamps say (a producing instance's clock may be off).
 	d.sample()
 	d.mu.Lock()
-	for i := range 50 {
-		old := split
-		old.OrderID, old.DecidedAt = fmt.Sprint("old-", i), now.Add(-time.Hour).UnixMilli()
-		d.addLocked(rec("routing-decisions", old.OrderID, encode(t, schemas.RoutingDecisions, &old), now.Add(-time.Hour)))
-	}
-	for i := range 3 {
-		cur := split
-		cur.OrderID, cur.DecidedAt = fmt.Sprint("new-", i), now.UnixMilli()
-		d.addLocked(rec("routing-decisions", cur.OrderID, encode(t, schemas.RoutingDecisions, &cur), now.Add(-time.Second)))
+	d.freshFrom["p-routing-decisions"] = map[int32]int64{0: 50}
+	for i := range 53 {
+		r := split
+		r.OrderID, r.DecidedAt = fmt.Sprint("o-", i), now.UnixMilli()
+		ts := now // the backlog written just now (the last minute read at once)...
+		if i >= 50 {
+			ts = now.Add(-2 * time.Hour) // ...and new records from an instance whose clock is behind
+		}
+		kr := rec("routing-decisions", r.OrderID, encode(t, schemas.RoutingDecisions, &r), ts)
+		kr.Offset = int64(i)
+		d.addLocked(kr)
 	}
 	d.samples[0].at = time.Now().Add(-time.Second)
 	d.mu.Unlock()
@@ -423,18 +426,26 @@ func TestDashboardReviewFixes(t *testing.T) {
 		t.Error("a request restarted the pinned tailer after its context ended")
 	}
 
-	// A poll's errors show until a poll without errors.
+	// A poll's errors show until a poll reads records, or dashErrShown
+	// without errors (not between two occurrences of a recurring one).
 	d.mu.Lock()
-	d.polledLocked([]string{"p-ats: data loss"})
+	t0 := time.Now()
+	d.polledLocked([]string{"p-ats: data loss"}, false, t0)
 	shown := d.tailErr
-	d.polledLocked(nil)
-	cleared := d.tailErr
+	d.polledLocked(nil, false, t0.Add(time.Second))
+	kept := d.tailErr
+	d.polledLocked(nil, false, t0.Add(dashErrShown))
+	expired := d.tailErr
+	d.polledLocked([]string{"p-ats: data loss"}, false, t0.Add(20*time.Second))
+	d.polledLocked(nil, true, t0.Add(21*time.Second))
+	read := d.tailErr
 	d.tailErr = listingErr + ": down"
-	d.polledLocked(nil)
+	d.polledLocked(nil, true, t0.Add(time.Minute))
 	listing := d.tailErr
 	d.mu.Unlock()
-	if shown == "" || cleared != "" || listing == "" {
-		t.Errorf("tail error: %q, then %q after a good poll; a listing error %q after a poll (cleared by the next listing)", shown, cleared, listing)
+	if shown == "" || kept == "" || expired != "" || read != "" || listing == "" {
+		t.Errorf("tail error %q; a second later without records %q; %v later %q; after records %q; a listing error after a poll %q (cleared by the next listing)",
+			shown, kept, dashErrShown, expired, read, listing)
 	}
 }
 

@@ -63,12 +63,14 @@ func TestQueryBudget(t *testing.T) {
 		want      time.Duration
 	}{
 		{false, "", 5 * time.Second},
-		{false, "100", 5 * time.Second}, // not forwarded: a client's header counts for nothing
+		{false, "100", 5 * time.Second}, // without the forwarded header (a client can send both: it only shortens its own query)
 		{true, "100", 100 * time.Millisecond},
 		{true, "99999", 5 * time.Second},
 		{true, "0", time.Millisecond},
 		{true, "-5", time.Millisecond},
 		{true, "x", 5 * time.Second},
+		{true, "9223372036854775807", 5 * time.Second}, // would overflow a Duration
+		{true, "18446744073710", 5 * time.Second},
 	} {
 		r := httptest.NewRequest(http.MethodGet, "/v1/ats/X", nil)
 		if c.forwarded {
@@ -191,9 +193,11 @@ func TestQueryCLIKeys(t *testing.T) {
 			t.Errorf("key %q: the server saw %s", key, out.String())
 		}
 	}
-	err := QueryMain(context.Background(), "ats", []string{"X", "--addr", "http://user:s3cret@127.0.0.1:1", "--timeout", "2s"}, io.Discard)
-	if err == nil || strings.Contains(err.Error(), "s3cret") {
-		t.Errorf("unreachable with a password in --addr: %v", err)
+	for _, addr := range []string{"http://user:s3cret@127.0.0.1:1", "http://user:s3cret@127.0.0.1:80x"} {
+		err := QueryMain(context.Background(), "ats", []string{"X", "--addr", addr, "--timeout", "2s"}, io.Discard)
+		if err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("--addr %s with a password: %v", strings.Replace(addr, "s3cret", "***", 1), err)
+		}
 	}
 }
 
@@ -242,5 +246,81 @@ func TestWrongMethod(t *testing.T) {
 		if resp.StatusCode != c.code || (c.code == http.StatusMethodNotAllowed && resp.Header.Get("Allow") != "GET, HEAD") {
 			t.Errorf("%s %s: %d (Allow %q), want %d", c.method, c.path, resp.StatusCode, resp.Header.Get("Allow"), c.code)
 		}
+	}
+}
+
+// TestForwardStallMidAnswer: an owner that sends its headers and then
+// stalls past the budget did not answer in time (not "broke off").
+func TestForwardStallMidAnswer(t *testing.T) {
+	owner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, "{")
+		w.(http.Flusher).Flush()
+		select {
+		case <-time.After(2 * time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	defer owner.Close()
+	rec := forwardTo(t, strings.TrimPrefix(owner.URL, "http://"), 300*time.Millisecond)
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "did not finish its answer within query_timeout") {
+		t.Errorf("%d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestForwardNoTimeLeft: a query whose owner took the whole budget to
+// find is not forwarded with a budget of nothing (and the owner blamed).
+func TestForwardNoTimeLeft(t *testing.T) {
+	asked := false
+	owner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { asked = true }))
+	defer owner.Close()
+	e := &Engine{opts: Options{InstanceID: "a", QueryTimeout: time.Second}, queryState: queryState{httpClient: newForwardClient(time.Second)}}
+	r := httptest.NewRequest(http.MethodGet, "/v1/ats/X", nil)
+	ctx, cancel := context.WithTimeout(r.Context(), time.Millisecond)
+	defer cancel()
+	time.Sleep(5 * time.Millisecond)
+	rec := httptest.NewRecorder()
+	e.forward(ctx, rec, r, member{id: "b", addr: strings.TrimPrefix(owner.URL, "http://")}, 3)
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "no time left") || asked {
+		t.Errorf("%d %s (owner asked: %v)", rec.Code, rec.Body, asked)
+	}
+}
+
+// TestServeShutdownGrace: a request in flight when the server is stopped
+// is answered, and the wait returned by serve ends once it was.
+func TestServeShutdownGrace(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := serve(ctx, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		time.Sleep(300 * time.Millisecond)
+		_, _ = io.WriteString(w, "done")
+	}), time.Minute)
+	got := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- string(b)
+	}()
+	<-started
+	cancel()
+	wait()
+	select {
+	case s := <-got:
+		if s != "done" {
+			t.Errorf("the request in flight: %q", s)
+		}
+	case <-time.After(time.Second):
+		t.Error("wait returned before the request in flight was answered")
 	}
 }

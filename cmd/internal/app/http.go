@@ -121,10 +121,14 @@ func Listen(ctx context.Context, addr string, h http.Handler) (string, error) {
 // finish (for up to shutdownGrace) and closes. A connection idle for
 // idleTimeout is closed, and an answer not written within writeTimeout is
 // cut (a client that does not read does not hold a goroutine for ever).
-func serve(ctx context.Context, ln net.Listener, h http.Handler, writeTimeout time.Duration) {
+// The function returned waits until the server is closed (after ctx is
+// done: at most shutdownGrace).
+func serve(ctx context.Context, ln net.Listener, h http.Handler, writeTimeout time.Duration) (wait func()) {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: idleTimeout, WriteTimeout: writeTimeout}
+	closed := make(chan struct{})
 	go func() { _ = srv.Serve(ln) }()
 	go func() {
+		defer close(closed)
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
@@ -132,6 +136,7 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler, writeTimeout ti
 			_ = srv.Close()
 		}
 	}()
+	return func() { <-closed }
 }
 
 // idleTimeout closes a kept-alive connection without a request (a
@@ -197,11 +202,12 @@ func BindAPI(o *Options) (*ListenAPI, error) {
 	return l, nil
 }
 
-// Serve serves h on the bound listener until ctx is done. An answer
-// takes at most query_timeout to compute, so one not written within
-// half a minute more is cut.
-func (l *ListenAPI) Serve(ctx context.Context, h http.Handler) {
-	serve(ctx, l.ln, h, l.queryTimeout+30*time.Second)
+// Serve serves h on the bound listener until ctx is done; the function
+// returned waits, once ctx is done, until the requests in flight have
+// finished (at most shutdownGrace). An answer takes at most query_timeout
+// to compute, so one not written within half a minute more is cut.
+func (l *ListenAPI) Serve(ctx context.Context, h http.Handler) (wait func()) {
+	return serve(ctx, l.ln, h, l.queryTimeout+30*time.Second)
 }
 
 // Close closes the listener (when Serve was never called).

@@ -381,7 +381,12 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 	req.Header.Set(HeaderForwarded, e.opts.InstanceID)
 	if dl, ok := ctx.Deadline(); ok {
 		left := time.Until(dl)
-		req.Header.Set(HeaderBudget, strconv.FormatInt((left-forwardMargin(left)).Milliseconds(), 10))
+		budget := left - forwardMargin(left)
+		if budget < time.Millisecond {
+			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: fmt.Sprintf("finding the owner of partition %d (instance %s) took the whole query_timeout (%v): no time left to ask it", p, owner.id, e.opts.QueryTimeout), Partition: pp, Owner: owner.id})
+			return
+		}
+		req.Header.Set(HeaderBudget, strconv.FormatInt(budget.Milliseconds(), 10))
 	}
 	unreachable := func(why string) {
 		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: fmt.Sprintf("the owner of partition %d, instance %s at %s, %s", p, owner.id, owner.addr, why), Partition: pp, Owner: owner.id})
@@ -404,6 +409,9 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxForwardedBytes+1))
 	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		unreachable(fmt.Sprintf("did not finish its answer within query_timeout (%v)", e.opts.QueryTimeout))
+		return
 	case err != nil:
 		unreachable("broke off its answer: " + err.Error())
 		return
@@ -433,10 +441,10 @@ func queryBudget(r *http.Request, timeout time.Duration) time.Duration {
 		return timeout
 	}
 	ms, err := strconv.ParseInt(r.Header.Get(HeaderBudget), 10, 64)
-	if err != nil {
+	if err != nil || ms >= timeout.Milliseconds() { // compared before multiplying: no overflow
 		return timeout
 	}
-	return min(timeout, max(time.Duration(ms)*time.Millisecond, time.Millisecond))
+	return max(time.Duration(ms)*time.Millisecond, time.Millisecond)
 }
 
 // newForwardClient is the client of forwarded queries: it talks to the
