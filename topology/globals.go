@@ -117,7 +117,7 @@ func (g *globalReader) load(ctx context.Context) error {
 		ends[name] = map[int32]int64{}
 		offsets[name] = map[int32]kgo.Offset{}
 		for p := int32(0); p < n; p++ {
-			start, end, err := g.e.stableEnd(ctx, name, p, g.e.cfg.TxnTimeout+5*time.Second)
+			start, end, err := g.e.stableEnd(ctx, name, p, g.e.cfg.TxnTimeout+5*time.Second, false)
 			if err != nil {
 				return err
 			}

@@ -18,7 +18,11 @@ import (
 // change of it, the default lowered from 30 s to 10 s): the broker aborts
 // it at most its timeout plus the abort scan (transaction.abort.timed.out.
 // transaction.cleanup.interval.ms, 10 s by default) after it began. So the
-// wait covers any timeout up to a minute, and this instance's own.
+// wait covers any timeout up to a minute, and this instance's own. Past it
+// the restore fails and the session re-initialises (errSessionFailed), to
+// try again: restoring to the last stable offset would miss what the
+// transaction commits later, which the group's committed offsets would
+// then reflect.
 func changelogWait(txnTimeout time.Duration) time.Duration {
 	return max(txnTimeout, time.Minute) + 10*time.Second
 }
@@ -27,8 +31,10 @@ func changelogWait(txnTimeout time.Duration) time.Duration {
 // open on it (LSO == high watermark), waiting at most wait: a previous
 // owner's last transaction may still be completing, and restoring before it
 // resolves could miss state that its committed input offsets already
-// reflect. It also returns the log start offset.
-func (e *Engine) stableEnd(ctx context.Context, topic string, p int32, wait time.Duration) (start, end int64, err error) {
+// reflect. It also returns the log start offset. Past wait it fails if
+// strict (a changelog), else it returns the last stable offset (a global
+// table, whose reader tails what commits later).
+func (e *Engine) stableEnd(ctx context.Context, topic string, p int32, wait time.Duration, strict bool) (start, end int64, err error) {
 	deadline := time.Now().Add(wait)
 	for {
 		lso, err1 := e.adm.ListCommittedOffsets(ctx, topic)
@@ -43,11 +49,15 @@ func (e *Engine) stableEnd(ctx context.Context, topic string, p int32, wait time
 		if !ok1 || !ok2 || !ok3 || l.Err != nil || h.Err != nil || s.Err != nil {
 			return 0, 0, fmt.Errorf("topology: no offsets for %s[%d]: %v", topic, p, firstErr(l.Err, h.Err, s.Err))
 		}
-		if l.Offset == h.Offset || time.Now().After(deadline) {
-			if l.Offset != h.Offset {
-				e.log.Error("a transaction is still open on the partition after waiting for it: reading to its last stable offset; if it commits later, what it wrote is missed",
-					"topic", topic, "partition", p, "lso", l.Offset, "hwm", h.Offset, "waited", wait)
-			}
+		switch {
+		case l.Offset == h.Offset:
+			return s.Offset, l.Offset, nil
+		case time.Now().After(deadline) && strict:
+			return 0, 0, fmt.Errorf("%w: a transaction has been open on %s[%d] for more than %v (last stable offset %d, end %d): restoring now would miss what it commits",
+				errSessionFailed, topic, p, wait, l.Offset, h.Offset)
+		case time.Now().After(deadline):
+			e.log.Warn("a transaction is still open on the partition: reading to its last stable offset, and what it commits later when tailing",
+				"topic", topic, "partition", p, "lso", l.Offset, "hwm", h.Offset, "waited", wait)
 			return s.Offset, l.Offset, nil
 		}
 		select {
@@ -128,7 +138,7 @@ func (e *Engine) restore(ctx context.Context, st *state.Store, topic string, p i
 	// Once the store has read up to end, it has seen every record the
 	// changelog held at synced (MarkSynced; see tombstonesMayBeGone).
 	synced := e.wallClock().UnixMilli()
-	start, end, err := e.stableEnd(ctx, topic, p, changelogWait(e.cfg.TxnTimeout))
+	start, end, err := e.stableEnd(ctx, topic, p, changelogWait(e.cfg.TxnTimeout), true)
 	if err != nil {
 		return err
 	}
@@ -138,7 +148,7 @@ func (e *Engine) restore(ctx context.Context, st *state.Store, topic string, p i
 			reason: fmt.Sprintf("its checkpoint (changelog offset %d) is beyond the changelog's end (%d)", from, end)}
 	}
 	stale := from < start
-	if !stale && from > start && from < end {
+	if !stale && from > 0 && from >= start && from < end { // from 0: an empty store, nothing to be stale
 		if stale, err = e.tombstonesMayBeGone(ctx, topic, p, from, end, st.Checkpoint().SyncedAt); err != nil {
 			return err
 		}
@@ -210,19 +220,23 @@ func (e *Engine) tombstonesMayBeGone(ctx context.Context, topic string, p int32,
 		retention = time.Duration(ms) * time.Millisecond
 	}
 	cut := e.wallClock().Add(-retention / 2)
-	if syncedAt > 0 && !time.UnixMilli(syncedAt).Before(cut) {
+	switch {
+	case syncedAt > 0 && !time.UnixMilli(syncedAt).Before(cut):
 		return false, nil // seen recently: nothing after it can be gone
+	case syncedAt > 0:
+		// Seen long ago: stale if anything was written since, judged by
+		// offsets (never reused) rather than by records the cleaner may
+		// have removed. At most the commit marker of the checkpoint's own
+		// transaction follows it in a quiet partition.
+		return end > from+1, nil
 	}
 	var first *kgo.Record
 	_, err := e.replay(ctx, topic, p, from, end, func(r *kgo.Record) error { first = r; return errFirstFound })
 	if err != nil && !errors.Is(err, errFirstFound) {
 		return false, fmt.Errorf("topology: reading %s[%d] at %d: %w", topic, p, from, err)
 	}
-	switch {
-	case first == nil:
+	if first == nil {
 		return false, nil // nothing to replay
-	case syncedAt > 0:
-		return true, nil
 	}
 	return first.Timestamp.Before(cut), nil
 }
@@ -263,10 +277,13 @@ func (e *Engine) replay(ctx context.Context, topic string, p int32, from, end in
 		}
 		for it := fs.RecordIter(); !it.Done(); {
 			r := it.Next()
+			// A record at or past end also says that nothing below it is
+			// left to deliver: the record at end-1 may never come (an
+			// aborted transaction's data whose marker lies past end).
+			next = max(next, r.Offset+1)
 			if r.Offset >= end {
 				continue
 			}
-			next = r.Offset + 1
 			if r.Attrs.IsControl() {
 				continue
 			}

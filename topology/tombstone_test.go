@@ -78,3 +78,55 @@ func TestStaleCheckpointRestoresFromStart(t *testing.T) {
 		})
 	}
 }
+
+// TestStaleCheckpointJudgedByOffsets: a store away longer than half the
+// retention, after whose checkpoint the changelog holds offsets but no
+// record a read_committed replay delivers (here an aborted transaction;
+// in Kafka also records the cleaner removed, tombstones among them), is
+// stale: restored from the beginning. Found by review: it was judged by the
+// records a replay found, and with none taken for quiet, so the deletions
+// the cleaner had removed were missed.
+func TestStaleCheckpointJudgedByOffsets(t *testing.T) {
+	brokers := newKfake(t)
+	dir := t.TempDir()
+	_, stop := runEngine(t, brokers, dir, echoTopology())
+	cl := outClient(t, brokers)
+	defer cl.Close()
+	for i := range 5 {
+		k := fmt.Sprintf("k%d", i)
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte(k), Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, cl, k)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID("other-owner"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	ctx := context.Background()
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.ProduceSync(ctx, &kgo.Record{Topic: "st-changelog", Key: []byte("k1")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(13 * time.Hour)
+	eng, stop := runEngine(t, brokers, dir, echoTopology(), func(c *Config) {
+		c.clock = func() time.Time { return later }
+	})
+	defer stop()
+	waitOwned(eng, 1)
+	if restored := testutil.ToFloat64(eng.m.restored); restored < 5 {
+		t.Errorf("%v changelog records replayed, want all (at least 5): restored from the beginning", restored)
+	}
+	if got := storeHas(t, eng, "k0", "k1", "k4"); !got["k0"] || !got["k1"] || !got["k4"] {
+		t.Errorf("store holds %v, want k0, k1 and k4 (the delete was aborted)", got)
+	}
+}
