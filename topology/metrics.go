@@ -37,7 +37,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		records: c("records_processed_total", "Input records processed in committed transactions."),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "invroute_dead_letters_total",
-			Help: "Records sent to the dead-letter topic (including aborted attempts), by the stage that refused them: size, decode or validate."},
+			Help: "Records sent to the dead-letter topic (including aborted attempts), by the stage that refused them: size, decode, validate or output (an output too large to produce)."},
 			[]string{"stage"}),
 		committed:     c("transactions_committed_total", "Kafka transactions committed."),
 		aborted:       c("transactions_aborted_total", "Kafka transactions aborted (rebalance, produce failure)."),
