@@ -83,7 +83,16 @@ func (s *Store) FinishRestore() error {
 // to an end it took then. It writes the checkpoint alone, with its offsets
 // unchanged; it returns ErrTxnOpen while a transaction, a pending commit or
 // a restore batch is open.
-func (s *Store) MarkSynced(at int64) error {
+func (s *Store) MarkSynced(at int64) error { return s.MarkSyncedThrough(at, 0) }
+
+// MarkSyncedThrough is MarkSynced for a caller that has also read the
+// changelog up to end (exclusive) and applied every record it delivered:
+// the checkpoint's ChangelogOffset moves on to end if it is below, past the
+// offsets after the last applied record that held nothing to apply
+// (transaction markers, aborted transactions' records). A later replay
+// starts there, and a quiet changelog is told from one written since by
+// its offsets alone.
+func (s *Store) MarkSyncedThrough(at, end int64) error {
 	if err := s.check(); err != nil {
 		return err
 	}
@@ -92,6 +101,7 @@ func (s *Store) MarkSynced(at int64) error {
 	}
 	cp := s.cp
 	cp.SyncedAt = at
+	cp.ChangelogOffset = max(cp.ChangelogOffset, end)
 	b := s.db.NewBatch()
 	defer func() {
 		if s.h.err() == nil {

@@ -46,3 +46,22 @@ func TestSyncedAt(t *testing.T) {
 		t.Fatalf("restored data: %q %v %v", v, ok, err)
 	}
 }
+
+// TestMarkSyncedThrough: the checkpoint's changelog offset moves on to the
+// end the caller read to, never back; the input offsets stay.
+func TestMarkSyncedThrough(t *testing.T) {
+	s, err := Open(t.TempDir(), nil)
+	must(t, err)
+	defer s.Close()
+	must(t, s.Txn().Set([]byte("k"), []byte("v")))
+	must(t, s.Prepare())
+	must(t, s.Commit(Checkpoint{ChangelogOffset: 4, InputOffsets: map[string]int64{"in": 9}}))
+	must(t, s.MarkSyncedThrough(1000, 7))
+	if cp := s.Checkpoint(); cp.ChangelogOffset != 7 || cp.SyncedAt != 1000 || cp.InputOffsets["in"] != 9 {
+		t.Fatalf("through 7: %+v", cp)
+	}
+	must(t, s.MarkSyncedThrough(2000, 5))
+	if cp := s.Checkpoint(); cp.ChangelogOffset != 7 || cp.SyncedAt != 2000 {
+		t.Fatalf("through 5 after 7: %+v", cp)
+	}
+}

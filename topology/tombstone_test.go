@@ -130,3 +130,54 @@ func TestStaleCheckpointJudgedByOffsets(t *testing.T) {
 		t.Errorf("store holds %v, want k0, k1 and k4 (the delete was aborted)", got)
 	}
 }
+
+// TestRestorePassesAnAbortedTail: a restore that ends after an aborted
+// transaction moves its checkpoint past it, so a store that stays away
+// long afterwards, with nothing written since, is quiet by its offsets:
+// replayed from its checkpoint, not from the beginning.
+func TestRestorePassesAnAbortedTail(t *testing.T) {
+	brokers := newKfake(t)
+	dir := t.TempDir()
+	_, stop := runEngine(t, brokers, dir, echoTopology())
+	cl := outClient(t, brokers)
+	defer cl.Close()
+	for i := range 5 {
+		k := fmt.Sprintf("k%d", i)
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "in", Key: []byte(k), Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, cl, k)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID("other-owner"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	ctx := context.Background()
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.ProduceSync(ctx, &kgo.Record{Topic: "st-changelog", Key: []byte("k1")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+	eng, stop := runEngine(t, brokers, dir, echoTopology()) // restores past the aborted transaction
+	waitOwned(eng, 1)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(13 * time.Hour)
+	eng, stop = runEngine(t, brokers, dir, echoTopology(), func(c *Config) {
+		c.clock = func() time.Time { return later }
+	})
+	defer stop()
+	waitOwned(eng, 1)
+	if restored := testutil.ToFloat64(eng.m.restored); restored != 0 {
+		t.Errorf("%v changelog records replayed, want 0: nothing was written after the last restore", restored)
+	}
+}
