@@ -38,6 +38,7 @@ commands:
   topics create   create invroute's topics and check co-partitioning
   config check FILE   check a config file (with the INVROUTE_ environment): OK or every problem
   config defaults     print a YAML config file of every key with its default and meaning
+  config markdown     print the README's table of every key
   ats SKU         ask an instance's HTTP API for a SKU's ATS (--addr host:port, --json)
   order ID        ask an instance's HTTP API where an order is (--addr host:port, --json)
   produce [FILE]  produce events written in JSON (stdin without FILE): movements, nodes, channels, orders, feedback

@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 )
@@ -124,6 +125,9 @@ func QueryMain(ctx context.Context, cmd string, args []string, stdout io.Writer)
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err // it quotes the URL, with any password in it
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("asking %s: %w (no instance's http_addr is there: --addr host:port or %sAPI_ADDR names one)", u.Redacted(), err, EnvPrefix)
 		}
 		return fmt.Errorf("asking %s: %w", u.Redacted(), err)
 	}

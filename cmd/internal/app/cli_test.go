@@ -68,7 +68,7 @@ func TestQueryCLI(t *testing.T) {
 			t.Errorf("%s: %v, want %q", tc.key, err, tc.want)
 		}
 	}
-	if err := QueryMain(ctx, "ats", []string{"X", "--addr", "127.0.0.1:1"}, &out); err == nil || !strings.Contains(err.Error(), "asking http://127.0.0.1:1/v1/ats/X: ") {
+	if err := QueryMain(ctx, "ats", []string{"X", "--addr", "127.0.0.1:1"}, &out); err == nil || !strings.Contains(err.Error(), "asking http://127.0.0.1:1/v1/ats/X: ") || !strings.Contains(err.Error(), "--addr host:port") {
 		t.Errorf("no server: %v", err)
 	}
 	if err := QueryMain(ctx, "ats", nil, &out); err == nil || !strings.Contains(err.Error(), "usage") {

@@ -329,12 +329,73 @@ func (e *FlagError) Unwrap() []error { return []error{e.Err, flag.ErrHelp} }
 // ParseFlags is fs.Parse(args) with its errors told apart: nil, flag.ErrHelp
 // itself when -h or --help asked for the flags (printed: the command exits
 // 0), or a *FlagError.
+//
+// The flag package prints a refused flag's problem and then the usage, over
+// a hundred lines for run's: the problem is printed here with a flag of a
+// close name, if there is one, and a pointer to -h instead.
 func ParseFlags(fs *flag.FlagSet, args []string) error {
+	usage := fs.Usage
+	fs.Usage = func() {}
 	err := fs.Parse(args)
-	if err == nil || errors.Is(err, flag.ErrHelp) {
+	fs.Usage = usage
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		if usage != nil {
+			usage()
+		} else {
+			fmt.Fprintf(fs.Output(), "Usage of %s:\n", fs.Name())
+			fs.PrintDefaults()
+		}
 		return err
 	}
+	hint := ""
+	if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+		if near := nearestFlag(fs, name); near != "" {
+			hint = "did you mean --" + near + "? "
+		}
+	}
+	fmt.Fprintf(fs.Output(), "%s(invroute %s -h lists the flags)\n", hint, fs.Name())
 	return &FlagError{Err: err}
+}
+
+// nearestFlag is the flag of fs whose name is closest to name (at most two
+// edits away, or a prefix of at least three letters), or "".
+func nearestFlag(fs *flag.FlagSet, name string) string {
+	name = strings.TrimPrefix(name, "-")
+	best, bestD := "", 3
+	fs.VisitAll(func(f *flag.Flag) {
+		d := editDistance(name, f.Name)
+		if len(name) >= 3 && strings.HasPrefix(f.Name, name) {
+			d = min(d, 1)
+		}
+		if d < bestD {
+			best, bestD = f.Name, d
+		}
+	})
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b (bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // NoArgs fails when fs parsed arguments it took for no flag. The flag
@@ -378,10 +439,9 @@ func Flags(fs *flag.FlagSet) func() (Options, error) {
 			}
 			return errors.Join(errs...)
 		})
-		if err != nil {
-			return o, err
-		}
-		return o, o.Validate()
+		// every problem at once, as config check reports them: those of
+		// loading and those of the values loaded
+		return o, errors.Join(err, o.Validate())
 	}
 }
 

@@ -369,3 +369,21 @@ func TestREADMEConfigTable(t *testing.T) {
 		}
 	}
 }
+
+// TestFlagsLoadReportsEveryProblem: `invroute run` reports the problems of
+// loading and of the values loaded at once, as `config check` does (found
+// by review: a value that did not parse hid the range errors).
+func TestFlagsLoadReportsEveryProblem(t *testing.T) {
+	t.Setenv("INVROUTE_COMMIT_INTERVAL", "100")
+	t.Setenv("INVROUTE_PARTITIONS", "0")
+	t.Setenv("INVROUTE_BROKERS", "k:9092")
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	load := Flags(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := load()
+	if err == nil || !strings.Contains(err.Error(), "commit_interval") || !strings.Contains(err.Error(), "partitions") {
+		t.Errorf("%v: want both the commit_interval and the partitions problem", err)
+	}
+}

@@ -218,6 +218,23 @@ func TestParseFlags(t *testing.T) {
 	if err := ParseFlags(fs, []string{"--json"}); err != nil {
 		t.Errorf("--json: %v", err)
 	}
+	// a mistyped flag: the problem, a close name and a pointer to -h, not
+	// the whole usage
+	var out bytes.Buffer
+	fs = flag.NewFlagSet("ats", flag.ContinueOnError)
+	fs.SetOutput(&out)
+	fs.Bool("json", false, "print the JSON answer")
+	fs.String("addr", "", "where")
+	if err := ParseFlags(fs, []string{"--jsn"}); err == nil {
+		t.Fatal("--jsn accepted")
+	}
+	if got := out.String(); !strings.Contains(got, "did you mean --json?") || !strings.Contains(got, "invroute ats -h lists the flags") || strings.Contains(got, "print the JSON answer") {
+		t.Errorf("--jsn:\n%s", got)
+	}
+	out.Reset()
+	if err := ParseFlags(fs, []string{"-h"}); err != flag.ErrHelp || !strings.Contains(out.String(), "print the JSON answer") {
+		t.Errorf("-h: %v\n%s", err, out.String())
+	}
 }
 
 // TestWrongMethod: a method other than GET on an endpoint is a 405 naming

@@ -124,6 +124,13 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	if _, err := app.CreateTopics(ctx, opts); err != nil {
 		return err
 	}
+	// Where the records are, for invroute replay, produce and the Kafka
+	// tools (the embedded broker lives as long as the demo: --hold keeps it).
+	if prefix == "" {
+		fmt.Fprintf(out, "broker: %s (embedded, up while the demo runs; --hold keeps it up)\n", brokers)
+	} else {
+		fmt.Fprintf(out, "broker: %s, topics %s*\n", brokers, prefix)
+	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		return err

@@ -63,6 +63,10 @@ func checkDemo(t *testing.T, ctx context.Context, d time.Duration, started func(
 	if !regexp.MustCompile(`check: ATS of (\d+)/(\d+) SKUs equals`).MatchString(out.String()) {
 		t.Errorf("no check line in:\n%s", out.String())
 	}
+	// the embedded broker's address, for invroute replay and produce
+	if !regexp.MustCompile(`(?m)^broker: 127\.0\.0\.1:\d+ \(embedded`).MatchString(out.String()) {
+		t.Errorf("no broker line in:\n%s", out.String())
+	}
 }
 
 // startWriter is a bytes.Buffer that calls started once, at the first

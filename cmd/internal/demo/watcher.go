@@ -154,7 +154,7 @@ func (p *progress) run(ctx context.Context) {
 		case <-t.C:
 		}
 		n := p.g.movements.Load()
-		line := fmt.Sprintf("movements=%d (%.0f/s) ats_updates=%d dead_letters=%d retries=%d orders=%d decisions=%d splits=%d hot: %s",
+		line := fmt.Sprintf("movements=%d (%.0f/s) ats_updates=%d dead_letters=%d retries=%d orders=%d decisions=%d splits=%d hot ATS: %s",
 			n, float64(n-prev)/every.Seconds(), p.w.atsUpdates.Load(), p.w.deadLetters.Load(), p.g.retries.Load(),
 			p.o.placed.Load(), p.w.decisions.Load(), p.w.splits.Load(), p.hot())
 		prev = n

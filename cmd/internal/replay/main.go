@@ -84,7 +84,7 @@ func Run(ctx context.Context, o app.Options, rules *Rules, top int, lag time.Dur
 
 // Print writes the report's tables.
 func Print(w io.Writer, r *Report, rulesName string) error {
-	fmt.Fprintf(w, "replayed %d orders, %d stock movements (%d duplicates), %d node and channel records; %d recorded decisions\n",
+	fmt.Fprintf(w, "replayed %d orders, %d stock movements (and %d duplicates dropped), %d node and channel records; %d recorded decisions (the first of each order: the \"recorded\" column)\n",
 		r.Current.Orders, r.Movements, r.MovementDuplicates, r.CatalogRecords, r.Recorded.Decided)
 	if n := r.DuplicateOrders; n > 0 {
 		fmt.Fprintf(w, "skipped: %d duplicate PLACED events\n", n)
