@@ -341,3 +341,18 @@ func TestServeShutdownGrace(t *testing.T) {
 		t.Error("wait returned before the request in flight was answered")
 	}
 }
+
+// TestForwardRelaysKnownLength: an answer whose length the owner sends
+// (instances do) is relayed with it, whole.
+func TestForwardRelaysKnownLength(t *testing.T) {
+	owner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(HeaderServedBy, "b")
+		writeJSON(w, http.StatusOK, ATSAnswer{SKU: "X", ATS: 7})
+	}))
+	defer owner.Close()
+	rec := forwardTo(t, strings.TrimPrefix(owner.URL, "http://"), 2*time.Second)
+	if rec.Code != http.StatusOK || rec.Header().Get("Content-Length") != strconv.Itoa(rec.Body.Len()) ||
+		rec.Header().Get(HeaderServedBy) != "b" || !strings.Contains(rec.Body.String(), `"ats": 7`) {
+		t.Errorf("%d %v %s", rec.Code, rec.Header(), rec.Body)
+	}
+}

@@ -407,6 +407,22 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		unreachable(fmt.Sprintf("answered %s, which no instance does: is another server listening there?", resp.Status))
 		return
 	}
+	relay := func() {
+		for _, h := range []string{"Content-Type", HeaderServedBy, HeaderPartition} {
+			if v := resp.Header.Get(h); v != "" {
+				w.Header().Set(h, v)
+			}
+		}
+	}
+	if n := resp.ContentLength; n >= 0 && n <= maxForwardedBytes {
+		// Its length known (instances send it): relayed as it comes, not
+		// held in memory; a break-off shows as a body shorter than said.
+		relay()
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, io.LimitReader(resp.Body, n))
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxForwardedBytes+1))
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
@@ -419,11 +435,7 @@ func (e *Engine) forward(ctx context.Context, w http.ResponseWriter, r *http.Req
 		writeJSON(w, http.StatusBadGateway, apiError{Error: fmt.Sprintf("the answer of the owner of partition %d, instance %s, is larger than %d bytes: ask it directly at %s", p, owner.id, maxForwardedBytes, owner.addr), Partition: pp, Owner: owner.id})
 		return
 	}
-	for _, h := range []string{"Content-Type", HeaderServedBy, HeaderPartition} {
-		if v := resp.Header.Get(h); v != "" {
-			w.Header().Set(h, v)
-		}
-	}
+	relay()
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(body)
 }
