@@ -498,6 +498,7 @@ func WriteDefaults(w io.Writer) error {
 func WriteEffective(w io.Writer, o Options) error {
 	var b strings.Builder
 	b.WriteString("# invroute: the effective configuration (defaults, file, environment, flags)\n")
+	o.RouterGroup = o.RouterGroupName() // derived from group when unset: the one in use
 	v := reflect.ValueOf(o)
 	for _, k := range Keys() {
 		fmt.Fprintf(&b, "%s: %s\n", k.Name, yamlScalar(k, formatValue(v.Field(k.field))))

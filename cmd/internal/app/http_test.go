@@ -521,7 +521,7 @@ func TestHTTPAdmin(t *testing.T) {
 	}
 	a := get(t, admin.URL+"/admin/config", auth...)
 	if a.code != http.StatusOK || !strings.Contains(a.raw, "\ninstance_id: \"adm\"\n") || !strings.Contains(a.raw, "\nadmin_token: \"[redacted]\"\n") ||
-		!strings.Contains(a.raw, "\ncommit_interval: 100ms\n") || strings.Contains(a.raw, "s3cret-token") || strings.Contains(a.raw, "kafka-pw") {
+		!strings.Contains(a.raw, "\ncommit_interval: 100ms\n") || !strings.Contains(a.raw, "\nrouter_group: \""+o.RouterGroupName()+"\"\n") || strings.Contains(a.raw, "s3cret-token") || strings.Contains(a.raw, "kafka-pw") {
 		t.Errorf("admin config: %d %s", a.code, a.raw)
 	}
 	if a := get(t, admin.URL+"/admin/status", auth...); a.code != http.StatusOK || a.body["inventory"] == nil || a.body["live"] == "ok" {
