@@ -675,14 +675,14 @@ func (e *Engine) openRestored(ctx context.Context, name string, p int32, standby
 	if err != nil {
 		return nil, fmt.Errorf("topology: opening store %s partition %d: %w", name, p, err)
 	}
-	err = e.restore(ctx, st, e.changelogs[name], p)
+	err = e.restore(ctx, st, e.changelogs[name], p, standby)
 	var ut *untrustedError
 	if errors.As(err, &ut) {
 		if cerr := st.Close(); cerr != nil {
 			e.log.Warn("closing store", "partition", p, "err", cerr)
 		}
 		if st, err = e.moveAside(name, p, dir, ut, standby); err == nil {
-			err = e.restore(ctx, st, e.changelogs[name], p)
+			err = e.restore(ctx, st, e.changelogs[name], p, standby)
 		}
 	}
 	if err != nil {

@@ -21,6 +21,7 @@ type metrics struct {
 	reinits       prometheus.Counter
 	stalls        prometheus.Counter
 	restored      prometheus.Counter
+	restoreShort  prometheus.Counter
 	globalErrors  prometheus.Counter
 	storesRebuilt prometheus.Counter
 	partitions    prometheus.Gauge
@@ -44,6 +45,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reinits:       c("session_reinits_total", "Sessions re-initialised after a commit with unknown outcome or a failed session."),
 		stalls:        c("process_stalls_total", "Times the whole process stopped running for half the session timeout or longer (SIGSTOP, a frozen VM); the transaction open then aborts."),
 		restored:      c("changelog_records_restored_total", "Changelog records replayed into local stores."),
+		restoreShort:  c("restores_short_total", "Restores that read a changelog partition only to its last stable offset, a transaction having stayed open on it past the wait: what that transaction commits later is missing from the store."),
 		globalErrors:  c("global_table_errors_total", "Undecodable global table records skipped."),
 		storesRebuilt: c("stores_rebuilt_total", "Local stores that could not be opened, moved aside and rebuilt from the changelog."),
 		partitions:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "invroute_partitions_owned", Help: "Partitions this instance owns."}),
@@ -63,7 +65,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.deadLetters, m.committed, m.aborted, m.reinits, m.restored,
+		reg.MustRegister(m.records, m.deadLetters, m.committed, m.aborted, m.reinits, m.restored, m.restoreShort,
 			m.stalls, m.globalErrors, m.storesRebuilt, m.partitions, m.healthy, m.commitSeconds, m.phaseSeconds, m.txnPartitions)
 	}
 	return m

@@ -18,11 +18,15 @@ import (
 // change of it, the default lowered from 30 s to 10 s): the broker aborts
 // it at most its timeout plus the abort scan (transaction.abort.timed.out.
 // transaction.cleanup.interval.ms, 10 s by default) after it began. So the
-// wait covers any timeout up to a minute, and this instance's own. Past it
-// the restore fails and the session re-initialises (errSessionFailed), to
-// try again: restoring to the last stable offset would miss what the
-// transaction commits later, which the group's committed offsets would
-// then reflect.
+// wait covers any timeout up to a minute, and this instance's own (the
+// instances of a deployment share theirs but during a rolling change of
+// it). Past it the restore reads to the last stable offset and logs an
+// error: what the transaction commits later is missed, which the group's
+// committed offsets would then reflect. Failing instead would not help:
+// the session's re-initialisation fences only this instance's own
+// transactional id, and every partition of the instance would stop with
+// that one, for as long as a stray transaction stays open (found by
+// review).
 func changelogWait(txnTimeout time.Duration) time.Duration {
 	return max(txnTimeout, time.Minute) + 10*time.Second
 }
@@ -31,10 +35,11 @@ func changelogWait(txnTimeout time.Duration) time.Duration {
 // open on it (LSO == high watermark), waiting at most wait: a previous
 // owner's last transaction may still be completing, and restoring before it
 // resolves could miss state that its committed input offsets already
-// reflect. It also returns the log start offset. Past wait it fails if
-// strict (a changelog), else it returns the last stable offset (a global
-// table, whose reader tails what commits later).
-func (e *Engine) stableEnd(ctx context.Context, topic string, p int32, wait time.Duration, strict bool) (start, end int64, err error) {
+// reflect. It also returns the log start offset. Past wait it returns the
+// last stable offset, and logs an error if missed is (a changelog's
+// restore would miss what the transaction commits later; a global table's
+// reader tails it).
+func (e *Engine) stableEnd(ctx context.Context, topic string, p int32, wait time.Duration, missed bool) (start, end int64, err error) {
 	deadline := time.Now().Add(wait)
 	for {
 		lso, err1 := e.adm.ListCommittedOffsets(ctx, topic)
@@ -52,9 +57,11 @@ func (e *Engine) stableEnd(ctx context.Context, topic string, p int32, wait time
 		switch {
 		case l.Offset == h.Offset:
 			return s.Offset, l.Offset, nil
-		case time.Now().After(deadline) && strict:
-			return 0, 0, fmt.Errorf("%w: a transaction has been open on %s[%d] for more than %v (last stable offset %d, end %d): restoring now would miss what it commits",
-				errSessionFailed, topic, p, wait, l.Offset, h.Offset)
+		case time.Now().After(deadline) && missed:
+			e.m.restoreShort.Inc()
+			e.log.Error("a transaction is still open on the changelog partition after waiting for it: restoring to its last stable offset; if it commits later, what it wrote is missed",
+				"topic", topic, "partition", p, "lso", l.Offset, "hwm", h.Offset, "waited", wait)
+			return s.Offset, l.Offset, nil
 		case time.Now().After(deadline):
 			e.log.Warn("a transaction is still open on the partition: reading to its last stable offset, and what it commits later when tailing",
 				"topic", topic, "partition", p, "lso", l.Offset, "hwm", h.Offset, "waited", wait)
@@ -122,7 +129,7 @@ func (e *Engine) changelogID(ctx context.Context, topic string) ([]byte, error) 
 // the store is wiped and restored from the beginning; so is one whose replay
 // would start at records old enough for the cleaner to have removed
 // tombstones among them (tombstonesMayBeGone).
-func (e *Engine) restore(ctx context.Context, st *state.Store, topic string, p int32) error {
+func (e *Engine) restore(ctx context.Context, st *state.Store, topic string, p int32, standby bool) error {
 	id, err := e.changelogID(ctx, topic)
 	if err != nil {
 		return err
@@ -138,7 +145,8 @@ func (e *Engine) restore(ctx context.Context, st *state.Store, topic string, p i
 	// Once the store has read up to end, it has seen every record the
 	// changelog held at synced (MarkSynced; see tombstonesMayBeGone).
 	synced := e.wallClock().UnixMilli()
-	start, end, err := e.stableEnd(ctx, topic, p, changelogWait(e.cfg.TxnTimeout), true)
+	// A standby tails the changelog from its end on: it misses nothing.
+	start, end, err := e.stableEnd(ctx, topic, p, changelogWait(e.cfg.TxnTimeout), !standby)
 	if err != nil {
 		return err
 	}

@@ -387,7 +387,7 @@ func (s *standbys) tail(ctx context.Context, p int32, next map[string]*atomic.In
 			return ferr
 		}
 		touched := map[*state.Store]bool{}
-		caughtUp := map[*state.Store]bool{}
+		caughtUp := map[*state.Store]int64{} // the offset read to
 		n := 0
 		var rerr error
 		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
@@ -410,7 +410,7 @@ func (s *standbys) tail(ctx context.Context, p int32, next map[string]*atomic.In
 			if len(fp.Records) > 0 {
 				read := fp.Records[len(fp.Records)-1].Offset + 1
 				if read >= fp.LastStableOffset {
-					caughtUp[st] = true
+					caughtUp[st] = read
 				}
 				next[fp.Topic].Store(read)
 			}
@@ -425,9 +425,11 @@ func (s *standbys) tail(ctx context.Context, p int32, next map[string]*atomic.In
 		}
 		// Record it now and then (a checkpoint write): a takeover then
 		// trusts the store (see tombstonesMayBeGone).
-		for st := range caughtUp {
+		for st, read := range caughtUp {
 			if polled.Sub(marked[st]) >= standbySyncedEvery {
-				if err := st.MarkSynced(polled.UnixMilli()); err != nil {
+				// Every record below read is applied: past an aborted
+				// tail too (see Store.MarkSyncedThrough).
+				if err := st.MarkSyncedThrough(polled.UnixMilli(), read); err != nil {
 					return err
 				}
 				marked[st] = polled

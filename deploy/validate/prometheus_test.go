@@ -156,6 +156,10 @@ var alertCases = map[string]struct{ fire, quiet string }{
 		fire:  `invroute_process_stalls_total{job="invroute",instance="a",topology="inventory"} 0x20 1x20`,
 		quiet: `invroute_process_stalls_total{job="invroute",instance="a",topology="inventory"} 0x40`,
 	},
+	"InvrouteRestoreShort": {
+		fire:  `invroute_restores_short_total{job="invroute",instance="a",topology="inventory"} 0x20 1x20`,
+		quiet: `invroute_restores_short_total{job="invroute",instance="a",topology="inventory"} 0x40`,
+	},
 	"InvrouteStoreRebuilt": {
 		fire:  `invroute_stores_rebuilt_total{job="invroute",instance="a",topology="inventory"} 0x20 1x20`,
 		quiet: `invroute_stores_rebuilt_total{job="invroute",instance="a",topology="inventory"} 0x40`,
