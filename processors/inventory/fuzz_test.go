@@ -21,7 +21,7 @@ func FuzzProcess(f *testing.F) {
 		{MovementID: "m2", SKU: "A", NodeID: "W1", Type: schemas.Shipment, Qty: 1, OrderID: &orderID, LineID: &lineID},
 		{MovementID: "m3", SKU: "A", NodeID: "W2", Type: schemas.Count, Qty: 0},
 	} {
-		b, _ := schemas.StockMovements.Encode(&m)
+		b := encoded(schemas.StockMovements.Encode(&m))
 		f.Add(false, []byte(m.SKU), b)
 	}
 	for _, c := range []schemas.ReservationCommand{
@@ -29,7 +29,7 @@ func FuzzProcess(f *testing.F) {
 		{OrderID: "o1", LineID: "1", Type: schemas.Release, SKU: "A", NodeID: "W1", Attempt: 1},
 		{OrderID: "o1", LineID: "1", Type: schemas.Decrease, SKU: "A", NodeID: "W1", Qty: 1},
 	} {
-		b, _ := schemas.ReservationCommands.Encode(&c)
+		b := encoded(schemas.ReservationCommands.Encode(&c))
 		f.Add(true, []byte(c.SKU), b)
 	}
 	f.Add(true, []byte("A"), []byte{0xff, 0x00})
@@ -40,7 +40,7 @@ func FuzzProcess(f *testing.F) {
 	defer st.Close()
 	cat := catalog.New(nil)
 	for _, id := range []string{"W1", "W2"} {
-		v, _ := schemas.Nodes.Encode(&schemas.Node{NodeID: id, Type: schemas.Warehouse, Active: true, ShipEnabled: true, SafetyStock: 1})
+		v := encoded(schemas.Nodes.Encode(&schemas.Node{NodeID: id, Type: schemas.Warehouse, Active: true, ShipEnabled: true, SafetyStock: 1}))
 		if err := cat.ApplyNode([]byte(id), v); err != nil {
 			f.Fatal(err)
 		}
@@ -72,4 +72,13 @@ func FuzzProcess(f *testing.F) {
 			}
 		}
 	})
+}
+
+// encoded is an encoded seed: one that does not encode would silently be
+// an empty input and weaken the corpus.
+func encoded(b []byte, err error) []byte {
+	if err != nil {
+		panic("a fuzz seed does not encode: " + err.Error())
+	}
+	return b
 }

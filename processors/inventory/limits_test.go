@@ -82,6 +82,12 @@ func TestNodeListBound(t *testing.T) {
 	if want := maxNodesBytes / nodeBytes(id(0)); applied != want {
 		t.Fatalf("%d nodes applied, want %d", applied, want)
 	}
+	// The refused movement is not remembered: sent again (a WMS retry), it
+	// is refused again, not taken for a duplicate of itself.
+	again := &schemas.StockMovement{MovementID: fmt.Sprint(applied), SKU: "A", NodeID: id(applied), Type: schemas.Receipt, Qty: 1, OccurredAt: 1}
+	if _, err := p.Movement(st, []byte("A"), again, 1); !IsInvalid(err) || p.Stats.Duplicates != 0 {
+		t.Fatalf("the refused movement sent again: %v (duplicates %d), want refused again", err, p.Stats.Duplicates)
+	}
 	tables := &memTables{nodes: map[string]*schemas.Node{}, channels: map[string]*schemas.Channel{}}
 	for i := 0; i < applied; i++ { // every node active: every entry of the AtsUpdate filled
 		tables.nodes[id(i)] = &schemas.Node{NodeID: id(i), Active: true}

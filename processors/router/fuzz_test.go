@@ -37,7 +37,7 @@ func FuzzProcess(f *testing.F) {
 			DeliveryMethod: schemas.DeliveryShip, Policy: schemas.ShipComplete, Lines: []schemas.OrderLine{}, LineIDs: []string{},
 			ShipTo: &schemas.Address{Country: "DE", Lat: 52.5, Lon: 13.4}},
 	} {
-		b, _ := schemas.OrderEvents.Encode(&ev)
+		b := encoded(schemas.OrderEvents.Encode(&ev))
 		f.Add(uint8(0), []byte(ev.OrderID), b)
 	}
 	for _, r := range []schemas.ReservationResult{
@@ -47,15 +47,15 @@ func FuzzProcess(f *testing.F) {
 		{OrderID: "o1", LineID: "1", Type: schemas.Restock, SKU: "A", NodeID: "W1", Qty: 1, OK: true},
 		{OrderID: "o1", LineID: "1", Type: schemas.Decrease, SKU: "A", NodeID: "W1", Qty: 1, OK: true},
 	} {
-		b, _ := schemas.ReservationResults.Encode(&r)
+		b := encoded(schemas.ReservationResults.Encode(&r))
 		f.Add(uint8(1), []byte(r.OrderID), b)
 	}
 	fb := schemas.FulfillmentFeedback{FeedbackID: "f1", OrderID: "o1", ShipmentID: "o1/1", NodeID: "W1", LineID: "1",
 		Type: schemas.FeedbackShortPicked, QtyShipped: 1, QtyShort: 1}
-	b, _ := schemas.FulfillmentFeedbacks.Encode(&fb)
+	b := encoded(schemas.FulfillmentFeedbacks.Encode(&fb))
 	f.Add(uint8(2), []byte("o1"), b)
 	v := schemas.CustomerVerdict{OrderID: "o1", CustomerID: "c1", Hold: true, Reason: "x"}
-	b, _ = schemas.CustomerVerdicts.Encode(&v)
+	b = encoded(schemas.CustomerVerdicts.Encode(&v))
 	f.Add(uint8(3), []byte("o1"), b)
 
 	st, err := state.Open(f.TempDir(), nil)
@@ -69,7 +69,7 @@ func FuzzProcess(f *testing.F) {
 		{NodeID: "W2", Type: schemas.Warehouse, Lat: 52.5, Lon: 13.4, Active: true, ShipEnabled: true},
 		{NodeID: "S1", Type: schemas.Store, Lat: 48.9, Lon: 2.3, Active: true, PickupEnabled: true},
 	} {
-		v, _ := schemas.Nodes.Encode(&n)
+		v := encoded(schemas.Nodes.Encode(&n))
 		if err := cat.ApplyNode([]byte(n.NodeID), v); err != nil {
 			f.Fatal(err)
 		}
@@ -78,7 +78,7 @@ func FuzzProcess(f *testing.F) {
 	for _, sku := range []string{"A", "B"} {
 		u := schemas.AtsUpdate{SKU: sku, Version: 1, Channels: []schemas.ChannelATS{}, Nodes: []schemas.NodeATS{
 			{NodeID: "W1", OnHand: 5}, {NodeID: "W2", OnHand: 3}, {NodeID: "S1", OnHand: 1}}}
-		v, _ := schemas.AtsUpdates.Encode(&u)
+		v := encoded(schemas.AtsUpdates.Encode(&u))
 		if err := avail.Apply([]byte(sku), v); err != nil {
 			f.Fatal(err)
 		}
@@ -108,4 +108,13 @@ func FuzzProcess(f *testing.F) {
 			}
 		}
 	})
+}
+
+// encoded is an encoded seed: one that does not encode would silently be
+// an empty input and weaken the corpus.
+func encoded(b []byte, err error) []byte {
+	if err != nil {
+		panic("a fuzz seed does not encode: " + err.Error())
+	}
+	return b
 }

@@ -351,7 +351,9 @@ func TestRouter(t *testing.T) {
 				r = New(Config{CustomerMaxOrders: int(a.num("customer-max", 0)),
 					CustomerWindow:   time.Duration(a.num("customer-window", 0)) * time.Millisecond,
 					OrderRetention:   time.Duration(a.num("retention", 0)) * time.Millisecond,
-					NoBackorderRetry: a.str("backorder-retry", "on") == "off"})
+					NoBackorderRetry: a.str("backorder-retry", "on") == "off",
+					NoVIPSafetyStock: a.str("vip-safety", "on") == "off",
+					RejectIncomplete: a.str("reject-incomplete", "off") == "on"})
 				return "ok"
 			case "due":
 				var rows []string
