@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -127,5 +128,37 @@ func TestUnwritableOutputDoesNotHang(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not return 30 s after the stop: it waits for records that can never be written")
+	}
+}
+
+// TestLargeKeyDeadLettered: the size bound counts the key with the value:
+// a record whose key alone exceeds MaxRecordBytes is dead-lettered (stage
+// size), not processed (a review's mutation counting the value only
+// passed every test, all of whose large records had large values).
+func TestLargeKeyDeadLettered(t *testing.T) {
+	brokers := newKfake(t)
+	eng, stop := runEngine(t, brokers, t.TempDir(), echoTopology(), func(c *Config) { c.MaxRecordBytes = 1 << 10 })
+	defer func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	cl := outClient(t, brokers)
+	defer cl.Close()
+	for _, r := range []*kgo.Record{
+		{Topic: "in", Key: bytes.Repeat([]byte("k"), 2<<10), Value: []byte("v")},
+		{Topic: "in", Key: []byte("good"), Value: []byte("v")},
+	} {
+		if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, cl, "good")
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(eng.m.deadLetters.WithLabelValues("size")) < 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := testutil.ToFloat64(eng.m.deadLetters.WithLabelValues("size")); got != 1 {
+		t.Errorf("dead letters at stage size: %v, want 1 (the record of a 2 KiB key)", got)
 	}
 }
