@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -47,10 +48,7 @@ func TestDeadLettersByStage(t *testing.T) {
 		}
 	}
 	waitFor(t, cl, "good")
-	deadline := time.Now().Add(10 * time.Second)
-	for testutil.ToFloat64(eng.m.deadLetters.WithLabelValues("validate")) < 2 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	awaitCount(eng.m.deadLetters.WithLabelValues("validate"), 2)
 	if got := testutil.ToFloat64(eng.m.deadLetters.WithLabelValues("validate")); got != 2 {
 		t.Errorf("dead letters at stage validate: %v, want 2", got)
 	}
@@ -154,11 +152,15 @@ func TestLargeKeyDeadLettered(t *testing.T) {
 		}
 	}
 	waitFor(t, cl, "good")
-	deadline := time.Now().Add(10 * time.Second)
-	for testutil.ToFloat64(eng.m.deadLetters.WithLabelValues("size")) < 1 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	awaitCount(eng.m.deadLetters.WithLabelValues("size"), 1)
 	if got := testutil.ToFloat64(eng.m.deadLetters.WithLabelValues("size")); got != 1 {
 		t.Errorf("dead letters at stage size: %v, want 1 (the record of a 2 KiB key)", got)
+	}
+}
+
+// awaitCount waits up to 10 s for c to reach n (the caller checks it).
+func awaitCount(c prometheus.Collector, n float64) {
+	for deadline := time.Now().Add(10 * time.Second); testutil.ToFloat64(c) < n && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -21,9 +21,16 @@ import (
 // addr, with the given query_timeout, and returns the relayed answer.
 func forwardTo(t *testing.T, addr string, timeout time.Duration) *httptest.ResponseRecorder {
 	t.Helper()
+	return forwardLeft(t, addr, timeout, timeout)
+}
+
+// forwardLeft is forwardTo with only left of the query_timeout remaining
+// (the rest spent finding the owner).
+func forwardLeft(t *testing.T, addr string, timeout, left time.Duration) *httptest.ResponseRecorder {
+	t.Helper()
 	e := &Engine{opts: Options{InstanceID: "a", QueryTimeout: timeout}, queryState: queryState{httpClient: newForwardClient(timeout)}}
 	r := httptest.NewRequest(http.MethodGet, "/v1/ats/X", nil)
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	ctx, cancel := context.WithTimeout(r.Context(), left)
 	defer cancel()
 	rec := httptest.NewRecorder()
 	e.forward(ctx, rec, r, member{id: "b", addr: addr, client: "b@" + addr}, 3)
@@ -292,13 +299,7 @@ func TestForwardNoTimeLeft(t *testing.T) {
 	asked := false
 	owner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { asked = true }))
 	defer owner.Close()
-	e := &Engine{opts: Options{InstanceID: "a", QueryTimeout: time.Second}, queryState: queryState{httpClient: newForwardClient(time.Second)}}
-	r := httptest.NewRequest(http.MethodGet, "/v1/ats/X", nil)
-	ctx, cancel := context.WithTimeout(r.Context(), time.Millisecond)
-	defer cancel()
-	time.Sleep(5 * time.Millisecond)
-	rec := httptest.NewRecorder()
-	e.forward(ctx, rec, r, member{id: "b", addr: strings.TrimPrefix(owner.URL, "http://")}, 3)
+	rec := forwardLeft(t, strings.TrimPrefix(owner.URL, "http://"), time.Second, 0)
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "no time left") || asked {
 		t.Errorf("%d %s (owner asked: %v)", rec.Code, rec.Body, asked)
 	}

@@ -422,14 +422,9 @@ func TestHTTPOwnerWithoutAPI(t *testing.T) {
 	oc.Router = false
 	_, stopC := start(t, oc, t.Errorf) // no http_addr
 	defer stopC()
-	cl := testkit.Client(t, brokers)
-	testkit.SeedCatalog(t, cl, prefix)
-	s := testkit.NewStream(4, 40, prefix)
-	s.Produce(t, cl, 400)
-	testkit.WaitCaughtUp(t, cl, oa.Group, prefix, 60*time.Second)
-	waitFor(t, "http://"+a.addr+"/readyz", http.StatusOK, 60*time.Second)
+	skus := loadedSKUs(t, brokers, prefix, oa.Group, a.addr)
 	var ok, noAPI int
-	for _, sku := range s.Model.SKUs() {
+	for _, sku := range skus {
 		ans := get(t, "http://"+a.addr+"/v1/ats/"+sku)
 		switch {
 		case ans.code == http.StatusOK && ans.hdr.Get(HeaderServedBy) == "a":
@@ -646,14 +641,9 @@ func TestHTTPAdvertisedAddressReachesItself(t *testing.T) {
 	ob.HTTPAdvertise = a.addr // wrong: a's address
 	b := startAPI(t, ob)
 	defer b.stop()
-	cl := testkit.Client(t, brokers)
-	testkit.SeedCatalog(t, cl, prefix)
-	s := testkit.NewStream(4, 40, prefix)
-	s.Produce(t, cl, 400)
-	testkit.WaitCaughtUp(t, cl, oa.Group, prefix, 60*time.Second)
-	waitFor(t, "http://"+a.addr+"/readyz", http.StatusOK, 60*time.Second)
+	skus := loadedSKUs(t, brokers, prefix, oa.Group, a.addr)
 	var ok, wrong int
-	for _, sku := range s.Model.SKUs() {
+	for _, sku := range skus {
 		ans := get(t, "http://"+a.addr+"/v1/ats/"+sku)
 		msg := fmt.Sprint(ans.body["error"])
 		switch {
@@ -669,4 +659,18 @@ func TestHTTPAdvertisedAddressReachesItself(t *testing.T) {
 	if ok == 0 || wrong == 0 {
 		t.Errorf("%d answered by a, %d owned by b: both should own some of the SKUs", ok, wrong)
 	}
+}
+
+// loadedSKUs seeds the catalog, produces 400 movements of 40 SKUs, waits
+// until group has processed them and the API at addr is ready, and returns
+// the SKUs.
+func loadedSKUs(t *testing.T, brokers, prefix, group, addr string) []string {
+	t.Helper()
+	cl := testkit.Client(t, brokers)
+	testkit.SeedCatalog(t, cl, prefix)
+	s := testkit.NewStream(4, 40, prefix)
+	s.Produce(t, cl, 400)
+	testkit.WaitCaughtUp(t, cl, group, prefix, 60*time.Second)
+	waitFor(t, "http://"+addr+"/readyz", http.StatusOK, 60*time.Second)
+	return s.Model.SKUs()
 }
